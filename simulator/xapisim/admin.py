@@ -1,0 +1,50 @@
+"""The admin API (method names `xapisim.<name>`, no session): test controls and inspection.
+
+  inject_fault(method, error_list, options)  options: nth (1), every (false), caller (any|client|plugin)
+  set_latency(method_or_star, seconds)
+  clear()                                    faults, latency, counters and argv log
+  counts()                                   {method: {caller: n}}
+  snapshot()                                 every persistent object by class and uuid
+  plugin_argv()                              argv of every plugin run so far
+  pool()                                     master, hosts (uuid, address, root)
+  put_vdi(sr_uuid, vdi_uuid, spec)           a VDI in the backing store of an in-memory SR type
+  remove_vdi(sr_uuid, vdi_uuid)
+"""
+from .errors import XapiError
+
+
+def call(sim, name, params):
+    c = sim.controls
+    if name == "inject_fault":
+        method, error = params[0], params[1]
+        opts = params[2] if len(params) > 2 else {}
+        c.add_fault(method, error, nth=opts.get("nth", 1), every=opts.get("every", False),
+                    caller=opts.get("caller", "any"))
+        return ""
+    if name == "set_latency":
+        with c.lock:
+            c.latency[params[0]] = float(params[1])
+        return ""
+    if name == "clear":
+        c.clear()
+        return ""
+    if name == "counts":
+        return c.count_table()
+    if name == "snapshot":
+        return sim.db.snapshot()
+    if name == "plugin_argv":
+        with c.lock:
+            return [dict(e, time=str(e["time"])) for e in c.plugin_argv]
+    if name == "pool":
+        return {"master": sim.master.uuid,
+                "hosts": [{"uuid": h.uuid, "address": h.address, "root": h.root,
+                           "name": sim.db.raw("host", h.ref)["name_label"]} for h in sim.hosts]}
+    if name == "put_vdi":
+        with sim.db.lock:
+            sim.sm.backing(params[0])[params[1]] = dict(params[2] if len(params) > 2 else {})
+        return ""
+    if name == "remove_vdi":
+        with sim.db.lock:
+            sim.sm.backing(params[0]).pop(params[1], None)
+        return ""
+    raise XapiError("MESSAGE_METHOD_UNKNOWN", "xapisim." + name)

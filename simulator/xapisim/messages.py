@@ -1,0 +1,119 @@
+"""Message registry: explicit implementations per class, generic ones for implicit messages."""
+from . import schema
+from .db import NULL
+from .errors import XapiError, internal
+
+_IMPL = {}
+# Messages that run without the database lock because they wait on something else
+# (a plugin process calling back into the simulator).
+UNLOCKED = {"host": ("call_plugin",)}
+
+
+def message(name):
+    def deco(fn):
+        _IMPL[name] = fn
+        return fn
+    return deco
+
+
+class Context(object):
+    def __init__(self, sim, endpoint, session, caller):
+        self.sim = sim
+        self.db = sim.db
+        self.endpoint = endpoint
+        self.session = session
+        self.caller = caller
+
+
+def lookup(cls, msg):
+    """(implementation, signature, takes_session) or (None, None, None)."""
+    if cls not in schema.SCHEMA:
+        return None, None, None
+    sig = schema.signature(cls, msg)
+    if sig is None:
+        return None, None, None
+    name = "%s.%s" % (cls, msg)
+    impl = _IMPL.get(name) or _generic(cls, msg)
+    if impl is None:
+        return None, None, None
+    spec = schema.SCHEMA[cls]["messages"].get(msg)
+    has_session = spec["session"] if spec else True
+    return impl, sig, has_session
+
+
+def check_type(value, typ, name):
+    """xapi's unmarshalling: a wrong XML-RPC type is an INTERNAL_ERROR."""
+    ok = True
+    if typ == "string" or typ.endswith(" ref") or typ.startswith("enum "):
+        ok = isinstance(value, str)
+    elif typ == "bool":
+        ok = isinstance(value, bool)
+    elif typ == "int":
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or \
+            (isinstance(value, str) and value.lstrip("-").isdigit())
+    elif typ == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif typ.endswith(" set"):
+        ok = isinstance(value, list)
+    elif typ.endswith(" map") or typ.endswith(" record"):
+        ok = isinstance(value, dict)
+        if ok and typ == "(string -> string) map":
+            ok = all(isinstance(v, str) for v in value.values())
+    if not ok:
+        raise internal("Rpc.Runtime_error(\"%s\", %r) unmarshalling parameter %s"
+                       % (typ, value, name))
+
+
+def _generic(cls, msg):
+    if msg == "get_all":
+        return lambda ctx: list(ctx.db.tables[cls])
+    if msg == "get_all_records":
+        return lambda ctx: dict((r, ctx.db.record(cls, r)) for r in list(ctx.db.tables[cls]))
+    if msg == "get_record":
+        return lambda ctx, ref: ctx.db.record(cls, ref)
+    if msg == "get_by_uuid":
+        return lambda ctx, uuid: ctx.db.by_uuid(cls, uuid)
+    if msg == "get_by_name_label":
+        return lambda ctx, label: ctx.db.find(cls, name_label=label)
+    if msg.startswith("get_"):
+        return lambda ctx, ref: ctx.db.field(cls, ref, msg[4:])
+    if msg.startswith("set_"):
+        def setter(ctx, ref, value):
+            ctx.db.raw(cls, ref)[msg[4:]] = value
+        return setter
+    if msg.startswith("add_to_"):
+        def add(ctx, ref, key, value):
+            rec = ctx.db.raw(cls, ref)
+            field = rec[msg[7:]]
+            if key in field:
+                raise XapiError("MAP_DUPLICATE_KEY", cls, msg[7:], rec["uuid"], key)
+            field[key] = value
+        return add
+    if msg.startswith("remove_from_"):
+        def remove(ctx, ref, key):
+            ctx.db.raw(cls, ref)[msg[12:]].pop(key, None)
+        return remove
+    return None
+
+
+def require_fields(cls, rec):
+    """Constructor structs: a missing required field fails unmarshalling, as in xapi."""
+    spec = schema.constructor(cls) or {"required": [], "optional": []}
+    for name in spec["required"]:
+        if name not in rec:
+            raise internal("Server_helpers.Dispatcher_FieldNotFound(\"%s\")" % name)
+    known = set(spec["required"]) | set(spec["optional"])
+    return dict((k, v) for k, v in rec.items() if k in known)
+
+
+def admin(sim, name, params):
+    from . import admin as admin_api
+    return admin_api.call(sim, name, params)
+
+
+def is_null(ref):
+    return ref == NULL
+
+
+# Import the implementation modules so their @message decorators register.
+from . import api_pool, api_vm, api_storage, api_secret  # noqa: E402,F401

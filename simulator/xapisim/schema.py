@@ -1,0 +1,99 @@
+"""The datamodel subset the simulator serves: fields, defaults and message signatures.
+
+data/schema.json is generated from the XAPI datamodel (tools/gen_xapisim_schema.py); this module
+turns it into record templates and parameter lists, and derives the implicit messages
+(get_<field>, set_<field>, add_to_<map>, remove_from_<map>) that xapi generates for every class.
+"""
+import copy
+import json
+import os
+import xmlrpc.client
+
+_DATA = os.path.join(os.path.dirname(__file__), "data", "schema.json")
+
+with open(_DATA) as _fh:
+    SCHEMA = json.load(_fh)
+
+# Messages the extract does not list but volume work needs, with their real signatures.
+_EXTRA = {
+    "VM": {
+        "start": [["vm", "VM ref", True], ["start_paused", "bool", True], ["force", "bool", True]],
+        "start_on": [["vm", "VM ref", True], ["host", "host ref", True],
+                     ["start_paused", "bool", True], ["force", "bool", True]],
+        "clean_shutdown": [["vm", "VM ref", True]],
+        "hard_shutdown": [["vm", "VM ref", True]],
+    },
+    "secret": {"introduce": [["uuid", "string", True], ["value", "string", True],
+                             ["other_config", "(string -> string) map", False]]},
+}
+
+CLASSES = sorted(SCHEMA)
+
+
+def fields(cls):
+    return SCHEMA[cls]["fields"]
+
+
+def field_kind(cls, name):
+    for f in SCHEMA[cls]["fields"]:
+        if f[0] == name:
+            return f[1]
+    return None
+
+
+def template(cls):
+    """A fresh record with every field at its datamodel default (wire form)."""
+    rec = {}
+    for name, kind, _qual, default in SCHEMA[cls]["fields"]:
+        if kind == "datetime":
+            rec[name] = xmlrpc.client.DateTime(default)
+        else:
+            rec[name] = copy.deepcopy(default)
+    return rec
+
+
+def constructor(cls):
+    return SCHEMA[cls].get("constructor")
+
+
+def signature(cls, msg):
+    """Parameter list [(name, type, required)] excluding the session, or None if unknown."""
+    extra = _EXTRA.get(cls, {})
+    if msg in extra:
+        return extra[msg]
+    m = SCHEMA[cls]["messages"].get(msg)
+    if m is not None:
+        return m["params"]
+    return _implicit(cls, msg)
+
+
+def _implicit(cls, msg):
+    ref = [["self", "%s ref" % cls, True]]
+    if msg in ("get_all", "get_all_records"):
+        return []
+    if msg == "get_record":
+        return ref
+    if msg == "get_by_uuid":
+        return [["uuid", "string", True]]
+    if msg == "get_by_name_label" and field_kind(cls, "name_label"):
+        return [["label", "string", True]]
+    for prefix in ("get_", "set_", "add_to_", "remove_from_"):
+        if not msg.startswith(prefix):
+            continue
+        name = msg[len(prefix):]
+        spec = [f for f in SCHEMA[cls]["fields"] if f[0] == name]
+        if not spec:
+            return None
+        _n, kind, qual, _d = spec[0]
+        if prefix == "get_":
+            return ref
+        if qual != "RW":
+            return None
+        if prefix == "set_":
+            return ref + [["value", kind, True]]
+        if kind != "map":
+            return None
+        if prefix == "add_to_":
+            return ref + [["key", "string", True], ["value", "string", True]]
+        return ref + [["key", "string", True]]
+    return None

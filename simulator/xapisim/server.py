@@ -1,0 +1,105 @@
+"""HTTP transports: one TCP listener per host (same port, one loopback address each, as
+real hosts share port 80/443) and one unix socket per host at <root>/var/lib/xcp/xapi."""
+import errno
+import http.server
+import os
+import socketserver
+import threading
+
+from .sim import Endpoint
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        try:
+            out = self.server.sim.handle(self.server.endpoint, body)
+            code = 200
+        except Exception as e:  # malformed XML: xapi answers HTTP 500 with an HTML body
+            out = ("<html><body><h1>HTTP 500 internal server error</h1>%s</body></html>"
+                   % type(e).__name__).encode()
+            code = 500
+        self.send_response(code)
+        self.send_header("Content-Type", "text/xml" if code == 200 else "text/html")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+    def address_string(self):
+        return "unix" if isinstance(self.client_address, (str, bytes)) else \
+            http.server.BaseHTTPRequestHandler.address_string(self)
+
+
+class _TCPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class Servers(object):
+    """Start every endpoint of a simulator; `urls` lists one base URL per host."""
+
+    def __init__(self, sim, port=0):
+        self.sim = sim
+        self.servers = []
+        self.urls = []
+        self._start_tcp(port)
+        for host in sim.hosts:
+            path = host.socket_path
+            if os.path.exists(path):
+                os.unlink(path)
+            srv = _UnixServer(path, _Handler)
+            self._serve(srv, Endpoint(host, "unix"))
+
+    def _start_tcp(self, port):
+        for _attempt in range(20):
+            try:
+                servers, chosen = [], port
+                for host in self.sim.hosts:
+                    srv = _TCPServer((host.address, chosen), _Handler)
+                    chosen = srv.server_address[1]
+                    servers.append((srv, host))
+                break
+            except OSError as e:
+                for srv, _h in servers:
+                    srv.server_close()
+                if e.errno != errno.EADDRINUSE or port:
+                    raise
+        else:
+            raise OSError(errno.EADDRINUSE, "no port free on every host address")
+        for srv, host in servers:
+            self._serve(srv, Endpoint(host, "tcp"))
+            self.urls.append("http://%s:%d/" % (host.address, srv.server_address[1]))
+
+    def _serve(self, srv, endpoint):
+        srv.sim = self.sim
+        srv.endpoint = endpoint
+        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        t.start()
+        self.servers.append(srv)
+
+    @property
+    def master_url(self):
+        return self.urls[0]
+
+    def stop(self):
+        for srv in self.servers:
+            srv.shutdown()
+            srv.server_close()
+        for host in self.sim.hosts:
+            try:
+                os.unlink(host.socket_path)
+            except OSError:
+                pass
+        self.servers = []
+
+

@@ -1,0 +1,134 @@
+"""`file` (a directory of VHD/raw files under the host root) and in-memory SR types."""
+import os
+import re
+import struct
+
+from .base import StorageManager
+from .errors import raw_error, sm_error
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class File(StorageManager):
+    """FileSR: dconf `location` is a directory; each <uuid>.vhd|.raw in it is a VDI."""
+
+    type = "file"
+    capabilities = ("SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH",
+                    "VDI_DETACH", "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE")
+    required = (("location", "ConfigLocationMissing"),)
+
+    def _dir(self, host, dconf):
+        self.check_config(dconf)
+        path = os.path.normpath(dconf["location"])
+        if not path.startswith("/"):
+            raise sm_error("FileSRCreate", "location must be an absolute path")
+        return host.path(path)
+
+    def attach(self, host, sr, dconf):
+        if not os.path.isdir(self._dir(host, dconf)):
+            raise sm_error("FileSRCreate", "%s: No such directory" % dconf["location"])
+
+    def scan(self, host, sr, dconf):
+        base = self._dir(host, dconf)
+        if not os.path.isdir(base):
+            raise sm_error("SRUnavailable", "%s: No such directory" % dconf["location"])
+        out = []
+        for name in sorted(os.listdir(base)):
+            stem, _dot, ext = name.rpartition(".")
+            path = os.path.join(base, name)
+            if ext not in ("vhd", "raw") or not UUID_RE.match(stem) or not os.path.isfile(path):
+                continue
+            size = os.path.getsize(path)
+            virtual = _vhd_size(path, size) if ext == "vhd" else size
+            if virtual is None:
+                continue
+            out.append({"uuid": stem, "location": stem, "virtual_size": str(virtual),
+                        "physical_utilisation": str(size), "managed": True, "type": "user",
+                        "sm_config": {"type": ext} if ext == "raw" else {}})
+        return out
+
+    def vdi_attach(self, host, sr, dconf, vdi):
+        base = self._dir(host, dconf)
+        if not any(os.path.exists(os.path.join(base, vdi["location"] + e)) for e in (".vhd", ".raw")):
+            raise sm_error("VDIUnavailable", "%s is missing" % vdi["location"])
+
+
+def _vhd_size(path, size):
+    if size < 512:
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(size - 512)
+        footer = fh.read(512)
+    if footer[:8] != b"conectix":
+        return None
+    return struct.unpack(">Q", footer[48:56])[0]
+
+
+class InMemory(StorageManager):
+    """SR types whose storage is not simulated for real: dconf is validated as the SM does,
+    VDIs live in the simulator's backing store (filled through the admin API)."""
+
+    capabilities = ("SR_PROBE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH")
+
+    def __init__(self, sim, type_, required, capabilities=None, attach_error=None):
+        StorageManager.__init__(self, sim)
+        self.type = type_
+        self.required = required
+        if capabilities:
+            self.capabilities = capabilities
+        self.attach_error = attach_error
+
+    def attach(self, host, sr, dconf):
+        self.check_config(dconf)
+        for key in dconf:
+            if key.endswith("password_secret"):
+                self.secret(dconf, key[:-len("_secret")])
+        store = self.sim.sm.backing(sr["uuid"], create=False)
+        if store is None:
+            # Nothing is known at that location: the mount or login fails as the SM reports it.
+            raise self.attach_error() if self.attach_error else sm_error("SRUnavailable")
+
+    def scan(self, host, sr, dconf):
+        store = self.sim.sm.backing(sr["uuid"], create=False) or {}
+        out = []
+        for uuid, spec in sorted(store.items()):
+            vdi = {"uuid": uuid, "location": spec.get("location", uuid),
+                   "virtual_size": str(spec.get("virtual_size", "0")),
+                   "physical_utilisation": "0", "managed": True, "type": "user",
+                   "sm_config": dict(spec.get("sm_config", {}))}
+            out.append(vdi)
+        return out
+
+    def vdi_attach(self, host, sr, dconf, vdi):
+        store = self.sim.sm.backing(sr["uuid"], create=False) or {}
+        if vdi["uuid"] not in store:
+            raise sm_error("VDIUnavailable", "%s is missing" % vdi["uuid"])
+
+
+def in_memory_types(sim):
+    """The other SR types xenvol may drive, with their required keys (SM load-time checks)."""
+    mount_failure = lambda: raw_error(12, "mount failed")  # noqa: E731 GlusterFS/CephFS style
+    return [
+        InMemory(sim, "ext", (("device", "ConfigDeviceMissing"),)),
+        InMemory(sim, "lvm", (("device", "ConfigDeviceMissing"),)),
+        InMemory(sim, "lvmoiscsi", (("target", "ConfigTargetMissing"),
+                                    ("targetIQN", "ConfigTargetIQNMissing"),
+                                    ("SCSIid", "ConfigSCSIid"))),
+        InMemory(sim, "lvmohba", (("SCSIid", "ConfigSCSIid"),)),
+        InMemory(sim, "hba", (), capabilities=("SR_PROBE", "VDI_CREATE", "VDI_DELETE",
+                                              "VDI_ATTACH", "VDI_DETACH", "VDI_INTRODUCE")),
+        InMemory(sim, "smb", (("server", "ConfigServerMissing"),),
+                 attach_error=lambda: sm_error("SMBMount")),
+        InMemory(sim, "glusterfs", (("server", "ConfigServerMissing"),),
+                 attach_error=mount_failure),
+        InMemory(sim, "cephfs", (("server", "ConfigServerMissing"),
+                                 ("serverpath", "ConfigServerPathMissing")),
+                 attach_error=mount_failure),
+        InMemory(sim, "moosefs", (("masterhost", "ConfigServerMissing"),
+                                  ("rootpath", "ConfigServerPathMissing")),
+                 attach_error=mount_failure),
+        InMemory(sim, "iso", (("location", "ConfigLocationMissing"),)),
+        InMemory(sim, "udev", (("location", "ConfigLocationMissing"),),
+                 capabilities=("VDI_INTRODUCE", "VDI_ATTACH", "VDI_DETACH")),
+        InMemory(sim, "dummy", ()),
+    ]

@@ -1,0 +1,178 @@
+"""A minimal `xe` for the simulator: the list commands and host-call-plugin, printed as xe does.
+
+  xe [-s URL] [-u USER] [-pw PASSWORD] host-list|vm-list|sr-list|vdi-list|vbd-list|pbd-list
+     [params=a,b|all] [--minimal] [field=value …]
+  xe host-call-plugin host-uuid=UUID plugin=NAME fn=FN [args:KEY=VALUE …] [args:KEY:file=PATH …]
+
+The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD.
+"""
+import json
+import os
+import sys
+
+import XenAPI
+
+_ERRORS = os.path.join(os.path.dirname(__file__), "data", "errors.json")
+
+# xe name -> (getter on the record and db, qualifier); the default columns per class.
+_DEFAULTS = {
+    "host": ["uuid", "name-label", "name-description"],
+    "VM": ["uuid", "name-label", "power-state"],
+    "SR": ["uuid", "name-label", "name-description", "host", "type", "content-type"],
+    "VDI": ["uuid", "name-label", "name-description", "sr-uuid", "virtual-size", "sharable",
+            "read-only"],
+    "VBD": ["uuid", "vm-uuid", "vm-name-label", "vdi-uuid", "empty", "device"],
+    "PBD": ["uuid", "host-uuid", "sr-uuid", "device-config", "currently-attached"],
+}
+_CLASSES = {"host": "host", "vm": "VM", "sr": "SR", "vdi": "VDI", "vbd": "VBD", "pbd": "PBD"}
+_RW = {"name-label", "name-description", "other-config", "userdevice", "bootable", "affinity",
+       "sm-config", "tags", "unpluggable"}
+
+
+def _fmt(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "; ".join("%s: %s" % kv for kv in sorted(v.items()))
+    if isinstance(v, list):
+        return "; ".join(str(x) for x in v)
+    return str(v)
+
+
+def _value(x, cls, ref, rec, name):
+    def uuid_of(c, r):
+        try:
+            return getattr(x, c).get_uuid(r)
+        except XenAPI.Failure:
+            return "<not in database>"
+    if name == "sr-uuid":
+        return uuid_of("SR", rec["SR"])
+    if name == "host-uuid":
+        return uuid_of("host", rec["host"])
+    if name in ("vm-uuid", "vdi-uuid"):
+        c = "VM" if name == "vm-uuid" else "VDI"
+        return uuid_of(c, rec[c]) if rec[c] != "OpaqueRef:NULL" else "<not in database>"
+    if name == "vm-name-label":
+        return x.VM.get_name_label(rec["VM"])
+    if name == "host" and cls == "SR":
+        pbds = rec["PBDs"]
+        hosts = set(x.PBD.get_host(p) for p in pbds)
+        if rec["shared"] or len(hosts) != 1:
+            return "<shared>" if rec["shared"] else "<not in database>"
+        return x.host.get_name_label(hosts.pop())
+    field = name.replace("-", "_")
+    if field == "power_state":
+        return rec[field].lower()
+    if field not in rec:
+        for k in rec:
+            if k.lower() == field:
+                return rec[k]
+        return None
+    return rec[field]
+
+
+def _list(x, kind, opts):
+    cls = _CLASSES[kind]
+    records = getattr(x, cls).get_all_records()
+    params = opts.pop("params", None)
+    minimal = opts.pop("--minimal", False)
+    if cls == "VM":
+        records = dict((r, v) for r, v in records.items() if not v["is_a_template"])
+    rows = []
+    for ref, rec in records.items():
+        if all(_fmt(_value(x, cls, ref, rec, k)) == v for k, v in opts.items()):
+            rows.append((ref, rec))
+    if params == "all":
+        names = sorted(k.replace("_", "-") for k in rows[0][1]) if rows else []
+    else:
+        names = params.split(",") if params else _DEFAULTS[cls]
+    if minimal:
+        col = names[0] if params else "uuid"
+        return ",".join(_fmt(_value(x, cls, ref, rec, col)) for ref, rec in rows) + "\n"
+    out = []
+    for ref, rec in rows:
+        labels = ["%s ( %s)" % (n, "RW" if n in _RW else "RO") for n in names]
+        width = max(len(lbl) for lbl in labels)
+        lines = []
+        for i, (n, lbl) in enumerate(zip(names, labels)):
+            pad = lbl.ljust(width) if i == 0 else lbl.rjust(width)
+            lines.append("%s: %s" % (pad, _fmt(_value(x, cls, ref, rec, n))))
+        out.append("\n".join(lines) + "\n\n\n")
+    return "".join(out)
+
+
+def _call_plugin(x, opts, plugin_args):
+    host = x.host.get_by_uuid(opts["host-uuid"])
+    return x.host.call_plugin(host, opts["plugin"], opts["fn"], plugin_args) + "\n"
+
+
+def _print_error(f):
+    with open(_ERRORS) as fh:
+        table = json.load(fh)
+    code, params = f.details[0], f.details[1:]
+    doc = table.get(code)
+    if doc is None:
+        sys.stderr.write("Error code: %s\nError parameters: %s\n" % (code, ", ".join(params)))
+        return
+    lines = [doc["doc"]]
+    for i, p in enumerate(params):
+        name = doc["params"][i] if i < len(doc["params"]) else "param%d" % i
+        lines.append("%s: %s" % (name, p))
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    url = os.environ.get("XAPISIM_URL")
+    user = os.environ.get("XAPISIM_USERNAME", "root")
+    password = os.environ.get("XAPISIM_PASSWORD", "")
+    while argv and argv[0] in ("-s", "-u", "-pw"):
+        flag, value = argv[0], argv[1]
+        argv = argv[2:]
+        url, user, password = ({"-s": (value, user, password), "-u": (url, value, password),
+                                "-pw": (url, user, value)})[flag]
+    if not argv or not url:
+        sys.stderr.write(__doc__)
+        return 1
+    cmd, rest = argv[0], argv[1:]
+    opts, plugin_args = {}, {}
+    for a in rest:
+        if a == "--minimal":
+            opts[a] = True
+        elif a.startswith("args:"):
+            key, _, value = a[5:].partition("=")
+            if key.endswith(":file"):
+                with open(value) as fh:
+                    plugin_args[key[:-5]] = fh.read()
+            else:
+                plugin_args[key] = value
+        elif "=" in a:
+            k, _, v = a.partition("=")
+            opts[k] = v
+        else:
+            sys.stderr.write("Unknown argument: %s\n" % a)
+            return 1
+    session = XenAPI.Session(url)
+    try:
+        session.login_with_password(user, password, "2.21", "xe")
+    except XenAPI.Failure as f:
+        _print_error(f)
+        return 1
+    try:
+        if cmd == "host-call-plugin":
+            sys.stdout.write(_call_plugin(session.xenapi, opts, plugin_args))
+        elif cmd.endswith("-list") and cmd[:-5] in _CLASSES:
+            sys.stdout.write(_list(session.xenapi, cmd[:-5], opts))
+        else:
+            sys.stderr.write("Unknown command: %s\n" % cmd)
+            return 1
+    except XenAPI.Failure as f:
+        _print_error(f)
+        return 1
+    finally:
+        session.xenapi.session.logout()
+    return 0
+
+
+def console():
+    sys.exit(main())

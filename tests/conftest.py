@@ -1,0 +1,118 @@
+"""Shared fixtures: a simulated pool served over the real wire, and real storage peers."""
+import os
+import shutil
+import tempfile
+import xmlrpc.client
+
+import pytest
+import XenAPI
+
+from xapisim import cli
+from xapisim.peers import ganesha, tgt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
+
+
+class Pool(object):
+    """A running simulator plus helpers to talk to it as a client would."""
+
+    def __init__(self, hosts=3, vms=4, plugins=None):
+        # Short paths: a unix socket path must stay under 108 bytes.
+        self.state_dir = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
+        self.sim, self.servers, self.info = cli.start(hosts, vms, state_dir=self.state_dir,
+                                                      plugins=plugins)
+        self.url = self.info["url"]
+        self._sessions = []
+
+    def session(self, url=None):
+        s = XenAPI.Session(url or self.url)
+        s.login_with_password(self.info["user"], self.info["password"], "2.21", "tests")
+        self._sessions.append(s)
+        return s
+
+    @property
+    def admin(self):
+        proxy = xmlrpc.client.ServerProxy(self.url)
+
+        class Admin(object):
+            def __getattr__(_self, name):
+                def call(*args):
+                    r = getattr(proxy, "xapisim." + name)(*args)
+                    assert r["Status"] == "Success", r
+                    return r["Value"]
+                return call
+        return Admin()
+
+    def host(self, i):
+        return self.sim.hosts[i]
+
+    def close(self):
+        for s in self._sessions:
+            try:
+                s.xenapi.session.logout()
+            except Exception:
+                pass
+        self.servers.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def pool():
+    p = Pool()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def xapi(pool):
+    """A logged-in XenAPI proxy (session.xenapi) on the pool master."""
+    return pool.session().xenapi
+
+
+def _peers_reason():
+    if os.environ.get("XENVOL_PRIVATE_NETNS") != "1":
+        return "real storage peers run only in a private network namespace (use make test as root)"
+    for tool in ("tgtd", "tgtadm", "ganesha.nfsd", "rpcbind", "qemu-img"):
+        if not shutil.which(tool):
+            return "%s is not installed (tools/install-debian-deps)" % tool
+    return None
+
+
+class Peers(object):
+    """A userspace iSCSI target and NFS server on 127.0.0.1, shared by a test session."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.iscsi = tgt.Target(os.path.join(workdir, "tgt")).start()
+        self.nfs = ganesha.Server(os.path.join(workdir, "nfs"))
+        self.nfs_export = self.nfs.add_export("/srv")
+        self.nfs.start()
+        self._iqns = 0
+
+    def new_target(self, luns=(1,), chap=None, size_mb=8):
+        """A fresh target with LUNs; returns its IQN."""
+        self._iqns += 1
+        iqn = "iqn.2026-11.org.xenvol.test:t%d-%d" % (os.getpid(), self._iqns)
+        self.iscsi.add_target(iqn)
+        for lun in luns:
+            self.iscsi.add_lun(iqn, lun, size_mb)
+        if chap:
+            self.iscsi.require_chap(iqn, *chap)
+        return iqn
+
+    def stop(self):
+        self.nfs.stop()
+        self.iscsi.stop()
+
+
+@pytest.fixture(scope="session")
+def peers():
+    reason = _peers_reason()
+    if reason:
+        pytest.skip(reason)
+    workdir = tempfile.mkdtemp(prefix="xs-peers-", dir="/tmp")
+    p = Peers(workdir)
+    yield p
+    p.stop()
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,72 @@
+"""Regenerate simulator/xapisim/data/schema.json from the XAPI datamodel extract.
+
+Run from the repository root: python3 tools/gen_xapisim_schema.py ../shared/xapi/datamodel-subset.json
+The output keeps only what the simulator needs: field names, wire kinds, qualifiers and defaults,
+constructor field lists and message parameter lists.
+"""
+import json
+import re
+import sys
+
+
+def kind_of(t):
+    if t.endswith(" set"):
+        return "set"
+    if t.endswith(" map"):
+        return "map"
+    if t.endswith(" ref"):
+        return "ref:" + t[:-4]
+    if t.startswith("enum "):
+        return "enum"
+    return t
+
+
+def default_of(kind, raw):
+    if kind == "set":
+        return []
+    if kind == "map":
+        if raw and raw != "{}":
+            return dict(re.findall(r'"([^"]*)" -> "([^"]*)"', raw))
+        return {}
+    if kind.startswith("ref:"):
+        return "OpaqueRef:NULL"
+    if kind == "bool":
+        return raw == "true"
+    if kind == "int":
+        return raw if raw and raw.lstrip("-").isdigit() else "0"
+    if kind == "float":
+        return float(raw) if raw else 0.0
+    if kind == "datetime":
+        return raw or "19700101T00:00:00Z"
+    if raw is None:
+        return ""
+    return raw[1:-1] if raw.startswith('"') else raw
+
+
+def main(src, dst):
+    data = json.load(open(src))["classes"]
+    out = {}
+    for cls, spec in data.items():
+        fields = []
+        for f in spec["fields"]:
+            if f.get("state", "").startswith("Removed"):
+                continue
+            k = kind_of(f["type"])
+            fields.append([f["name"], k, f["qualifier"], default_of(k, f.get("default"))])
+        messages = {}
+        for name, m in spec["messages"].items():
+            messages[name] = {
+                "params": [[p["name"], p["type"], p["required"]] for p in m["params"]
+                           if p["name"] != "session_id"],
+                "session": any(p["name"] == "session_id" for p in m["params"]),
+                "result": m["result"],
+            }
+        out[cls] = {"fields": fields, "messages": messages,
+                    "constructor": spec.get("constructor_fields")}
+    with open(dst, "w") as fh:
+        json.dump(out, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "simulator/xapisim/data/schema.json")
