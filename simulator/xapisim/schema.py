@@ -87,7 +87,8 @@ def _implicit(cls, msg):
         _n, kind, qual, _d = spec[0]
         if prefix == "get_":
             return ref
-        if qual != "RW":
+        # xapi generates other_config setters for every class, whatever the qualifier says.
+        if qual != "RW" and name != "other_config":
             return None
         if prefix == "set_":
             return ref + [["value", kind, True]]

@@ -3,6 +3,7 @@ real hosts share port 80/443) and one unix socket per host at <root>/var/lib/xcp
 import errno
 import http.server
 import os
+import socket
 import socketserver
 import threading
 
@@ -11,6 +12,13 @@ from .sim import Endpoint
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        # Headers and body go out in two writes; without TCP_NODELAY every keep-alive call
+        # would wait for the peer's delayed ACK (~40 ms).
+        if self.request.family != socket.AF_UNIX:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        http.server.BaseHTTPRequestHandler.setup(self)
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -92,8 +100,12 @@ class Servers(object):
         return self.urls[0]
 
     def stop(self):
+        stoppers = [threading.Thread(target=srv.shutdown) for srv in self.servers]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         for srv in self.servers:
-            srv.shutdown()
             srv.server_close()
         for host in self.sim.hosts:
             try:

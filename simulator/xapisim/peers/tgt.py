@@ -22,6 +22,7 @@ class Target(object):
         self.proc = None
         self.next_tid = 1
         self.targets = {}
+        self.accounts = {}
 
     @property
     def portal(self):
@@ -91,15 +92,24 @@ class Target(object):
         """Incoming CHAP: the initiator must authenticate as user/secret.
 
         The password reaches tgtadm's argv here; it is a test fixture's throwaway secret."""
-        self.adm("--op", "new", "--mode", "account", "--user", user, "--password", secret)
+        self._account(user, secret)
         self.adm("--op", "bind", "--mode", "account", "--tid", str(self.targets[iqn]),
                  "--user", user)
 
     def mutual_chap(self, iqn, user, secret):
         """Outgoing CHAP: the target proves itself to initiators that ask for it."""
-        self.adm("--op", "new", "--mode", "account", "--user", user, "--password", secret)
+        self._account(user, secret)
         self.adm("--op", "bind", "--mode", "account", "--tid", str(self.targets[iqn]),
                  "--user", user, "--outgoing")
+
+    def _account(self, user, secret):
+        # Accounts are global to a tgtd; targets share them by name.
+        if user in self.accounts:
+            if self.accounts[user] != secret:
+                raise TgtError("account %s already exists with another secret" % user)
+            return
+        self.adm("--op", "new", "--mode", "account", "--user", user, "--password", secret)
+        self.accounts[user] = secret
 
     def stop(self):
         if self.proc is None:

@@ -1,0 +1,149 @@
+"""SR, PBD, VDI and secret messages of the simulator (in-memory SR types)."""
+import pytest
+
+from test_sim_wire import fails
+
+SR_UUID = "5f1c6a4e-0a2b-4c3d-8e9f-0123456789ab"
+
+
+def introduce(xapi, type_="glusterfs", uuid=SR_UUID, shared=True):
+    return xapi.SR.introduce(uuid, "vol", "", type_, "", shared, {})
+
+
+def pbd(xapi, host, sr, dconf):
+    return xapi.PBD.create({"host": host, "SR": sr, "device_config": dconf, "other_config": {"x": "y"}})
+
+
+def test_introduce_twice_is_sr_uuid_exists(xapi):
+    sr = introduce(xapi)
+    rec = xapi.SR.get_record(sr)
+    assert rec["uuid"] == SR_UUID and rec["physical_size"] == "-1" and rec["PBDs"] == []
+    assert fails("SR_UUID_EXISTS", introduce, xapi)[1] == SR_UUID
+    assert xapi.SR.get_by_name_label("vol") == [sr]
+    assert xapi.SR.get_type(introduce(xapi, "NFS", "")) == "nfs"
+
+
+def test_pbd_lifecycle_and_sr_forget(pool, xapi):
+    sr = introduce(xapi)
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000001", {"virtual_size": "1024"})
+    h0, h1 = pool.host(0).ref, pool.host(1).ref
+    p0 = pbd(xapi, h0, sr, {"server": "gluster:/gv0"})
+    assert xapi.PBD.get_other_config(p0) == {}  # PBD.create ignores other_config
+    d = fails("PBD_EXISTS", pbd, xapi, h0, sr, {"server": "gluster:/gv0"})
+    assert d[1:] == [sr, h0, p0]
+    fails("SR_HAS_NO_PBDS", xapi.SR.scan, sr)
+    xapi.PBD.plug(p0)
+    xapi.PBD.plug(p0)  # plugging a plugged PBD is fine
+    xapi.SR.scan(sr)
+    assert len(xapi.SR.get_VDIs(sr)) == 1
+    p1 = pbd(xapi, h1, sr, {"server": "gluster:/gv0"})
+    xapi.PBD.plug(p1)
+    fails("SR_HAS_PBD", xapi.SR.forget, sr)
+    d = fails("OPERATION_NOT_ALLOWED", xapi.PBD.destroy, p0)
+    assert d[1] == "PBD is currently attached"
+    xapi.PBD.unplug(p0)
+    xapi.PBD.unplug(p0)
+    xapi.PBD.unplug(p1)
+    xapi.SR.forget(sr)
+    for ref, cls in ((sr, "SR"), (p0, "PBD"), (p1, "PBD")):
+        fails("HANDLE_INVALID", getattr(xapi, cls).get_record, ref)
+    assert not [v for v in xapi.VDI.get_all_records().values() if v["location"].startswith("aaaaaaaa")]
+
+
+def test_sr_not_sharable_and_unknown_driver(pool, xapi):
+    sr = introduce(xapi, "dummy", shared=False)
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000002", {})
+    a = pbd(xapi, pool.host(0).ref, sr, {})
+    b = pbd(xapi, pool.host(1).ref, sr, {})
+    xapi.PBD.plug(a)
+    assert fails("SR_NOT_SHARABLE", xapi.PBD.plug, b)[1:] == [sr, pool.host(0).ref]
+    odd = introduce(xapi, "weirdfs", "5f1c6a4e-0a2b-4c3d-8e9f-000000000000")
+    c = pbd(xapi, pool.host(0).ref, odd, {})
+    assert fails("SR_UNKNOWN_DRIVER", xapi.PBD.plug, c)[1] == "weirdfs"
+
+
+def test_missing_device_config_key_is_the_sm_error(pool, xapi):
+    sr = introduce(xapi, "cephfs")
+    p = pbd(xapi, pool.host(0).ref, sr, {"server": "mon1"})
+    d = fails("SR_BACKEND_FAILURE_101", xapi.PBD.plug, p)
+    assert d[1] == "" and "serverpath" in d[2]
+    assert not xapi.PBD.get_currently_attached(p)
+    sr2 = introduce(xapi, "glusterfs", "5f1c6a4e-0a2b-4c3d-8e9f-000000000001")
+    p2 = pbd(xapi, pool.host(0).ref, sr2, {"server": "gluster:/nothing-here"})
+    fails("SR_BACKEND_FAILURE_12", xapi.PBD.plug, p2)
+
+
+def test_unplug_refused_while_a_vbd_is_attached(pool, xapi):
+    from test_sim_vm_vbd import vbd_rec
+    sr = introduce(xapi)
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000003", {})
+    p = pbd(xapi, pool.host(0).ref, sr, {"server": "g:/v"})
+    xapi.PBD.plug(p)
+    xapi.SR.scan(sr)
+    vdi = xapi.SR.get_VDIs(sr)[0]
+    vm = xapi.VM.get_by_name_label("vm-1")[0]  # resident on host 0
+    vbd = xapi.VBD.create(vbd_rec(vm, vdi))
+    xapi.VBD.plug(vbd)
+    d = fails("VDI_IN_USE", xapi.PBD.unplug, p)
+    assert d[1:] == [vdi]
+    xapi.VBD.unplug(vbd)
+    xapi.PBD.unplug(p)
+
+
+def test_secrets_in_device_config(pool, xapi):
+    sr = introduce(xapi, "smb")
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000004", {})
+    before = set(xapi.secret.get_all())
+    p = pbd(xapi, pool.host(0).ref, sr, {"server": "\\\\srv\\share", "username": "u",
+                                         "password": "s3cret"})
+    dconf = xapi.PBD.get_device_config(p)
+    assert "password" not in dconf
+    made = set(xapi.secret.get_all()) - before
+    assert len(made) == 1
+    assert xapi.secret.get_uuid(made.pop()) == dconf["password_secret"]
+    # a referenced secret is copied: the PBD owns its own
+    mine = xapi.secret.create({"value": "other", "other_config": {}})
+    mine_uuid = xapi.secret.get_uuid(mine)
+    p2 = pbd(xapi, pool.host(1).ref, sr, {"server": "\\\\srv\\share", "username": "u",
+                                          "password_secret": mine_uuid})
+    copied = xapi.PBD.get_device_config(p2)["password_secret"]
+    assert copied != mine_uuid
+    assert xapi.secret.get_value(xapi.secret.get_by_uuid(copied)) == "other"
+    d = fails("UUID_INVALID", pbd, xapi, pool.host(2).ref, sr, {"password_secret": "nope"})
+    assert d[1:] == ["secret", "nope"]
+    xapi.PBD.destroy(p2)  # destroys its copy, not the original
+    fails("UUID_INVALID", xapi.secret.get_by_uuid, copied)
+    assert xapi.secret.get_value(mine) == "other"
+    d = fails("VALUE_NOT_SUPPORTED", pbd, xapi, pool.host(2).ref, sr, {"SRmaster": "true"})
+    assert d[1] == "SRmaster"
+
+
+def test_bad_secret_at_plug_is_sm_error_20(pool, xapi):
+    sr = introduce(xapi, "smb")
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000005", {})
+    s = xapi.secret.create({"value": "pw"})
+    p = pbd(xapi, pool.host(0).ref, sr, {"server": "x", "username": "u",
+                                         "password_secret": xapi.secret.get_uuid(s)})
+    copy = xapi.PBD.get_device_config(p)["password_secret"]
+    xapi.secret.destroy(xapi.secret.get_by_uuid(copy))
+    d = fails("SR_BACKEND_FAILURE_20", xapi.PBD.plug, p)
+    assert "Unable to look up secret" in d[2]
+
+
+def test_secret_introduce_and_destroy(xapi):
+    ref = xapi.secret.introduce("0e0e0e0e-1111-2222-3333-444444444444", "v", {})
+    assert xapi.secret.get_uuid(ref) == "0e0e0e0e-1111-2222-3333-444444444444"
+    fails("DB_UNIQUENESS_CONSTRAINT_VIOLATION", xapi.secret.introduce,
+          "0e0e0e0e-1111-2222-3333-444444444444", "w", {})
+    xapi.secret.destroy(ref)
+    fails("HANDLE_INVALID", xapi.secret.get_value, ref)
+
+
+def test_vdi_introduce_rules(pool, xapi):
+    nfs = introduce(xapi, "nfs", "5f1c6a4e-0a2b-4c3d-8e9f-00000000000a")
+    d = fails("SR_OPERATION_NOT_SUPPORTED", xapi.VDI.introduce, "", "", "", nfs, "user", False,
+              False, {}, "loc", {}, {})
+    assert d[1] == nfs
+    hba = introduce(xapi, "hba", "5f1c6a4e-0a2b-4c3d-8e9f-00000000000b")
+    fails("SR_HAS_NO_PBDS", xapi.VDI.introduce, "", "", "", hba, "user", False, False, {}, "loc",
+          {}, {})
