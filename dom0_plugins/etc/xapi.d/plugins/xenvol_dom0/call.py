@@ -1,0 +1,40 @@
+"""One plugin call's view of XAPI: the session dispatch handed us, this host, settings."""
+import XenAPI
+
+from . import settings
+from .errors import from_xapi
+
+NULL = "OpaqueRef:NULL"
+
+
+class Call(object):
+    def __init__(self, session):
+        self.session = session
+        self.x = session.xenapi
+        self.host = self.x.session.get_this_host(session._session)
+        self.host_uuid = self.x.host.get_uuid(self.host)
+        self.settings = settings.load()
+
+    def do(self, doing, fn, *args):
+        """Call XAPI; a failure becomes a xenvol error saying what we were doing."""
+        try:
+            return fn(*args)
+        except XenAPI.Failure as f:
+            raise from_xapi(f, doing)
+
+    def find(self, cls, uuid):
+        """The ref of an object by uuid, or None when there is none."""
+        try:
+            return getattr(self.x, cls).get_by_uuid(uuid)
+        except XenAPI.Failure as f:
+            if f.details[0] == "UUID_INVALID":
+                return None
+            raise from_xapi(f, "looking up %s %s" % (cls, uuid))
+
+    def this_host_pbd(self, sr):
+        for pbd in self.do("listing the SR's PBDs", self.x.SR.get_PBDs, sr):
+            if self.x.PBD.get_host(pbd) == self.host:
+                return pbd
+        return None
+
+

@@ -1,0 +1,119 @@
+"""The driver interface. A driver turns connection_info["data"] into an SR and a VDI.
+
+Subclass Driver, name the driver_volume_type values it handles in `volume_types`, and
+implement validate() (data -> Config, errors naming the field), sr_uuid(), device_config()
+and find_vdi(). The framework does the rest: SR introduce with race handling, PBD create
+and plug with secrets, locking, rollback and release. Override connect_volume /
+disconnect_volume / rollback only when a backend needs steps of its own. See
+docs/writing-a-driver.md."""
+import time
+import uuid as uuidlib
+
+from .. import log, storage
+from ..errors import VDI_NOT_FOUND, XenvolError
+
+# nova's namespace for iSCSI SR uuids, uuid5(UUID(int=0), "volume_utils-SR_UUID"): using it
+# keeps SRs that nova introduced recognisable as the same SR.
+SR_NAMESPACE = uuidlib.UUID("3cca4135-a809-5bb3-af62-275fbfe87178")
+
+
+class Config(dict):
+    """A validated volume description: a dict with attribute access."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name)
+
+
+class Driver(object):
+    volume_types = ()
+    sr_type = None
+    shared = True
+    content_type = ""
+
+    def validate(self, data):
+        """Check connection_info["data"] (a checks.Fields) and return a Config."""
+        raise NotImplementedError
+
+    def sr_uuid(self, config):
+        raise NotImplementedError
+
+    def sr_label(self, config):
+        return config.get("name_label") or "xenvol %s %s" % (self.sr_type, self.sr_uuid(config)[:8])
+
+    def sr_description(self, config):
+        return config.get("name_description") or "Introduced by xenvol"
+
+    def sm_config(self, config):
+        return {}
+
+    def device_config(self, config):
+        """PBD device_config. Keys ending in `password` are turned into XAPI secrets by the
+        framework; keys ending in `password_secret` hold the uuid of an existing secret."""
+        raise NotImplementedError
+
+    def find_vdi(self, call, sr, config):
+        """The VDI of the volume in an attached SR (scan as needed), or XENVOL_VDI_NOT_FOUND."""
+        raise NotImplementedError
+
+    def locate_vdi(self, call, sr, config):
+        """The VDI if its record exists, without touching storage (for disconnect)."""
+        return None
+
+    def read_only(self, config):
+        return bool(config.get("read_only"))
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect_volume(self, call, config, steps):
+        """Make the volume's VDI usable on this host; every change goes into `steps`."""
+        sr = storage.ensure_sr(call, self, config, steps)
+        return sr, self.find_vdi(call, sr, config)
+
+    def disconnect_volume(self, call, sr):
+        """Undo connect_volume once nothing uses the SR any more."""
+        return storage.release_sr(call, sr)
+
+    def rollback(self, call, steps):
+        """Undo a partial connect from its record of steps."""
+        return steps.rollback()
+
+
+def vdi_by_uuid_with_scan(call, sr, uuid, field):
+    """File-backed SRs: the VDI appears after a scan of the SR."""
+    for attempt in range(2):
+        for vdi in call.do("listing VDIs", call.x.SR.get_VDIs, sr):
+            if call.x.VDI.get_uuid(vdi) == uuid:
+                return vdi
+        if attempt == 0:
+            log.step("scanning SR for VDI", vdi_uuid=uuid)
+            call.do("scanning the SR", call.x.SR.scan, sr)
+    raise XenvolError(VDI_NOT_FOUND, "%s: no VDI %s in SR %s" % (field, uuid,
+                                                                 call.x.SR.get_uuid(sr)),
+                      field=field, vdi_uuid=uuid)
+
+
+def vdi_by_sm_config(call, sr, key, value):
+    for vdi, rec in call.do("reading VDIs", _vdi_records, call, sr):
+        if rec["sm_config"].get(key) == value:
+            return vdi
+    return None
+
+
+def _vdi_records(call, sr):
+    return [(v, call.x.VDI.get_record(v)) for v in call.x.SR.get_VDIs(sr)]
+
+
+def wait_for(call, find, what, field):
+    """Scan until `find()` returns a VDI, with the operator's backoff schedule."""
+    delays = [0] + list(call.settings["lun_rescan_delays"])
+    for delay in delays:
+        if delay:
+            log.step("%s not visible yet; rescanning in %ss" % (what, delay))
+            time.sleep(delay)
+        vdi = find()
+        if vdi:
+            return vdi
+    raise XenvolError(VDI_NOT_FOUND, "%s: %s not found after %d scans" % (field, what, len(delays)),
+                      field=field)

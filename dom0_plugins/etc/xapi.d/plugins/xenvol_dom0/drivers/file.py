@@ -1,0 +1,33 @@
+"""`file`: a VHD or raw file in a directory of this host (local or already mounted), served
+by a `file` SR ("file based SR attach for XCP"). Local to the host: one SR per host and path."""
+import uuid as uuidlib
+
+from .base import SR_NAMESPACE, Config, Driver, vdi_by_uuid_with_scan
+
+
+class FileDriver(Driver):
+    volume_types = ("file",)
+    sr_type = "file"
+    shared = False
+    content_type = "user"
+
+    def validate(self, d):
+        path = d.path("path")
+        return Config(path=path, vdi_uuid=d.uuid("vdi_uuid"),
+                      sr_uuid=d.uuid("sr_uuid", required=False),
+                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
+                      name_label=d.string("name_label", required=False, max_len=128))
+
+    def sr_uuid(self, cfg):
+        # A file SR is per host, so its identity includes the host that runs the call.
+        return cfg.sr_uuid or str(uuidlib.uuid5(SR_NAMESPACE, "file/%s/%s"
+                                                % (cfg.host_uuid, cfg.path)))
+
+    def device_config(self, cfg):
+        return {"location": cfg.path}
+
+    def find_vdi(self, call, sr, cfg):
+        return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
+
+    def locate_vdi(self, call, sr, cfg):
+        return call.find("VDI", cfg.vdi_uuid)

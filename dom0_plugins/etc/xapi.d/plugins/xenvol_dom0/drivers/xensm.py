@@ -1,0 +1,85 @@
+"""`xensm`: the generic pass-through of the 2012 blueprint, for any SM type.
+
+data names the SR (sr_uuid, sr_type) and lists in introduce_sr_keys which of its other keys
+become the PBD's device_config; the VDI is vdi_uuid (or, for LUN-per-VDI types, target_lun)."""
+import re
+
+from .base import Config, Driver, vdi_by_sm_config, vdi_by_uuid_with_scan, wait_for
+
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_SR_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_LOCAL_TYPES = ("file", "ext", "lvm", "udev", "zfs", "xfs", "largeblock", "dummy")
+_NOT_DCONF = ("sr_type", "sr_uuid", "vdi_uuid", "name_label", "name_description",
+              "introduce_sr_keys", "target_lun", "access_mode")
+
+
+class XenSMDriver(Driver):
+    volume_types = ("xensm",)
+
+    def validate(self, d):
+        sr_type = d.string("sr_type", max_len=32)
+        if not _SR_TYPE.match(sr_type):
+            raise d.bad("sr_type", "is not an SR type name")
+        keys = d.string_list("introduce_sr_keys") or []
+        dconf = {}
+        for i, key in enumerate(keys):
+            if not isinstance(key, str) or not _KEY.match(key):
+                raise d.bad("introduce_sr_keys[%d]" % i, "is not a device_config key name")
+            if key in _NOT_DCONF:
+                continue
+            value = d.raw(key)
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, int):
+                value = str(value)
+            if not isinstance(value, str):
+                raise d.bad(key, "is listed in introduce_sr_keys but is %s"
+                            % ("missing" if value is None else "not a string"))
+            dconf[key] = d.string(key, max_len=1024)
+        cfg = Config(sr_uuid=d.uuid("sr_uuid"), sr_type=sr_type, dconf=dconf,
+                     vdi_uuid=d.uuid("vdi_uuid", required=False),
+                     target_lun=d.integer("target_lun", required=False, low=0, high=16383),
+                     read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
+                     name_label=d.string("name_label", required=False, max_len=128),
+                     name_description=d.string("name_description", required=False, max_len=256))
+        if cfg.vdi_uuid is None and cfg.target_lun is None:
+            raise d.bad("vdi_uuid", "is required (or target_lun for a LUN-per-VDI SR)")
+        return cfg
+
+    def sr_uuid(self, cfg):
+        return cfg.sr_uuid
+
+    @property
+    def sr_type(self):
+        return getattr(self, "_sr_type", None)
+
+    def connect_volume(self, call, cfg, steps):
+        # One driver object serves every SR type; the type of this call's SR comes from data.
+        typed = _Typed(cfg.sr_type)
+        return Driver.connect_volume(typed, call, cfg, steps)
+
+    def device_config(self, cfg):
+        return dict(cfg.dconf)
+
+    def find_vdi(self, call, sr, cfg):
+        if cfg.vdi_uuid:
+            return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
+
+        def scan_and_look():
+            call.do("scanning the SR", call.x.SR.scan, sr)
+            return vdi_by_sm_config(call, sr, "LUNid", str(cfg.target_lun))
+        return wait_for(call, scan_and_look, "LUN %d" % cfg.target_lun, "data.target_lun")
+
+    def locate_vdi(self, call, sr, cfg):
+        if cfg.vdi_uuid:
+            return call.find("VDI", cfg.vdi_uuid)
+        return vdi_by_sm_config(call, sr, "LUNid", str(cfg.target_lun))
+
+
+class _Typed(XenSMDriver):
+    """XenSMDriver bound to one SR type for the duration of a connect."""
+    volume_types = ()
+
+    def __init__(self, sr_type):
+        self._sr_type = sr_type
+        self.shared = sr_type not in _LOCAL_TYPES

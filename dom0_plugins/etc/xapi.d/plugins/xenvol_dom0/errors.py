@@ -1,0 +1,47 @@
+"""The error contract: every failure leaves the plugin as XenAPIPlugin.Failure(code,
+[message, details-json]) with a stable XENVOL_* code. See docs/plugin-api.md."""
+import json
+
+INVALID_ARGUMENT = "XENVOL_INVALID_ARGUMENT"
+INVALID_CONNECTION_INFO = "XENVOL_INVALID_CONNECTION_INFO"
+UNKNOWN_DRIVER = "XENVOL_UNKNOWN_DRIVER"
+UNSUPPORTED_VOLUME = "XENVOL_UNSUPPORTED_VOLUME"
+VM_NOT_FOUND = "XENVOL_VM_NOT_FOUND"
+VDI_NOT_FOUND = "XENVOL_VDI_NOT_FOUND"
+DEVICE_IN_USE = "XENVOL_DEVICE_IN_USE"
+BACKEND_FAILURE = "XENVOL_BACKEND_FAILURE"
+DETACH_FAILED = "XENVOL_DETACH_FAILED"
+BUSY = "XENVOL_BUSY"
+XAPI_ERROR = "XENVOL_XAPI_ERROR"
+INTERNAL_ERROR = "XENVOL_INTERNAL_ERROR"
+
+
+class XenvolError(Exception):
+    def __init__(self, code, message, **details):
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def params(self):
+        return [self.message, json.dumps(self.details, sort_keys=True)]
+
+
+def invalid(field, problem, code=INVALID_CONNECTION_INFO):
+    """Bad input, naming the field (dotted path such as data.target_lun)."""
+    return XenvolError(code, "%s: %s" % (field, problem), field=field)
+
+
+def from_xapi(failure, doing):
+    """A XenAPI.Failure met while doing something, as a xenvol error."""
+    details = [str(d) for d in getattr(failure, "details", [str(failure)])]
+    code = details[0] if details else "UNKNOWN"
+    if code.startswith("SR_BACKEND_FAILURE"):
+        sm_code = code[len("SR_BACKEND_FAILURE_"):] if code != "SR_BACKEND_FAILURE" else ""
+        text = details[2] if len(details) > 2 else ""
+        return XenvolError(BACKEND_FAILURE, "%s: storage backend error %s: %s"
+                           % (doing, sm_code or "?", text or code),
+                           sm_code=sm_code, sm_message=text, xapi_error=details[:3],
+                           stderr=(details[3] if len(details) > 3 else "")[:4000])
+    return XenvolError(XAPI_ERROR, "%s: XAPI error %s" % (doing, " ".join(details)),
+                       xapi_error=details)

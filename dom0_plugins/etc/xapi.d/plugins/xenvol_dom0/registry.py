@@ -1,0 +1,74 @@
+"""driver_volume_type -> driver. Built-in drivers (xenvol_dom0/drivers/*.py) and vendors'
+drivers (/etc/xenvol/drivers.d/*.py) are found the same way: every Driver subclass defined in
+such a file with non-empty `volume_types`. A file that fails to load is reported and skipped."""
+import glob
+import importlib
+import importlib.util
+import os
+import sys
+
+from . import paths
+from .drivers.base import Driver
+from .errors import UNKNOWN_DRIVER, XenvolError
+
+_BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "drivers")
+
+
+class Registry(object):
+    def __init__(self):
+        self.drivers = {}
+        self.origin = {}
+        self.broken = []
+        for path in sorted(glob.glob(os.path.join(_BUILTIN_DIR, "*.py"))):
+            stem = os.path.basename(path)[:-3]
+            if stem not in ("__init__", "base"):
+                self._load(path, "xenvol_dom0.drivers." + stem, "built-in")
+        for path in sorted(glob.glob(os.path.join(paths.drivers_dir(), "*.py"))):
+            stem = os.path.basename(path)[:-3]
+            self._load(path, "xenvol_vendor_" + stem, "drivers.d")
+
+    def _load(self, path, module_name, origin):
+        try:
+            if origin == "built-in":
+                module = importlib.import_module(module_name)
+            else:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+            found = [c for c in vars(module).values()
+                     if isinstance(c, type) and issubclass(c, Driver) and c is not Driver
+                     and c.__module__ == module_name and c.volume_types]
+            if not found:
+                raise ValueError("defines no Driver subclass with volume_types")
+            pending = {}
+            for cls in found:
+                driver = cls()
+                for t in cls.volume_types:
+                    if t in self.drivers or t in pending:
+                        raise ValueError("driver_volume_type %r is already provided by %s"
+                                         % (t, self.origin.get(t, "this file")))
+                    pending[t] = driver
+        except Exception as e:  # one broken file must not break the others
+            sys.modules.pop(module_name, None)
+            self.broken.append({"file": path, "origin": origin,
+                                "error": "%s: %s" % (type(e).__name__, e)})
+            return
+        for t, driver in pending.items():
+            self.drivers[t] = driver
+            self.origin[t] = "%s %s" % (origin, path)
+
+    def get(self, volume_type):
+        try:
+            return self.drivers[volume_type]
+        except KeyError:
+            raise XenvolError(UNKNOWN_DRIVER, "connection_info.driver_volume_type: no driver for "
+                              "%r (known: %s)" % (volume_type[:64], ", ".join(sorted(self.drivers))),
+                              field="connection_info.driver_volume_type",
+                              known=sorted(self.drivers))
+
+    def describe(self):
+        return {"drivers": [{"driver_volume_type": t, "class": type(d).__name__,
+                             "sr_type": d.sr_type, "origin": self.origin[t]}
+                            for t, d in sorted(self.drivers.items())],
+                "failed": self.broken}

@@ -1,0 +1,24 @@
+"""Operator tuning from /etc/xenvol/xenvol.conf (JSON), with the defaults below."""
+import json
+
+from . import paths
+
+DEFAULTS = {
+    # Seconds to wait before each extra SR.scan when a LUN is not visible yet.
+    "lun_rescan_delays": [1, 2, 4, 8],
+    # VBD.unplug attempts on DEVICE_DETACH_REJECTED (guest still using the disk).
+    "unplug_attempts": 10,
+    "unplug_retry_delay": 1.0,
+    # How long a call waits for another one holding the same SR or VM.
+    "lock_timeout": 120,
+}
+
+
+def load():
+    settings = dict(DEFAULTS)
+    try:
+        with open(paths.config_file()) as fh:
+            settings.update(json.load(fh))
+    except (IOError, OSError, ValueError):
+        pass
+    return settings

@@ -1,0 +1,158 @@
+"""SRs and PBDs: bring an SR up on this host, and release it when nothing uses it.
+
+Ownership marks live in SR.other_config (PBD.create ignores other_config):
+  xenvol-introduced = true     xenvol introduced this SR and may forget it
+  xenvol-pbd-<host uuid> = true  xenvol created that host's PBD
+A VDI that connect_volume holds for a host carries xenvol-connected-<host uuid> in its
+other_config; a VBD xenvol created carries xenvol = true."""
+import XenAPI
+
+from . import log
+from .errors import XenvolError, UNSUPPORTED_VOLUME, from_xapi
+from .redact import SCRUB
+
+INTRODUCED = "xenvol-introduced"
+PBD_MARK = "xenvol-pbd-"
+CONNECTED = "xenvol-connected-"
+
+
+def ensure_sr(call, driver, config, steps):
+    x = call.x
+    sr_uuid = driver.sr_uuid(config)
+    sr = call.find("SR", sr_uuid)
+    if sr is None:
+        sr = _introduce(call, driver, config, sr_uuid, steps)
+    else:
+        sr_type = x.SR.get_type(sr)
+        if sr_type != driver.sr_type:
+            raise XenvolError(UNSUPPORTED_VOLUME, "SR %s exists with type %s, not %s"
+                              % (sr_uuid, sr_type, driver.sr_type), sr_uuid=sr_uuid)
+    pbd = call.this_host_pbd(sr)
+    if pbd is None:
+        pbd = _create_pbd(call, driver, config, sr, steps)
+    if not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
+        log.step("plugging PBD", sr_uuid=sr_uuid)
+        call.do("plugging the SR on this host", x.PBD.plug, pbd)
+        steps.did("plug PBD of SR %s" % sr_uuid, lambda: x.PBD.unplug(pbd))
+    return sr
+
+
+def _introduce(call, driver, config, sr_uuid, steps):
+    x = call.x
+    log.step("introducing SR", sr_uuid=sr_uuid, type=driver.sr_type)
+    try:
+        sr = x.SR.introduce(sr_uuid, driver.sr_label(config), driver.sr_description(config),
+                            driver.sr_type, driver.content_type, driver.shared,
+                            driver.sm_config(config))
+    except XenAPI.Failure as f:
+        if f.details[0] != "SR_UUID_EXISTS":
+            raise from_xapi(f, "introducing SR %s" % sr_uuid)
+        # Another call (here or on another host) introduced it first: use theirs.
+        log.step("SR introduced concurrently; using it", sr_uuid=sr_uuid)
+        return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid)
+    steps.did("introduce SR %s" % sr_uuid, lambda: _forget_if_alone(call, sr))
+    call.do("marking the SR", x.SR.add_to_other_config, sr, INTRODUCED, "true")
+    return sr
+
+
+def _forget_if_alone(call, sr):
+    """Rollback of our introduce: another host may have started using the SR meanwhile."""
+    if call.x.SR.get_PBDs(sr):
+        log.step("SR gained PBDs from another call; leaving it")
+        return
+    call.x.SR.forget(sr)
+
+
+def _create_pbd(call, driver, config, sr, steps):
+    x = call.x
+    dconf = driver.device_config(config)
+    temporary = []
+    try:
+        for key in sorted(dconf):
+            if key.endswith("password"):
+                # The password becomes a secret; xapi copies it into the PBD's own secret.
+                SCRUB.remember(dconf[key])
+                ref = call.do("creating a secret", x.secret.create,
+                              {"value": dconf.pop(key), "other_config": {}})
+                temporary.append(ref)
+                dconf[key + "_secret"] = x.secret.get_uuid(ref)
+        log.step("creating PBD", device_config=dconf)
+        try:
+            pbd = x.PBD.create({"host": call.host, "SR": sr, "device_config": dconf,
+                                "other_config": {}})
+        except XenAPI.Failure as f:
+            if f.details[0] != "PBD_EXISTS":
+                raise from_xapi(f, "creating the PBD")
+            return f.details[3]
+    finally:
+        for ref in temporary:
+            try:
+                x.secret.destroy(ref)
+            except XenAPI.Failure:
+                log.warning("could not destroy a temporary secret")
+    mark = PBD_MARK + call.host_uuid
+    steps.did("create PBD", lambda: _destroy_pbd(call, sr, pbd, mark))
+    call.do("marking the SR", x.SR.add_to_other_config, sr, mark, "true")
+    return pbd
+
+
+def _destroy_pbd(call, sr, pbd, mark):
+    x = call.x
+    if x.PBD.get_currently_attached(pbd):
+        x.PBD.unplug(pbd)
+    x.PBD.destroy(pbd)
+    _remove_mark(call, sr, mark)
+
+
+def _remove_mark(call, sr, key):
+    try:
+        call.x.SR.remove_from_other_config(sr, key)
+    except XenAPI.Failure:
+        pass
+
+
+def users(call, sr):
+    """What holds an SR: VBDs on its VDIs, and connect_volume claims."""
+    x = call.x
+    held = []
+    for vdi in x.SR.get_VDIs(sr):
+        rec = x.VDI.get_record(vdi)
+        if rec["VBDs"]:
+            held.append(("vbd", rec["uuid"]))
+        if any(k.startswith(CONNECTED) for k in rec["other_config"]):
+            held.append(("connect", rec["uuid"]))
+    return held
+
+
+def release_sr(call, sr):
+    """Forget the SR (or drop this host's PBD) if xenvol made it and nothing uses it.
+
+    Returns a note saying what was done. Must run under the SR's lock."""
+    x = call.x
+    try:
+        other = x.SR.get_other_config(sr)
+        sr_uuid = x.SR.get_uuid(sr)
+    except XenAPI.Failure:
+        return "SR already gone"
+    held = users(call, sr)
+    if held:
+        log.step("SR still in use; keeping it", sr_uuid=sr_uuid, users=len(held))
+        return "SR kept: still in use by %d volume(s)" % len(held)
+    if other.get(INTRODUCED) == "true":
+        for pbd in x.SR.get_PBDs(sr):
+            if x.PBD.get_currently_attached(pbd):
+                log.step("unplugging PBD", sr_uuid=sr_uuid)
+                call.do("unplugging the SR", x.PBD.unplug, pbd)
+        log.step("forgetting SR", sr_uuid=sr_uuid)
+        call.do("forgetting the SR", x.SR.forget, sr)
+        return "SR forgotten"
+    mark = PBD_MARK + call.host_uuid
+    pbd = call.this_host_pbd(sr)
+    if other.get(mark) == "true" and pbd is not None:
+        log.step("removing this host's PBD of a foreign SR", sr_uuid=sr_uuid)
+        if x.PBD.get_currently_attached(pbd):
+            call.do("unplugging the SR", x.PBD.unplug, pbd)
+        call.do("destroying the PBD", x.PBD.destroy, pbd)
+        _remove_mark(call, sr, mark)
+        return "PBD removed; SR was not introduced by xenvol"
+    return "SR kept: not introduced by xenvol"

@@ -1,0 +1,133 @@
+"""VBDs: device numbers from mount points, create and plug, and a patient unplug."""
+import re
+import time
+
+import XenAPI
+
+from . import log
+from .errors import DETACH_FAILED, DEVICE_IN_USE, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
+
+MARK = "xenvol"
+MAX_DEVICE = 254
+# Device 3 is where HVM guests keep their CD drive; autodetect avoids it, as XO does.
+CD_SLOT = "3"
+_RETRY_UNPLUG = ("DEVICE_DETACH_REJECTED", "INTERNAL_ERROR", "VM_MISSING_PV_DRIVERS")
+
+
+def device_number(mountpoint, field="mountpoint"):
+    """'/dev/xvdb', 'xvdb', 'sdc', 'hdd', '5', 'xvdaa' -> '1', '2', '3', '5', '26';
+    'autodetect' -> None."""
+    m = mountpoint.strip()
+    if m == "autodetect":
+        return None
+    if m.startswith("/dev/"):
+        m = m[5:]
+    if re.match(r"^[0-9]{1,3}$", m):
+        n = int(m)
+    else:
+        match = re.match(r"^(?:xvd|sd|hd|vd)([a-z]{1,2})$", m)
+        if not match:
+            raise invalid(field, "%r is not a disk device (xvdb, /dev/sdc, hdd, 1, autodetect)"
+                          % mountpoint[:64], INVALID_ARGUMENT)
+        n = 0
+        for ch in match.group(1):
+            n = n * 26 + ord(ch) - ord("a") + 1
+        n -= 1
+    if n > MAX_DEVICE:
+        raise invalid(field, "device number %d is beyond the last one (%d)" % (n, MAX_DEVICE),
+                      INVALID_ARGUMENT)
+    return str(n)
+
+
+def device_name(userdevice):
+    n = int(userdevice) + 1
+    letters = ""
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(ord("a") + rem) + letters
+    return "xvd" + letters
+
+
+def choose_device(call, vm):
+    allowed = call.do("asking for free devices", call.x.VM.get_allowed_VBD_devices, vm)
+    allowed = sorted(allowed, key=int)
+    preferred = [d for d in allowed if d not in ("0", CD_SLOT)] or allowed
+    if not preferred:
+        raise XenvolError(DEVICE_IN_USE, "the VM has no free disk device", field="mountpoint")
+    return preferred[0]
+
+
+def find(call, vm, vdi):
+    for vbd in call.do("listing the VM's disks", call.x.VM.get_VBDs, vm):
+        if call.x.VBD.get_VDI(vbd) == vdi:
+            return vbd
+    return None
+
+
+def at_device(call, vm, number):
+    for vbd in call.do("listing the VM's disks", call.x.VM.get_VBDs, vm):
+        if device_number(call.x.VBD.get_userdevice(vbd), "userdevice") == number:
+            return vbd
+    return None
+
+
+def create(call, vm, vdi, userdevice, read_only, marks, steps, explicit):
+    x = call.x
+    rec = {"VM": vm, "VDI": vdi, "userdevice": userdevice, "bootable": False,
+           "mode": "RO" if read_only else "RW", "type": "Disk", "empty": False,
+           "unpluggable": True, "other_config": marks, "qos_algorithm_type": "",
+           "qos_algorithm_params": {}}
+    log.step("creating VBD", userdevice=userdevice, mode=rec["mode"])
+    try:
+        vbd = x.VBD.create(rec)
+    except XenAPI.Failure as f:
+        if f.details[0] == "DEVICE_ALREADY_EXISTS":
+            if explicit:
+                raise XenvolError(DEVICE_IN_USE, "mountpoint: device %s of the VM is taken"
+                                  % userdevice, field="mountpoint", userdevice=userdevice)
+            return None  # lost a race for an autodetected device; the caller picks again
+        raise from_xapi(f, "creating the VBD")
+    steps.did("create VBD", lambda: x.VBD.destroy(vbd))
+    return vbd
+
+
+def plug(call, vbd, steps):
+    log.step("plugging VBD")
+    call.do("plugging the disk into the VM", call.x.VBD.plug, vbd)
+    steps.did("plug VBD", lambda: unplug(call, vbd))
+
+
+def unplug(call, vbd):
+    """Unplug with bounded retries while the guest refuses; already detached is done."""
+    x = call.x
+    attempts = int(call.settings["unplug_attempts"])
+    delay = float(call.settings["unplug_retry_delay"])
+    last = None
+    for attempt in range(attempts):
+        try:
+            x.VBD.unplug(vbd)
+            return
+        except XenAPI.Failure as f:
+            code = f.details[0]
+            if code in ("DEVICE_ALREADY_DETACHED", "VM_BAD_POWER_STATE"):
+                return
+            if code == "VBD_NOT_UNPLUGGABLE":
+                log.step("VBD was not unpluggable; allowing it")
+                call.do("making the disk unpluggable", x.VBD.set_unpluggable, vbd, True)
+                continue
+            if code not in _RETRY_UNPLUG:
+                raise from_xapi(f, "unplugging the disk")
+            last = f
+            log.step("unplug refused; retrying", error=code, attempt=attempt + 1)
+            time.sleep(delay)
+    raise XenvolError(DETACH_FAILED, "the guest did not release the disk after %d attempts (%s)"
+                      % (attempts, last.details[0] if last else "?"),
+                      xapi_error=last.details if last else [])
+
+
+def destroy(call, vbd):
+    try:
+        call.x.VBD.destroy(vbd)
+    except XenAPI.Failure as f:
+        if f.details[0] != "HANDLE_INVALID":
+            raise from_xapi(f, "destroying the VBD")
