@@ -1,4 +1,5 @@
 """Shared fixtures: a simulated pool served over the real wire, and real storage peers."""
+import json
 import os
 import shutil
 import tempfile
@@ -116,3 +117,43 @@ def peers():
     yield p
     p.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- the xenvol plugin
+FAST_SETTINGS = {"lun_rescan_delays": [0.1, 0.2], "unplug_retry_delay": 0.05,
+                 "unplug_attempts": 4, "lock_timeout": 60}
+
+
+@pytest.fixture
+def ppool():
+    """A pool with the xenvol plugin installed on every host (fast retry settings)."""
+    p = Pool(plugins=PLUGINS)
+    for h in p.sim.hosts:
+        with open(os.path.join(h.root, "etc/xenvol/xenvol.conf"), "w") as fh:
+            json.dump(FAST_SETTINGS, fh)
+    yield p
+    p.close()
+
+
+class PluginError(Exception):
+    def __init__(self, details):
+        Exception.__init__(self, details)
+        self.code = details[0]
+        self.message = details[1] if len(details) > 1 else ""
+        self.details = json.loads(details[2]) if len(details) > 2 and \
+            details[2].startswith("{") else {}
+
+
+def plugin(xapi, host, fn, **args):
+    """Call a xenvol function on a host; dict/list args are sent as JSON."""
+    wire = dict((k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+                for k, v in args.items())
+    try:
+        return json.loads(xapi.host.call_plugin(host.ref, "xenvol", fn, wire))
+    except XenAPI.Failure as f:
+        raise PluginError(f.details)
+
+
+def state(pool):
+    """The pool's objects minus the noise of calls (nothing but real state)."""
+    return pool.admin.snapshot()

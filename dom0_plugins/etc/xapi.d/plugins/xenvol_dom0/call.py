@@ -31,10 +31,13 @@ class Call(object):
                 return None
             raise from_xapi(f, "looking up %s %s" % (cls, uuid))
 
-    def this_host_pbd(self, sr):
+    def host_pbd(self, sr, host):
         for pbd in self.do("listing the SR's PBDs", self.x.SR.get_PBDs, sr):
-            if self.x.PBD.get_host(pbd) == self.host:
+            if self.x.PBD.get_host(pbd) == host:
                 return pbd
         return None
+
+    def this_host_pbd(self, sr):
+        return self.host_pbd(sr, self.host)
 
 

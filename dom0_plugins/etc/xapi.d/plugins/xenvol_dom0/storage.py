@@ -27,14 +27,25 @@ def ensure_sr(call, driver, config, steps):
         if sr_type != driver.sr_type:
             raise XenvolError(UNSUPPORTED_VOLUME, "SR %s exists with type %s, not %s"
                               % (sr_uuid, sr_type, driver.sr_type), sr_uuid=sr_uuid)
-    pbd = call.this_host_pbd(sr)
-    if pbd is None:
-        pbd = _create_pbd(call, driver, config, sr, steps)
-    if not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
-        log.step("plugging PBD", sr_uuid=sr_uuid)
-        call.do("plugging the SR on this host", x.PBD.plug, pbd)
-        steps.did("plug PBD of SR %s" % sr_uuid, lambda: x.PBD.unplug(pbd))
+    hosts = [call.host]
+    if driver.shared:
+        # xapi runs SR.scan of a shared SR on the pool master: its PBD must be plugged too.
+        master = x.pool.get_master(x.pool.get_all()[0])
+        if master != call.host:
+            hosts.append(master)
+    for host in hosts:
+        pbd = call.host_pbd(sr, host)
+        if pbd is None:
+            pbd = _create_pbd(call, driver, config, sr, host, steps)
+        if not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
+            log.step("plugging PBD", sr_uuid=sr_uuid, host=x.host.get_uuid(host))
+            call.do("plugging the SR", x.PBD.plug, pbd)
+            steps.did("plug PBD of SR %s" % sr_uuid, _unplugger(call, pbd))
     return sr
+
+
+def _unplugger(call, pbd):
+    return lambda: call.x.PBD.unplug(pbd)
 
 
 def _introduce(call, driver, config, sr_uuid, steps):
@@ -63,45 +74,51 @@ def _forget_if_alone(call, sr):
     call.x.SR.forget(sr)
 
 
-def _create_pbd(call, driver, config, sr, steps):
+def _create_pbd(call, driver, config, sr, host, steps):
     x = call.x
     dconf = driver.device_config(config)
     temporary = []
+    for key in sorted(dconf):
+        if key.endswith("password"):
+            # The password becomes a secret; xapi copies it into the PBD's own secret.
+            SCRUB.remember(dconf[key])
+            ref = call.do("creating a secret", x.secret.create,
+                          {"value": dconf.pop(key), "other_config": {}})
+            steps.did("create a temporary secret", _secret_destroyer(call, ref))
+            temporary.append(ref)
+            dconf[key + "_secret"] = call.do("reading the secret", x.secret.get_uuid, ref)
+    log.step("creating PBD", device_config=dconf)
     try:
-        for key in sorted(dconf):
-            if key.endswith("password"):
-                # The password becomes a secret; xapi copies it into the PBD's own secret.
-                SCRUB.remember(dconf[key])
-                ref = call.do("creating a secret", x.secret.create,
-                              {"value": dconf.pop(key), "other_config": {}})
-                temporary.append(ref)
-                dconf[key + "_secret"] = x.secret.get_uuid(ref)
-        log.step("creating PBD", device_config=dconf)
-        try:
-            pbd = x.PBD.create({"host": call.host, "SR": sr, "device_config": dconf,
-                                "other_config": {}})
-        except XenAPI.Failure as f:
-            if f.details[0] != "PBD_EXISTS":
-                raise from_xapi(f, "creating the PBD")
-            return f.details[3]
-    finally:
-        for ref in temporary:
-            try:
-                x.secret.destroy(ref)
-            except XenAPI.Failure:
-                log.warning("could not destroy a temporary secret")
-    mark = PBD_MARK + call.host_uuid
-    steps.did("create PBD", lambda: _destroy_pbd(call, sr, pbd, mark))
-    call.do("marking the SR", x.SR.add_to_other_config, sr, mark, "true")
+        pbd = x.PBD.create({"host": host, "SR": sr, "device_config": dconf, "other_config": {}})
+    except XenAPI.Failure as f:
+        if f.details[0] != "PBD_EXISTS":
+            raise from_xapi(f, "creating the PBD")
+        pbd = f.details[3]
+    else:
+        steps.did("create PBD", lambda: _destroy_pbd(call, sr, pbd, host))
+        mark = PBD_MARK + call.do("reading the host", x.host.get_uuid, host)
+        call.do("marking the SR", x.SR.add_to_other_config, sr, mark, "true")
+    for ref in temporary:
+        call.do("destroying a temporary secret", x.secret.destroy, ref)
     return pbd
 
 
-def _destroy_pbd(call, sr, pbd, mark):
+def _secret_destroyer(call, ref):
+    def destroy():
+        try:
+            call.x.secret.destroy(ref)
+        except XenAPI.Failure as f:
+            if f.details[0] != "HANDLE_INVALID":
+                raise
+    return destroy
+
+
+def _destroy_pbd(call, sr, pbd, host):
     x = call.x
     if x.PBD.get_currently_attached(pbd):
         x.PBD.unplug(pbd)
     x.PBD.destroy(pbd)
-    _remove_mark(call, sr, mark)
+    _remove_mark(call, sr, PBD_MARK + x.host.get_uuid(host))
 
 
 def _remove_mark(call, sr, key):
