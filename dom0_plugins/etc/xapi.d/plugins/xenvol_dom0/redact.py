@@ -28,7 +28,8 @@ class Scrubber(object):
         self.values = set()
 
     def remember(self, value):
-        if isinstance(value, str) and len(value) >= 1:
+        # Shorter values would blank out ordinary words; CHAP secrets are 12 or more.
+        if isinstance(value, str) and len(value) >= 4:
             self.values.add(value)
 
     def remember_in(self, obj):

@@ -1,0 +1,204 @@
+"""The nfs, xensm and file drivers, connect/disconnect, and list_drivers, through the real
+plugin path; nfs against the real NFS server."""
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import PluginError, plugin, state
+from test_plugin_iscsi import ci as iscsi_ci, host_of, vm
+
+
+def make_vhd(directory, size=64 << 20):
+    vdi = str(uuid.uuid4())
+    subprocess.check_call(["qemu-img", "create", "-q", "-f", "vpc", "-o",
+                           "subformat=dynamic,force_size=on", os.path.join(directory, vdi + ".vhd"),
+                           str(size)])
+    return vdi
+
+
+def nfs_volume(peers, version="3", n=1):
+    sr_uuid = str(uuid.uuid4())
+    d = os.path.join(peers.nfs_export, sr_uuid)
+    os.makedirs(d)
+    vdis = [make_vhd(d) for _ in range(n)]
+    return sr_uuid, vdis
+
+
+def test_nfs_attach_detach(ppool, peers):
+    xapi = ppool.session().xenapi
+    before = state(ppool)
+    sr_uuid, (a, b) = nfs_volume(peers, n=2)
+    ref, vm_uuid = vm(xapi, "vm-3")
+    host = host_of(ppool, xapi, ref)
+    for vdi, version in ((a, "3"), (b, "4.1")):
+        info = {"driver_volume_type": "nfs", "data": {
+            "server": "127.0.0.1", "serverpath": "/srv", "sr_uuid": sr_uuid, "vdi_uuid": vdi,
+            "nfsversion": "3"}}
+        out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+        assert out["sr_uuid"] == sr_uuid and out["vdi_uuid"] == vdi and out["plugged"]
+    sr = xapi.SR.get_by_uuid(sr_uuid)
+    assert xapi.SR.get_type(sr) == "nfs"
+    assert xapi.VDI.get_virtual_size(xapi.VDI.get_by_uuid(a)) == str(64 << 20)
+    for vdi in (a, b):
+        plugin(xapi, host, "detach_volume", vdi_uuid=vdi)
+    assert state(ppool) == before
+
+
+def test_xenapinfs_export_form_and_missing_vhd(ppool, peers):
+    xapi = ppool.session().xenapi
+    before = state(ppool)
+    sr_uuid, (a,) = nfs_volume(peers)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    info = {"driver_volume_type": "xenapinfs", "data": {
+        "export": "127.0.0.1:/srv", "sr_uuid": sr_uuid, "vdi_uuid": str(uuid.uuid4())}}
+    with pytest.raises(PluginError) as e:
+        plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    assert e.value.code == "XENVOL_VDI_NOT_FOUND" and e.value.details["field"] == "data.vdi_uuid"
+    assert state(ppool) == before
+    info["data"]["vdi_uuid"] = a
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_nfs_wrong_export_is_a_backend_failure(ppool, peers):
+    xapi = ppool.session().xenapi
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    info = {"driver_volume_type": "nfs", "data": {"server": "127.0.0.1", "serverpath": "/nope",
+                                                  "sr_uuid": str(uuid.uuid4()),
+                                                  "vdi_uuid": str(uuid.uuid4())}}
+    with pytest.raises(PluginError) as e:
+        plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    assert e.value.code == "XENVOL_BACKEND_FAILURE" and e.value.details["sm_code"] == "73"
+    assert state(ppool) == before
+
+
+def test_cinder_generic_nfs_is_refused_clearly(ppool):
+    xapi = ppool.session().xenapi
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    for data, field in (({"export": "10.0.0.1:/vols", "name": "volume-1234", "format": "raw"},
+                         "data.sr_uuid"),
+                        ({"export": "10.0.0.1:/vols", "name": "volume-1", "format": "qcow2"},
+                         "data.format")):
+        with pytest.raises(PluginError) as e:
+            plugin(xapi, host, "attach_volume", vm_uuid=vm_uuid,
+                   connection_info={"driver_volume_type": "nfs", "data": data})
+        assert e.value.code == "XENVOL_UNSUPPORTED_VOLUME" and e.value.details["field"] == field
+        assert "XenServer" in e.value.message
+    assert state(ppool) == before
+
+
+def test_xensm_generic_pass_through(ppool):
+    xapi = ppool.session().xenapi
+    sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
+    ppool.admin.put_vdi(sr_uuid, vdi, {"virtual_size": str(1 << 30)})
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-3")
+    host = host_of(ppool, xapi, ref)
+    info = {"driver_volume_type": "xensm", "data": {
+        "sr_uuid": sr_uuid, "sr_type": "glusterfs", "vdi_uuid": vdi,
+        "introduce_sr_keys": ["sr_type", "server", "backupservers"],
+        "server": "gluster1:/gv0", "backupservers": "gluster2:gluster3",
+        "name_label": "gluster volume", "ignored": "not listed"}}
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    sr = xapi.SR.get_by_uuid(sr_uuid)
+    assert xapi.SR.get_type(sr) == "glusterfs" and xapi.SR.get_name_label(sr) == "gluster volume"
+    pbd = xapi.PBD.get_record(xapi.SR.get_PBDs(sr)[0])
+    assert pbd["device_config"] == {"server": "gluster1:/gv0", "backupservers": "gluster2:gluster3"}
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_xensm_password_key_becomes_a_secret(ppool):
+    xapi = ppool.session().xenapi
+    sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
+    ppool.admin.put_vdi(sr_uuid, vdi, {})
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    info = {"driver_volume_type": "xensm", "data": {
+        "sr_uuid": sr_uuid, "sr_type": "smb", "vdi_uuid": vdi,
+        "introduce_sr_keys": ["server", "username", "password"],
+        "server": "\\\\files\\vols", "username": "svc", "password": "Smb-Pass-77"}}
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    sr = xapi.SR.get_by_uuid(sr_uuid)
+    for p in xapi.SR.get_PBDs(sr):
+        dconf = xapi.PBD.get_device_config(p)
+        assert "password" not in dconf and "password_secret" in dconf
+    assert "Smb-Pass-77" not in open(os.path.join(host.root, "var/log/xenvol.log")).read()
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_file_driver_on_a_member_host(ppool):
+    xapi = ppool.session().xenapi
+    ref, vm_uuid = vm(xapi, "vm-3")
+    host = host_of(ppool, xapi, ref)
+    d = os.path.join(host.root, "var/lib/volumes")
+    os.makedirs(d)
+    vdi = str(uuid.uuid4())
+    with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
+        fh.truncate(1 << 20)
+    before = state(ppool)
+    info = {"driver_volume_type": "file", "data": {"path": "/var/lib/volumes", "vdi_uuid": vdi}}
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    sr = xapi.SR.get_by_uuid(out["sr_uuid"])
+    assert xapi.SR.get_type(sr) == "file" and xapi.SR.get_shared(sr) is False
+    assert [xapi.PBD.get_host(p) for p in xapi.SR.get_PBDs(sr)] == [host.ref]
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_connect_and_disconnect_without_a_vm(ppool, peers):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1, 2))
+    before = state(ppool)
+    dest = ppool.host(2)
+    a = plugin(xapi, dest, "connect_volume", connection_info=iscsi_ci(peers, iqn, 1))
+    assert a["host_uuid"] == dest.uuid
+    vdi = xapi.VDI.get_by_uuid(a["vdi_uuid"])
+    assert xapi.VDI.get_other_config(vdi)["xenvol-connected-" + dest.uuid] == "true"
+    again = plugin(xapi, dest, "connect_volume", connection_info=iscsi_ci(peers, iqn, 1))
+    assert again["vdi_uuid"] == a["vdi_uuid"]
+    b = plugin(xapi, dest, "connect_volume", connection_info=iscsi_ci(peers, iqn, 2))
+    d = plugin(xapi, dest, "disconnect_volume", connection_info=iscsi_ci(peers, iqn, 1))
+    assert "kept" in d["note"]
+    d = plugin(xapi, dest, "disconnect_volume", sr_uuid=b["sr_uuid"], vdi_uuid=b["vdi_uuid"])
+    assert d["note"] == "SR forgotten"
+    assert state(ppool) == before
+    d = plugin(xapi, dest, "disconnect_volume", connection_info=iscsi_ci(peers, iqn, 1))
+    assert "not connected" in d["note"]
+
+
+def test_a_connected_volume_keeps_its_sr_through_a_detach(ppool, peers):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1, 2))
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    plugin(xapi, host, "connect_volume", connection_info=iscsi_ci(peers, iqn, 2))
+    out = plugin(xapi, host, "attach_volume", connection_info=iscsi_ci(peers, iqn, 1),
+                 vm_uuid=vm_uuid)
+    d = plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert "kept" in d["note"]
+    plugin(xapi, host, "disconnect_volume", connection_info=iscsi_ci(peers, iqn, 2))
+    assert state(ppool) == before
+
+
+def test_list_drivers_and_version(ppool):
+    xapi = ppool.session().xenapi
+    out = plugin(xapi, ppool.host(0), "list_drivers")
+    types = [d["driver_volume_type"] for d in out["drivers"]]
+    assert types == ["file", "iscsi", "nfs", "xenapinfs", "xensm"]
+    assert out["failed"] == []
+    v = plugin(xapi, ppool.host(1), "version")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(here, "dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION")) as fh:
+        assert v == {"plugin": "xenvol", "version": fh.read().strip(), "api_level": "1.0"}
