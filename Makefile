@@ -22,7 +22,7 @@ test: deps
 	$(NETNS) $(VENV)/bin/pytest -q tests
 
 demo: deps
-	$(NETNS) $(PY) -m tools.demo
+	$(NETNS) $(PY) tools/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

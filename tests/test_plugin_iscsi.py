@@ -3,10 +3,8 @@ exec'd xenvol plugin -> simulator -> real tgt target. Assertions are on pool sta
 import json
 import os
 import threading
-import uuid
 
 import pytest
-import XenAPI
 
 from conftest import PluginError, plugin, state
 

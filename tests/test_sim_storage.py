@@ -1,5 +1,4 @@
 """SR, PBD, VDI and secret messages of the simulator (in-memory SR types)."""
-import pytest
 
 from test_sim_wire import fails
 

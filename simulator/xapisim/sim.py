@@ -7,9 +7,9 @@ import time
 import uuid as uuidlib
 import xmlrpc.client
 
-from . import schema, messages
+from . import messages
 from .db import Database, NULL
-from .errors import XapiError, internal
+from .errors import XapiError
 
 API_MAJOR, API_MINOR = "2", "21"
 PRODUCT_VERSION = "8.3.0"

@@ -3,6 +3,7 @@
   xe [-s URL] [-u USER] [-pw PASSWORD] host-list|vm-list|sr-list|vdi-list|vbd-list|pbd-list
      [params=a,b|all] [--minimal] [field=value …]
   xe host-call-plugin host-uuid=UUID plugin=NAME fn=FN [args:KEY=VALUE …] [args:KEY:file=PATH …]
+  xe secret-create value=VALUE        xe secret-destroy uuid=UUID
 
 The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD.
 """
@@ -161,6 +162,11 @@ def main(argv=None):
     try:
         if cmd == "host-call-plugin":
             sys.stdout.write(_call_plugin(session.xenapi, opts, plugin_args))
+        elif cmd == "secret-create":
+            ref = session.xenapi.secret.create({"value": opts["value"], "other_config": {}})
+            sys.stdout.write(session.xenapi.secret.get_uuid(ref) + "\n")
+        elif cmd == "secret-destroy":
+            session.xenapi.secret.destroy(session.xenapi.secret.get_by_uuid(opts["uuid"]))
         elif cmd.endswith("-list") and cmd[:-5] in _CLASSES:
             sys.stdout.write(_list(session.xenapi, cmd[:-5], opts))
         else:

@@ -14,6 +14,15 @@ class Call(object):
         self.host = self.x.session.get_this_host(session._session)
         self.host_uuid = self.x.host.get_uuid(self.host)
         self.settings = settings.load()
+        self.held = []
+
+    def hold(self, lease):
+        """Keep a lease until finish()."""
+        self.held.append(lease)
+
+    def finish(self):
+        while self.held:
+            self.held.pop().release()
 
     def do(self, doing, fn, *args):
         """Call XAPI; a failure becomes a xenvol error saying what we were doing."""

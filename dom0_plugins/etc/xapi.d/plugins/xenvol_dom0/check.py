@@ -3,7 +3,6 @@ import ipaddress
 import json
 import posixpath
 import re
-import uuid as uuidlib
 
 from .errors import INVALID_ARGUMENT, INVALID_CONNECTION_INFO, invalid
 
@@ -190,7 +189,3 @@ def parse_json(text, field, code=INVALID_ARGUMENT):
         return json.loads(text)
     except ValueError as e:
         raise invalid(field, "is not valid JSON (%s)" % str(e).split(":")[0], code)
-
-
-def new_uuid():
-    return str(uuidlib.uuid4())

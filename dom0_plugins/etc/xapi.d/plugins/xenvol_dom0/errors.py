@@ -45,3 +45,12 @@ def from_xapi(failure, doing):
                            stderr=(details[3] if len(details) > 3 else "")[:4000])
     return XenvolError(XAPI_ERROR, "%s: XAPI error %s" % (doing, " ".join(details)),
                        xapi_error=details)
+
+
+def vanished(e):
+    """The error says an object is gone (HANDLE_INVALID): typically an SR another host's
+    release forgot under us. Works on XenAPI.Failure and XenvolError alike."""
+    details = getattr(e, "details", None)
+    if isinstance(details, dict):
+        details = details.get("xapi_error", [])
+    return list(details or [])[:1] == ["HANDLE_INVALID"]

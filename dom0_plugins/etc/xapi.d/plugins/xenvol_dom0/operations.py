@@ -1,6 +1,5 @@
 """The plugin's functions. Each takes (session, args) with args a string->string map and
 returns a JSON string; docs/plugin-api.md is their contract, with xe examples."""
-import json
 
 import XenAPI
 
@@ -8,7 +7,7 @@ from . import log, storage, vbd as vbds
 from .call import NULL, Call
 from .check import Fields, parse_json
 from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, VM_NOT_FOUND, XenvolError,
-                     invalid)
+                     invalid, vanished)
 from .locks import Lock
 from .redact import SCRUB
 from .registry import Registry
@@ -69,9 +68,8 @@ def _retrying(fn):
     for attempt in range(ATTEMPTS):
         try:
             return fn()
-        except XenvolError as e:
-            vanished = e.details.get("xapi_error", [""])[:1] == ["HANDLE_INVALID"]
-            if not vanished or attempt == ATTEMPTS - 1:
+        except (XenvolError, XenAPI.Failure) as e:
+            if not vanished(e) or attempt == ATTEMPTS - 1:
                 raise
             log.step("an object vanished under a concurrent call; trying again")
 
@@ -119,21 +117,28 @@ def connect_volume(session, args):
 
     def attempt():
         with Lock("sr-" + sr_uuid, call.settings["lock_timeout"]):
-            sr, vdi, steps = _connected(call, driver, cfg)
             try:
-                claim = storage.CONNECTED + call.host_uuid
-                if claim not in call.x.VDI.get_other_config(vdi):
-                    call.do("recording the connection", call.x.VDI.add_to_other_config, vdi,
-                            claim, "true")
-                    steps.did("record connection",
-                              lambda: call.x.VDI.remove_from_other_config(vdi, claim))
-            except Exception as e:
-                _rollback(call, driver, steps, e)
-                raise
-            steps.commit()
-            return {"sr_uuid": sr_uuid, "vdi_uuid": call.x.VDI.get_uuid(vdi),
-                    "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
+                sr, vdi, steps = _connected(call, driver, cfg)
+                try:
+                    _claim(call, vdi, steps)
+                except Exception as e:
+                    _rollback(call, driver, steps, e)
+                    raise
+                steps.commit()
+                return {"sr_uuid": sr_uuid, "vdi_uuid": call.x.VDI.get_uuid(vdi),
+                        "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
+            finally:
+                call.finish()
     return _retrying(attempt)
+
+
+def _claim(call, vdi, steps):
+    """Mark the VDI as held by this host, so no release forgets its SR."""
+    x = call.x
+    claim = storage.CONNECTED + call.host_uuid
+    if claim not in call.do("reading the VDI", x.VDI.get_other_config, vdi):
+        call.do("recording the connection", x.VDI.add_to_other_config, vdi, claim, "true")
+        steps.did("record connection", lambda: x.VDI.remove_from_other_config(vdi, claim))
 
 
 def disconnect_volume(session, args):
@@ -186,16 +191,19 @@ def attach_volume(session, args):
 
     def attempt():
         with Lock("sr-" + sr_uuid, call.settings["lock_timeout"]):
-            sr, vdi, steps = _connected(call, driver, cfg)
             try:
-                with Lock("vm-" + vm_uuid, call.settings["lock_timeout"]):
-                    result = _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks,
-                                           steps)
-            except Exception as e:
-                _rollback(call, driver, steps, e)
-                raise
-            steps.commit()
-            return result
+                sr, vdi, steps = _connected(call, driver, cfg)
+                try:
+                    with Lock("vm-" + vm_uuid, call.settings["lock_timeout"]):
+                        result = _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug,
+                                               marks, steps)
+                except Exception as e:
+                    _rollback(call, driver, steps, e)
+                    raise
+                steps.commit()
+                return result
+            finally:
+                call.finish()
     result = _retrying(attempt)
     result["host_uuid"] = call.host_uuid
     return result

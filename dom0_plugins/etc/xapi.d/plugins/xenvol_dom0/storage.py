@@ -8,7 +8,8 @@ other_config; a VBD xenvol created carries xenvol = true."""
 import XenAPI
 
 from . import log
-from .errors import XenvolError, UNSUPPORTED_VOLUME, from_xapi
+from .lease import Lease
+from .errors import UNSUPPORTED_VOLUME, XenvolError, from_xapi, vanished
 from .redact import SCRUB
 
 INTRODUCED = "xenvol-introduced"
@@ -23,10 +24,13 @@ def ensure_sr(call, driver, config, steps):
     if sr is None:
         sr = _introduce(call, driver, config, sr_uuid, steps)
     else:
-        sr_type = x.SR.get_type(sr)
+        sr_type = call.do("reading the SR", x.SR.get_type, sr)
         if sr_type != driver.sr_type:
             raise XenvolError(UNSUPPORTED_VOLUME, "SR %s exists with type %s, not %s"
                               % (sr_uuid, sr_type, driver.sr_type), sr_uuid=sr_uuid)
+    # Held until the call ends, so that no release on another host forgets the SR between
+    # here and the VBD or connect mark that will make it in use.
+    call.hold(Lease(call, sr).acquire())
     hosts = [call.host]
     if driver.shared:
         # xapi runs SR.scan of a shared SR on the pool master: its PBD must be plugged too.
@@ -144,13 +148,28 @@ def users(call, sr):
 def release_sr(call, sr):
     """Forget the SR (or drop this host's PBD) if xenvol made it and nothing uses it.
 
-    Returns a note saying what was done. Must run under the SR's lock."""
-    x = call.x
+    Returns a note saying what was done. Runs under the SR's dom0 lock and its pool lease;
+    a release on another host may have forgotten the SR first."""
     try:
-        other = x.SR.get_other_config(sr)
-        sr_uuid = x.SR.get_uuid(sr)
-    except XenAPI.Failure:
-        return "SR already gone"
+        lease = Lease(call, sr).acquire()
+    except (XenAPI.Failure, XenvolError) as e:
+        if vanished(e):
+            return "SR already gone"
+        raise
+    try:
+        return _release(call, sr)
+    except (XenAPI.Failure, XenvolError) as e:
+        if vanished(e):
+            return "SR already gone"
+        raise
+    finally:
+        lease.release()
+
+
+def _release(call, sr):
+    x = call.x
+    other = x.SR.get_other_config(sr)
+    sr_uuid = x.SR.get_uuid(sr)
     held = users(call, sr)
     if held:
         log.step("SR still in use; keeping it", sr_uuid=sr_uuid, users=len(held))

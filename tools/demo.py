@@ -1,0 +1,160 @@
+"""`make demo`: a simulated two-host pool, a volume attached to a VM through the xenvol
+plugin and detached again, with real storage peers when they can start here.
+
+Runs the real path: XenAPI client -> xapisim -> exec'd dom0 plugin -> xapisim -> tgt / ganesha."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import XenAPI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
+
+from xapisim import cli  # noqa: E402
+from xapisim.peers import ganesha, tgt  # noqa: E402
+
+CHAP_USER, CHAP_SECRET = "demo", "demo-chap-secret-1"
+
+
+def say(title):
+    print("\n== %s" % title)
+
+
+def peers_possible():
+    if os.environ.get("XENVOL_PRIVATE_NETNS") != "1":
+        return "not in a private network namespace (run as root: make demo)"
+    missing = [t for t in ("tgtd", "ganesha.nfsd", "rpcbind", "qemu-img") if not shutil.which(t)]
+    return "missing %s" % ", ".join(missing) if missing else None
+
+
+def show_state(x, sr_uuid, vdi_uuid, vbd_uuid):
+    sr = x.SR.get_by_uuid(sr_uuid)
+    rec = x.SR.get_record(sr)
+    print("SR   %s  type=%s shared=%s label=%r" % (sr_uuid, rec["type"], rec["shared"],
+                                                   rec["name_label"]))
+    for pbd in rec["PBDs"]:
+        p = x.PBD.get_record(pbd)
+        print("PBD  %s  host=%s attached=%s device_config=%s" % (
+            p["uuid"], x.host.get_name_label(p["host"]), p["currently_attached"],
+            json.dumps(p["device_config"], sort_keys=True)))
+    v = x.VDI.get_record(x.VDI.get_by_uuid(vdi_uuid))
+    print("VDI  %s  size=%s sm_config=%s" % (vdi_uuid, v["virtual_size"],
+                                             json.dumps(v["sm_config"], sort_keys=True)))
+    b = x.VBD.get_record(x.VBD.get_by_uuid(vbd_uuid))
+    print("VBD  %s  vm=%s userdevice=%s device=%s attached=%s mode=%s" % (
+        vbd_uuid, x.VM.get_name_label(b["VM"]), b["userdevice"], b["device"],
+        b["currently_attached"], b["mode"]))
+
+
+def call(x, host_ref, fn, **args):
+    wire = dict((k, json.dumps(v) if isinstance(v, dict) else v) for k, v in args.items())
+    return json.loads(x.host.call_plugin(host_ref, "xenvol", fn, wire))
+
+
+def attach_detach(x, sim, info, vm_name, label):
+    vm = x.VM.get_by_name_label(vm_name)[0]
+    host = x.VM.get_resident_on(vm)
+    say("attach %s to %s (running on %s)" % (label, vm_name, x.host.get_name_label(host)))
+    out = call(x, host, "attach_volume", connection_info=info, vm_uuid=x.VM.get_uuid(vm),
+               mountpoint="autodetect")
+    print(json.dumps(out, indent=1, sort_keys=True))
+    show_state(x, out["sr_uuid"], out["vdi_uuid"], out["vbd_uuid"])
+    say("detach")
+    print(json.dumps(call(x, host, "detach_volume", vbd_uuid=out["vbd_uuid"]), indent=1,
+                     sort_keys=True))
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="xenvol-demo-", dir="/tmp")
+    started = []
+    try:
+        reason = peers_possible()
+        target = nfs = None
+        if reason is None:
+            say("starting real storage peers on 127.0.0.1 (private network namespace)")
+            target = tgt.Target(os.path.join(work, "tgt")).start()
+            started.append(target)
+            iqn = "iqn.2026-11.org.xenvol.demo:vol"
+            target.add_target(iqn)
+            target.add_lun(iqn, 1, 64)
+            target.require_chap(iqn, CHAP_USER, CHAP_SECRET)
+            print("iSCSI target %s at %s, LUN 1 (64 MiB), CHAP required" % (iqn, target.portal))
+            nfs = ganesha.Server(os.path.join(work, "nfs"))
+            export = nfs.add_export("/volumes")
+            sr_uuid, vdi_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+            os.makedirs(os.path.join(export, sr_uuid))
+            subprocess.check_call(["qemu-img", "create", "-q", "-f", "vpc", "-o",
+                                   "subformat=dynamic,force_size=on",
+                                   os.path.join(export, sr_uuid, vdi_uuid + ".vhd"), "1G"])
+            nfs.start()
+            started.append(nfs)
+            print("NFS export 127.0.0.1:/volumes with %s/%s.vhd (1 GiB)" % (sr_uuid, vdi_uuid))
+        else:
+            say("real storage peers skipped: %s" % reason)
+
+        say("simulated pool: 2 hosts, 4 VMs, xenvol plugin installed on every host")
+        sim, servers, pool = cli.start(hosts=2, vms=4, state_dir=os.path.join(work, "pool"),
+                                       plugins=PLUGINS)
+        started.append(servers)
+        session = XenAPI.Session(pool["url"])
+        session.login_with_password(pool["user"], pool["password"], "2.21", "xenvol-demo")
+        x = session.xenapi
+        for ref, rec in sorted(x.VM.get_all_records().items(), key=lambda r: r[1]["name_label"]):
+            if not rec["is_control_domain"]:
+                host = rec["resident_on"]
+                print("%-6s %-8s %s" % (rec["name_label"], rec["power_state"],
+                                        x.host.get_name_label(host) if host != "OpaqueRef:NULL" else ""))
+        master = x.pool.get_master(x.pool.get_all()[0])
+        print("plugin: %s" % x.host.call_plugin(master, "xenvol", "version", {}))
+        before = sim.db.snapshot()
+
+        if target is not None:
+            # The CHAP password travels as a XAPI secret: only its uuid reaches dom0's argv.
+            secret = x.secret.create({"value": CHAP_SECRET, "other_config": {}})
+            info = {"driver_volume_type": "iscsi", "data": {
+                "target_portal": target.portal, "target_iqn": iqn, "target_lun": 1,
+                "auth_method": "CHAP", "auth_username": CHAP_USER,
+                "auth_password_secret": x.secret.get_uuid(secret), "volume_id": "demo-1"}}
+            attach_detach(x, sim, info, "vm-3", "iSCSI LUN 1 with CHAP")
+            x.secret.destroy(secret)
+            info = {"driver_volume_type": "nfs", "data": {
+                "server": "127.0.0.1", "serverpath": "/volumes", "sr_uuid": sr_uuid,
+                "vdi_uuid": vdi_uuid}}
+            attach_detach(x, sim, info, "vm-1", "NFS VHD")
+        else:
+            host0 = sim.hosts[0]
+            d = os.path.join(host0.root, "var/lib/demo-volumes")
+            os.makedirs(d)
+            vdi_uuid = str(uuid.uuid4())
+            with open(os.path.join(d, vdi_uuid + ".raw"), "wb") as fh:
+                fh.truncate(64 << 20)
+            info = {"driver_volume_type": "file", "data": {"path": "/var/lib/demo-volumes",
+                                                           "vdi_uuid": vdi_uuid}}
+            attach_detach(x, sim, info, "vm-1", "a raw file on the host")
+
+        say("cleaned up")
+        after = sim.db.snapshot()
+        print("pool state identical to before the attach: %s" % (after == before))
+        log = os.path.join(sim.hosts[1].root, "var/log/xenvol.log")
+        if os.path.exists(log):
+            say("dom0 log of %s (%s)" % (x.host.get_name_label(sim.hosts[1].ref), log))
+            with open(log) as fh:
+                lines = fh.read().splitlines()
+            print("\n".join(lines[-12:]))
+            assert CHAP_SECRET not in "\n".join(lines)
+        session.xenapi.session.logout()
+        return 0 if after == before else 1
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
