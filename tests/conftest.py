@@ -90,20 +90,34 @@ class Peers(object):
         self.nfs_export = self.nfs.add_export("/srv")
         self.nfs.start()
         self._iqns = 0
+        self._iscsi6 = None
 
-    def new_target(self, luns=(1,), chap=None, size_mb=8):
+    @property
+    def iscsi6(self):
+        """A second target daemon, on [::1], started on first use."""
+        if self._iscsi6 is None:
+            self._iscsi6 = tgt.Target(os.path.join(self.workdir, "tgt6"), address="::1",
+                                      control=self.iscsi.control + 1).start()
+        return self._iscsi6
+
+    def new_target(self, luns=(1,), chap=None, size_mb=8, mutual=None, daemon=None):
         """A fresh target with LUNs; returns its IQN."""
+        daemon = daemon or self.iscsi
         self._iqns += 1
         iqn = "iqn.2026-11.org.xenvol.test:t%d-%d" % (os.getpid(), self._iqns)
-        self.iscsi.add_target(iqn)
+        daemon.add_target(iqn)
         for lun in luns:
-            self.iscsi.add_lun(iqn, lun, size_mb)
+            daemon.add_lun(iqn, lun, size_mb)
         if chap:
-            self.iscsi.require_chap(iqn, *chap)
+            daemon.require_chap(iqn, *chap)
+        if mutual:
+            daemon.mutual_chap(iqn, *mutual)
         return iqn
 
     def stop(self):
         self.nfs.stop()
+        if self._iscsi6 is not None:
+            self._iscsi6.stop()
         self.iscsi.stop()
 
 

@@ -307,3 +307,61 @@ def test_concurrent_attaches_and_detaches_of_one_target(ppool, peers):
     # Every host releases its share; the last one out forgets the SR.
     after = state(ppool)
     assert after == before
+
+
+def test_mutual_chap_for_real(ppool, peers):
+    xapi = ppool.session().xenapi
+    mutual = ("tgtuser", "Target-Secret-42")
+    iqn = peers.new_target(luns=(1,), chap=CHAP, mutual=mutual)
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    bad = ci(peers, iqn, chap=CHAP, target_auth_username=mutual[0],
+             target_auth_password="Wrong-Target-1")
+    with pytest.raises(PluginError) as e:
+        plugin(xapi, host, "attach_volume", connection_info=bad, vm_uuid=vm_uuid)
+    assert e.value.details["sm_code"] == "68" and "CHAP_R" in e.value.message
+    assert state(ppool) == before
+    good = ci(peers, iqn, chap=CHAP, target_auth_username=mutual[0],
+              target_auth_password=mutual[1])
+    out = plugin(xapi, host, "attach_volume", connection_info=good, vm_uuid=vm_uuid)
+    sr = xapi.SR.get_by_uuid(out["sr_uuid"])
+    for pbd in xapi.SR.get_PBDs(sr):
+        dconf = xapi.PBD.get_device_config(pbd)
+        assert dconf["incoming_chapuser"] == mutual[0]
+        assert "incoming_chappassword" not in dconf and "incoming_chappassword_secret" in dconf
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_ipv6_portal_and_portal_without_port(ppool, peers):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(3,), daemon=peers.iscsi6)
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    for portal in ("[::1]:3260", "[::1]", "::1"):
+        info = {"driver_volume_type": "iscsi", "data": {"target_portal": portal,
+                                                        "target_iqn": iqn, "target_lun": "3"}}
+        out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+        dconf = xapi.PBD.get_device_config(xapi.SR.get_PBDs(xapi.SR.get_by_uuid(out["sr_uuid"]))[0])
+        assert (dconf["target"], dconf["port"]) == ("::1", "3260")
+        plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_multipath_portals_become_multihomelist(ppool, peers):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,))
+    before = state(ppool)
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    info = {"driver_volume_type": "iscsi", "data": {
+        "target_portals": [peers.iscsi.portal, "127.0.0.9:3260"], "target_iqns": [iqn, iqn],
+        "target_luns": [1, 1]}}
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    dconf = xapi.PBD.get_device_config(xapi.SR.get_PBDs(xapi.SR.get_by_uuid(out["sr_uuid"]))[0])
+    assert dconf["target"] == "127.0.0.1" and dconf["multihomed"] == "true"
+    assert dconf["multihomelist"] == "127.0.0.1:3260,127.0.0.9:3260"
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before

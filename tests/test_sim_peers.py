@@ -138,3 +138,10 @@ def test_file_sr_under_the_host_root(pool, xapi):
     p2 = xapi.PBD.create({"host": pool.host(1).ref, "SR": bad, "other_config": {},
                           "device_config": {"location": "/nowhere"}})
     fails("SR_BACKEND_FAILURE_61", xapi.PBD.plug, p2)
+
+
+def test_iscsi_probe_lists_known_srs(pool, xapi, peers):
+    iqn = peers.new_target()
+    sr, pbd = iscsi_sr(xapi, pool.host(0).ref, iqn)
+    out = xapi.SR.probe(pool.host(0).ref, {"target": "127.0.0.1", "targetIQN": iqn}, "iscsi", {})
+    assert "<UUID>%s</UUID>" % xapi.SR.get_uuid(sr) in out

@@ -26,7 +26,8 @@ class Target(object):
 
     @property
     def portal(self):
-        return "%s:%d" % (self.address, self.port)
+        host = "[%s]" % self.address if ":" in self.address else self.address
+        return "%s:%d" % (host, self.port)
 
     def start(self, timeout=10.0):
         if not shutil.which("tgtd"):
