@@ -18,23 +18,24 @@ PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
 class Pool(object):
     """A running simulator plus helpers to talk to it as a client would."""
 
-    def __init__(self, hosts=3, vms=4, plugins=None):
+    def __init__(self, hosts=3, vms=4, plugins=None, tls=None):
         # Short paths: a unix socket path must stay under 108 bytes.
         self.state_dir = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
         self.sim, self.servers, self.info = cli.start(hosts, vms, state_dir=self.state_dir,
-                                                      plugins=plugins)
+                                                      plugins=plugins, tls=tls)
         self.url = self.info["url"]
         self._sessions = []
 
     def session(self, url=None):
-        s = XenAPI.Session(url or self.url)
+        s = XenAPI.Session(url or self.url, ignore_ssl=True)
         s.login_with_password(self.info["user"], self.info["password"], "2.21", "tests")
         self._sessions.append(s)
         return s
 
     @property
     def admin(self):
-        proxy = xmlrpc.client.ServerProxy(self.url)
+        import ssl
+        proxy = xmlrpc.client.ServerProxy(self.url, context=ssl._create_unverified_context())
 
         class Admin(object):
             def __getattr__(_self, name):
@@ -138,13 +139,18 @@ FAST_SETTINGS = {"lun_rescan_delays": [0.1, 0.2], "unplug_retry_delay": 0.05,
                  "unplug_attempts": 4, "lock_timeout": 60}
 
 
-@pytest.fixture
-def ppool():
-    """A pool with the xenvol plugin installed on every host (fast retry settings)."""
-    p = Pool(plugins=PLUGINS)
+def plugin_pool(**kw):
+    p = Pool(plugins=PLUGINS, **kw)
     for h in p.sim.hosts:
         with open(os.path.join(h.root, "etc/xenvol/xenvol.conf"), "w") as fh:
             json.dump(FAST_SETTINGS, fh)
+    return p
+
+
+@pytest.fixture
+def ppool():
+    """A pool with the xenvol plugin installed on every host (fast retry settings)."""
+    p = plugin_pool()
     yield p
     p.close()
 

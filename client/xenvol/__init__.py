@@ -17,3 +17,11 @@ def _version():
 
 
 __version__ = _version()
+
+
+from .adapter import XenVolumeDriver  # noqa: E402
+from .client import Attachment, Client, Connection, ConnectionFailed  # noqa: E402
+from . import errors  # noqa: E402
+
+__all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "XenVolumeDriver", "errors",
+           "__version__"]

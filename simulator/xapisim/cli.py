@@ -26,7 +26,8 @@ def _addresses(first, n):
     return [".".join(parts[:3] + [str(int(parts[3]) + i)]) for i in range(n)]
 
 
-def start(hosts=1, vms=2, listen="127.0.0.1:0", state_dir=None, plugins=None, password=None):
+def start(hosts=1, vms=2, listen="127.0.0.1:0", state_dir=None, plugins=None, password=None,
+          tls=None):
     """Create and serve a pool; returns (simulator, servers, info dict)."""
     address, _, port = listen.rpartition(":")
     state_dir = state_dir or tempfile.mkdtemp(prefix="xapisim-")
@@ -34,7 +35,7 @@ def start(hosts=1, vms=2, listen="127.0.0.1:0", state_dir=None, plugins=None, pa
                     addresses=_addresses(address, hosts))
     if plugins:
         sim.install_plugins(plugins)
-    servers = Servers(sim, int(port or 0))
+    servers = Servers(sim, int(port or 0), tls)
     info = {"url": servers.master_url, "member_urls": servers.urls[1:], "user": sim.username,
             "password": sim.password, "master": sim.master.uuid,
             "hosts": [h.uuid for h in sim.hosts], "state_dir": sim.state_dir}
@@ -42,7 +43,8 @@ def start(hosts=1, vms=2, listen="127.0.0.1:0", state_dir=None, plugins=None, pa
 
 
 def _serve(a):
-    sim, servers, info = start(a.hosts, a.vms, a.listen, a.state_dir, a.plugins, a.password)
+    tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
+    sim, servers, info = start(a.hosts, a.vms, a.listen, a.state_dir, a.plugins, a.password, tls)
     print(json.dumps(info), flush=True)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,6 +84,8 @@ def main(argv=None):
     s.add_argument("--state-dir")
     s.add_argument("--plugins", help="a plugins directory to install on every host")
     s.add_argument("--password", help="the root password (default: random, printed)")
+    s.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    s.add_argument("--tls-key", help="the certificate's private key (PEM)")
     f = sub.add_parser("fault", help="make a message fail")
     f.add_argument("method")
     f.add_argument("error", nargs="+", help="error code and parameters")

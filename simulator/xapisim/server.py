@@ -5,6 +5,7 @@ import http.server
 import os
 import socket
 import socketserver
+import ssl
 import threading
 
 from .sim import Endpoint
@@ -56,10 +57,15 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class Servers(object):
     """Start every endpoint of a simulator; `urls` lists one base URL per host."""
 
-    def __init__(self, sim, port=0):
+    def __init__(self, sim, port=0, tls=None):
+        """tls: (certfile, keyfile) to serve HTTPS, as real hosts do on 443."""
         self.sim = sim
         self.servers = []
         self.urls = []
+        self.tls = None
+        if tls:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(*tls)
         self._start_tcp(port)
         for host in sim.hosts:
             path = host.socket_path
@@ -85,8 +91,11 @@ class Servers(object):
         else:
             raise OSError(errno.EADDRINUSE, "no port free on every host address")
         for srv, host in servers:
+            if self.tls:
+                srv.socket = self.tls.wrap_socket(srv.socket, server_side=True)
             self._serve(srv, Endpoint(host, "tcp"))
-            self.urls.append("http://%s:%d/" % (host.address, srv.server_address[1]))
+            self.urls.append("%s://%s:%d/" % ("https" if self.tls else "http", host.address,
+                                              srv.server_address[1]))
 
     def _serve(self, srv, endpoint):
         srv.sim = self.sim

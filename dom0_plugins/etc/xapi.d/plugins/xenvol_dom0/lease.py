@@ -2,8 +2,8 @@
 
 dom0 flocks only serialise calls on one host. Across hosts, XAPI itself is the arbiter:
 SR.add_to_other_config fails with MAP_DUPLICATE_KEY when the key exists, which makes it an
-atomic test-and-set. The holder writes who it is and when; a lease older than the lock timeout
-is taken to belong to a crashed call and is broken."""
+atomic test-and-set. The holder writes who it is and when; a lease older than
+lease_stale_after seconds is taken to belong to a crashed call and is broken."""
 import os
 import time
 
@@ -25,6 +25,7 @@ class Lease(object):
     def acquire(self):
         x = self.call.x
         timeout = float(self.call.settings["lock_timeout"])
+        stale = float(self.call.settings["lease_stale_after"])
         deadline = time.time() + timeout
         delay = 0.02
         while True:
@@ -36,7 +37,7 @@ class Lease(object):
                 if f.details[0] != "MAP_DUPLICATE_KEY":
                     raise from_xapi(f, "locking the SR")
             holder = x.SR.get_other_config(self.sr).get(KEY, "")
-            if _age(holder) > timeout:
+            if _age(holder) > stale:
                 log.warning("breaking a stale SR lease", holder=holder)
                 try:
                     x.SR.remove_from_other_config(self.sr, KEY)

@@ -11,6 +11,8 @@ DEFAULTS = {
     "unplug_retry_delay": 1.0,
     # How long a call waits for another one holding the same SR or VM.
     "lock_timeout": 120,
+    # A pool-wide SR lease older than this belongs to a call that died; it is broken.
+    "lease_stale_after": 900,
 }
 
 

@@ -27,6 +27,9 @@ class XenSMDriver(Driver):
                 raise d.bad("introduce_sr_keys[%d]" % i, "is not a device_config key name")
             if key in _NOT_DCONF:
                 continue
+            if key.endswith("password") and not d.has(key) and d.has(key + "_secret"):
+                dconf[key + "_secret"] = d.uuid(key + "_secret")  # a XAPI secret's uuid
+                continue
             value = d.raw(key)
             if isinstance(value, bool):
                 value = "true" if value else "false"

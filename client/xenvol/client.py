@@ -1,0 +1,371 @@
+"""The xenvol client: marshal connection_info to the right host's plugin, check versions,
+keep passwords out of dom0's argv, and raise clear exceptions."""
+import copy
+import json
+import re
+import socket
+from urllib.parse import urlsplit, urlunsplit
+
+import XenAPI
+
+from . import errors
+from .transport import for_url
+
+PLUGIN = "xenvol"
+REQUIRED_API = (1, 0)
+NULL = "OpaqueRef:NULL"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_INSTALL_HINT = ("install the xenvol supplemental pack on that host "
+                 "(xe-install-supplemental-pack xenvol-<version>.iso, or yum install "
+                 "xenvol-xapi-plugin on XCP-ng)")
+
+
+class ConnectionFailed(errors.XenvolError):
+    pass
+
+
+class _Record(object):
+    FIELDS = ()
+
+    def __init__(self, **values):
+        for f in self.FIELDS:
+            setattr(self, f, values.get(f))
+
+    def to_dict(self):
+        return dict((f, getattr(self, f)) for f in self.FIELDS if getattr(self, f) is not None)
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in
+                                                          sorted(self.to_dict().items())))
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+
+class Attachment(_Record):
+    """A volume attached to a VM: what attach() returns and detach() accepts."""
+    FIELDS = ("sr_uuid", "vdi_uuid", "vbd_uuid", "vm_uuid", "userdevice", "device", "plugged",
+              "mode", "host_uuid", "driver_volume_type", "volume_id", "note")
+
+
+class Connection(_Record):
+    """A volume connected to a host without a VM."""
+    FIELDS = ("sr_uuid", "vdi_uuid", "host_uuid", "driver_volume_type")
+
+
+class Client(object):
+    """Talk to a pool. Build it from a URL and credentials (it follows HOST_IS_SLAVE to the
+    master, verifies TLS unless verify_tls=False, and logs out on close()), or from an
+    existing XenAPI.Session with Client.from_session(session)."""
+
+    def __init__(self, url=None, username="root", password=None, verify_tls=True, cafile=None,
+                 timeout=60.0, originator="xenvol"):
+        self.timeout = timeout
+        self._verify = verify_tls
+        self._cafile = cafile
+        self._versions = {}
+        self._owned = False
+        self.session = None
+        if url is not None:
+            self.session, self.url = self._login(url, username, password or "", originator)
+            self._owned = True
+
+    @classmethod
+    def from_session(cls, session):
+        client = cls()
+        client.session = session
+        client.url = getattr(session, "_ServerProxy__host", None)
+        return client
+
+    # ------------------------------------------------------------------ session
+    def _login(self, url, username, password, originator):
+        for _hop in range(3):
+            session = XenAPI.Session(url, transport=for_url(url, self.timeout, self._verify,
+                                                            self._cafile))
+            try:
+                session.login_with_password(username, password, "1.0", originator)
+                return session, url
+            except XenAPI.Failure as f:
+                if f.details[0] == "HOST_IS_SLAVE":
+                    url = _with_host(url, f.details[1])
+                    continue
+                raise errors.from_failure(f.details, scrub=_Scrub([password]))
+            except (socket.error, OSError) as e:
+                raise ConnectionFailed("cannot reach %s: %s" % (url, e))
+        raise ConnectionFailed("too many HOST_IS_SLAVE redirects from %s" % url)
+
+    def close(self):
+        if self._owned and self.session is not None:
+            try:
+                self.session.xenapi.session.logout()
+            except Exception:
+                pass
+        self.session = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def x(self):
+        if self.session is None:
+            raise errors.XenvolError("the client is closed")
+        return self.session.xenapi
+
+    def _xapi(self, fn, *args):
+        try:
+            return fn(*args)
+        except XenAPI.Failure as f:
+            raise errors.from_failure(f.details)
+
+    # ------------------------------------------------------------------ lookups
+    def _vm(self, vm):
+        """A VM by uuid or name label (ambiguous names are an error)."""
+        if not isinstance(vm, str) or not vm:
+            raise errors.InvalidArgument("vm: give a VM uuid or name label", details={"field": "vm"})
+        if _UUID.match(vm):
+            try:
+                return self.x.VM.get_by_uuid(vm)
+            except XenAPI.Failure as f:
+                if f.details[0] != "UUID_INVALID":
+                    raise errors.from_failure(f.details)
+        refs = [r for r in self._xapi(self.x.VM.get_by_name_label, vm)
+                if not self.x.VM.get_is_a_template(r) and not self.x.VM.get_is_control_domain(r)]
+        if not refs:
+            raise errors.VMNotFound("vm: no VM named or numbered %r" % vm, details={"field": "vm"})
+        if len(refs) > 1:
+            raise errors.InvalidArgument("vm: %d VMs are named %r; give its uuid" % (len(refs), vm),
+                                         details={"field": "vm"})
+        return refs[0]
+
+    def _host(self, host):
+        if _UUID.match(host or ""):
+            try:
+                return self.x.host.get_by_uuid(host)
+            except XenAPI.Failure:
+                pass
+        refs = self._xapi(self.x.host.get_by_name_label, host or "")
+        if len(refs) != 1:
+            raise errors.HostNotFound("host: no single host %r" % host, details={"field": "host"})
+        return refs[0]
+
+    def _master(self):
+        return self._xapi(self.x.pool.get_master, self._xapi(self.x.pool.get_all)[0])
+
+    def host_for_vm(self, vm_ref):
+        """Where work for a VM runs: where it runs, else where it would start, else the master."""
+        rec = self._xapi(self.x.VM.get_record, vm_ref)
+        if rec["power_state"] in ("Running", "Paused") and rec["resident_on"] != NULL:
+            return rec["resident_on"]
+        if rec["affinity"] != NULL and rec["affinity"] in self._xapi(self.x.host.get_all):
+            return rec["affinity"]
+        return self._master()
+
+    # ------------------------------------------------------------------ plugin calls
+    def _plugin(self, host_ref, fn, args, scrub=None):
+        self.check_version(host_ref)
+        return self._raw_plugin(host_ref, fn, args, scrub)
+
+    def _raw_plugin(self, host_ref, fn, args, scrub=None):
+        host_uuid = self._xapi(self.x.host.get_uuid, host_ref)
+        try:
+            out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
+        except XenAPI.Failure as f:
+            code = f.details[0]
+            if code == "XENAPI_MISSING_PLUGIN":
+                raise errors.PluginMissing("host %s has no xenvol plugin: %s" % (host_uuid,
+                                                                                 _INSTALL_HINT),
+                                           code, {"xapi_error": f.details}, host_uuid)
+            if code == "UNKNOWN_XENAPI_PLUGIN_FUNCTION":
+                raise errors.PluginIncompatible(
+                    "the xenvol plugin on host %s has no function %s: upgrade it (%s)"
+                    % (host_uuid, fn, _INSTALL_HINT), code, {"xapi_error": f.details}, host_uuid)
+            raise errors.from_failure(f.details, host_uuid, scrub)
+        try:
+            return json.loads(out)
+        except ValueError:
+            raise errors.PluginIncompatible("the xenvol plugin on host %s answered %s with "
+                                            "something that is not JSON" % (host_uuid, fn),
+                                            host=host_uuid)
+
+    def check_version(self, host_ref):
+        """The plugin's version on a host, checked once per session and host."""
+        if host_ref not in self._versions:
+            info = self._raw_plugin(host_ref, "version", {})
+            host_uuid = self._xapi(self.x.host.get_uuid, host_ref)
+            try:
+                major = int(str(info.get("api_level", "")).split(".")[0])
+            except ValueError:
+                major = None
+            if major != REQUIRED_API[0]:
+                raise errors.PluginIncompatible(
+                    "host %s has xenvol plugin %s (API %s); this client %s needs API %d.x: %s"
+                    % (host_uuid, info.get("version"), info.get("api_level"), _client_version(),
+                       REQUIRED_API[0], _INSTALL_HINT), host=host_uuid,
+                    details={"installed": info, "required_api": "%d.%d" % REQUIRED_API})
+            self._versions[host_ref] = info
+        return self._versions[host_ref]
+
+    # ------------------------------------------------------------------ secrets
+    def _stash_secrets(self, connection_info):
+        """Replace every password in connection_info["data"] by a XAPI secret created through
+        our own session; only its uuid travels to dom0."""
+        if not isinstance(connection_info, dict):
+            raise errors.InvalidConnectionInfo("connection_info: must be an object",
+                                               details={"field": "connection_info"})
+        info = copy.deepcopy(connection_info)
+        data = info.get("data")
+        created, values, by_value = [], [], {}
+        if isinstance(data, dict):
+            try:
+                for key in sorted(data):
+                    value = data[key]
+                    if key.lower().endswith("password") and isinstance(value, str) and value:
+                        # One secret per distinct password, so equal passwords stay equal.
+                        if value not in by_value:
+                            ref = self._xapi(self.x.secret.create, {"value": value,
+                                                                    "other_config": {}})
+                            created.append(ref)
+                            values.append(value)
+                            by_value[value] = self._xapi(self.x.secret.get_uuid, ref)
+                        data[key + "_secret"] = by_value[value]
+                        del data[key]
+            except Exception:
+                self._drop_secrets(created)
+                raise
+        return info, created, _Scrub(values)
+
+    def _drop_secrets(self, created):
+        """Destroy the secrets we made, unless a PBD still names one (an old XAPI that does
+        not copy secrets into the PBD's own)."""
+        if not created:
+            return
+        uuids = {}
+        for ref in created:
+            try:
+                uuids[self.x.secret.get_uuid(ref)] = ref
+            except XenAPI.Failure:
+                pass
+        in_use = set()
+        for rec in self._xapi(self.x.PBD.get_all_records).values():
+            in_use.update(v for v in rec["device_config"].values() if v in uuids)
+        for uuid, ref in uuids.items():
+            if uuid not in in_use:
+                try:
+                    self.x.secret.destroy(ref)
+                except XenAPI.Failure:
+                    pass
+
+    def _with_secrets(self, connection_info, host_ref, fn, args):
+        info, created, scrub = self._stash_secrets(connection_info)
+        try:
+            args = dict(args, connection_info=json.dumps(info))
+            return self._plugin(host_ref, fn, args, scrub)
+        finally:
+            self._drop_secrets(created)
+
+    # ------------------------------------------------------------------ the API
+    def attach(self, connection_info, vm, mountpoint="autodetect", read_only=None, hotplug=True):
+        """Attach a volume to a VM (uuid or name); returns an Attachment."""
+        vm_ref = self._vm(vm)
+        host = self.host_for_vm(vm_ref)
+        args = {"vm_uuid": self.x.VM.get_uuid(vm_ref), "mountpoint": str(mountpoint),
+                "hotplug": "true" if hotplug else "false"}
+        if read_only is not None:
+            args["mode"] = "ro" if read_only else "rw"
+        return Attachment(**self._with_secrets(connection_info, host, "attach_volume", args))
+
+    def detach(self, vm=None, mountpoint=None, attachment=None, vdi=None):
+        """Detach by VM and mount point, by Attachment, or every xenvol VBD of a VDI uuid.
+        Returns the Attachments detached (empty when nothing was attached)."""
+        if attachment is not None:
+            vm_ref = self._vm(attachment.vm_uuid)
+            args = {"vbd_uuid": attachment.vbd_uuid}
+        elif vdi is not None:
+            vdi_ref = self._xapi(self.x.VDI.get_by_uuid, vdi)
+            vbds = self._xapi(self.x.VDI.get_VBDs, vdi_ref)
+            vm_ref = self.x.VBD.get_VM(vbds[0]) if vbds else None
+            args = {"vdi_uuid": vdi}
+        elif vm is not None and mountpoint is not None:
+            vm_ref = self._vm(vm)
+            args = {"vm_uuid": self.x.VM.get_uuid(vm_ref), "mountpoint": str(mountpoint)}
+        else:
+            raise errors.InvalidArgument("detach: give vm and mountpoint, attachment, or vdi",
+                                         details={"field": "mountpoint"})
+        host = self.host_for_vm(vm_ref) if vm_ref else self._master()
+        out = self._plugin(host, "detach_volume", args)
+        return [Attachment(**a) for a in out["detached"]]
+
+    def connect(self, connection_info, host):
+        """Connect a volume to a host (uuid or name) without a VM; returns a Connection."""
+        host_ref = self._host(host)
+        return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume", {}))
+
+    def disconnect(self, connection=None, connection_info=None, host=None):
+        """Undo connect(): give the Connection, or connection_info and the host."""
+        if connection is not None:
+            host_ref = self._host(connection.host_uuid)
+            args = {"sr_uuid": connection.sr_uuid, "vdi_uuid": connection.vdi_uuid}
+            return self._plugin(host_ref, "disconnect_volume", args)
+        if connection_info is None or host is None:
+            raise errors.InvalidArgument("disconnect: give a Connection, or connection_info and "
+                                         "host", details={"field": "connection"})
+        info, created, scrub = self._stash_secrets(connection_info)
+        self._drop_secrets(created)  # disconnect needs no password; never send one
+        return self._plugin(self._host(host), "disconnect_volume",
+                            {"connection_info": json.dumps(info)}, scrub)
+
+    def attachments(self, vm=None):
+        """The volumes xenvol attached, on the VM's host or on every host."""
+        if vm is not None:
+            vm_ref = self._vm(vm)
+            out = self._plugin(self.host_for_vm(vm_ref), "list_attachments",
+                               {"vm_uuid": self.x.VM.get_uuid(vm_ref)})
+            found = out["attachments"]
+        else:
+            found = []
+            for host in self._xapi(self.x.host.get_all):
+                found.extend(dict(a, host_uuid=self.x.host.get_uuid(host)) for a in
+                             self._plugin(host, "list_attachments", {})["attachments"])
+        return [Attachment(**a) for a in found]
+
+    def drivers(self, host=None):
+        """{host uuid: {"drivers": [...], "failed": [...]}} for one host or all."""
+        hosts = [self._host(host)] if host else self._xapi(self.x.host.get_all)
+        return dict((self.x.host.get_uuid(h), self._plugin(h, "list_drivers", {})) for h in hosts)
+
+    def versions(self):
+        """{host uuid: version info, or the error text} for every host."""
+        out = {}
+        for h in self._xapi(self.x.host.get_all):
+            uuid = self.x.host.get_uuid(h)
+            try:
+                out[uuid] = self.check_version(h)
+            except errors.XenvolError as e:
+                out[uuid] = {"error": e.message, "code": e.code or type(e).__name__}
+        return out
+
+
+class _Scrub(object):
+    def __init__(self, values):
+        self.values = [v for v in values if v]
+
+    def __call__(self, text):
+        for v in self.values:
+            text = text.replace(v, "***")
+        return text
+
+
+def _with_host(url, address):
+    """The master's URL: same scheme and port, the address HOST_IS_SLAVE gave."""
+    parts = urlsplit(url)
+    host = "[%s]" % address if ":" in address and not address.startswith("[") else address
+    netloc = host + (":%d" % parts.port if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, parts.fragment))
+
+
+def _client_version():
+    from . import __version__
+    return __version__

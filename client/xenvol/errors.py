@@ -1,0 +1,158 @@
+"""One exception hierarchy for everything a caller can meet, mapped from the plugin's error
+contract (docs/plugin-api.md) and from XAPI. Nobody has to parse a XenAPI.Failure list."""
+import json
+
+
+class XenvolError(Exception):
+    """Base class. `code` is the plugin's (or XAPI's) error code, `details` a dict, `host`
+    the host uuid the call ran on when known."""
+
+    exit_code = 1
+
+    def __init__(self, message, code=None, details=None, host=None):
+        Exception.__init__(self, message)
+        self.message = message
+        self.code = code
+        self.details = details or {}
+        self.host = host
+
+    @property
+    def field(self):
+        return self.details.get("field")
+
+
+class InvalidInput(XenvolError):
+    """Something the caller gave is wrong; `field` names it."""
+    exit_code = 2
+
+
+class InvalidConnectionInfo(InvalidInput):
+    pass
+
+
+class InvalidArgument(InvalidInput):
+    pass
+
+
+class DriverNotFound(InvalidInput):
+    pass
+
+
+class UnsupportedVolume(InvalidInput):
+    pass
+
+
+class NotFound(XenvolError):
+    exit_code = 3
+
+
+class VMNotFound(NotFound):
+    pass
+
+
+class HostNotFound(NotFound):
+    pass
+
+
+class VolumeNotFound(NotFound):
+    """The storage came up but the volume is not in it (wrong LUN, missing VHD)."""
+
+
+class BackendError(XenvolError):
+    exit_code = 4
+
+
+class BackendFailure(BackendError):
+    """The storage manager failed: `sm_code` and `sm_message` say how (e.g. 68, login)."""
+
+    @property
+    def sm_code(self):
+        return self.details.get("sm_code")
+
+    @property
+    def sm_message(self):
+        return self.details.get("sm_message")
+
+
+class DeviceBusy(BackendError):
+    pass
+
+
+class DetachFailed(BackendError):
+    pass
+
+
+class Busy(BackendError):
+    """Another call held the same SR or VM for too long; try again."""
+
+
+class PluginError(XenvolError):
+    exit_code = 5
+
+
+class PluginMissing(PluginError):
+    pass
+
+
+class PluginIncompatible(PluginError):
+    pass
+
+
+class XapiError(XenvolError):
+    """XAPI refused something; `xapi_error` is its error list."""
+
+    @property
+    def xapi_error(self):
+        return self.details.get("xapi_error", [])
+
+
+class AuthenticationFailed(XapiError):
+    pass
+
+
+class InternalError(XenvolError):
+    pass
+
+
+_BY_CODE = {
+    "XENVOL_INVALID_CONNECTION_INFO": InvalidConnectionInfo,
+    "XENVOL_INVALID_ARGUMENT": InvalidArgument,
+    "XENVOL_UNKNOWN_DRIVER": DriverNotFound,
+    "XENVOL_UNSUPPORTED_VOLUME": UnsupportedVolume,
+    "XENVOL_VM_NOT_FOUND": VMNotFound,
+    "XENVOL_VDI_NOT_FOUND": VolumeNotFound,
+    "XENVOL_DEVICE_IN_USE": DeviceBusy,
+    "XENVOL_BACKEND_FAILURE": BackendFailure,
+    "XENVOL_DETACH_FAILED": DetachFailed,
+    "XENVOL_BUSY": Busy,
+    "XENVOL_XAPI_ERROR": XapiError,
+    "XENVOL_INTERNAL_ERROR": InternalError,
+}
+
+
+def from_failure(details, host=None, scrub=None):
+    """A XenAPI.Failure's details list as the matching exception."""
+    details = [str(d) for d in details]
+    if scrub:
+        details = [scrub(d) for d in details]
+    code = details[0] if details else "UNKNOWN"
+    if code in _BY_CODE:
+        message = details[1] if len(details) > 1 else code
+        extra = {}
+        if len(details) > 2:
+            try:
+                extra = json.loads(details[2])
+            except ValueError:
+                extra = {"raw": details[2]}
+        return _BY_CODE[code](message, code, extra, host)
+    if code == "SESSION_AUTHENTICATION_FAILED":
+        return AuthenticationFailed("login refused: wrong user name or password", code,
+                                    {"xapi_error": details}, host)
+    if code == "UUID_INVALID" and len(details) > 1 and details[1] == "VM":
+        return VMNotFound("no VM with uuid %s" % details[2], code, {"xapi_error": details}, host)
+    if code.startswith("SR_BACKEND_FAILURE"):
+        return BackendFailure("storage backend error %s: %s" % (
+            code[len("SR_BACKEND_FAILURE_"):], details[2] if len(details) > 2 else ""), code,
+            {"xapi_error": details, "sm_code": code[len("SR_BACKEND_FAILURE_"):],
+             "sm_message": details[2] if len(details) > 2 else ""}, host)
+    return XapiError("XAPI error %s" % " ".join(details), code, {"xapi_error": details}, host)
