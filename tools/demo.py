@@ -1,7 +1,7 @@
-"""`make demo`: a simulated two-host pool, a volume attached to a VM through the xenvol
-plugin and detached again, with real storage peers when they can start here.
+"""`make demo`: a simulated two-host pool, volumes attached to VMs with the xenvol client and
+detached again, with real storage peers when they can start here.
 
-Runs the real path: XenAPI client -> xapisim -> exec'd dom0 plugin -> xapisim -> tgt / ganesha."""
+Runs the real path: xenvol client -> xapisim -> exec'd dom0 plugin -> xapisim -> tgt / ganesha."""
 import json
 import os
 import shutil
@@ -11,6 +11,8 @@ import tempfile
 import uuid
 
 import XenAPI
+
+import xenvol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -52,22 +54,15 @@ def show_state(x, sr_uuid, vdi_uuid, vbd_uuid):
         b["currently_attached"], b["mode"]))
 
 
-def call(x, host_ref, fn, **args):
-    wire = dict((k, json.dumps(v) if isinstance(v, dict) else v) for k, v in args.items())
-    return json.loads(x.host.call_plugin(host_ref, "xenvol", fn, wire))
-
-
-def attach_detach(x, sim, info, vm_name, label):
+def attach_detach(client, x, info, vm_name, label):
     vm = x.VM.get_by_name_label(vm_name)[0]
     host = x.VM.get_resident_on(vm)
     say("attach %s to %s (running on %s)" % (label, vm_name, x.host.get_name_label(host)))
-    out = call(x, host, "attach_volume", connection_info=info, vm_uuid=x.VM.get_uuid(vm),
-               mountpoint="autodetect")
-    print(json.dumps(out, indent=1, sort_keys=True))
-    show_state(x, out["sr_uuid"], out["vdi_uuid"], out["vbd_uuid"])
+    att = client.attach(info, vm_name)
+    print(att)
+    show_state(x, att.sr_uuid, att.vdi_uuid, att.vbd_uuid)
     say("detach")
-    print(json.dumps(call(x, host, "detach_volume", vbd_uuid=out["vbd_uuid"]), indent=1,
-                     sort_keys=True))
+    print(client.detach(attachment=att))
 
 
 def main():
@@ -114,19 +109,20 @@ def main():
         print("plugin: %s" % x.host.call_plugin(master, "xenvol", "version", {}))
         before = sim.db.snapshot()
 
+        client = xenvol.Client(pool["url"], pool["user"], pool["password"])
         if target is not None:
-            # The CHAP password travels as a XAPI secret: only its uuid reaches dom0's argv.
-            secret = x.secret.create({"value": CHAP_SECRET, "other_config": {}})
+            # The client turns the CHAP password into a XAPI secret: only its uuid reaches
+            # dom0, where XAPI copies it into the PBD's own secret.
             info = {"driver_volume_type": "iscsi", "data": {
                 "target_portal": target.portal, "target_iqn": iqn, "target_lun": 1,
                 "auth_method": "CHAP", "auth_username": CHAP_USER,
-                "auth_password_secret": x.secret.get_uuid(secret), "volume_id": "demo-1"}}
-            attach_detach(x, sim, info, "vm-3", "iSCSI LUN 1 with CHAP")
-            x.secret.destroy(secret)
+                "auth_password": CHAP_SECRET, "volume_id": "demo-1"}}
+            attach_detach(client, x, info, "vm-3", "iSCSI LUN 1 with CHAP")
             info = {"driver_volume_type": "nfs", "data": {
                 "server": "127.0.0.1", "serverpath": "/volumes", "sr_uuid": sr_uuid,
                 "vdi_uuid": vdi_uuid}}
-            attach_detach(x, sim, info, "vm-1", "NFS VHD")
+            attach_detach(client, x, info, "vm-1", "NFS VHD")
+            client.close()
         else:
             host0 = sim.hosts[0]
             d = os.path.join(host0.root, "var/lib/demo-volumes")
@@ -136,7 +132,8 @@ def main():
                 fh.truncate(64 << 20)
             info = {"driver_volume_type": "file", "data": {"path": "/var/lib/demo-volumes",
                                                            "vdi_uuid": vdi_uuid}}
-            attach_detach(x, sim, info, "vm-1", "a raw file on the host")
+            attach_detach(client, x, info, "vm-1", "a raw file on the host")
+        client.close()
 
         say("cleaned up")
         after = sim.db.snapshot()

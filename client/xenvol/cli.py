@@ -88,9 +88,10 @@ def _table(rows, columns):
     if not rows:
         return "(none)"
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
     for r in rows:
-        lines.append("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+        lines.append("  ".join(str(r.get(c, "")).ljust(w)
+                               for c, w in zip(columns, widths)).rstrip())
     return "\n".join(lines)
 
 
