@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 NETNS   := tools/in-private-netns
 
-.PHONY: test demo deps sysdeps clean
+.PHONY: test demo pack deps sysdeps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,5 +24,9 @@ test: deps
 demo: deps
 	$(NETNS) $(PY) tools/demo.py
 
+# The RPM, the signed update ISO and the public key, in out/ (verify: .venv/bin/xenvol pack verify).
+pack: deps
+	$(PY) -m xenvol.pack.build --out out
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache out

@@ -56,6 +56,28 @@ def _parser():
     dr = sub.add_parser("drivers", help="volume drivers on each host")
     dr.add_argument("--host")
     sub.add_parser("version", help="client version and every host's plugin version")
+    pk = sub.add_parser("pack", help="the supplemental pack: build, verify, install over SSH")
+    psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
+    psub.required = True
+    pb = psub.add_parser("build", help="build the RPM and the signed ISO (needs the source tree)")
+    pb.add_argument("--out", default="out")
+    pv = psub.add_parser("verify", help="check a pack ISO without a XenServer")
+    pv.add_argument("iso")
+    pv.add_argument("--key", help="the public key to trust (default: the one in the ISO)")
+    pi = psub.add_parser("install", help="install a pack on hosts over SSH")
+    pi.add_argument("hosts", nargs="+", metavar="HOST")
+    pi.add_argument("--iso", required=True)
+    pi.add_argument("--key", help="the pack's public key file")
+    pi.add_argument("--import-key", action="store_true",
+                    help="import the key on each host first (import-update-key)")
+    pi.add_argument("--user", default="root")
+    pi.add_argument("--port", type=int, default=22)
+    pi.add_argument("--identity", help="SSH private key file")
+    pi.add_argument("--known-hosts", help="known_hosts file (default: ~/.ssh/known_hosts)")
+    pi.add_argument("--accept-new-host-keys", action="store_true",
+                    help="trust and record host keys seen for the first time (default: refuse)")
+    pi.add_argument("--remote-dir", default="/tmp", help="where to upload on the hosts")
+    pi.add_argument("--parallel", type=int, default=8)
     return p
 
 
@@ -95,7 +117,49 @@ def _table(rows, columns):
     return "\n".join(lines)
 
 
+def _pack(args):
+    from .pack import common
+    try:
+        if args.pack_command == "build":
+            from .pack import build
+            r = build.build(args.out)
+            return r, "built %s\n      %s\n      %s" % (r["iso"], r["rpm"], r["key"])
+        if args.pack_command == "verify":
+            from .pack import verify
+            report = verify.verify(args.iso, args.key)
+            data = [{"check": n, "ok": ok, "detail": d} for n, ok, d in report.results]
+            if not report.ok:
+                raise errors.XenvolError("the pack failed %d check(s):\n%s" % (
+                    len(report.failures()), "\n".join("  %s: %s" % f for f in report.failures())),
+                    "PACK_INVALID", {"checks": data})
+            return data, report.text() + "\npack OK"
+        from .pack import install
+        progress = install.Progress(args.hosts)
+        inst = install.Installer(args.iso, args.key, args.import_key, args.user, args.port,
+                                 args.identity, _ssh_password(), args.known_hosts,
+                                 args.accept_new_host_keys, remote_dir=args.remote_dir,
+                                 progress=progress)
+        results = inst.install(args.hosts, args.parallel)
+        data = [r.to_dict() for r in results]
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise errors.BackendError("%d of %d host(s) failed: %s" % (
+                len(failed), len(results), "; ".join("%s: %s" % (r.host, r.message)
+                                                      for r in failed)),
+                "PACK_INSTALL_FAILED", {"hosts": data})
+        return data, "\n".join("%s: %s" % (r.host, r.message) for r in results)
+    except common.PackError as e:
+        raise errors.XenvolError(str(e), "PACK_ERROR")
+
+
+def _ssh_password():
+    """SSH password auth only from the environment; keys are the normal way."""
+    return os.environ.get("XENVOL_SSH_PASSWORD") or None
+
+
 def _run(args):
+    if args.command == "pack":
+        return _pack(args)
     if args.command == "version" and not args.url:
         return {"client": __version__}, "xenvol client %s" % __version__
     if not args.url:

@@ -9,6 +9,9 @@
   pool()                                     master, hosts (uuid, address, root)
   put_vdi(sr_uuid, vdi_uuid, spec)           a VDI in the backing store of an in-memory SR type
   remove_vdi(sr_uuid, vdi_uuid)
+  update_upload(iso_path) -> uuid            what `xe update-upload` does (signature checked)
+  update_apply(uuid, host_uuid)              what `xe update-apply` does (RPMs into the host root)
+  update_pool_clean(uuid)
 """
 from .errors import XapiError
 
@@ -46,5 +49,13 @@ def call(sim, name, params):
     if name == "remove_vdi":
         with sim.db.lock:
             sim.sm.backing(params[0]).pop(params[1], None)
+        return ""
+    if name == "update_upload":
+        return sim.updates.upload(params[0])
+    if name == "update_apply":
+        sim.updates.apply(params[0], sim.host_by_uuid(params[1]))
+        return ""
+    if name == "update_pool_clean":
+        sim.updates.pool_clean(params[0])
         return ""
     raise XapiError("MESSAGE_METHOD_UNKNOWN", "xapisim." + name)

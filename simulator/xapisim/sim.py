@@ -2,6 +2,7 @@
 import collections
 import os
 import shutil
+import sys
 import threading
 import time
 import uuid as uuidlib
@@ -97,6 +98,9 @@ class Simulator(object):
         addresses = addresses or ["127.0.0.%d" % (i + 1) for i in range(hosts)]
         self._seed(hosts, vms, addresses)
         self._install_pylib()
+        self._install_dom0_bin()
+        from .updates import Updates
+        self.updates = Updates(self)
 
     # ---------------------------------------------------------------- seeding
     def _seed(self, nhosts, nvms, addresses):
@@ -108,6 +112,9 @@ class Simulator(object):
                 os.makedirs(os.path.join(root, d), exist_ok=True)
             huuid = str(uuidlib.uuid4())
             name = "xs%02d" % (i + 1)
+            with open(os.path.join(root, "etc/xensource-inventory"), "w") as fh:
+                fh.write("INSTALLATION_UUID='%s'\nPRODUCT_BRAND='XCP-ng'\n"
+                         "PRODUCT_VERSION='%s'\n" % (huuid, PRODUCT_VERSION))
             ref = db.create("host", {
                 "uuid": huuid, "name_label": name, "hostname": name, "address": addresses[i],
                 "enabled": True, "API_version_major": API_MAJOR, "API_version_minor": API_MINOR,
@@ -173,6 +180,18 @@ class Simulator(object):
         link = os.path.join(self.pylib, "XenAPI")
         if not os.path.exists(link):
             os.symlink(os.path.dirname(XenAPI.__file__), link)
+
+    def _install_dom0_bin(self):
+        """dom0 commands for a shell on a simulated host (XAPISIM_HOST_ROOT names the host):
+        xe over the host's unix socket, xe-install-supplemental-pack, import-update-key."""
+        self.dom0_bin = os.path.join(self.state_dir, "dom0-bin")
+        os.makedirs(self.dom0_bin, exist_ok=True)
+        here = os.path.join(os.path.dirname(__file__), "dom0_bin")
+        for name in os.listdir(here):
+            dest = os.path.join(self.dom0_bin, name)
+            with open(os.path.join(here, name)) as src, open(dest, "w") as out:
+                out.write(src.read().replace("@PYTHON@", sys.executable))
+            os.chmod(dest, 0o755)
 
     # ---------------------------------------------------------------- lookup
     @property

@@ -4,12 +4,18 @@
      [params=a,b|all] [--minimal] [field=value …]
   xe host-call-plugin host-uuid=UUID plugin=NAME fn=FN [args:KEY=VALUE …] [args:KEY:file=PATH …]
   xe secret-create value=VALUE        xe secret-destroy uuid=UUID
+  xe update-upload file-name=ISO      xe update-apply uuid=UUID host-uuid=UUID
+  xe update-pool-clean uuid=UUID
 
-The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD.
+The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD; in
+a simulated dom0 ($XAPISIM_HOST_ROOT set) from the host's local xapi socket, as dom0's xe does.
 """
+import http.client
 import json
 import os
+import socket
 import sys
+import xmlrpc.client
 
 import XenAPI
 
@@ -122,6 +128,37 @@ def _print_error(f):
     sys.stderr.write("\n".join(lines) + "\n")
 
 
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path):
+        xmlrpc.client.Transport.__init__(self)
+        self.path = path
+
+    def make_connection(self, host):
+        conn = http.client.HTTPConnection("localhost")
+        path = self.path
+
+        def connect():
+            conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.sock.connect(path)
+        conn.connect = connect
+        return conn
+
+
+def _session(url):
+    root = os.environ.get("XAPISIM_HOST_ROOT")
+    if not url and root:
+        sock = os.path.join(root, "var", "lib", "xcp", "xapi")
+        return XenAPI.Session("http://localhost/", transport=_UnixTransport(sock))
+    return XenAPI.Session(url)
+
+
+def _admin(session, name, *params):
+    result = getattr(session, "xapisim." + name)(*params)
+    if result["Status"] != "Success":
+        raise XenAPI.Failure(result["ErrorDescription"])
+    return result["Value"]
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     url = os.environ.get("XAPISIM_URL")
@@ -132,7 +169,7 @@ def main(argv=None):
         argv = argv[2:]
         url, user, password = ({"-s": (value, user, password), "-u": (url, value, password),
                                 "-pw": (url, user, value)})[flag]
-    if not argv or not url:
+    if not argv or not (url or os.environ.get("XAPISIM_HOST_ROOT")):
         sys.stderr.write(__doc__)
         return 1
     cmd, rest = argv[0], argv[1:]
@@ -153,7 +190,7 @@ def main(argv=None):
         else:
             sys.stderr.write("Unknown argument: %s\n" % a)
             return 1
-    session = XenAPI.Session(url)
+    session = _session(url)
     try:
         session.login_with_password(user, password, "2.21", "xe")
     except XenAPI.Failure as f:
@@ -167,6 +204,13 @@ def main(argv=None):
             sys.stdout.write(session.xenapi.secret.get_uuid(ref) + "\n")
         elif cmd == "secret-destroy":
             session.xenapi.secret.destroy(session.xenapi.secret.get_by_uuid(opts["uuid"]))
+        elif cmd == "update-upload":
+            sys.stdout.write(_admin(session, "update_upload",
+                                    os.path.abspath(opts["file-name"])) + "\n")
+        elif cmd == "update-apply":
+            _admin(session, "update_apply", opts["uuid"], opts["host-uuid"])
+        elif cmd == "update-pool-clean":
+            _admin(session, "update_pool_clean", opts["uuid"])
         elif cmd.endswith("-list") and cmd[:-5] in _CLASSES:
             sys.stdout.write(_list(session.xenapi, cmd[:-5], opts))
         else:
@@ -182,3 +226,7 @@ def main(argv=None):
 
 def console():
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()
