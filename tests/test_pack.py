@@ -10,7 +10,7 @@ import pytest
 
 import xenvol
 from xenvol.pack import build, verify
-from xenvol.pack.common import KEY_FILE, gpg, stop_agent
+from xenvol.pack.common import gpg, stop_agent
 from conftest import FAST_SETTINGS, Pool
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in build.TOOLS + ("rpm",)),
@@ -238,7 +238,7 @@ def test_install_over_ssh_end_to_end(pack, peers, tmp_path):
         fast(pool)
         versions = attach_and_detach(pool, peers)
         assert set(v["version"] for v in versions.values()) == {pack["version"]}
-        leftovers = [n for n in os.listdir("/tmp") if n in (os.path.basename(pack["iso"]), KEY_FILE)]
+        leftovers = [n for n in os.listdir("/tmp") if n.startswith("xenvol-pack-")]
         assert not leftovers
     finally:
         if sshd:

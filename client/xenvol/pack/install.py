@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 import xml.etree.ElementTree as ET
 
 from .common import KEY_FILE, PackError
@@ -152,31 +153,45 @@ class Installer(object):
 
     # ---------------------------------------------------------------- per host
     def prepare(self, host, result):
-        """Connect, upload, import the key. Returns the open client."""
+        """Connect, upload, import the key. Returns (client, remote iso, remote key)."""
         self.progress(host, "connecting")
         client = self._connect(host)
-        sftp = client.open_sftp()
+        # A directory of our own: never clobber or be clobbered by another upload. Files keep
+        # their names: import-update-key stores the key under its file name, which is the name
+        # update.xml gives yum.
+        remote = "%s/xenvol-pack-%s" % (self.remote_dir, uuid.uuid4().hex[:12])
+        remote_iso = "%s/%s" % (remote, os.path.basename(self.iso))
+        remote_key = "%s/%s" % (remote, KEY_FILE) if self.key else None
         try:
-            remote_iso = "%s/%s" % (self.remote_dir, os.path.basename(self.iso))
-            size = os.path.getsize(self.iso)
+            sftp = client.open_sftp()
+            try:
+                sftp.mkdir(remote, 0o700)
+                size = os.path.getsize(self.iso)
 
-            def uploaded(done, total):
-                self.progress(host, "uploading %d%%" % (100 * done // max(total or size, 1)))
-            sftp.put(self.iso, remote_iso, callback=uploaded)
+                def uploaded(done, total):
+                    self.progress(host, "uploading %d%%" % (100 * done // max(total or size, 1)))
+                sftp.put(self.iso, remote_iso, callback=uploaded)
+                if remote_key:
+                    sftp.put(self.key, remote_key)
+            finally:
+                sftp.close()
             result.steps.append({"step": "upload", "rc": 0})
-            remote_key = None
-            if self.key:
-                remote_key = "%s/%s" % (self.remote_dir, KEY_FILE)
-                sftp.put(self.key, remote_key)
-        finally:
-            sftp.close()
-        if self.import_key:
-            self.progress(host, "importing the key")
-            self._must(client, result, "import-update-key",
-                       "PATH=$PATH:%s %s %s" % (os.path.dirname(IMPORT_KEY),
-                                                os.path.basename(IMPORT_KEY),
-                                                shlex.quote(remote_key)))
+            if self.import_key:
+                self.progress(host, "importing the key")
+                self._must(client, result, "import-update-key",
+                           "PATH=$PATH:%s %s %s" % (os.path.dirname(IMPORT_KEY),
+                                                    os.path.basename(IMPORT_KEY),
+                                                    shlex.quote(remote_key)))
+        except Exception:
+            self._cleanup(client, remote)
+            raise
         return client, remote_iso, remote_key
+
+    def _cleanup(self, client, remote):
+        try:
+            self._run(client, "rm -rf %s" % shlex.quote(remote))
+        finally:
+            client.close()
 
     def finish(self, host, client, remote_iso, remote_key, result):
         try:
@@ -198,10 +213,7 @@ class Installer(object):
             result.message = "xenvol %s installed (API %s)" % (result.version,
                                                                info.get("api_level"))
         finally:
-            for path in (remote_iso, remote_key):
-                if path:
-                    self._run(client, "rm -f %s" % shlex.quote(path))
-            client.close()
+            self._cleanup(client, os.path.dirname(remote_iso))
 
     def install(self, hosts, parallel=8):
         results = dict((h, HostResult(h)) for h in hosts)
@@ -210,7 +222,7 @@ class Installer(object):
         def prep(host):
             try:
                 prepared[host] = self.prepare(host, results[host])
-            except (PackError, IOError, OSError) as e:
+            except Exception as e:  # reported per host; the others go on
                 results[host].message = str(e)
                 self.progress(host, "FAILED: %s" % e)
 
@@ -223,7 +235,7 @@ class Installer(object):
             try:
                 self.finish(host, *(prepared[host] + (results[host],)))
                 self.progress(host, "done: " + results[host].message)
-            except (PackError, IOError, OSError, ValueError) as e:
+            except Exception as e:  # reported per host; the others go on
                 results[host].message = str(e)
                 self.progress(host, "FAILED: %s" % e)
 
