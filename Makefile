@@ -18,7 +18,7 @@ sysdeps:
 	tools/install-debian-deps
 
 test: deps
-	$(VENV)/bin/vermin --no-tips -q -t=3.6- --violations --eval-annotations dom0_plugins
+	$(VENV)/bin/vermin --no-tips -q -t=3.6- --violations --eval-annotations dom0_plugins examples/drivers.d
 	$(NETNS) $(VENV)/bin/pytest -q tests
 
 demo: deps

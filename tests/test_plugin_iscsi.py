@@ -365,3 +365,22 @@ def test_multipath_portals_become_multihomelist(ppool, peers):
     assert dconf["multihomelist"] == "127.0.0.1:3260,127.0.0.9:3260"
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(ppool) == before
+
+
+def test_a_lun_that_appears_late_is_found_by_the_rescans(ppool, peers):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,))
+    ref, vm_uuid = vm(xapi, "vm-1")
+    host = host_of(ppool, xapi, ref)
+    with open(os.path.join(host.root, "etc/xenvol/xenvol.conf"), "w") as fh:
+        json.dump({"lun_rescan_delays": [0.5, 1, 2]}, fh)
+    timer = threading.Timer(0.3, peers.iscsi.add_lun, (iqn, 2, 8))
+    timer.start()
+    try:
+        out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=vm_uuid)
+    finally:
+        timer.join()
+    assert xapi.VDI.get_sm_config(xapi.VDI.get_by_uuid(out["vdi_uuid"]))["LUNid"] == "2"
+    log = open(os.path.join(host.root, "var/log/xenvol.log")).read()
+    assert "not visible yet; rescanning" in log
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])

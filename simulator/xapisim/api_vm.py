@@ -64,7 +64,8 @@ def vm_start_on(ctx, vm, host, start_paused, force):
     _start(ctx, vm, host)
 
 
-def _shutdown(ctx, vm):
+@message("VM.clean_shutdown", "VM.hard_shutdown")
+def vm_shutdown(ctx, vm):
     rec = ctx.db.raw("VM", vm)
     if rec["is_control_domain"]:
         raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on control domains")
@@ -77,16 +78,6 @@ def _shutdown(ctx, vm):
             _detach_vdi(ctx, v, host)
         v["currently_attached"] = False
     rec.update({"power_state": "Halted", "resident_on": NULL, "domid": "-1"})
-
-
-@message("VM.clean_shutdown")
-def vm_clean_shutdown(ctx, vm):
-    _shutdown(ctx, vm)
-
-
-@message("VM.hard_shutdown")
-def vm_hard_shutdown(ctx, vm):
-    _shutdown(ctx, vm)
 
 
 @message("VM.get_allowed_VBD_devices")
@@ -196,7 +187,8 @@ def vbd_plug(ctx, vbd):
     rec["device"] = devices.xvd(devices.number(rec["userdevice"]))
 
 
-def _unplug(ctx, vbd):
+@message("VBD.unplug", "VBD.unplug_force")
+def vbd_unplug(ctx, vbd):
     rec = ctx.db.raw("VBD", vbd)
     if not rec["unpluggable"]:
         raise XapiError("VBD_NOT_UNPLUGGABLE", vbd)
@@ -208,16 +200,6 @@ def _unplug(ctx, vbd):
     if not rec["empty"]:
         _detach_vdi(ctx, rec, ctx.sim.host(vm["resident_on"]))
     rec["currently_attached"] = False
-
-
-@message("VBD.unplug")
-def vbd_unplug(ctx, vbd):
-    _unplug(ctx, vbd)
-
-
-@message("VBD.unplug_force")
-def vbd_unplug_force(ctx, vbd):
-    _unplug(ctx, vbd)
 
 
 @message("VBD.destroy")

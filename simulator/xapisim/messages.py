@@ -9,9 +9,11 @@ _IMPL = {}
 UNLOCKED = {"host": ("call_plugin",)}
 
 
-def message(name):
+def message(*names):
+    """Register an implementation under one or more Class.message names."""
     def deco(fn):
-        _IMPL[name] = fn
+        for name in names:
+            _IMPL[name] = fn
         return fn
     return deco
 
