@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 NETNS   := tools/in-private-netns
 
-.PHONY: test demo pack deps sysdeps clean
+.PHONY: test demo pack bench deps sysdeps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ test: deps
 
 demo: deps
 	$(NETNS) $(PY) tools/demo.py
+
+# Cost of an attach and a detach: wall time and XAPI round trips (client vs plugin).
+bench: deps
+	$(NETNS) $(PY) tools/bench.py
 
 # The RPM, the signed update ISO and the public key, in out/ (verify: .venv/bin/xenvol pack verify).
 pack: deps

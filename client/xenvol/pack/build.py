@@ -95,7 +95,8 @@ class Builder(object):
         lines = ["%%dir %%attr(0755,root,root) %s" % d for d in sorted(dirs)]
         for path in sorted(files):
             mode = self.file_modes.get(path, 0o755 if path == "/etc/xapi.d/plugins/xenvol" else 0o644)
-            lines.append("%%attr(%04o,root,root) %s" % (mode, path))
+            config = "%config(noreplace) " if path.startswith("/etc/logrotate.d/") else ""
+            lines.append("%s%%attr(%04o,root,root) %s" % (config, mode, path))
         # Python writes bytecode next to the modules it imports; the package owns it.
         for d in sorted(dirs):
             if d.startswith("/etc/xapi.d/plugins/xenvol_dom0"):
