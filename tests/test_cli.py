@@ -99,3 +99,35 @@ def test_exit_codes_and_messages(served, peers, tmp_path):
     assert p.returncode == 5 and "supplemental pack" in p.stderr
     p = xenvol(served, "list", env_extra={"XENVOL_URL": ""})
     assert p.returncode == 2 and "--url" in p.stderr
+
+
+def test_password_prompt_on_a_terminal(served):
+    """Without XENVOL_PASSWORD, on a terminal, the password is asked for (and not echoed)."""
+    import pty
+    import select
+    import time
+    env = dict(os.environ, XENVOL_URL=served["url"])
+    env.pop("XENVOL_PASSWORD", None)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(os.path.join(BIN, "xenvol"), ["xenvol", "list"], env)
+    out, sent, deadline = b"", False, time.time() + 30
+    while time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not sent and b"Password for root@" in out:
+            os.write(fd, (served["password"] + "\n").encode())
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    text = out.decode("utf-8", "replace")
+    assert sent and os.WEXITSTATUS(status) == 0, text
+    assert served["password"] not in text  # not echoed
+    assert "(none)" in text

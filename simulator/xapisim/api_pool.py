@@ -1,7 +1,13 @@
 """session, host and pool messages."""
+import time
+
 from . import plugins
 from .errors import XapiError
 from .messages import message
+
+
+# xapi makes a failed login wait before it answers (brute-force damping).
+LOGIN_FAILURE_DELAY = 5.0
 
 
 @message("session.login_with_password")
@@ -9,6 +15,7 @@ def login_with_password(ctx, uname, pwd, version="1.1", originator=""):
     sim = ctx.sim
     # Over the unix socket xapi pre-authenticates the caller as root and checks nothing.
     if ctx.endpoint.transport == "tcp" and (uname != sim.username or pwd != sim.password):
+        time.sleep(LOGIN_FAILURE_DELAY)
         raise XapiError("SESSION_AUTHENTICATION_FAILED", uname,
                         "Authentication failure")
     return sim.new_session(ctx.endpoint.host, uname, originator)

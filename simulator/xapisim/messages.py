@@ -6,7 +6,7 @@ from .errors import XapiError, internal
 _IMPL = {}
 # Messages that run without the database lock because they wait on something else
 # (a plugin process calling back into the simulator).
-UNLOCKED = {"host": ("call_plugin",)}
+UNLOCKED = {"host": ("call_plugin",), "session": ("login_with_password",)}
 
 
 def message(*names):
