@@ -237,3 +237,33 @@ def test_existing_session_and_tls(tmp_path, peers):
         assert session.xenapi.pool.get_all()  # from_session never logs out a borrowed session
     finally:
         pool.close()
+
+
+def test_live_migration_with_a_connected_destination(ppool, peers, client):
+    """connect on the destination, migrate, drop the connection: the volume follows the VM."""
+    iqn = peers.new_target(luns=(1,), chap=CHAP)
+    xapi = ppool.session().xenapi
+    vm = xapi.VM.get_by_name_label("vm-2")[0]
+    for vbd in xapi.VM.get_VBDs(vm):  # its local root disk could not live-migrate
+        xapi.VBD.destroy(vbd)
+    xapi.VM.start_on(vm, ppool.host(0).ref, False, False)
+    before = state(ppool)
+    att = client.attach(info(peers, iqn), "vm-2")
+    dest = ppool.host(2)
+    sr = xapi.SR.get_by_uuid(att.sr_uuid)
+    with pytest.raises(Exception) as e:
+        xapi.VM.pool_migrate(vm, dest.ref, {})
+    assert "VM_REQUIRES_SR" in str(e.value)
+    conn = client.connect(info(peers, iqn), dest.uuid)
+    assert conn.vdi_uuid == att.vdi_uuid
+    xapi.VM.pool_migrate(vm, dest.ref, {})
+    assert xapi.VM.get_resident_on(vm) == dest.ref
+    assert client.disconnect(conn)["note"].startswith("SR kept")
+    [listed] = client.attachments("vm-2")  # routed to the new host
+    assert listed.vbd_uuid == att.vbd_uuid and listed.plugged
+    assert client.detach(vm="vm-2", mountpoint=att.device)[0].vbd_uuid == att.vbd_uuid
+    with pytest.raises(Exception):
+        xapi.SR.get_record(sr)  # the last user gone, the SR is forgotten on every host
+    after = state(ppool)
+    assert after["SR"] == before["SR"] and after["PBD"] == before["PBD"]
+    assert after["secret"] == before["secret"]

@@ -132,3 +132,12 @@ def test_vdi_forget_in_use(pool, xapi, disk):
     xapi.VDI.forget(disk)
     with pytest.raises(XenAPI.Failure):
         xapi.VDI.get_record(disk)
+
+
+def test_pool_migrate_needs_a_running_vm_and_its_srs(pool, xapi):
+    halted = xapi.VM.get_by_name_label("vm-2")[0]
+    assert fails("VM_BAD_POWER_STATE", xapi.VM.pool_migrate, halted, pool.host(1).ref, {})[2:] \
+        == ["running", "halted"]
+    running = xapi.VM.get_by_name_label("vm-1")[0]  # its root disk is on host 0's local SR
+    fails("VM_REQUIRES_SR", xapi.VM.pool_migrate, running, pool.host(1).ref, {})
+    assert xapi.VM.get_resident_on(running) == pool.host(0).ref

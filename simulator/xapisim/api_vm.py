@@ -64,6 +64,32 @@ def vm_start_on(ctx, vm, host, start_paused, force):
     _start(ctx, vm, host)
 
 
+@message("VM.pool_migrate")
+def vm_pool_migrate(ctx, vm, host_ref, options):
+    """Live migration within the pool: every disk's SR must be plugged on the destination
+    (local disks need VM.migrate_send, which this simulator does not model)."""
+    rec = ctx.db.raw("VM", vm)
+    dest = ctx.sim.host(host_ref)
+    if rec["is_a_template"]:
+        raise XapiError("VM_IS_TEMPLATE", vm)
+    if rec["is_control_domain"]:
+        raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on control domains")
+    if rec["power_state"] != "Running":
+        raise _bad_power(vm, "running", rec["power_state"])
+    vbds = [ctx.db.raw("VBD", v) for v in ctx.db.find("VBD", VM=vm)]
+    for v in vbds:
+        sr = _vbd_sr(ctx, v)
+        if sr and not _sr_plugged_on(ctx, sr, dest.ref):
+            raise XapiError("VM_REQUIRES_SR", vm, sr)
+    source = ctx.sim.host(rec["resident_on"])
+    attached = [v for v in vbds if v["currently_attached"] and not v["empty"]]
+    for v in attached:
+        _attach_vdi(ctx, v, dest)
+    for v in attached:
+        _detach_vdi(ctx, v, source)
+    rec["resident_on"] = dest.ref
+
+
 @message("VM.clean_shutdown", "VM.hard_shutdown")
 def vm_shutdown(ctx, vm):
     rec = ctx.db.raw("VM", vm)

@@ -21,6 +21,8 @@ _EXTRA = {
         "start_on": [["vm", "VM ref", True], ["host", "host ref", True],
                      ["start_paused", "bool", True], ["force", "bool", True]],
         "clean_shutdown": [["vm", "VM ref", True]],
+        "pool_migrate": [["vm", "VM ref", True], ["host", "host ref", True],
+                         ["options", "(string -> string) map", True]],
         "hard_shutdown": [["vm", "VM ref", True]],
     },
     "secret": {"introduce": [["uuid", "string", True], ["value", "string", True],

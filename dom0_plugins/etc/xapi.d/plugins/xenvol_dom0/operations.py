@@ -290,9 +290,13 @@ def list_attachments(session, args):
     out = []
     for ref, rec in call.x.VBD.get_all_records().items():
         other = rec["other_config"]
-        if other.get(vbds.MARK) != "true" or other.get("xenvol-host") != call.host_uuid:
+        if other.get(vbds.MARK) != "true":
             continue
+        # A VM's volumes wherever they were attached (it may have migrated here); without a
+        # VM, the ones attached on this host, so that listing every host lists each once.
         if vm_ref is not None and rec["VM"] != vm_ref:
+            continue
+        if vm_ref is None and other.get("xenvol-host") != call.host_uuid:
             continue
         try:
             out.append(_describe(call, ref))
