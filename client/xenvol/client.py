@@ -66,6 +66,7 @@ class Client(object):
         self._versions = {}
         self._owned = False
         self.session = None
+        self.url = None
         if url is not None:
             self.session, self.url = self._login(url, username, password or "", originator)
             self._owned = True
@@ -74,7 +75,7 @@ class Client(object):
     def from_session(cls, session):
         client = cls()
         client.session = session
-        client.url = getattr(session, "_ServerProxy__host", None)
+        client.url = None  # borrowed: the caller owns the session and logs it out
         return client
 
     # ------------------------------------------------------------------ session
