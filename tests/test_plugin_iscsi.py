@@ -374,7 +374,7 @@ def test_a_lun_that_appears_late_is_found_by_the_rescans(ppool, peers):
     host = host_of(ppool, xapi, ref)
     with open(os.path.join(host.root, "etc/xenvol/xenvol.conf"), "w") as fh:
         json.dump({"lun_rescan_delays": [0.5, 1, 2]}, fh)
-    timer = threading.Timer(0.3, peers.iscsi.add_lun, (iqn, 2, 8))
+    timer = threading.Timer(1.0, peers.iscsi.add_lun, (iqn, 2, 8))
     timer.start()
     try:
         out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=vm_uuid)
