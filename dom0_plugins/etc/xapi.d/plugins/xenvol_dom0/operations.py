@@ -15,7 +15,7 @@ from .txn import Steps
 from .version import API_LEVEL, VERSION
 
 # A concurrent release on another host can forget an SR between our steps; such a call is
-# rolled back and tried again this many times.
+# rolled back and tried again, at most this many times in all.
 ATTEMPTS = 3
 
 
@@ -64,25 +64,29 @@ def _vm(call, a):
     return vm, vm_uuid
 
 
-def _retrying(fn):
+def _connect_then(call, driver, cfg, then):
+    """Connect the volume under its SR's lock, then run then(vdi, steps) for the rest of the
+    call; on failure every recorded step is rolled back. A call that met an object a
+    concurrent release removed is rolled back and tried again."""
+    lock = "sr-" + driver.sr_uuid(cfg)
     for attempt in range(ATTEMPTS):
         try:
-            return fn()
+            with Lock(lock, call.settings["lock_timeout"]):
+                steps = Steps()
+                try:
+                    _sr, vdi = driver.connect_volume(call, cfg, steps)
+                    result = then(vdi, steps)
+                except Exception as e:
+                    _rollback(call, driver, steps, e)
+                    raise
+                finally:
+                    call.finish()
+                steps.commit()
+                return result
         except (XenvolError, XenAPI.Failure) as e:
             if not vanished(e) or attempt == ATTEMPTS - 1:
                 raise
             log.step("an object vanished under a concurrent call; trying again")
-
-
-def _connected(call, driver, cfg):
-    """Run a driver's connect_volume inside its record of steps; roll back on failure."""
-    steps = Steps()
-    try:
-        sr, vdi = driver.connect_volume(call, cfg, steps)
-    except Exception as e:
-        _rollback(call, driver, steps, e)
-        raise
-    return sr, vdi, steps
 
 
 def _rollback(call, driver, steps, error):
@@ -113,23 +117,12 @@ def connect_volume(session, args):
     a.reject_unknown(("connection_info",))
     volume_type, data = _connection_info(a)
     driver, cfg = _driver_and_config(call, volume_type, data)
-    sr_uuid = driver.sr_uuid(cfg)
 
-    def attempt():
-        with Lock("sr-" + sr_uuid, call.settings["lock_timeout"]):
-            try:
-                sr, vdi, steps = _connected(call, driver, cfg)
-                try:
-                    _claim(call, vdi, steps)
-                except Exception as e:
-                    _rollback(call, driver, steps, e)
-                    raise
-                steps.commit()
-                return {"sr_uuid": sr_uuid, "vdi_uuid": call.x.VDI.get_uuid(vdi),
-                        "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
-            finally:
-                call.finish()
-    return _retrying(attempt)
+    def claim(vdi, steps):
+        _claim(call, vdi, steps)
+        return {"sr_uuid": driver.sr_uuid(cfg), "vdi_uuid": call.x.VDI.get_uuid(vdi),
+                "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
+    return _connect_then(call, driver, cfg, claim)
 
 
 def _claim(call, vdi, steps):
@@ -184,27 +177,14 @@ def attach_volume(session, args):
         raise invalid("mode", "the volume's access_mode is ro; it cannot be attached rw",
                       INVALID_ARGUMENT)
     hotplug = a.boolean("hotplug", True)
-    sr_uuid = driver.sr_uuid(cfg)
     marks = {vbds.MARK: "true", "xenvol-host": call.host_uuid, "xenvol-driver": volume_type}
     if cfg.get("volume_id"):
         marks["xenvol-volume-id"] = cfg.volume_id
 
-    def attempt():
-        with Lock("sr-" + sr_uuid, call.settings["lock_timeout"]):
-            try:
-                sr, vdi, steps = _connected(call, driver, cfg)
-                try:
-                    with Lock("vm-" + vm_uuid, call.settings["lock_timeout"]):
-                        result = _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug,
-                                               marks, steps)
-                except Exception as e:
-                    _rollback(call, driver, steps, e)
-                    raise
-                steps.commit()
-                return result
-            finally:
-                call.finish()
-    result = _retrying(attempt)
+    def attach(vdi, steps):
+        with Lock("vm-" + vm_uuid, call.settings["lock_timeout"]):
+            return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
+    result = _connect_then(call, driver, cfg, attach)
     result["host_uuid"] = call.host_uuid
     return result
 
