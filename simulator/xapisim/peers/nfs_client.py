@@ -5,7 +5,6 @@ and reading VHD footers all happen for real against an NFS server such as nfs-ga
 import ctypes
 import ctypes.util
 import os
-import struct
 import threading
 
 _P, _S, _I = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
@@ -154,9 +153,3 @@ class Mount(object):
         finally:
             self.L.nfs_close(self.ctx, fh)
 
-
-def vhd_virtual_size(footer):
-    """Current size from a 512-byte VHD footer ('conectix' cookie), or None."""
-    if len(footer) < 512 or footer[:8] != b"conectix":
-        return None
-    return struct.unpack(">Q", footer[48:56])[0]

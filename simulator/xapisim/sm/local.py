@@ -1,12 +1,9 @@
 """`file` (a directory of VHD/raw files under the host root) and in-memory SR types."""
 import os
-import re
-import struct
 
 from .base import StorageManager
 from .errors import raw_error, sm_error
-
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+from .vhdfiles import vdi_record
 
 
 class File(StorageManager):
@@ -34,17 +31,11 @@ class File(StorageManager):
             raise sm_error("SRUnavailable", "%s: No such directory" % dconf["location"])
         out = []
         for name in sorted(os.listdir(base)):
-            stem, _dot, ext = name.rpartition(".")
             path = os.path.join(base, name)
-            if ext not in ("vhd", "raw") or not UUID_RE.match(stem) or not os.path.isfile(path):
-                continue
-            size = os.path.getsize(path)
-            virtual = _vhd_size(path, size) if ext == "vhd" else size
-            if virtual is None:
-                continue
-            out.append({"uuid": stem, "location": stem, "virtual_size": str(virtual),
-                        "physical_utilisation": str(size), "managed": True, "type": "user",
-                        "sm_config": {"type": ext} if ext == "raw" else {}})
+            if os.path.isfile(path):
+                vdi = vdi_record(name, os.path.getsize(path), lambda: _tail(path))
+                if vdi:
+                    out.append(vdi)
         return out
 
     def vdi_attach(self, host, sr, dconf, vdi):
@@ -53,15 +44,10 @@ class File(StorageManager):
             raise sm_error("VDIUnavailable", "%s is missing" % vdi["location"])
 
 
-def _vhd_size(path, size):
-    if size < 512:
-        return None
+def _tail(path):
     with open(path, "rb") as fh:
-        fh.seek(size - 512)
-        footer = fh.read(512)
-    if footer[:8] != b"conectix":
-        return None
-    return struct.unpack(">Q", footer[48:56])[0]
+        fh.seek(max(os.path.getsize(path) - 512, 0))
+        return fh.read(512)
 
 
 class InMemory(StorageManager):

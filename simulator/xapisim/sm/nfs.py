@@ -1,11 +1,8 @@
 """`nfs`: VHD files in <serverpath>/<sr-uuid>/ on a real NFS export (NFSSR)."""
-import re
-
 from ..peers import nfs_client
 from .base import StorageManager, loopback_address
 from .errors import raw_error, sm_error
-
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+from .vhdfiles import UUID_RE, vdi_record
 
 
 def mount_options(options):
@@ -54,19 +51,11 @@ class NFS(StorageManager):
             except nfs_client.NFSError as e:
                 raise sm_error("SRUnavailable", str(e))
             for name, is_dir, size in entries:
-                stem, dot, ext = name.rpartition(".")
-                if is_dir or ext not in ("vhd", "raw") or not UUID_RE.match(stem):
-                    continue
-                if ext == "vhd":
-                    virtual = nfs_client.vhd_virtual_size(
-                        m.read("%s/%s" % (base, name), max(size - 512, 0), 512))
-                    if virtual is None:
-                        continue  # vhd-util skips files that are not VHDs
-                else:
-                    virtual = size
-                out.append({"uuid": stem, "location": stem, "virtual_size": str(virtual),
-                            "physical_utilisation": str(size), "managed": True, "type": "user",
-                            "sm_config": {"type": ext} if ext == "raw" else {}})
+                path = "%s/%s" % (base, name)
+                vdi = None if is_dir else vdi_record(
+                    name, size, lambda: m.read(path, max(size - 512, 0), 512))
+                if vdi:
+                    out.append(vdi)
         return out
 
     def vdi_attach(self, host, sr, dconf, vdi):
