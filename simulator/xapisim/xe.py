@@ -10,14 +10,13 @@
 The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD; in
 a simulated dom0 ($XAPISIM_HOST_ROOT set) from the host's local xapi socket, as dom0's xe does.
 """
-import http.client
 import json
 import os
-import socket
 import sys
-import xmlrpc.client
 
 import XenAPI
+
+from .plugin_runtime.XenAPIPlugin import UnixTransport
 
 _ERRORS = os.path.join(os.path.dirname(__file__), "data", "errors.json")
 
@@ -128,27 +127,11 @@ def _print_error(f):
     sys.stderr.write("\n".join(lines) + "\n")
 
 
-class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, path):
-        xmlrpc.client.Transport.__init__(self)
-        self.path = path
-
-    def make_connection(self, host):
-        conn = http.client.HTTPConnection("localhost")
-        path = self.path
-
-        def connect():
-            conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            conn.sock.connect(path)
-        conn.connect = connect
-        return conn
-
-
 def _session(url):
     root = os.environ.get("XAPISIM_HOST_ROOT")
     if not url and root:
         sock = os.path.join(root, "var", "lib", "xcp", "xapi")
-        return XenAPI.Session("http://localhost/", transport=_UnixTransport(sock))
+        return XenAPI.Session("http://localhost/", transport=UnixTransport(sock))
     return XenAPI.Session(url)
 
 

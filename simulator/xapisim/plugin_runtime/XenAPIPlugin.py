@@ -52,7 +52,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
-class _UnixTransport(xmlrpc.client.Transport):
+class UnixTransport(xmlrpc.client.Transport):
+    """XML-RPC to a xapi listening on a unix socket (a host's /var/lib/xcp/xapi)."""
+
     def __init__(self, path):
         xmlrpc.client.Transport.__init__(self)
         self._path = path
@@ -74,7 +76,7 @@ def dispatch(fn_table):
     session_id = params[0]
     args = params[1]
     if methodname in fn_table:
-        x = XenAPI.Session("http://localhost/", transport=_UnixTransport(_host_socket()))
+        x = XenAPI.Session("http://localhost/", transport=UnixTransport(_host_socket()))
         x._session = session_id
         try:
             result = fn_table[methodname](x, args)
