@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from conftest import PluginError, plugin, state
-from test_plugin_iscsi import ci as iscsi_ci, host_of, vm
+from test_plugin_iscsi import ci as iscsi_ci, placed
 
 
 def make_vhd(directory, size=64 << 20):
@@ -30,8 +30,7 @@ def test_nfs_attach_detach(ppool, peers):
     xapi = ppool.session().xenapi
     before = state(ppool)
     sr_uuid, (a, b) = nfs_volume(peers, n=2)
-    ref, vm_uuid = vm(xapi, "vm-3")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
     for vdi, version in ((a, "3"), (b, "4.1")):
         info = {"driver_volume_type": "nfs", "data": {
             "server": "127.0.0.1", "serverpath": "/srv", "sr_uuid": sr_uuid, "vdi_uuid": vdi,
@@ -50,8 +49,7 @@ def test_xenapinfs_export_form_and_missing_vhd(ppool, peers):
     xapi = ppool.session().xenapi
     before = state(ppool)
     sr_uuid, (a,) = nfs_volume(peers)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = {"driver_volume_type": "xenapinfs", "data": {
         "export": "127.0.0.1:/srv", "sr_uuid": sr_uuid, "vdi_uuid": str(uuid.uuid4())}}
     with pytest.raises(PluginError) as e:
@@ -67,8 +65,7 @@ def test_xenapinfs_export_form_and_missing_vhd(ppool, peers):
 def test_nfs_wrong_export_is_a_backend_failure(ppool, peers):
     xapi = ppool.session().xenapi
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = {"driver_volume_type": "nfs", "data": {"server": "127.0.0.1", "serverpath": "/nope",
                                                   "sr_uuid": str(uuid.uuid4()),
                                                   "vdi_uuid": str(uuid.uuid4())}}
@@ -81,8 +78,7 @@ def test_nfs_wrong_export_is_a_backend_failure(ppool, peers):
 def test_cinder_generic_nfs_is_refused_clearly(ppool):
     xapi = ppool.session().xenapi
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     for data, field in (({"export": "10.0.0.1:/vols", "name": "volume-1234", "format": "raw"},
                          "data.sr_uuid"),
                         ({"export": "10.0.0.1:/vols", "name": "volume-1", "format": "qcow2"},
@@ -100,8 +96,7 @@ def test_xensm_generic_pass_through(ppool):
     sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
     ppool.admin.put_vdi(sr_uuid, vdi, {"virtual_size": str(1 << 30)})
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-3")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
     info = {"driver_volume_type": "xensm", "data": {
         "sr_uuid": sr_uuid, "sr_type": "glusterfs", "vdi_uuid": vdi,
         "introduce_sr_keys": ["sr_type", "server", "backupservers"],
@@ -121,8 +116,7 @@ def test_xensm_password_key_becomes_a_secret(ppool):
     sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
     ppool.admin.put_vdi(sr_uuid, vdi, {})
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = {"driver_volume_type": "xensm", "data": {
         "sr_uuid": sr_uuid, "sr_type": "smb", "vdi_uuid": vdi,
         "introduce_sr_keys": ["server", "username", "password"],
@@ -139,8 +133,7 @@ def test_xensm_password_key_becomes_a_secret(ppool):
 
 def test_file_driver_on_a_member_host(ppool):
     xapi = ppool.session().xenapi
-    ref, vm_uuid = vm(xapi, "vm-3")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
     d = os.path.join(host.root, "var/lib/volumes")
     os.makedirs(d)
     vdi = str(uuid.uuid4())
@@ -181,8 +174,7 @@ def test_a_connected_volume_keeps_its_sr_through_a_detach(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1, 2))
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     plugin(xapi, host, "connect_volume", connection_info=iscsi_ci(peers, iqn, 2))
     out = plugin(xapi, host, "attach_volume", connection_info=iscsi_ci(peers, iqn, 1),
                  vm_uuid=vm_uuid)

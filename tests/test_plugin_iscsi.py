@@ -34,12 +34,17 @@ def host_of(pool, xapi, vm_ref):
     return [h for h in pool.sim.hosts if h.ref == ref][0]
 
 
+def placed(pool, xapi, name):
+    """A running VM by name: (ref, uuid, the simulated host it runs on)."""
+    ref, vm_uuid = vm(xapi, name)
+    return ref, vm_uuid, host_of(pool, xapi, ref)
+
+
 def test_attach_detach_with_chap(ppool, peers):
     xapi = ppool.session().xenapi
     before = state(ppool)
     iqn = peers.new_target(luns=(1,), chap=CHAP)
-    ref, vm_uuid = vm(xapi, "vm-3")  # resident on a member host
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-3")  # resident on a member host
     assert host.index != 0
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=CHAP),
                  vm_uuid=vm_uuid, mountpoint="/dev/xvdc")
@@ -85,8 +90,7 @@ def test_client_made_secret_is_left_to_its_owner(ppool, peers):
     secret = xapi.secret.create({"value": CHAP[1], "other_config": {}})
     before = state(ppool)
     sid = xapi.secret.get_uuid(secret)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=CHAP,
                                                                  secret_uuid=sid),
                  vm_uuid=vm_uuid)
@@ -103,8 +107,7 @@ def test_two_luns_share_one_sr(ppool, peers):
     xapi = ppool.session().xenapi
     before = state(ppool)
     iqn = peers.new_target(luns=(1, 2))
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     a = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 1), vm_uuid=vm_uuid)
     b = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, "2"), vm_uuid=vm_uuid)
     assert a["sr_uuid"] == b["sr_uuid"] and a["vdi_uuid"] != b["vdi_uuid"]
@@ -121,8 +124,7 @@ def test_idempotent_attach_and_detach(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,))
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     a = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
     again = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
     assert again["vbd_uuid"] == a["vbd_uuid"] and again["note"] == "already attached"
@@ -153,8 +155,7 @@ def test_halted_vm_gets_an_unplugged_vbd(ppool, peers):
 def test_existing_sr_is_never_forgotten(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,))
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     import uuid as u
     sr_uuid = str(u.uuid5(u.UUID("3cca4135-a809-5bb3-af62-275fbfe87178"),
                           "127.0.0.1/3260/%s" % iqn))
@@ -176,8 +177,7 @@ def test_wrong_lun_wrong_chap_and_unreachable_change_nothing(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,), chap=CHAP)
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 5, chap=CHAP),
                vm_uuid=vm_uuid)
@@ -202,8 +202,7 @@ def test_detach_retries_a_rejecting_guest_and_unpluggable_flag(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,))
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
     vbd = xapi.VBD.get_by_uuid(out["vbd_uuid"])
     xapi.VBD.set_unpluggable(vbd, False)
@@ -217,8 +216,7 @@ def test_detach_retries_a_rejecting_guest_and_unpluggable_flag(ppool, peers):
 def test_detach_gives_up_after_bounded_retries(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,))
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
     vbd = xapi.VBD.get_by_uuid(out["vbd_uuid"])
     ppool.admin.inject_fault("VBD.unplug", ["DEVICE_DETACH_REJECTED", "VBD", vbd, ""],
@@ -234,8 +232,7 @@ def test_detach_gives_up_after_bounded_retries(ppool, peers):
 def test_a_failure_at_each_xapi_call_leaves_the_pool_as_it_was(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,), chap=CHAP)
-    ref, vm_uuid = vm(xapi, "vm-3")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
     info = ci(peers, iqn, chap=CHAP)
     before = state(ppool)
     ppool.admin.clear()
@@ -314,8 +311,7 @@ def test_mutual_chap_for_real(ppool, peers):
     mutual = ("tgtuser", "Target-Secret-42")
     iqn = peers.new_target(luns=(1,), chap=CHAP, mutual=mutual)
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     bad = ci(peers, iqn, chap=CHAP, target_auth_username=mutual[0],
              target_auth_password="Wrong-Target-1")
     with pytest.raises(PluginError) as e:
@@ -338,8 +334,7 @@ def test_ipv6_portal_and_portal_without_port(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(3,), daemon=peers.iscsi6)
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     for portal in ("[::1]:3260", "[::1]", "::1"):
         info = {"driver_volume_type": "iscsi", "data": {"target_portal": portal,
                                                         "target_iqn": iqn, "target_lun": "3"}}
@@ -354,8 +349,7 @@ def test_multipath_portals_become_multihomelist(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,))
     before = state(ppool)
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = {"driver_volume_type": "iscsi", "data": {
         "target_portals": [peers.iscsi.portal, "127.0.0.9:3260"], "target_iqns": [iqn, iqn],
         "target_luns": [1, 1]}}
@@ -370,8 +364,7 @@ def test_multipath_portals_become_multihomelist(ppool, peers):
 def test_a_lun_that_appears_late_is_found_by_the_rescans(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,))
-    ref, vm_uuid = vm(xapi, "vm-1")
-    host = host_of(ppool, xapi, ref)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     with open(os.path.join(host.root, "etc/xenvol/xenvol.conf"), "w") as fh:
         json.dump({"lun_rescan_delays": [0.5, 1, 2]}, fh)
     timer = threading.Timer(1.0, peers.iscsi.add_lun, (iqn, 2, 8))
