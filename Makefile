@@ -3,6 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 NETNS   := tools/in-private-netns
+SM_TIMING ?= fast
 
 .PHONY: test demo pack bench deps sysdeps clean
 
@@ -22,7 +23,7 @@ test: deps
 	$(NETNS) $(VENV)/bin/pytest -q tests
 
 demo: deps
-	$(NETNS) $(PY) tools/demo.py
+	SM_TIMING=$(SM_TIMING) $(NETNS) $(PY) tools/demo.py
 
 # Cost of an attach and a detach: wall time and XAPI round trips (client vs plugin).
 bench: deps

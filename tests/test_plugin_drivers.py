@@ -111,6 +111,31 @@ def test_xensm_generic_pass_through(ppool):
     assert state(ppool) == before
 
 
+def test_xensm_lun_of_an_hba_sr_is_adopted_with_vdi_introduce(ppool):
+    """The `hba` SM leaves a scanned LUN unmanaged (VDI_NOT_MANAGED at plug); the plugin adopts
+    it with VDI.introduce, keeping what the VDI's other_config already held."""
+    xapi = ppool.session().xenapi
+    sr_uuid, vdi_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+    ppool.admin.put_vdi(sr_uuid, vdi_uuid, {"virtual_size": str(1 << 30),
+                                            "sm_config": {"LUNid": "7", "SCSIid": "36001405aa"}})
+    before = state(ppool)
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    info = {"driver_volume_type": "xensm", "data": {
+        "sr_uuid": sr_uuid, "sr_type": "hba", "target_lun": 7, "introduce_sr_keys": ["sr_type"]}}
+    out = plugin(xapi, host, "connect_volume", connection_info=info)
+    vdi = xapi.VDI.get_by_uuid(out["vdi_uuid"])
+    assert xapi.VDI.get_managed(vdi)
+    claims = [k for k in xapi.VDI.get_other_config(vdi) if k.startswith("xenvol-connected-")]
+    assert claims == ["xenvol-connected-" + host.uuid]
+    att = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    assert att["plugged"] and att["vdi_uuid"] == out["vdi_uuid"]
+    # the connect claim survived (a second introduce would have overwritten other_config)
+    assert "xenvol-connected-" + host.uuid in xapi.VDI.get_other_config(vdi)
+    plugin(xapi, host, "detach_volume", vbd_uuid=att["vbd_uuid"])
+    plugin(xapi, host, "disconnect_volume", connection_info=info)
+    assert state(ppool) == before
+
+
 def test_xensm_password_key_becomes_a_secret(ppool):
     xapi = ppool.session().xenapi
     sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())

@@ -22,10 +22,17 @@ def test_iscsi_login_scan_and_stable_vdis(pool, xapi, peers):
     sr, pbd = iscsi_sr(xapi, pool.host(0).ref, iqn, chap=("chapuser", "chapsecret123"))
     fails("SR_HAS_NO_PBDS", xapi.SR.scan, sr)
     xapi.PBD.plug(pbd)
+    # sm BaseISCSI.attach writes iscsi_sessions; SRCommand sr_attach on the SR master marks the
+    # SR dirty and scans it at once (SR.after_master_attach): the LUNs are there already.
+    assert xapi.PBD.get_other_config(pbd) == {"iscsi_sessions": "1"}
+    assert len(xapi.SR.get_VDIs(sr)) == 2
     xapi.SR.scan(sr)
+    assert "dirty" not in xapi.SR.get_other_config(sr)
     vdis = dict((v["sm_config"]["LUNid"], v) for v in
                 (xapi.VDI.get_record(r) for r in xapi.SR.get_VDIs(sr)))
     assert sorted(vdis) == ["1", "2"]
+    # RawISCSISR's ISCSIVDI.load: the `iscsi` type's LUN VDIs are managed.
+    assert all(v["managed"] for v in vdis.values())
     assert vdis["1"]["virtual_size"] == str(8 << 20)
     assert vdis["1"]["sm_config"]["backend-kind"] == "vbd"
     assert vdis["1"]["uuid"] == vdis["1"]["location"]
@@ -47,6 +54,7 @@ def test_iscsi_login_scan_and_stable_vdis(pool, xapi, peers):
     xapi.VBD.plug(vbd)
     xapi.VBD.unplug(vbd)
     xapi.PBD.unplug(pbd)
+    assert xapi.PBD.get_other_config(pbd) == {}
     fails("SR_HAS_NO_PBDS", xapi.SR.scan, sr)
 
 

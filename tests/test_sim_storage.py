@@ -1,4 +1,5 @@
 """SR, PBD, VDI and secret messages of the simulator (in-memory SR types)."""
+import time
 
 from test_sim_wire import fails
 
@@ -97,9 +98,17 @@ def test_secrets_in_device_config(pool, xapi):
                                          "password": "s3cret"})
     dconf = xapi.PBD.get_device_config(p)
     assert "password" not in dconf
+    # xapi moves the password into a secret, then duplicates it for the PBD: two secrets,
+    # the first one orphaned (xapi_secret.ml move_passwds_to_secrets + duplicate_passwds).
     made = set(xapi.secret.get_all()) - before
-    assert len(made) == 1
-    assert xapi.secret.get_uuid(made.pop()) == dconf["password_secret"]
+    assert len(made) == 2
+    assert dconf["password_secret"] in [xapi.secret.get_uuid(s) for s in made]
+    assert sorted(xapi.secret.get_value(s) for s in made) == ["s3cret", "s3cret"]
+    # ... also when the create then fails.
+    before = set(xapi.secret.get_all())
+    fails("PBD_EXISTS", pbd, xapi, pool.host(0).ref, sr, {"server": "x", "password": "again"})
+    made = set(xapi.secret.get_all()) - before
+    assert [xapi.secret.get_value(s) for s in made] == ["again"]
     # a referenced secret is copied: the PBD owns its own
     mine = xapi.secret.create({"value": "other", "other_config": {}})
     mine_uuid = xapi.secret.get_uuid(mine)
@@ -146,3 +155,93 @@ def test_vdi_introduce_rules(pool, xapi):
     hba = introduce(xapi, "hba", "5f1c6a4e-0a2b-4c3d-8e9f-00000000000b")
     fails("SR_HAS_NO_PBDS", xapi.VDI.introduce, "", "", "", hba, "user", False, False, {}, "loc",
           {}, {})
+
+
+def test_background_scan_of_dirty_srs(pool, xapi):
+    """A master plug marks the SR dirty; xapi's scanner thread (every 30 s, scaled by the SM
+    timing) scans it and removes the mark, picking up VDIs that appeared meanwhile."""
+    sr = introduce(xapi)
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000010", {})
+    p = pbd(xapi, pool.host(0).ref, sr, {"server": "g:/v"})
+    xapi.PBD.plug(p)
+    assert len(xapi.SR.get_VDIs(sr)) == 1  # SR.after_master_attach scanned already
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000011", {})
+    deadline = time.time() + 20
+    while len(xapi.SR.get_VDIs(sr)) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(xapi.SR.get_VDIs(sr)) == 2
+    assert "dirty" not in xapi.SR.get_other_config(sr)
+
+
+def test_member_plug_of_a_shared_sr_does_not_mark_it(pool, xapi):
+    sr = introduce(xapi)
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000012", {})
+    p = pbd(xapi, pool.host(1).ref, sr, {"server": "g:/v"})
+    xapi.PBD.plug(p)
+    # not the SR master: no dirty mark, no scan; and SR.scan needs the master's PBD.
+    assert xapi.SR.get_VDIs(sr) == [] and "dirty" not in xapi.SR.get_other_config(sr)
+    fails("SR_HAS_NO_PBDS", xapi.SR.scan, sr)
+
+
+def _hba_with_lun(pool, xapi):
+    sr = introduce(xapi, "hba")
+    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000020",
+                       {"virtual_size": "4096", "sm_config": {"LUNid": "3", "SCSIid": "3600a0"}})
+    p = pbd(xapi, pool.host(0).ref, sr, {})
+    xapi.PBD.plug(p)
+    xapi.SR.scan(sr)
+    return sr, p, xapi.SR.get_VDIs(sr)[0]
+
+
+def test_hba_luns_are_unmanaged_until_introduced(pool, xapi):
+    from test_sim_vm_vbd import vbd_rec
+    sr, _p, vdi = _hba_with_lun(pool, xapi)
+    rec = xapi.VDI.get_record(vdi)
+    assert rec["managed"] is False and rec["sm_config"]["LUNid"] == "3"
+    vm = xapi.VM.get_by_name_label("vm-1")[0]
+    vbd = xapi.VBD.create(vbd_rec(vm, vdi))
+    assert fails("VDI_NOT_MANAGED", xapi.VBD.plug, vbd)[1:] == [vbd]
+    xapi.VBD.destroy(vbd)
+    xapi.VDI.add_to_other_config(vdi, "kept", "no")
+    name = rec["name_label"]
+    ref = xapi.VDI.introduce(rec["uuid"], "", "", sr, "system", True, False, {"mine": "1"},
+                             rec["location"], {"k": "v"}, {"LUNid": "3"})
+    assert ref == vdi
+    after = xapi.VDI.get_record(vdi)
+    assert after["managed"] is True
+    # other_config, xenstore_data, sharable and type are overwritten; an empty name is kept.
+    assert after["other_config"] == {"mine": "1"} and after["xenstore_data"] == {"k": "v"}
+    assert after["sharable"] is True and after["type"] == "system"
+    assert after["name_label"] == name
+    xapi.VDI.introduce(rec["uuid"], "lun three", "", sr, "user", False, False, {},
+                       rec["location"], {}, {"LUNid": "3"})
+    assert xapi.VDI.get_name_label(vdi) == "lun three"
+    # a rescan leaves managed as it is (sm VDI._db_update does not touch it)
+    xapi.SR.scan(sr)
+    assert xapi.VDI.get_managed(vdi) is True
+
+
+def test_vdi_introduce_errors(pool, xapi):
+    sr, p, vdi = _hba_with_lun(pool, xapi)
+    loc = xapi.VDI.get_location(vdi)
+    d = fails("LOCATION_NOT_UNIQUE", xapi.VDI.introduce, "bbbbbbbb-0000-0000-0000-000000000000",
+              "", "", sr, "user", False, False, {}, loc, {}, {"LUNid": "3"})
+    assert d[1:] == [sr, loc]
+    d = fails("INTERNAL_ERROR", xapi.VDI.introduce, "cccccccc-0000-0000-0000-000000000000",
+              "", "", sr, "user", False, False, {}, "elsewhere", {}, {"LUNid": "99"})
+    assert "Vdi_does_not_exist" in d[1]
+    xapi.PBD.unplug(p)
+    fails("SR_HAS_NO_PBDS", xapi.VDI.introduce, xapi.VDI.get_uuid(vdi), "", "", sr, "user",
+          False, False, {}, loc, {}, {"LUNid": "3"})
+    other = introduce(xapi, "glusterfs", "5f1c6a4e-0a2b-4c3d-8e9f-000000000030")
+    assert fails("SR_OPERATION_NOT_SUPPORTED", xapi.VDI.introduce, "dddddddd-0000-0000-0000-"
+                 "000000000000", "", "", other, "user", False, False, {}, "x", {}, {})[1] == other
+
+
+def test_pbd_set_device_config_is_for_sm_only(pool, xapi):
+    sr = introduce(xapi)
+    p = pbd(xapi, pool.host(0).ref, sr, {"server": "g:/v"})
+    before = set(xapi.secret.get_all())
+    fails("PERMISSION_DENIED", xapi.PBD.set_device_config, p, {"server": "h", "password": "pw"})
+    assert xapi.PBD.get_device_config(p) == {"server": "g:/v"}
+    assert len(set(xapi.secret.get_all()) - before) == 1  # moved to a secret first, orphaned

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import XenAPI
@@ -58,8 +59,10 @@ def attach_detach(client, x, info, vm_name, label):
     vm = x.VM.get_by_name_label(vm_name)[0]
     host = x.VM.get_resident_on(vm)
     say("attach %s to %s (running on %s)" % (label, vm_name, x.host.get_name_label(host)))
+    started = time.time()
     att = client.attach(info, vm_name)
     print(att)
+    print("attached in %.2f s" % (time.time() - started))
     show_state(x, att.sr_uuid, att.vdi_uuid, att.vbd_uuid)
     say("detach")
     print(client.detach(attachment=att))
@@ -93,9 +96,11 @@ def main():
         else:
             say("real storage peers skipped: %s" % reason)
 
-        say("simulated pool: 2 hosts, 4 VMs, xenvol plugin installed on every host")
+        timing = os.environ.get("SM_TIMING") or "fast"
+        say("simulated pool: 2 hosts, 4 VMs, xenvol plugin installed on every host; "
+            "SM timing %s (make demo SM_TIMING=real for the real SM's waits)" % timing)
         sim, servers, pool = cli.start(hosts=2, vms=4, state_dir=os.path.join(work, "pool"),
-                                       plugins=PLUGINS)
+                                       plugins=PLUGINS, sm_timing=timing)
         started.append(servers)
         session = XenAPI.Session(pool["url"])
         session.login_with_password(pool["user"], pool["password"], "2.21", "xenvol-demo")

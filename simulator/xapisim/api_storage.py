@@ -2,7 +2,7 @@
 import uuid as uuidlib
 
 from .errors import XapiError, internal
-from .messages import message, require_fields
+from .messages import Context, message, require_fields
 
 
 # ------------------------------------------------------------------- secrets in device_config
@@ -13,18 +13,29 @@ def _secret_by_uuid(ctx, uuid):
     raise XapiError("UUID_INVALID", "secret", uuid)
 
 
-def _protect_passwords(ctx, dconf):
-    """xapi's handling of password keys: plain values become secrets, and referenced
-    secrets are copied so that every PBD owns its own."""
+def _move_passwords_to_secrets(ctx, dconf):
+    """xen-api ocaml/xapi/xapi_secret.ml move_passwds_to_secrets: each `*password` key becomes
+    `*password_secret` naming a new secret (message_forwarding.ml PBD.create does this first,
+    before any check, so the secret stays even when the create then fails)."""
+    out = {}
+    for key, value in dconf.items():
+        if key.endswith("password"):
+            ref = ctx.db.create("secret", {"value": value})
+            out[key + "_secret"] = ctx.db.raw("secret", ref)["uuid"]
+        else:
+            out[key] = value
+    return out
+
+
+def _duplicate_passwords(ctx, dconf):
+    """xapi_secret.ml duplicate_passwds: every `*password_secret` is copied so that each PBD
+    owns its own secret. After move_passwds_to_secrets, the moved secret is orphaned."""
     out = {}
     for key, value in dconf.items():
         if key.endswith("password_secret"):
             _ref, rec = _secret_by_uuid(ctx, value)
             copy = ctx.db.create("secret", {"value": rec["value"]})
             out[key] = ctx.db.raw("secret", copy)["uuid"]
-        elif key.endswith("password"):
-            ref = ctx.db.create("secret", {"value": value})
-            out[key + "_secret"] = ctx.db.raw("secret", ref)["uuid"]
         else:
             out[key] = value
     return out
@@ -65,23 +76,43 @@ def sr_forget(ctx, sr):
     ctx.db.destroy("SR", sr)
 
 
-def _scan_host(ctx, sr):
-    """The host an SR operation runs on: the master for a shared SR, else its PBD's host."""
+def _sr_master(ctx, sr):
+    """Where SM runs for an SR and with which PBD: xapi forwards SR operations to the SR master
+    (Helpers.i_am_srmaster: the pool master for a shared SR, else the host of its PBD), whose
+    PBD must be plugged (xen-api ocaml/xapi/sm.ml assert_pbd_is_plugged: SR_HAS_NO_PBDS)."""
     rec = ctx.db.raw("SR", sr)
-    plugged = [ctx.db.raw("PBD", p) for p in ctx.db.find("PBD", SR=sr)
-               if ctx.db.raw("PBD", p)["currently_attached"]]
+    pbds = [ctx.db.raw("PBD", p) for p in ctx.db.find("PBD", SR=sr)]
     if rec["shared"]:
-        plugged = [p for p in plugged if p["host"] == ctx.sim.master.ref]
+        pbds = [p for p in pbds if p["host"] == ctx.sim.master.ref]
+    plugged = [p for p in pbds if p["currently_attached"]]
     if not plugged:
         raise XapiError("SR_HAS_NO_PBDS", sr)
     return ctx.sim.host(plugged[0]["host"]), plugged[0]
 
 
+def _is_sr_master(ctx, sr_rec, host_ref):
+    return not sr_rec["shared"] or host_ref == ctx.sim.master.ref
+
+
 @message("SR.scan")
 def sr_scan(ctx, sr):
-    host, pbd = _scan_host(ctx, sr)
+    with ctx.db.lock:
+        host, pbd = _sr_master(ctx, sr)
+        rec = ctx.db.raw("SR", sr)
+        dconf = dict(pbd["device_config"])
+        sm = ctx.sim.sm.driver(rec["type"])
+    with ctx.sim.sm.sr_lock(host, rec["uuid"]):
+        found = sm.scan(host, rec, dconf)
+        with ctx.db.lock:
+            _synchronise(ctx, sr, found)
+            # xen-api ocaml/xapi/xapi_sr.ml scan: a completed scan removes the `dirty` key.
+            ctx.db.raw("SR", sr)["other_config"].pop("dirty", None)
+
+
+def _synchronise(ctx, sr, found):
+    """sm libs/sm/SR.py ScanRecord.synchronise: new locations are introduced (with the SM's
+    managed flag), gone ones forgotten, existing ones updated (_db_update leaves managed)."""
     rec = ctx.db.raw("SR", sr)
-    found = ctx.sim.sm.scan(host, rec, pbd["device_config"])
     known = dict((ctx.db.raw("VDI", v)["location"], v) for v in ctx.db.find("VDI", SR=sr))
     for vdi in found:
         ref = known.pop(vdi["location"], None)
@@ -103,6 +134,22 @@ def sr_scan(ctx, sr):
         rec["physical_size"] = str(sum(sizes))
 
 
+def background_scan(sim):
+    """xen-api ocaml/xapi/xapi_sr.ml scanning_thread/scan_all: every 30 s (host other_config
+    auto-scan-interval), SR.scan of each plugged SR whose other_config has `dirty` or
+    auto-scan=true; errors are logged and dropped."""
+    with sim.db.lock:
+        srs = [ref for ref, rec in sim.db.tables["SR"].items()
+               if ("dirty" in rec["other_config"] or rec["other_config"].get("auto-scan") == "true")
+               and any(sim.db.raw("PBD", p)["currently_attached"]
+                       for p in sim.db.find("PBD", SR=ref))]
+    for sr in srs:
+        try:
+            sr_scan(Context(sim, None, None, "xapi"), sr)
+        except XapiError:
+            pass
+
+
 @message("SR.probe")
 def sr_probe(ctx, host_ref, device_config, type_, sm_config=None):
     host = ctx.sim.host(host_ref)
@@ -113,16 +160,18 @@ def sr_probe(ctx, host_ref, device_config, type_, sm_config=None):
 @message("PBD.create")
 def pbd_create(ctx, rec):
     rec = require_fields("PBD", rec)
+    # message_forwarding.ml PBD.create: move_passwds_to_secrets before anything else.
+    dconf = _move_passwords_to_secrets(ctx, rec["device_config"])
     host, sr = rec["host"], rec["SR"]
     ctx.db.raw("host", host)
     ctx.db.raw("SR", sr)
+    # xapi_pbd.ml create_common: PBD_EXISTS, then the SRmaster key, then duplicate_passwds.
     for existing in ctx.db.find("PBD", SR=sr, host=host):
         raise XapiError("PBD_EXISTS", sr, host, existing)
-    dconf = rec["device_config"]
     if "SRmaster" in dconf:
         raise XapiError("VALUE_NOT_SUPPORTED", "SRmaster", dconf["SRmaster"],
                         "This key is for internal use only")
-    dconf = _protect_passwords(ctx, dconf)
+    dconf = _duplicate_passwords(ctx, dconf)
     # xapi ignores the other_config given to PBD.create.
     return ctx.db.create("PBD", {"host": host, "SR": sr, "device_config": dconf,
                                  "other_config": {}, "currently_attached": False})
@@ -130,25 +179,51 @@ def pbd_create(ctx, rec):
 
 @message("PBD.set_device_config")
 def pbd_set_device_config(ctx, pbd, value):
-    rec = ctx.db.raw("PBD", pbd)
-    rec["device_config"] = _protect_passwords(ctx, value)
+    # message_forwarding.ml PBD.set_device_config: passwords moved to secrets first, then
+    # Sm.assert_session_has_internal_sr_access: only SM's own sessions may set it.
+    ctx.db.raw("PBD", pbd)
+    _move_passwords_to_secrets(ctx, value)
+    raise XapiError("PERMISSION_DENIED", "")
 
 
 @message("PBD.plug")
 def pbd_plug(ctx, pbd):
-    rec = ctx.db.raw("PBD", pbd)
-    if rec["currently_attached"]:
-        return
-    sr = ctx.db.raw("SR", rec["SR"])
-    sm = ctx.sim.sm.driver(sr["type"])
-    if not sr["shared"]:
-        for other in ctx.db.find("PBD", SR=rec["SR"]):
-            o = ctx.db.raw("PBD", other)
-            if other != pbd and o["currently_attached"]:
-                raise XapiError("SR_NOT_SHARABLE", rec["SR"], o["host"])
-    host = ctx.sim.host(rec["host"])
-    sm.attach(host, sr, rec["device_config"])
-    rec["currently_attached"] = True
+    with ctx.db.lock:
+        rec = ctx.db.raw("PBD", pbd)
+        if rec["currently_attached"]:
+            return
+        sr_ref = rec["SR"]
+        sr = ctx.db.raw("SR", sr_ref)
+        sm = ctx.sim.sm.driver(sr["type"])
+        host = ctx.sim.host(rec["host"])
+    with ctx.sim.sm.sr_lock(host, sr["uuid"]):
+        with ctx.db.lock:
+            # xen-api ocaml/xapi/xapi_pbd.ml plug: check_sharing_constraint, then SR.attach.
+            if not sr["shared"]:
+                for other in ctx.db.find("PBD", SR=sr_ref):
+                    o = ctx.db.raw("PBD", other)
+                    if other != pbd and o["currently_attached"]:
+                        raise XapiError("SR_NOT_SHARABLE", sr_ref, o["host"])
+            dconf = dict(rec["device_config"])
+            master = _is_sr_master(ctx, sr, host.ref)
+            if master:
+                # sm libs/sm/SRCommand.py sr_attach on the SR master: util.set_dirty (an
+                # add_to_other_config that fails quietly when the key is there).
+                sr["other_config"].setdefault("dirty", "")
+        sm.attach(host, sr, dconf)
+        with ctx.db.lock:
+            rec = ctx.db.raw("PBD", pbd)
+            rec["currently_attached"] = True
+            sm.after_attach(host, sr, rec)
+        if master:
+            # sm SRCommand sr_attach -> SR.after_master_attach: a scan, whose failure is only
+            # reported as a POST_ATTACH_SCAN_FAILED message (not modelled: no message class).
+            try:
+                found = sm.scan(host, sr, dconf)
+                with ctx.db.lock:
+                    _synchronise(ctx, sr_ref, found)
+            except XapiError:
+                pass
 
 
 @message("PBD.unplug")
@@ -166,7 +241,10 @@ def pbd_unplug(ctx, pbd):
     if in_use:
         raise XapiError("VDI_IN_USE", *in_use)
     sr = ctx.db.raw("SR", rec["SR"])
-    ctx.sim.sm.driver(sr["type"]).detach(ctx.sim.host(rec["host"]), sr, rec["device_config"])
+    sm = ctx.sim.sm.driver(sr["type"])
+    host = ctx.sim.host(rec["host"])
+    sm.detach(host, sr, rec["device_config"])
+    sm.after_detach(host, sr, rec)
     rec["currently_attached"] = False
 
 
@@ -185,36 +263,57 @@ def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_, sharable, 
                   other_config, location, xenstore_data=None, sm_config=None, managed=True,
                   virtual_size="0", physical_utilisation="0", metadata_of_pool=None,
                   is_a_snapshot=False, snapshot_time=None, snapshot_of=None):
-    sr_rec = ctx.db.raw("SR", sr)
-    sm = ctx.sim.sm.driver(sr_rec["type"])
-    if "VDI_INTRODUCE" not in sm.capabilities:
-        raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
-    host = ctx.sim.host(ctx.db.raw("session", ctx.session)["this_host"])
-    pbds = [ctx.db.raw("PBD", p) for p in ctx.db.find("PBD", SR=sr, host=host.ref)]
-    if not any(p["currently_attached"] for p in pbds):
-        raise XapiError("SR_HAS_NO_PBDS", sr)
+    """xen-api ocaml/xapi/xapi_vdi.ml introduce, forwarded to the SR master
+    (message_forwarding.ml VDI.introduce: SR.forward_sr_op with op vdi_introduce)."""
+    with ctx.db.lock:
+        sr_rec = ctx.db.raw("SR", sr)
+        sm = ctx.sim.sm.driver(sr_rec["type"])
+        # xapi_sr_operations: vdi_introduce is allowed only with the VDI_INTRODUCE capability.
+        if "VDI_INTRODUCE" not in sm.capabilities:
+            raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
+        host, pbd = _sr_master(ctx, sr)
+        dconf = dict(pbd["device_config"])
+        _assert_location_unique(ctx, sr, location, uuid)
+    with ctx.sim.sm.sr_lock(host, sr_rec["uuid"]):
+        try:
+            vdi = sm.introduce(host, sr_rec, dconf, uuid, location, dict(sm_config or {}))
+        except XapiError as e:
+            # storage_smapiv1.ml VDI.introduce turns any SM failure into Vdi_does_not_exist.
+            raise internal("Storage_interface.Vdi_does_not_exist(\"%s\") [%s]" % (location, e.code))
+        with ctx.db.lock:
+            ctx.db.raw("SR", sr)
+            # The SM (LUNperVDI.RAWVDI.introduce) updates the record of that LUN if there is
+            # one and sets managed, else db_introduces it; xapi then update_vdi_db by location.
+            found = ctx.db.find("VDI", SR=sr, location=vdi["location"])
+            if found:
+                ref = found[0]
+                current = ctx.db.raw("VDI", ref)
+                for key in ("virtual_size", "physical_utilisation", "sm_config"):
+                    if key in vdi:
+                        current[key] = vdi[key]
+                current["managed"] = True
+            else:
+                fields = dict(vdi)
+                fields.update({"SR": sr, "managed": True})
+                ref = ctx.db.create("VDI", fields)
+            # "Set the fields which belong to the higher-level API": overwritten, not merged.
+            current = ctx.db.raw("VDI", ref)
+            current.update({"other_config": dict(other_config),
+                            "xenstore_data": dict(xenstore_data or {}),
+                            "sharable": sharable, "type": type_})
+            # CA-13140: names only when given.
+            if name_label:
+                current["name_label"] = name_label
+            if name_description:
+                current["name_description"] = name_description
+            return ref
+
+
+def _assert_location_unique(ctx, sr, location, uuid):
+    # xapi_vdi.ml introduce: another VDI of the SR at that location under another uuid.
     for v in ctx.db.find("VDI", SR=sr, location=location):
         if ctx.db.raw("VDI", v)["uuid"] != uuid:
             raise XapiError("LOCATION_NOT_UNIQUE", sr, location)
-        return v
-    try:
-        vdi = sm.introduce(host, sr_rec, pbds[0]["device_config"], uuid, location,
-                           dict(sm_config or {}))
-    except XapiError as e:
-        # xapi re-raises any SM failure here as Vdi_does_not_exist, losing the SM code.
-        raise internal("Storage_interface.Vdi_does_not_exist(\"%s\") [%s]" % (location, e.code))
-    existing = ctx.db.find("VDI", SR=sr, location=vdi["location"])
-    if existing:
-        return existing[0]
-    fields = dict(vdi)
-    fields.update({"SR": sr, "other_config": dict(other_config),
-                   "xenstore_data": dict(xenstore_data or {}), "sharable": sharable,
-                   "type": type_})
-    if name_label:
-        fields["name_label"] = name_label
-    if name_description:
-        fields["name_description"] = name_description
-    return ctx.db.create("VDI", fields)
 
 
 @message("VDI.forget")

@@ -1,6 +1,7 @@
 """`xapisim`: run a simulated pool and drive its test controls.
 
   xapisim serve [--hosts N] [--vms N] [--listen ADDR:PORT] [--state-dir DIR] [--plugins DIR]
+                [--sm-timing real|fast|FACTOR]
   xapisim fault METHOD CODE [PARAM…] [--nth N | --every] [--caller client|plugin]
   xapisim latency METHOD|'*' SECONDS
   xapisim counts | snapshot | argv | clear
@@ -27,12 +28,12 @@ def _addresses(first, n):
 
 
 def start(hosts=1, vms=2, listen="127.0.0.1:0", state_dir=None, plugins=None, password=None,
-          tls=None):
+          tls=None, sm_timing="fast"):
     """Create and serve a pool; returns (simulator, servers, info dict)."""
     address, _, port = listen.rpartition(":")
     state_dir = state_dir or tempfile.mkdtemp(prefix="xapisim-")
     sim = Simulator(state_dir, hosts=hosts, vms=vms, password=password,
-                    addresses=_addresses(address, hosts))
+                    addresses=_addresses(address, hosts), sm_timing=sm_timing)
     if plugins:
         sim.install_plugins(plugins)
     servers = Servers(sim, int(port or 0), tls)
@@ -44,7 +45,8 @@ def start(hosts=1, vms=2, listen="127.0.0.1:0", state_dir=None, plugins=None, pa
 
 def _serve(a):
     tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
-    sim, servers, info = start(a.hosts, a.vms, a.listen, a.state_dir, a.plugins, a.password, tls)
+    sim, servers, info = start(a.hosts, a.vms, a.listen, a.state_dir, a.plugins, a.password, tls,
+                               a.sm_timing)
     print(json.dumps(info), flush=True)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -86,6 +88,9 @@ def main(argv=None):
     s.add_argument("--password", help="the root password (default: random, printed)")
     s.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    s.add_argument("--sm-timing", default="fast",
+                   help="the real SM's waits (iSCSI login settle 5 s, scan 2 s, SR scanner 30 s): "
+                        "real, fast (1/100) or a factor")
     f = sub.add_parser("fault", help="make a message fail")
     f.add_argument("method")
     f.add_argument("error", nargs="+", help="error code and parameters")

@@ -6,7 +6,10 @@ from .errors import XapiError, internal
 _IMPL = {}
 # Messages that run without the database lock because they wait on something else
 # (a plugin process calling back into the simulator).
-UNLOCKED = {"host": ("call_plugin",), "session": ("login_with_password",)}
+# SM work runs outside it too (under the SR's SM lock), as xapi's database is not held while
+# an SM command runs.
+UNLOCKED = {"host": ("call_plugin",), "session": ("login_with_password",),
+            "PBD": ("plug",), "SR": ("scan",), "VDI": ("introduce",)}
 
 
 def message(*names):

@@ -109,6 +109,7 @@ class Servers(object):
         return self.urls[0]
 
     def stop(self):
+        self.sim.stopping.set()
         stoppers = [threading.Thread(target=srv.shutdown) for srv in self.servers]
         for t in stoppers:
             t.start()

@@ -83,7 +83,7 @@ class Controls(object):
 
 class Simulator(object):
     def __init__(self, state_dir, hosts=1, vms=2, username="root", password=None,
-                 addresses=None, plugin_timeout=300.0):
+                 addresses=None, plugin_timeout=300.0, sm_timing="fast"):
         self.state_dir = os.path.abspath(state_dir)
         self.username = username
         self.password = password or uuidlib.uuid4().hex[:16]
@@ -94,13 +94,22 @@ class Simulator(object):
         self.sessions = {}
         self.pylib = os.path.join(self.state_dir, "pylib")
         from .sm import registry
-        self.sm = registry.StorageManagers(self)
+        scale = registry.TIMINGS[sm_timing] if sm_timing in registry.TIMINGS else float(sm_timing)
+        self.sm = registry.StorageManagers(self, scale)
         addresses = addresses or ["127.0.0.%d" % (i + 1) for i in range(hosts)]
         self._seed(hosts, vms, addresses)
         self._install_pylib()
         self._install_dom0_bin()
         from .updates import Updates
         self.updates = Updates(self)
+        self.stopping = threading.Event()
+        threading.Thread(target=self._scanner, daemon=True).start()
+
+    def _scanner(self):
+        """xapi's SR scanning thread (xen-api ocaml/xapi/xapi_sr.ml scanning_thread: every 30 s)."""
+        from .api_storage import background_scan
+        while not self.stopping.wait(max(30 * self.sm.time_scale, 0.05)):
+            background_scan(self)
 
     # ---------------------------------------------------------------- seeding
     def _seed(self, nhosts, nvms, addresses):

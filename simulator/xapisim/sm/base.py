@@ -49,6 +49,16 @@ class StorageManager(object):
     def introduce(self, host, sr, dconf, uuid, location, sm_config):
         raise sm_error("VDIUnavailable")
 
+    def after_attach(self, host, sr, pbd_rec):
+        """Side effects of sr_attach on the PBD record (the iSCSI SM writes iscsi_sessions)."""
+
+    def after_detach(self, host, sr, pbd_rec):
+        pass
+
+    def delay(self, seconds):
+        """A real SM wait (BaseISCSI's settle and scan sleeps), scaled by the pool's SM timing."""
+        self.sim.sm.sleep(seconds)
+
     def probe(self, host, dconf):
         raise sm_error("SMGeneral", "Operation 'sr_probe' not supported by this SR type")
 

@@ -76,7 +76,18 @@ class ISCSI(StorageManager):
         self._session(host, dconf).close()
         key = (host.uuid, dconf["targetIQN"])
         with self.lock:
+            first = key not in self.sessions
             self.sessions[key] = self.sessions.get(key, 0) + 1
+        if first:
+            # sm libs/sm/BaseISCSI.py attach: "Allow the devices to settle", time.sleep(5)
+            # after a new login.
+            self.delay(5)
+
+    def after_attach(self, host, sr, pbd_rec):
+        # sm BaseISCSI.attach: iscsi_sessions = the sessions open to the target IQN(s),
+        # removed then added on the PBD's other_config.
+        paths = [p for p in pbd_rec["device_config"].get("multihomelist", "").split(",") if p]
+        pbd_rec["other_config"]["iscsi_sessions"] = str(len(paths) or 1)
 
     def detach(self, host, sr, dconf):
         key = (host.uuid, dconf.get("targetIQN"))
@@ -86,6 +97,11 @@ class ISCSI(StorageManager):
             else:
                 self.sessions.pop(key, None)
 
+    def after_detach(self, host, sr, pbd_rec):
+        # sm BaseISCSI.detach: "Remove iscsi_sessions and multipathed keys".
+        for key in ("iscsi_sessions", "multipathed"):
+            pbd_rec["other_config"].pop(key, None)
+
     def _logged_in(self, host, dconf):
         with self.lock:
             if (host.uuid, dconf.get("targetIQN")) not in self.sessions:
@@ -93,6 +109,9 @@ class ISCSI(StorageManager):
 
     def scan(self, host, sr, dconf):
         self._logged_in(host, dconf)
+        # sm BaseISCSI.scan: rescan the adapters, then time.sleep(2) "it seems impossible to
+        # tell when a scan's finished".
+        self.delay(2)
         out = []
         with self._session(host, dconf) as s:
             try:
@@ -107,6 +126,9 @@ class ISCSI(StorageManager):
     def _vdi(self, s, lun):
         scsi_id = s.scsi_id(lun)
         uuid = vdi_uuid_for(scsi_id)
+        # The `iscsi` type is sm's RawISCSISR, whose ISCSIVDI.load sets managed = True (sm commit
+        # 8d6cbdc "make sure that the single VDI created is manageable by XAPI"); the generic
+        # LUNperVDI.RAWVDI of `hba` leaves new LUNs unmanaged (see local.HBA).
         return {"uuid": uuid, "location": uuid, "virtual_size": str(s.size(lun)),
                 "physical_utilisation": "0", "managed": True, "type": "user",
                 "name_label": "", "name_description": "",

@@ -74,21 +74,46 @@ class InMemory(StorageManager):
             # Nothing is known at that location: the mount or login fails as the SM reports it.
             raise self.attach_error() if self.attach_error else sm_error("SRUnavailable")
 
+    managed = True
+
     def scan(self, host, sr, dconf):
         store = self.sim.sm.backing(sr["uuid"], create=False) or {}
-        out = []
-        for uuid, spec in sorted(store.items()):
-            vdi = {"uuid": uuid, "location": spec.get("location", uuid),
-                   "virtual_size": str(spec.get("virtual_size", "0")),
-                   "physical_utilisation": "0", "managed": True, "type": "user",
-                   "sm_config": dict(spec.get("sm_config", {}))}
-            out.append(vdi)
-        return out
+        return [self._vdi(uuid, spec) for uuid, spec in sorted(store.items())]
+
+    def _vdi(self, uuid, spec):
+        return {"uuid": uuid, "location": spec.get("location", uuid),
+                "virtual_size": str(spec.get("virtual_size", "0")),
+                "physical_utilisation": "0", "managed": self.managed, "type": "user",
+                "sm_config": dict(spec.get("sm_config", {}))}
 
     def vdi_attach(self, host, sr, dconf, vdi):
         store = self.sim.sm.backing(sr["uuid"], create=False) or {}
         if vdi["uuid"] not in store:
             raise sm_error("VDIUnavailable", "%s is missing" % vdi["uuid"])
+
+
+class HBA(InMemory):
+    """`hba`: LUN per VDI through sm's generic LUNperVDI.RAWVDI, whose load() leaves a LUN found
+    by a scan unmanaged (managed = False unless its record says otherwise); VDI.introduce
+    (RAWVDI.introduce, cmd vdi_introduce) is what makes it managed."""
+
+    managed = False
+
+    def __init__(self, sim):
+        InMemory.__init__(self, sim, "hba", (), capabilities=(
+            "SR_PROBE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH", "VDI_INTRODUCE"))
+
+    def introduce(self, host, sr, dconf, uuid, location, sm_config):
+        # RAWVDI.introduce -> HBASR._getLUNbySMconfig: the LUN named by sm_config LUNid.
+        if "LUNid" not in sm_config:
+            raise sm_error("VDIUnavailable")
+        store = self.sim.sm.backing(sr["uuid"], create=False) or {}
+        for vdi_uuid, spec in sorted(store.items()):
+            if spec.get("sm_config", {}).get("LUNid") == sm_config["LUNid"]:
+                vdi = self._vdi(vdi_uuid, spec)
+                vdi["managed"] = True
+                return vdi
+        raise sm_error("VDIUnavailable")
 
 
 def in_memory_types(sim):
@@ -101,8 +126,7 @@ def in_memory_types(sim):
                                     ("targetIQN", "ConfigTargetIQNMissing"),
                                     ("SCSIid", "ConfigSCSIid"))),
         InMemory(sim, "lvmohba", (("SCSIid", "ConfigSCSIid"),)),
-        InMemory(sim, "hba", (), capabilities=("SR_PROBE", "VDI_CREATE", "VDI_DELETE",
-                                              "VDI_ATTACH", "VDI_DETACH", "VDI_INTRODUCE")),
+        HBA(sim),
         InMemory(sim, "smb", (("server", "ConfigServerMissing"),),
                  attach_error=lambda: sm_error("SMBMount")),
         InMemory(sim, "glusterfs", (("server", "ConfigServerMissing"),),

@@ -1,15 +1,35 @@
 """SR type -> storage manager, plus the in-memory backing store of the simulated types."""
+import threading
+import time
+
 from ..errors import XapiError
 from . import iscsi, local, nfs
 
+# `xapisim serve --sm-timing`: the factor applied to the real SM's own waits.
+TIMINGS = {"real": 1.0, "fast": 0.01}
+
 
 class StorageManagers(object):
-    def __init__(self, sim):
+    def __init__(self, sim, time_scale=TIMINGS["fast"]):
         self.sim = sim
+        self.time_scale = float(time_scale)
+        self._locks = {}
+        self._locks_guard = threading.Lock()
         self.drivers = dict((d.type, d) for d in
                             [iscsi.ISCSI(sim), nfs.NFS(sim), local.File(sim)] +
                             local.in_memory_types(sim))
         self.store = {}
+
+    def sleep(self, seconds):
+        if self.time_scale > 0:
+            time.sleep(seconds * self.time_scale)
+
+    def sr_lock(self, host, sr_uuid):
+        """SM serialises the exclusive commands on one SR of one host with that host's SR lock
+        (sm libs/sm/SRCommand.py _run_locked: sr.lock, a file lock under /var/lock/sm);
+        xapi's database stays free meanwhile."""
+        with self._locks_guard:
+            return self._locks.setdefault((host.uuid, sr_uuid), threading.Lock())
 
     def driver(self, type_):
         try:

@@ -94,11 +94,26 @@ def vdi_by_uuid_with_scan(call, sr, uuid, field):
                       field=field, vdi_uuid=uuid)
 
 
-def vdi_by_sm_config(call, sr, key, value):
+def vdi_by_sm_config(call, sr, key, value, adopt_unmanaged=False):
+    """The VDI of a LUN-per-VDI SR whose sm_config[key] is value (adopted if asked and
+    unmanaged), or None."""
     for vdi, rec in call.do("reading VDIs", _vdi_records, call, sr):
         if rec["sm_config"].get(key) == value:
-            return vdi
+            return adopt(call, sr, vdi, rec) if adopt_unmanaged else vdi
     return None
+
+
+def adopt(call, sr, vdi, rec):
+    """Make an unmanaged raw-LUN VDI usable: xapi refuses every VBD operation on it
+    (VDI_NOT_MANAGED), and the generic LUN-per-VDI SM (`hba`; sm LUNperVDI.RAWVDI) leaves the
+    LUNs a scan finds unmanaged until VDI.introduce adopts them, as nova's introduce_vdi did.
+    introduce overwrites other_config, xenstore_data, sharable and type: pass them back."""
+    if rec["managed"]:
+        return vdi
+    log.step("adopting an unmanaged LUN with VDI.introduce", vdi_uuid=rec["uuid"])
+    return call.do("adopting the LUN's VDI", call.x.VDI.introduce, rec["uuid"], rec["name_label"],
+                   rec["name_description"], sr, rec["type"], rec["sharable"], rec["read_only"],
+                   rec["other_config"], rec["location"], rec["xenstore_data"], rec["sm_config"])
 
 
 def _vdi_records(call, sr):

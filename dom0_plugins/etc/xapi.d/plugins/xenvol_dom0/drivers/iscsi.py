@@ -110,7 +110,7 @@ class ISCSIDriver(Driver):
 
         def scan_and_look():
             call.do("scanning the iSCSI SR", call.x.SR.scan, sr)
-            return vdi_by_sm_config(call, sr, "LUNid", lun)
+            return vdi_by_sm_config(call, sr, "LUNid", lun, adopt_unmanaged=True)
         return wait_for(call, scan_and_look, "LUN %s of %s" % (lun, cfg.iqn), "data.target_lun")
 
     def locate_vdi(self, call, sr, cfg):

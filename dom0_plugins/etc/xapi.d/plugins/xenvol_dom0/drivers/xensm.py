@@ -70,7 +70,8 @@ class XenSMDriver(Driver):
 
         def scan_and_look():
             call.do("scanning the SR", call.x.SR.scan, sr)
-            return vdi_by_sm_config(call, sr, "LUNid", str(cfg.target_lun))
+            return vdi_by_sm_config(call, sr, "LUNid", str(cfg.target_lun),
+                                    adopt_unmanaged=True)
         return wait_for(call, scan_and_look, "LUN %d" % cfg.target_lun, "data.target_lun")
 
     def locate_vdi(self, call, sr, cfg):
