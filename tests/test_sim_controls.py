@@ -74,6 +74,7 @@ def test_cli_serve_and_controls(tmp_path):
                                         stdout=subprocess.PIPE, check=True).stdout
         run("fault", "VM.get_all", "INTERNAL_ERROR", "boom", "--every")
         run("latency", "*", "0")
+        run("latency", "VM.get_all", "0", "--caller", "plugin")
         import XenAPI
         s = XenAPI.Session(info["url"])
         s.login_with_password("root", info["password"])

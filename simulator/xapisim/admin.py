@@ -1,7 +1,7 @@
 """The admin API (method names `xapisim.<name>`, no session): test controls and inspection.
 
   inject_fault(method, error_list, options)  options: nth (1), every (false), caller (any|client|plugin)
-  set_latency(method_or_star, seconds)
+  set_latency(method_or_star, seconds[, caller])  caller: any (default) | client | plugin
   clear()                                    faults, latency, counters and argv log
   counts()                                   {method: {caller: n}}
   snapshot()                                 every persistent object by class and uuid
@@ -25,8 +25,7 @@ def call(sim, name, params):
                     caller=opts.get("caller", "any"))
         return ""
     if name == "set_latency":
-        with c.lock:
-            c.latency[params[0]] = float(params[1])
+        c.set_latency(params[0], params[1], params[2] if len(params) > 2 else "any")
         return ""
     if name == "clear":
         c.clear()

@@ -3,7 +3,7 @@
   xapisim serve [--hosts N] [--vms N] [--listen ADDR:PORT] [--state-dir DIR] [--plugins DIR]
                 [--sm-timing real|fast|FACTOR]
   xapisim fault METHOD CODE [PARAM…] [--nth N | --every] [--caller client|plugin]
-  xapisim latency METHOD|'*' SECONDS
+  xapisim latency METHOD|'*' SECONDS [--caller client|plugin]
   xapisim counts | snapshot | argv | clear
   xapisim xe …            (the same as the `xe` shim)
 
@@ -100,6 +100,7 @@ def main(argv=None):
     lat = sub.add_parser("latency", help="delay a message (or '*') by SECONDS")
     lat.add_argument("method")
     lat.add_argument("seconds", type=float)
+    lat.add_argument("--caller", default="any", choices=("any", "client", "plugin"))
     for name in ("counts", "snapshot", "argv", "clear"):
         sub.add_parser(name)
     a = p.parse_args(argv)
@@ -109,7 +110,7 @@ def main(argv=None):
         _admin(a, "inject_fault", a.method, a.error,
                {"nth": a.nth, "every": a.every, "caller": a.caller})
     elif a.cmd == "latency":
-        _admin(a, "set_latency", a.method, a.seconds)
+        _admin(a, "set_latency", a.method, a.seconds, a.caller)
     elif a.cmd == "clear":
         _admin(a, "clear")
     else:

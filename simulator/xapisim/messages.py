@@ -11,6 +11,25 @@ _IMPL = {}
 UNLOCKED = {"host": ("call_plugin",), "session": ("login_with_password",),
             "PBD": ("plug",), "SR": ("scan",), "VDI": ("introduce",)}
 
+# Custom messages declared without `Async (xen-api ocaml/idl/datamodel*.ml `call ~flags:[...]`;
+# the default is [`Session; `Async]).
+NO_ASYNC = {
+    "session": ("login_with_password", "slave_local_login_with_password", "logout",
+                "local_logout", "change_password"),
+    "task": ("create", "destroy"),
+    "event": ("from", "next", "inject", "get_current_id"),
+    "secret": ("introduce",),
+}
+
+# Messages whose work xapi hands to xenopsd with a registered, cancellable task
+# (xen-api ocaml/xapi/xapi_xenops.ml sync_with_task, xapi_vm_migrate.ml): task.cancel reaches
+# them. For every other message Xapi_task.cancel finds nothing to cancel ("falling back to
+# polling") and the call runs to its end.
+CANCELLABLE = {
+    "VBD": ("plug", "unplug", "unplug_force"),
+    "VM": ("start", "start_on", "clean_shutdown", "hard_shutdown", "pool_migrate"),
+}
+
 
 def message(*names):
     """Register an implementation under one or more Class.message names."""
@@ -22,12 +41,13 @@ def message(*names):
 
 
 class Context(object):
-    def __init__(self, sim, endpoint, session, caller):
+    def __init__(self, sim, endpoint, session, caller, task=None):
         self.sim = sim
         self.db = sim.db
         self.endpoint = endpoint
         self.session = session
         self.caller = caller
+        self.task = task  # the task xapi creates for this call, if any
 
 
 def lookup(cls, msg):
@@ -44,6 +64,20 @@ def lookup(cls, msg):
     spec = schema.SCHEMA[cls]["messages"].get(msg)
     has_session = spec["session"] if spec else True
     return impl, sig, has_session
+
+
+def supports_async(cls, msg):
+    """xen-api ocaml/idl/ocaml_backend/gen_client.ml has_async: field getters and setters
+    and the generated get_all*/get_record/get_by_* have no async mode, the implicit
+    create/destroy have one, custom messages as their flags say. (In these classes every
+    custom get_/set_ message is declared [`Session] only.)"""
+    if msg.startswith(("get_", "set_", "add_to_", "remove_from_")):
+        return False
+    return msg not in NO_ASYNC.get(cls, ())
+
+
+def cancellable(cls, msg):
+    return msg in CANCELLABLE.get(cls, ())
 
 
 def check_type(value, typ, name):
@@ -73,7 +107,12 @@ def _generic(cls, msg):
     if msg == "get_all":
         return lambda ctx: list(ctx.db.tables[cls])
     if msg == "get_all_records":
-        return lambda ctx: dict((r, ctx.db.record(cls, r)) for r in list(ctx.db.tables[cls]))
+        return lambda ctx: ctx.db.records(cls)
+    # xen-api ocaml/idl/ocaml_backend/gen_db_actions.ml GetAllRecordsWhere / GetAllWhere
+    if msg == "get_all_records_where":
+        return lambda ctx, expr: ctx.db.records(cls, ctx.db.where(cls, expr))
+    if msg == "get_all_where":
+        return lambda ctx, expr: ctx.db.where(cls, expr)
     if msg == "get_record":
         return lambda ctx, ref: ctx.db.record(cls, ref)
     if msg == "get_by_uuid":
@@ -84,14 +123,22 @@ def _generic(cls, msg):
         return lambda ctx, ref: ctx.db.field(cls, ref, msg[4:])
     if msg.startswith("set_"):
         def setter(ctx, ref, value):
-            ctx.db.raw(cls, ref)[msg[4:]] = value
+            rec = ctx.db.raw(cls, ref)
+            if isinstance(value, dict) and schema.field_kind(cls, msg[4:]) == "map":
+                check_map_keys(value)
+            rec[msg[4:]] = value
         return setter
     if msg.startswith("add_to_"):
         def add(ctx, ref, key, value):
+            # xen-api ocaml/database/db_cache_types.ml add_to_map: the empty key first, then
+            # the master's non-idempotent add (Db_globs.idempotent_map = false) refuses any
+            # existing key; Duplicate_key (tblname, fld, objref, key) carries the ref
+            # (db_cache_impl.ml process_structured_field_locked, exnHelper.ml).
             rec = ctx.db.raw(cls, ref)
             field = rec[msg[7:]]
+            check_map_keys({key: value})
             if key in field:
-                raise XapiError("MAP_DUPLICATE_KEY", cls, msg[7:], rec["uuid"], key)
+                raise XapiError("MAP_DUPLICATE_KEY", cls, msg[7:], ref, key)
             field[key] = value
         return add
     if msg.startswith("remove_from_"):
@@ -99,6 +146,14 @@ def _generic(cls, msg):
             ctx.db.raw(cls, ref)[msg[12:]].pop(key, None)
         return remove
     return None
+
+
+def check_map_keys(value):
+    """xen-api ocaml/database/string_marshall_helper.ml ensure_nonempty: a map with an empty
+    key cannot be written; Db_exn.Empty_key_in_map reaches the caller through exnHelper's
+    catch-all as INTERNAL_ERROR [Printexc.to_string e]."""
+    if "" in value:
+        raise internal("Db_exn.Empty_key_in_map")
 
 
 def require_fields(cls, rec):
@@ -121,4 +176,4 @@ def is_null(ref):
 
 
 # Import the implementation modules so their @message decorators register.
-from . import api_pool, api_vm, api_storage, api_secret  # noqa: E402,F401
+from . import api_pool, api_vm, api_storage, api_secret, api_task  # noqa: E402,F401

@@ -71,8 +71,12 @@ def signature(cls, msg):
 
 def _implicit(cls, msg):
     ref = [["self", "%s ref" % cls, True]]
-    if msg in ("get_all", "get_all_records"):
-        return []
+    # xen-api ocaml/idl/datamodel_utils.ml: only the classes in expose_get_all_messages_for
+    # (datamodel.ml; not session, not event) have get_all, get_all_where, get_all_records(_where).
+    if msg in ("get_all", "get_all_records", "get_all_records_where", "get_all_where"):
+        if cls in ("session", "event"):
+            return None
+        return [] if msg in ("get_all", "get_all_records") else [["expr", "string", True]]
     if msg == "get_record":
         return ref
     if msg == "get_by_uuid":

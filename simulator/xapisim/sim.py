@@ -8,11 +8,12 @@ import time
 import uuid as uuidlib
 import xmlrpc.client
 
-from . import messages
+from . import api_task, messages
 from .db import Database, NULL
 from .errors import XapiError
 
 API_MAJOR, API_MINOR = "2", "21"
+ASYNC = "Async."
 PRODUCT_VERSION = "8.3.0"
 
 
@@ -39,7 +40,13 @@ class Host(object):
 
 
 class Controls(object):
-    """Test controls: injected failures, latency, call counts, plugin argv log."""
+    """Test controls: injected failures, latency, call counts, plugin argv log.
+
+    Faults and latencies name a message (or "*" for latency) and a caller: "client" (TCP),
+    "plugin" (a host's unix socket) or "any". A rule on `VBD.plug` also applies to
+    `Async.VBD.plug`; one on `Async.VBD.plug` only to the Async form."""
+
+    CALLERS = ("any", "client", "plugin")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -49,9 +56,19 @@ class Controls(object):
         self.plugin_argv = []
 
     def add_fault(self, method, error, nth=1, every=False, caller="any"):
+        self._check_caller(caller)
         with self.lock:
             self.faults.append({"method": method, "error": [str(e) for e in error], "nth": int(nth),
                                 "every": bool(every), "caller": caller, "seen": 0})
+
+    def set_latency(self, method, seconds, caller="any"):
+        self._check_caller(caller)
+        with self.lock:
+            self.latency[(method, caller)] = float(seconds)
+
+    def _check_caller(self, caller):
+        if caller not in self.CALLERS:
+            raise XapiError("INVALID_VALUE", "caller", caller)
 
     def clear(self):
         with self.lock:
@@ -60,13 +77,19 @@ class Controls(object):
             self.counts.clear()
             self.plugin_argv = []
 
-    def on_call(self, method, caller):
-        """Count the call; return (delay, error-or-None) for it."""
+    def on_call(self, method, caller, names=None):
+        """Count the call; return (delay, error-or-None) for it. names: every name a rule
+        may use for this call (the wire name and, for Async., the message's own)."""
+        names = names or (method,)
         with self.lock:
             self.counts[(method, caller)] += 1
-            delay = self.latency.get(method, self.latency.get("*", 0.0))
+            delay = 0.0
+            for key in [(n, c) for n in names + ("*",) for c in (caller, "any")]:
+                if key in self.latency:
+                    delay = self.latency[key]
+                    break
             for rule in self.faults:
-                if rule["method"] != method or rule["caller"] not in ("any", caller):
+                if rule["method"] not in names or rule["caller"] not in ("any", caller):
                     continue
                 rule["seen"] += 1
                 if rule["every"] or rule["seen"] == rule["nth"]:
@@ -89,6 +112,7 @@ class Simulator(object):
         self.password = password or uuidlib.uuid4().hex[:16]
         self.db = Database()
         self.controls = Controls()
+        self.tasks = api_task.Tasks(self)
         self.plugin_timeout = plugin_timeout
         self.hosts = []
         self.sessions = {}
@@ -251,37 +275,78 @@ class Simulator(object):
 
     def call(self, endpoint, method, params):
         caller = "client" if endpoint.transport == "tcp" else "plugin"
-        cls, _, msg = method.partition(".")
-        if cls.startswith("Async"):
-            raise XapiError("MESSAGE_METHOD_UNKNOWN", method)
+        # xen-api ocaml/xapi/server_helpers.ml sync_ty_and_maybe_remove_prefix: the generated
+        # dispatcher matches the name without "Async."; the task keeps the full wire name.
+        is_async = method.startswith(ASYNC)
+        name = method[len(ASYNC):] if is_async else method
+        cls, _, msg = name.partition(".")
         impl, sig, has_session = messages.lookup(cls, msg)
         if impl is None:
             if params:
                 self.check_session(params[0])
-            raise XapiError("MESSAGE_METHOD_UNKNOWN", method)
+            raise XapiError("MESSAGE_METHOD_UNKNOWN", name)
         args = params[1:] if has_session else params
         required = [p for p in sig if p[2]]
         if len(args) < len(required) or len(args) > len(sig) or (has_session and not params):
             expected = len(required) if len(args) < len(required) else len(sig)
-            raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, expected, len(args))
-        for value, (name, typ, _req) in zip(args, sig):
-            messages.check_type(value, typ, name)
+            raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", name, expected, len(args))
+        for value, (pname, typ, _req) in zip(args, sig):
+            messages.check_type(value, typ, pname)
         if endpoint.transport == "tcp" and endpoint.host.ref != self.master.ref:
             raise XapiError("HOST_IS_SLAVE", self.master.address)
         session = None
         if has_session:
             session = params[0]
             self.check_session(session)
-        delay, fault = self.controls.on_call(method, caller)
+        has_async = messages.supports_async(cls, msg)
+        if is_async and not has_async:
+            # API.response_of_fault: Failure ["Fault"; text]
+            raise XapiError("Fault", "No async mode for this operation (rpc: %s)" % name)
+        delay, fault = self.controls.on_call(method, caller, (method, name) if is_async else None)
+        ctx = messages.Context(self, endpoint, session, caller)
+
+        def work():
+            if msg in messages.UNLOCKED.get(cls, ()):
+                return impl(ctx, *args)
+            with self.db.lock:
+                return impl(ctx, *args)
+
+        # context.ml of_http_req: a task in the database for messages with an async mode,
+        # a dummy one for the rest and for the classes in datamodel.ml no_task_id_for.
+        if not has_async or cls in api_task.NO_TASK_ID_FOR:
+            ctx.task = api_task.dummy_ref(method)
+            if not is_async:
+                if delay:
+                    time.sleep(delay)
+                if fault is not None:
+                    raise fault
+                return work()
+            threading.Thread(target=self._run_detached, args=(delay, fault, work),
+                             daemon=True).start()
+            return ctx.task
+        with self.db.lock:
+            ctx.task = self.tasks.make(method, session, endpoint.host.ref)
+        cancellable = messages.cancellable(cls, msg)
+        if is_async:
+            # exec_with_context leaves the task for the client to read and destroy.
+            return self.tasks.spawn(ctx.task, cancellable, delay, fault, work)
+        try:
+            return self.tasks.run(ctx.task, cancellable, delay, fault, work)
+        finally:
+            # Context.finally_destroy_context: a sync call's task goes when it returns.
+            with self.db.lock:
+                if self.db.exists("task", ctx.task):
+                    self.db.destroy("task", ctx.task)
+
+    @staticmethod
+    def _run_detached(delay, fault, work):
         if delay:
             time.sleep(delay)
-        if fault is not None:
-            raise fault
-        ctx = messages.Context(self, endpoint, session, caller)
-        if msg in messages.UNLOCKED.get(cls, ()):
-            return impl(ctx, *args)
-        with self.db.lock:
-            return impl(ctx, *args)
+        if fault is None:
+            try:
+                work()
+            except XapiError:
+                pass
 
     def check_session(self, ref):
         if not isinstance(ref, str) or ref not in self.sessions:
