@@ -2,6 +2,10 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+# dom0's Python for the plugin in tests: CPython 3.6 (XenServer 8 / XCP-ng 8.3 dom0) with XenAPI
+# from PyPI, where a python3.6 is found; else the simulator builds one from its own Python.
+PYTHON36 ?= $(firstword $(shell python3.6 -c "import sys; print(sys.executable)" 2>/dev/null) $(wildcard $(HOME)/.pyenv/versions/3.6*/bin/python3.6))
+DOM0    := .venv-dom0
 NETNS   := tools/in-private-netns
 SM_TIMING ?= fast
 
@@ -13,7 +17,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-deps: $(STAMP) sysdeps
+$(DOM0)/.installed: $(STAMP)
+	@if [ -n "$(PYTHON36)" ]; then \
+	    rm -rf $(DOM0) && $(PYTHON36) -m venv $(DOM0) && \
+	    $(DOM0)/bin/python -m pip install -q 'XenAPI>=23.8' && \
+	    $(PY) -c 'import sys; from xapisim.plugins import site_packages; site_packages(sys.argv[1])' $(DOM0) && \
+	    touch $@; \
+	else echo "no python3.6 found: plugins run under the simulator's Python (set PYTHON36=...)"; fi
+
+deps: $(STAMP) $(DOM0)/.installed sysdeps
 
 sysdeps:
 	tools/install-debian-deps
@@ -22,16 +34,19 @@ test: deps
 	$(VENV)/bin/vermin --no-tips -q -t=3.6- --violations --eval-annotations dom0_plugins examples/drivers.d
 	$(NETNS) $(VENV)/bin/pytest -q tests
 
+# The tools use dom0's Python that `make deps` built, as the tests do.
+DOM0PY  = XAPISIM_DOM0_PYTHON=$(if $(wildcard $(DOM0)/.installed),$(CURDIR)/$(DOM0)/bin/python3)
+
 demo: deps
-	SM_TIMING=$(SM_TIMING) $(NETNS) $(PY) tools/demo.py
+	SM_TIMING=$(SM_TIMING) $(DOM0PY) $(NETNS) $(PY) tools/demo.py
 
 # Cost of an attach and a detach: wall time and XAPI round trips (client vs plugin).
 bench: deps
-	$(NETNS) $(PY) tools/bench.py
+	$(DOM0PY) $(NETNS) $(PY) tools/bench.py
 
 # The RPM, the signed update ISO and the public key, in out/ (verify: .venv/bin/xenvol pack verify).
 pack: deps
 	$(PY) -m xenvol.pack.build --out out
 
 clean:
-	rm -rf $(VENV) .pytest_cache out
+	rm -rf $(VENV) $(DOM0) .pytest_cache out

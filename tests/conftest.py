@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import xmlrpc.client
 
@@ -13,6 +14,30 @@ from xapisim.peers import ganesha, tgt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
+
+# dom0's Python for plugins: the CPython 3.6 env `make deps` builds where a python3.6 exists
+# (the simulators started here, in process or as `xapisim serve`, inherit the variable).
+DOM0_PYTHON = os.path.join(REPO, ".venv-dom0", "bin", "python3")
+if "XAPISIM_DOM0_PYTHON" not in os.environ and \
+        os.path.exists(os.path.join(REPO, ".venv-dom0", ".installed")):
+    os.environ["XAPISIM_DOM0_PYTHON"] = DOM0_PYTHON
+
+
+def plugin_python():
+    """(interpreter, version) the plugins run under; version "" when it cannot run."""
+    from xapisim import plugins
+    python = os.environ.get("XAPISIM_DOM0_PYTHON") or plugins._default_python()
+    try:
+        out = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+    except OSError:
+        out = ""
+    return python, out
+
+
+def pytest_terminal_summary(terminalreporter):
+    python, version = plugin_python()
+    terminalreporter.write_line("plugins ran under dom0 python %s (%s)" % (version or "?", python))
 
 
 class Pool(object):

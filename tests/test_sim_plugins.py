@@ -1,17 +1,27 @@
-"""host.call_plugin: the exec protocol, results, failures and sessions, as xapi does them."""
+"""host.call_plugin: the exec protocol, results, failures and sessions, as xapi does them,
+with the plugin in its host's dom0 view under dom0's Python."""
+import json
 import os
 import stat
 import textwrap
 
 import pytest
 
+from conftest import plugin_python
 from test_sim_wire import fails
 
 PLUGIN = textwrap.dedent('''\
     #!/usr/bin/python3
+    import io
     import json
+    import os
     import sys
+    import XenAPI
     import XenAPIPlugin
+
+    # xapi gives no LANG: on Python 3.6 argv and stdout are ASCII (xenvol's entry.utf8_io)
+    sys.argv[1:] = [os.fsencode(a).decode("utf-8") for a in sys.argv[1:]]
+    sys.stdout = io.open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
 
     def echo(session, args):
         return json.dumps(args, sort_keys=True)
@@ -39,9 +49,44 @@ PLUGIN = textwrap.dedent('''\
     def die(session, args):
         sys.exit(3)
 
+    def fail_tuple(session, args):
+        raise XenAPIPlugin.Failure("X", ("a",))
+
+    def fail_str(session, args):
+        raise XenAPIPlugin.Failure("X", "ab")
+
+    def fail_int(session, args):
+        raise XenAPIPlugin.Failure("X", ["a", 3])
+
+    def fail_none(session, args):
+        raise XenAPIPlugin.Failure("X", ["a", None])
+
+    def five(session, args):
+        return 5
+
+    def where(session, args):
+        return json.dumps({"argv0": sys.argv[0], "env": dict(os.environ),
+                           "python": "%d.%d" % sys.version_info[:2],
+                           "names": sorted(n for n in dir(XenAPIPlugin) if not n.startswith("_")),
+                           "inventory": open("/etc/xensource-inventory").read(),
+                           "socket": os.path.exists("/var/lib/xcp/xapi")})
+
+    def local_login(session, args):
+        own = XenAPI.xapi_local()
+        own.xenapi.login_with_password(args.get("user", "root"), "", "", "probe")
+        rec = own.xenapi.session.get_record(own._session)
+        own.xenapi.session.logout()
+        return json.dumps({"ref": rec["uuid"], "this_host": rec["this_host"],
+                           "is_local_superuser": rec["is_local_superuser"], "pool": rec["pool"],
+                           "auth_user_name": rec["auth_user_name"],
+                           "originator": rec["originator"]})
+
     if __name__ == "__main__":
         XenAPIPlugin.dispatch({"echo": echo, "fail": fail, "boom": boom, "nothing": nothing,
-                               "host_of": host_of, "vms": vms, "chatty": chatty, "die": die})
+                               "host_of": host_of, "vms": vms, "chatty": chatty, "die": die,
+                               "fail_tuple": fail_tuple, "fail_str": fail_str,
+                               "fail_int": fail_int, "fail_none": fail_none, "five": five,
+                               "where": where, "local_login": local_login})
     ''')
 
 
@@ -128,7 +173,65 @@ def test_argv_is_the_xml_call_and_is_recorded(pool, xapi, plugin):
     call(xapi, pool, "echo", {"k": "v"}, host=1)
     entry = pool.admin.plugin_argv()[-1]
     assert entry["host"] == pool.host(1).uuid and entry["fn"] == "echo"
-    assert entry["argv"][0].endswith("/etc/xapi.d/plugins/probe")
+    # xapi_plugins.ml call_plugin execs Xapi_globs.xapi_plugins_root/<name>
+    assert entry["argv"][0] == "/etc/xapi.d/plugins/probe"
     assert entry["argv"][1].startswith("<methodCall><methodName>echo</methodName>")
     assert "<member><name>k</name><value>v</value></member>" in entry["argv"][1]
-    assert stat.S_IMODE(os.stat(entry["argv"][0]).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(os.path.join(pool.host(1).plugins_dir, "probe")).st_mode) == 0o755
+
+
+# ---------------------------------------------------------------------- the runtime
+def test_failure_marshalling_is_the_real_xenapiplugin(pool, xapi, plugin):
+    # xen-api python3/examples/XenAPIPlugin.py: Failure() does [code] + params ...
+    for fn, kind in (("fail_tuple", "tuple"), ("fail_str", "str")):
+        d = fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, fn)
+        assert d[1:] == [fn, "TypeError", 'can only concatenate list (not "%s") to list' % kind]
+    # ... failure_message() marshals what it is given: xapi refuses a non-string ...
+    assert "string list" in fails("INTERNAL_ERROR", call, xapi, pool, "fail_int")[1]
+    # ... and None raises inside the except handler: the plugin dies with a traceback
+    d = fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "fail_none")
+    assert d[1:3] == ["non-zero exit", ""] and "cannot marshal None" in d[3]
+    fails("INTERNAL_ERROR", call, xapi, pool, "five")
+
+
+def test_plugin_sees_its_hosts_dom0_and_only_xapis_environment(pool, xapi, plugin):
+    for i in (0, 2):
+        seen = json.loads(call(xapi, pool, "where", host=i))
+        assert seen["argv0"] == "/etc/xapi.d/plugins/probe"
+        assert "INSTALLATION_UUID='%s'" % pool.host(i).uuid in seen["inventory"]
+        assert seen["socket"] is True
+        # forkhelpers.ml default_path_env_pair: PATH and nothing else (tracing off)
+        assert seen["env"] == {"PATH": "/sbin:/usr/sbin:/bin:/usr/bin"}
+        # the module exports what the real one does, and nothing more
+        assert seen["names"] == ["Failure", "XenAPI", "dispatch", "failure_message",
+                                 "print_function", "success_message", "sys", "xmlrpclib"]
+
+
+def test_plugins_run_under_dom0_python_3_6(pool, xapi, plugin):
+    python, version = plugin_python()
+    if not version.startswith("3.6."):
+        pytest.skip("no CPython 3.6 for dom0's Python (make deps builds .venv-dom0 where a "
+                    "python3.6 exists); plugins ran under %s %s" % (python, version))
+    assert json.loads(call(xapi, pool, "where"))["python"] == "3.6"
+
+
+def test_a_directory_named_as_plugin_fails_at_exec(pool, xapi, plugin):
+    # find_plugin accepts any readdir entry; vfork_helper.c's execv fails with EACCES
+    # (exit 126), and xapi reports ["non-zero exit"; stdout; stderr], both empty.
+    for h in pool.sim.hosts:
+        os.mkdir(os.path.join(h.plugins_dir, "adir"))
+    assert fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "x", name="adir")[1:] == \
+        ["non-zero exit", "", ""]
+
+
+def test_local_superuser_login_over_the_unix_socket(pool, xapi, plugin):
+    # xapi_session.ml login_with_password: over the unix socket (preauth root) no password is
+    # checked and any user name is taken; the session is local-superuser, not a pool session,
+    # on this host, also on a member (a member's xapi logs in locally, no HOST_IS_SLAVE).
+    before = set(pool.sim.sessions)
+    for i, user in ((0, "root"), (2, "someone")):
+        rec = json.loads(call(xapi, pool, "local_login", {"user": user}, host=i))
+        assert rec["this_host"] == pool.host(i).ref and rec["is_local_superuser"] is True
+        assert rec["pool"] is False and rec["auth_user_name"] == user
+        assert rec["originator"] == "probe"
+    assert set(pool.sim.sessions) == before

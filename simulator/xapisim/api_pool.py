@@ -13,7 +13,11 @@ LOGIN_FAILURE_DELAY = 5.0
 @message("session.login_with_password")
 def login_with_password(ctx, uname, pwd, version="1.1", originator=""):
     sim = ctx.sim
-    # Over the unix socket xapi pre-authenticates the caller as root and checks nothing.
+    # xen-api ocaml/xapi/xapi_session.ml login_with_password: over a host's unix socket the
+    # caller is preauth root: no password and no user name is checked, and the session is a
+    # local-superuser, non-pool session on that host, a member included (session messages run
+    # locally, message_forwarding.ml Session = Local.Session; HOST_IS_SLAVE is only for
+    # unauthenticated logins, which here are the TCP ones).
     if ctx.endpoint.transport == "tcp" and (uname != sim.username or pwd != sim.password):
         time.sleep(LOGIN_FAILURE_DELAY)
         raise XapiError("SESSION_AUTHENTICATION_FAILED", uname,

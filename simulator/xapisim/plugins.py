@@ -1,5 +1,9 @@
 """host.call_plugin as xapi runs it: exec the plugin file with the XML-RPC call as argv[1]."""
+import hashlib
 import os
+import shutil
+import sys
+import tempfile
 import signal
 import subprocess
 import time
@@ -9,7 +13,29 @@ from xml.sax.saxutils import escape
 
 from .errors import XapiError
 
+# xen-api ocaml/forkexecd/lib/forkhelpers.ml default_path
 PLUGIN_PATH = "/sbin:/usr/sbin:/bin:/usr/bin"
+PLUGINS_ROOT = "/etc/xapi.d/plugins"
+NO_NAMESPACE = ("xapisim: no private mount namespace here (needs root or unprivileged user "
+                "namespaces), so a plugin cannot see its host's /etc and /var")
+
+# The plugin runs in a private mount namespace that is its host's dom0 as far as it can tell:
+# the host root's /etc and /var on /etc and /var (the xapi socket at /var/lib/xcp/xapi, logs,
+# locks, /etc/xapi.d/plugins, /etc/xenvol), and dom0's Python on /usr/bin/python3, the
+# interpreter plugins name. Then the plugin is exec'd as xapi execs it: vfork_helper.c exits
+# 127 (ENOENT) or 126 (EACCES: a directory, no x bit) when execv fails, with nothing on the
+# plugin's stderr; the shell would print its own message, so those cases are decided first.
+# dom0's Python is a shell wrapper too; it drops the PWD a shell exports (xapi passes none).
+_SETUP = """set -e
+mount --bind "$1" /usr/bin/python3
+mount --rbind "$2/var" /var
+mount --rbind "$2/etc" /etc
+set +e
+shift 2
+[ -e "$1" ] || exit 127
+[ -f "$1" ] && [ -x "$1" ] || exit 126
+exec "$@"
+"""
 
 
 def _value(s):
@@ -26,19 +52,29 @@ def encode_call(fn, session, args):
 
 
 def run(sim, host, session, plugin, fn, args):
-    path = os.path.join(host.plugins_dir, plugin)
-    if plugin in ("", ".", "..") or "/" in plugin or not os.path.isfile(path):
+    # xen-api ocaml/xapi/xapi_plugins.ml find_plugin: the name must be an entry of
+    # readdir(plugins root), exactly (no "." or "..", no path, no ".py" added); a directory is
+    # an entry too, and fails later at exec.
+    try:
+        names = os.listdir(host.plugins_dir)
+    except OSError:
+        names = []
+    if plugin not in names:
         raise XapiError("XENAPI_MISSING_PLUGIN", plugin)
-    argv = [path, encode_call(fn, session, args)]
+    # call_plugin execs <Xapi_globs.xapi_plugins_root>/<name> with the call as its one argument.
+    argv = [PLUGINS_ROOT + "/" + plugin, encode_call(fn, session, args)]
     with sim.controls.lock:
         sim.controls.plugin_argv.append({"host": host.uuid, "plugin": plugin, "fn": fn,
                                          "argv": argv, "time": time.time()})
-    env = {"PATH": PLUGIN_PATH, "PYTHONPATH": sim.pylib}
+    if sim.dom0 is None:
+        raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", NO_NAMESPACE)
+    # Forkhelpers.execute_command_get_output: no timeout, and the environment is
+    # default_path_env_pair (PATH only) plus TRACEPARENT/BAGGAGE when tracing is on (it is off
+    # by default, and the simulator does not trace).
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env, timeout=sim.plugin_timeout)
-    except subprocess.TimeoutExpired as e:
-        raise XapiError("XENAPI_PLUGIN_FAILURE", "task stopped", _text(e.stdout), _text(e.stderr))
+        proc = subprocess.run(sim.dom0.command(host) + argv, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={"PATH": PLUGIN_PATH}, cwd="/")
     except OSError as e:
         raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", str(e))
     out, err = _text(proc.stdout), _text(proc.stderr)
@@ -76,3 +112,88 @@ def parse_result(out):
     if not isinstance(desc, list) or not desc or not all(isinstance(d, str) for d in desc):
         raise XapiError("INTERNAL_ERROR", "XMLRPC.RunTimeTypeError(\"string list\", %r)" % (desc,))
     raise XapiError(*desc)
+
+
+# ---------------------------------------------------------------------- dom0's Python
+class Dom0(object):
+    """How plugins are exec'd: dom0's Python (an interpreter whose site-packages has XenAPI and
+    XenAPIPlugin, as dom0's /usr/bin/python3 does) behind /usr/bin/python3 in the plugin's
+    mount namespace."""
+
+    def __init__(self, state_dir, python, unshare):
+        self.python = python
+        self.unshare = unshare
+        self.wrapper = os.path.join(state_dir, "dom0-python3")
+        with open(self.wrapper, "w") as fh:
+            fh.write("#!/bin/sh\nexec env -u PWD '%s' \"$@\"\n" % python.replace("'", "'\\''"))
+        os.chmod(self.wrapper, 0o755)
+
+    def command(self, host):
+        return self.unshare + ["sh", "-c", _SETUP, "dom0", self.wrapper, host.root]
+
+
+def dom0(state_dir, python=None):
+    """The plugin runtime for a simulator, or None where no mount namespace can be made.
+    python: dom0's interpreter (default $XAPISIM_DOM0_PYTHON, else one built from the
+    simulator's own Python with the XenAPI it uses)."""
+    unshare = _unshare()
+    if unshare is None:
+        return None
+    python = python or os.environ.get("XAPISIM_DOM0_PYTHON") or _default_python()
+    return Dom0(state_dir, os.path.abspath(python), unshare)
+
+
+_UNSHARE = []
+
+
+def _unshare():
+    """unshare -m as root; as another user inside a user namespace where it maps us to root."""
+    if not _UNSHARE:
+        found = None
+        tries = ([] if os.geteuid() else [["unshare", "-m", "--propagation", "private"]]) + \
+            [["unshare", "-U", "-r", "-m", "--propagation", "private"]]
+        for cmd in tries:
+            try:
+                ok = subprocess.run(cmd + ["true"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL).returncode == 0
+            except OSError:
+                ok = False
+            if ok:
+                found = cmd
+                break
+        _UNSHARE.append(found)
+    return _UNSHARE[0]
+
+
+def _default_python():
+    """A venv of the simulator's base interpreter with XenAPI and XenAPIPlugin, built once per
+    machine. Its python is a copy: the base binary itself is covered by the wrapper in the
+    plugin's namespace."""
+    import XenAPI
+    base = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    xenapi = os.path.dirname(os.path.abspath(XenAPI.__file__))
+    runtime = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugin_runtime")
+    key = hashlib.sha1("\0".join((base, xenapi, runtime)).encode()).hexdigest()[:12]
+    env = os.path.join(tempfile.gettempdir(), "xapisim-dom0-python-%d-%s" % (os.getuid(), key))
+    python = os.path.join(env, "bin", "python3")
+    if not os.path.exists(python):
+        build = tempfile.mkdtemp(prefix=os.path.basename(env) + ".", dir=os.path.dirname(env))
+        subprocess.run([base, "-m", "venv", "--without-pip", "--copies", build], check=True,
+                       stdout=subprocess.DEVNULL)
+        site_packages(build, xenapi_dir=xenapi)
+        try:
+            os.rename(build, env)
+        except OSError:  # another simulator built it first
+            shutil.rmtree(build, ignore_errors=True)
+    return python
+
+
+def site_packages(venv, xenapi_dir=None):
+    """Give a venv XenAPIPlugin (a .pth naming plugin_runtime) and, if asked, a link to XenAPI."""
+    import glob
+    sp = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages"))[0]
+    runtime = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugin_runtime")
+    with open(os.path.join(sp, "xapisim-dom0.pth"), "w") as fh:
+        fh.write(runtime + "\n")
+    if xenapi_dir:
+        os.symlink(xenapi_dir, os.path.join(sp, "XenAPI"))

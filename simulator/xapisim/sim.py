@@ -106,23 +106,21 @@ class Controls(object):
 
 class Simulator(object):
     def __init__(self, state_dir, hosts=1, vms=2, username="root", password=None,
-                 addresses=None, plugin_timeout=300.0, sm_timing="fast"):
+                 addresses=None, dom0_python=None, sm_timing="fast"):
         self.state_dir = os.path.abspath(state_dir)
         self.username = username
         self.password = password or uuidlib.uuid4().hex[:16]
         self.db = Database()
         self.controls = Controls()
         self.tasks = api_task.Tasks(self)
-        self.plugin_timeout = plugin_timeout
         self.hosts = []
         self.sessions = {}
-        self.pylib = os.path.join(self.state_dir, "pylib")
         from .sm import registry
         scale = registry.TIMINGS[sm_timing] if sm_timing in registry.TIMINGS else float(sm_timing)
         self.sm = registry.StorageManagers(self, scale)
         addresses = addresses or ["127.0.0.%d" % (i + 1) for i in range(hosts)]
         self._seed(hosts, vms, addresses)
-        self._install_pylib()
+        self._install_dom0_python(dom0_python)
         self._install_dom0_bin()
         from .updates import Updates
         self.updates = Updates(self)
@@ -204,15 +202,13 @@ class Simulator(object):
                 return sr
         return NULL
 
-    def _install_pylib(self):
-        """The Python path plugins run with: our XenAPIPlugin and the XenAPI package."""
-        import XenAPI
-        os.makedirs(self.pylib, exist_ok=True)
-        here = os.path.dirname(__file__)
-        shutil.copy(os.path.join(here, "plugin_runtime", "XenAPIPlugin.py"), self.pylib)
-        link = os.path.join(self.pylib, "XenAPI")
-        if not os.path.exists(link):
-            os.symlink(os.path.dirname(XenAPI.__file__), link)
+    def _install_dom0_python(self, python):
+        """How plugins run: in their host's dom0 view, under dom0's Python (plugins.Dom0);
+        self.dom0 is None where no mount namespace can be made, and plugin calls then fail."""
+        from . import plugins
+        self.dom0 = plugins.dom0(self.state_dir, python)
+        if self.dom0 is None:
+            sys.stderr.write("xapisim: %s; host.call_plugin will fail\n" % plugins.NO_NAMESPACE)
 
     def _install_dom0_bin(self):
         """dom0 commands for a shell on a simulated host (XAPISIM_HOST_ROOT names the host):

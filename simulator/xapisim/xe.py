@@ -10,13 +10,15 @@
 The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD; in
 a simulated dom0 ($XAPISIM_HOST_ROOT set) from the host's local xapi socket, as dom0's xe does.
 """
+import http.client
 import json
 import os
+import socket
 import sys
+import xmlrpc.client
 
 import XenAPI
 
-from .plugin_runtime.XenAPIPlugin import UnixTransport
 
 _ERRORS = os.path.join(os.path.dirname(__file__), "data", "errors.json")
 
@@ -127,11 +129,33 @@ def _print_error(f):
     sys.stderr.write("\n".join(lines) + "\n")
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        http.client.HTTPConnection.__init__(self, "localhost")
+        self._path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self._path)
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    """XML-RPC over a host's <root>/var/lib/xcp/xapi (XenAPI.UDSTransport takes the path from
+    the URL's host part with "_" for "/", which no simulator state path survives)."""
+
+    def __init__(self, path):
+        xmlrpc.client.Transport.__init__(self)
+        self._path = path
+
+    def make_connection(self, host):
+        return _UnixConnection(self._path)
+
+
 def _session(url):
     root = os.environ.get("XAPISIM_HOST_ROOT")
     if not url and root:
         sock = os.path.join(root, "var", "lib", "xcp", "xapi")
-        return XenAPI.Session("http://localhost/", transport=UnixTransport(sock))
+        return XenAPI.Session("http://localhost/", transport=_UnixTransport(sock))
     return XenAPI.Session(url)
 
 

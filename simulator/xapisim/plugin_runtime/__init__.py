@@ -1,2 +1,2 @@
-"""What the simulator puts on a plugin's Python path (XenAPIPlugin); its unix-socket
-transport also serves the simulator's dom0 `xe`."""
+"""What dom0's Python has beside XenAPI: XenAPIPlugin. The simulator's dom0 Python finds this
+directory on its path (a .pth file), as dom0 finds the module in its site-packages."""

@@ -1,10 +1,33 @@
-"""One plugin call's view of XAPI: the session dispatch handed us, this host, settings."""
+"""One plugin call's view of XAPI: the plugin's own local session, this host, settings."""
+import contextlib
+
 import XenAPI
 
 from . import settings
+from .version import VERSION
 from .errors import from_xapi
 
 NULL = "OpaqueRef:NULL"
+
+
+@contextlib.contextmanager
+def local_session():
+    """A session of our own for the whole plugin call, logged out at its end.
+
+    The caller's session only authenticated the call (xapi checked it before exec'ing us); it
+    may be logged out, or its client gone, while we work, and every step and rollback would
+    then fail. So the plugin logs in as dom0's local superuser over the host's unix socket,
+    which xapi trusts without a password (xen-api ocaml/xapi/xapi_session.ml
+    login_with_password, preauth root), as xen-api's own pool_update.apply plugin does."""
+    session = XenAPI.xapi_local()
+    session.xenapi.login_with_password("root", "", VERSION, "xenvol")
+    try:
+        yield session
+    finally:
+        try:
+            session.xenapi.session.logout()
+        except Exception:  # gone already (xapi restarted): nothing left to log out
+            pass
 
 
 class Call(object):

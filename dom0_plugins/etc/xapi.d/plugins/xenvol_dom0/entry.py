@@ -2,23 +2,29 @@
 
 Every function is wrapped so that a xenvol error leaves as XenAPIPlugin.Failure(code,
 [message, details-json]), a XAPI error met on the way as XENVOL_XAPI_ERROR, and anything
-unexpected as XENVOL_INTERNAL_ERROR — never a traceback, never a secret."""
+unexpected as XENVOL_INTERNAL_ERROR — never a traceback, never a secret. The function works
+on the plugin's own local session (call.local_session), not on the caller's."""
+import io
 import json
+import os
+import sys
 
 import XenAPI
 import XenAPIPlugin
 
 from . import log, operations
+from .call import local_session
 from .errors import INTERNAL_ERROR, XenvolError, from_xapi
 from .redact import SCRUB, mask
 
 
 def _wrap(name, fn):
-    def plugin_function(session, args):
+    def plugin_function(_caller_session, args):
         SCRUB.remember_in(args)
         log.step("call %s" % name, args=sorted(args))
         try:
-            result = fn(session, args)
+            with local_session() as session:
+                result = fn(session, args)
         except XenvolError as e:
             return _fail(name, e)
         except XenAPI.Failure as f:
@@ -37,6 +43,16 @@ def _fail(name, error):
     log.warning("%s failed: %s %s" % (name, error.code, params[0]),
                 details=mask(error.details))
     raise XenAPIPlugin.Failure(error.code, params)
+
+
+def utf8_io():
+    """xapi execs a plugin with PATH as its whole environment, so no LANG: Python 3.6 (a build
+    without the PEP 538 locale coercion) then decodes argv and encodes stdout as ASCII, and a
+    call or a result with one non-ASCII character dies in XenAPIPlugin. xapi writes the call
+    in UTF-8 and reads the answer as UTF-8; say so to Python before dispatch."""
+    sys.argv[1:] = [os.fsencode(a).decode("utf-8", "replace") for a in sys.argv[1:]]
+    if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
+        sys.stdout = io.open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
 
 
 def table():

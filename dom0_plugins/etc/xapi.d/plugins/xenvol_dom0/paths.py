@@ -1,33 +1,23 @@
-"""Where things live in dom0. The root is derived from the plugin's own location
-(<root>/etc/xapi.d/plugins/xenvol): / on a real host, a host root in the simulator."""
-import os
-import sys
+"""Where things live in dom0. Plain absolute paths: a plugin runs in dom0's file system (the
+simulator gives each host's plugin its own /etc and /var in a private mount namespace)."""
 
-
-def host_root():
-    plugin = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    parts = plugin.split(os.sep)
-    if len(parts) >= 4 and parts[-4:-1] == ["etc", "xapi.d", "plugins"]:
-        return os.sep.join(parts[:-4]) or os.sep
-    return os.sep
-
-
-def under_root(path):
-    return os.path.join(host_root(), path.lstrip("/"))
+LOG_FILE = "/var/log/xenvol.log"
+LOCK_DIR = "/var/lock/xenvol"
+DRIVERS_DIR = "/etc/xenvol/drivers.d"  # third-party drivers: one Python file per driver
+CONFIG_FILE = "/etc/xenvol/xenvol.conf"
 
 
 def log_file():
-    return under_root("/var/log/xenvol.log")
+    return LOG_FILE
 
 
 def lock_dir():
-    return under_root("/var/lock/xenvol")
+    return LOCK_DIR
 
 
 def drivers_dir():
-    """Third-party drivers: one Python file per driver."""
-    return under_root("/etc/xenvol/drivers.d")
+    return DRIVERS_DIR
 
 
 def config_file():
-    return under_root("/etc/xenvol/xenvol.conf")
+    return CONFIG_FILE

@@ -1,0 +1,84 @@
+"""The plugin works on its own local session (issue 10): the caller's session only
+authenticates the call, and the plugin's session is logged out when the call ends."""
+import os
+import threading
+import time
+import uuid
+import xmlrpc.client
+
+from conftest import PluginError, plugin, state
+from test_plugin_iscsi import placed
+
+
+def file_volume(host):
+    d = os.path.join(host.root, "var/lib/volumes")
+    os.makedirs(d, exist_ok=True)
+    vdi = str(uuid.uuid4())
+    with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
+        fh.truncate(1 << 20)
+    return {"driver_volume_type": "file", "data": {"path": "/var/lib/volumes", "vdi_uuid": vdi}}
+
+
+def attach_while_the_client_logs_out(pool, host, vm_uuid, info):
+    """attach_volume from a client whose session is logged out while the plugin sits in
+    VBD.plug (2 s of injected latency); returns the plugin's result or PluginError."""
+    client = pool.session()
+    pool.admin.set_latency("VBD.plug", 2.0)
+    out = {}
+
+    def attach():
+        try:
+            out["result"] = plugin(client.xenapi, host, "attach_volume", connection_info=info,
+                                   vm_uuid=vm_uuid)
+        except PluginError as e:
+            out["result"] = e
+    t = threading.Thread(target=attach)
+    t.start()
+    while pool.admin.counts().get("VBD.plug", {}).get("plugin", 0) == 0:
+        assert t.is_alive(), out
+        time.sleep(0.01)
+    # what a client does when it gives up: log its session out
+    xmlrpc.client.ServerProxy(pool.url).session.logout(client._session)
+    t.join(60)
+    assert not t.is_alive()
+    pool.admin.set_latency("VBD.plug", 0.0)
+    assert client._session not in pool.sim.sessions
+    return out["result"]
+
+
+def test_attach_completes_after_the_client_logged_out(ppool):
+    xapi = ppool.session().xenapi
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    result = attach_while_the_client_logs_out(ppool, host, vm_uuid, file_volume(host))
+    assert not isinstance(result, PluginError), result.details
+    vbd = xapi.VBD.get_by_uuid(result["vbd_uuid"])
+    assert xapi.VBD.get_currently_attached(vbd) is True
+    plugin(xapi, host, "detach_volume", vbd_uuid=result["vbd_uuid"])
+
+
+def test_rollback_runs_after_the_client_logged_out(ppool):
+    xapi = ppool.session().xenapi
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    info = file_volume(host)
+    before = state(ppool)
+    ppool.admin.inject_fault("VBD.plug", ["INTERNAL_ERROR", "injected"], {"caller": "plugin"})
+    result = attach_while_the_client_logs_out(ppool, host, vm_uuid, info)
+    assert isinstance(result, PluginError) and "rollback_incomplete" not in result.details
+    assert state(ppool) == before
+
+
+def test_the_plugins_session_ends_with_the_call(ppool):
+    xapi = ppool.session().xenapi
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
+    sessions = set(ppool.sim.sessions)
+    ppool.admin.clear()
+    out = plugin(xapi, host, "attach_volume", connection_info=file_volume(host), vm_uuid=vm_uuid)
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    try:
+        plugin(xapi, host, "attach_volume", connection_info=file_volume(host), vm_uuid="nope")
+    except PluginError:
+        pass
+    assert set(ppool.sim.sessions) == sessions
+    counts = ppool.admin.counts()
+    assert counts["session.login_with_password"] == {"plugin": 3}
+    assert counts["session.logout"] == {"plugin": 3}
