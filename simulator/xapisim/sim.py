@@ -6,9 +6,8 @@ import sys
 import threading
 import time
 import uuid as uuidlib
-import xmlrpc.client
 
-from . import messages
+from . import messages, wire
 from .db import Database, NULL
 from .errors import XapiError
 
@@ -225,20 +224,27 @@ class Simulator(object):
                 self.db.destroy("session", ref)
 
     # ---------------------------------------------------------------- dispatch
-    def handle(self, endpoint, body):
-        """One XML-RPC request from an endpoint; returns the XML-RPC response bytes."""
-        params, method = xmlrpc.client.loads(body, use_builtin_types=False)
-        if method is None:
-            raise ValueError("not a methodCall")
+    def handle(self, endpoint, body, json_rpc=False):
+        """One request body, XML-RPC or JSON-RPC (xen-api ocaml/xapi/api_server.ml callback,
+        jsoncallback); returns the response body. wire.RequestError, raised before dispatch,
+        is for the transport to answer with HTTP 500."""
+        if json_rpc:
+            version, call_id, method, params = wire.json_call(body)
+
+            def encode(success, contents):
+                return wire.json_response(success, contents, version, call_id)
+        else:
+            method, params = wire.xml_call(body)
+            encode = wire.xml_response
         try:
             if method.startswith("xapisim."):
                 value = messages.admin(self, method[len("xapisim."):], params)
             else:
-                value = self.call(endpoint, method, list(params))
-            result = {"Status": "Success", "Value": "" if value is None else value}
+                value = self.call(endpoint, method, params)
+            # gen_server.ml: a message without a result answers String "".
+            return _response(encode, True, "" if value is None else value)
         except XapiError as e:
-            result = {"Status": "Failure", "ErrorDescription": e.description}
-        return _response(result)
+            return _response(encode, False, e.description)
 
     def call(self, endpoint, method, params):
         caller = "client" if endpoint.transport == "tcp" else "plugin"
@@ -287,9 +293,8 @@ class Endpoint(object):
         self.transport = transport
 
 
-def _response(result):
+def _response(encode, success, contents):
     try:
-        return xmlrpc.client.dumps((result,), methodresponse=True, allow_none=False).encode()
-    except (TypeError, OverflowError) as e:
-        err = {"Status": "Failure", "ErrorDescription": ["INTERNAL_ERROR", str(e)]}
-        return xmlrpc.client.dumps((err,), methodresponse=True).encode()
+        return encode(success, contents)
+    except (TypeError, ValueError, OverflowError) as e:  # a value the wire cannot carry
+        return encode(False, ["INTERNAL_ERROR", str(e)])
