@@ -51,15 +51,15 @@ def _int64(v):
     return "%d" % v
 
 
-def _xml_add(v, out):
-    # ocaml-rpc xmlrpc.ml add_value ~strict:false (xapi's Xmlrpc.to_string and string_of_response)
+def _xml_add(v, out, strict):
+    # ocaml-rpc xmlrpc.ml add_value; xapi writes with ~strict:false
     if isinstance(v, str):
         out.append("<value>%s</value>" % _xml_text(v))
     elif isinstance(v, bool):
         out.append("<value><boolean>%s</boolean></value>" % ("1" if v else "0"))
     elif isinstance(v, int):
-        # Not strict: an Int is bare text, so API ints reach clients as strings.
-        out.append("<value>%s</value>" % _int64(v))
+        # Not strict, an Int is bare text: API ints reach clients as strings.
+        out.append(("<value><i8>%s</i8></value>" if strict else "<value>%s</value>") % _int64(v))
     elif isinstance(v, float):
         # "%.16g", no shortest-round-trip fallback (loses the last digit at times).
         out.append("<value><double>%.16g</double></value>" % v)
@@ -72,31 +72,31 @@ def _xml_add(v, out):
                 raise TypeError("struct key %r is not a string" % (k,))
             # Member names are written unescaped (add_member uses Buffer.add_string).
             out.append("<member><name>%s</name>" % k)
-            _xml_add(item, out)
+            _xml_add(item, out, strict)
             out.append("</member>")
         out.append("</struct></value>")
     elif isinstance(v, (list, tuple)):
         out.append("<value><array><data>")
         for item in v:
-            _xml_add(item, out)
+            _xml_add(item, out, strict)
         out.append("</data></array></value>")
     else:
         raise TypeError("cannot marshal %s" % type(v).__name__)
 
 
-def to_xml(value):
+def to_xml(value, strict=False):
     """ocaml-rpc Xmlrpc.to_string: one <value> (also what xapi stores as an Async task.result)."""
     out = []
-    _xml_add(value, out)
+    _xml_add(value, out, strict)
     return "".join(out)
 
 
-def xml_response(success, contents):
+def xml_response(success, contents, strict=False):
     """ocaml-rpc Xmlrpc.string_of_response: the Status/Value|ErrorDescription struct."""
     v = {"Status": "Success", "Value": contents} if success else \
         {"Status": "Failure", "ErrorDescription": contents}
     return ('<?xml version="1.0"?><methodResponse><params><param>%s</param></params>'
-            '</methodResponse>' % to_xml(v)).encode("utf-8")
+            '</methodResponse>' % to_xml(v, strict)).encode("utf-8")
 
 
 # ------------------------------------------------------------------ XML-RPC reader
