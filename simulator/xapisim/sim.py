@@ -7,7 +7,7 @@ import threading
 import time
 import uuid as uuidlib
 
-from . import messages, wire
+from . import messages, schema, wire
 from .db import Database, NULL
 from .errors import XapiError
 
@@ -232,6 +232,8 @@ class Simulator(object):
             version, call_id, method, params = wire.json_call(body)
 
             def encode(success, contents):
+                if success:
+                    contents = _json_typed(method, contents)
                 return wire.json_response(success, contents, version, call_id)
         else:
             method, params = wire.xml_call(body)
@@ -302,3 +304,28 @@ def _response(encode, success, contents):
         return encode(success, contents)
     except (TypeError, ValueError, OverflowError) as e:  # a value the wire cannot carry
         return encode(False, ["INTERNAL_ERROR", str(e)])
+
+
+def _json_typed(method, value):
+    """The database keeps ints in their XML-RPC form, a decimal string (xapi's Int goes out as
+    bare text). JSON-RPC writes an Int as a number (ocaml-rpc jsonrpc.ml rpc_to_json), so
+    int-typed results and record fields become ints here. Not done: event records."""
+    cls, _, msg = method.partition(".")
+    if cls not in schema.SCHEMA:
+        return value
+    spec = schema.SCHEMA[cls]["messages"].get(msg)
+    kind = spec["result"] if spec else None
+    if msg.startswith("get_") and kind is None:
+        kind = schema.field_kind(cls, msg[4:])
+    if kind == "int":
+        return int(value)
+    ints = [f[0] for f in schema.fields(cls) if f[1] == "int"]
+
+    def record(rec):
+        return dict((k, int(v) if k in ints else v) for k, v in rec.items())
+
+    if msg == "get_record" or kind == "%s record" % cls:
+        return record(value)
+    if msg == "get_all_records":
+        return dict((ref, record(rec)) for ref, rec in value.items())
+    return value
