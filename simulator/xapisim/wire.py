@@ -27,22 +27,14 @@ class RequestError(Exception):
 
 
 # ------------------------------------------------------------------ XML-RPC writer
+_XML_ESCAPES = dict((c, None) for c in range(0x20) if chr(c) not in "\t\n\r")
+_XML_ESCAPES.update({ord(">"): "&gt;", ord("<"): "&lt;", ord("&"): "&amp;", ord('"'): "&quot;"})
+
+
 def _xml_text(s):
     # ocaml-rpc xmlrpc.ml encode_buf: > < & " escaped; TAB, LF, CR and 0x20..0xff kept;
     # other control characters dropped.
-    out = []
-    for c in s:
-        if c == ">":
-            out.append("&gt;")
-        elif c == "<":
-            out.append("&lt;")
-        elif c == "&":
-            out.append("&amp;")
-        elif c == '"':
-            out.append("&quot;")
-        elif c >= " " or c in "\t\n\r":
-            out.append(c)
-    return "".join(out)
+    return s.translate(_XML_ESCAPES)
 
 
 def _int64(v):
@@ -341,21 +333,15 @@ def xml_call(body):
 V1, V2 = "1.0", "2.0"
 
 
+# Yojson write_string: " \ BS FF LF CR TAB escaped, other 0x00-0x1f and 0x7f as \u00xx
+# (lower-case hex), everything else (UTF-8 included) as is.
+_JSON_ESCAPES = dict((c, "\\u%04x" % c) for c in list(range(0x20)) + [0x7f])
+_JSON_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 12: "\\f", 10: "\\n",
+                      13: "\\r", 9: "\\t"})
+
+
 def _json_text(s):
-    # Yojson write_string: " \ \b \f \n \r \t escaped, other 0x00-0x1f and 0x7f as \u00xx
-    # (lower-case hex), everything else (UTF-8 included) as is.
-    special = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-               "\t": "\\t"}
-    out = ['"']
-    for c in s:
-        if c in special:
-            out.append(special[c])
-        elif c < " " or c == "\x7f":
-            out.append("\\u%04x" % ord(c))
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
+    return '"%s"' % s.translate(_JSON_ESCAPES)
 
 
 def _json_float(x):
