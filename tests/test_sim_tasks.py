@@ -1,5 +1,6 @@
 """Async.* calls and the task class, the filter language of get_all_records_where, and
 map-key errors, as xapi does them."""
+import json
 import threading
 import time
 
@@ -7,7 +8,7 @@ import pytest
 
 from test_sim_plugins import install, PLUGIN
 from test_sim_vm_vbd import disk, vbd_rec  # noqa: F401 (fixture)
-from test_sim_wire import fails, raw
+from test_sim_wire import fails, http, json_body, raw
 
 
 def wait_done(xapi, task, bound=60.0):
@@ -263,9 +264,13 @@ def test_empty_map_key_is_an_internal_error(pool, xapi, disk):  # noqa: F811
     vm = running_vm(xapi)
     expected = ["INTERNAL_ERROR", "Db_exn.Empty_key_in_map"]
     assert fails("INTERNAL_ERROR", xapi.VM.add_to_other_config, vm, "", "v") == expected
-    assert fails("INTERNAL_ERROR", xapi.VM.set_other_config, vm, {"": "v"}) == expected
-    before = xapi.VBD.get_all()
-    assert fails("INTERNAL_ERROR", xapi.VBD.create,
-                 vbd_rec(vm, disk, other_config={"": "x"})) == expected
-    assert xapi.VBD.get_all() == before
+    # An empty key inside a struct cannot even be parsed from XML-RPC (ocaml-rpc refuses
+    # <name></name>: HTTP 500); JSON-RPC carries it to the database, which refuses it.
+    session = pool.session()._session
+    for method, params in (("VM.set_other_config", [session, vm, {"": "v"}]),
+                           ("VBD.create", [session, vbd_rec(vm, disk, other_config={"": "x"})])):
+        before = xapi.VBD.get_all()
+        _head, body = http(pool, json_body(method, params), path="/jsonrpc")
+        assert json.loads(body)["error"] == expected
+        assert xapi.VBD.get_all() == before
     assert "" not in xapi.VM.get_other_config(vm)

@@ -13,6 +13,7 @@ import traceback
 import uuid as uuidlib
 import xmlrpc.client
 
+from . import wire
 from .errors import XapiError
 from .messages import message
 
@@ -37,47 +38,6 @@ def _epoch(dt):
 def dummy_ref(name):
     """xen-api ocaml/xapi-types/ref.ml make_dummy / string_of."""
     return "DummyRef:|%s|%s" % (uuidlib.uuid4(), name)
-
-
-def xmlrpc_value(value):
-    """The task's result: the marshalled result as ocaml-rpc's Xmlrpc.to_string writes it
-    (taskHelper.ml set_result_on_task; a void result is Rpc.String "")."""
-    if value is None:
-        value = ""
-    if isinstance(value, bool):
-        return "<value><boolean>%d</boolean></value>" % value
-    if isinstance(value, int):
-        return "<value>%d</value>" % value
-    if isinstance(value, float):
-        return "<value><double>%.16g</double></value>" % value
-    if isinstance(value, list):
-        return "<value><array><data>%s</data></array></value>" % "".join(
-            xmlrpc_value(v) for v in value)
-    if isinstance(value, dict):
-        # ocaml-rpc writes member names unescaped.
-        return "<value><struct>%s</struct></value>" % "".join(
-            "<member><name>%s</name>%s</member>" % (k, xmlrpc_value(v)) for k, v in value.items())
-    if isinstance(value, xmlrpc.client.DateTime):
-        return "<value><dateTime.iso8601>%s</dateTime.iso8601></value>" % value.value
-    return "<value>%s</value>" % _encode(str(value))
-
-
-def _encode(s):
-    # ocaml-rpc xmlrpc.ml encode_buf: four entities, control characters other than
-    # tab, LF and CR dropped.
-    out = []
-    for c in s:
-        if c == ">":
-            out.append("&gt;")
-        elif c == "<":
-            out.append("&lt;")
-        elif c == "&":
-            out.append("&amp;")
-        elif c == '"':
-            out.append("&quot;")
-        elif c >= " " or c in "\t\n\r":
-            out.append(c)
-    return "".join(out)
 
 
 class Tasks(object):
@@ -161,7 +121,10 @@ class Tasks(object):
                 return
             rec.update({"allowed_operations": [], "finished": _now(), "progress": 1.0})
             if error is None:
-                rec.update({"result": xmlrpc_value(result), "status": "success"})
+                # taskHelper.ml set_result_on_task: the result as Xmlrpc.to_string writes it
+                # (a void result is Rpc.String "").
+                rec.update({"result": wire.to_xml("" if result is None else result),
+                            "status": "success"})
             else:
                 rec.update({"error_info": list(error), "status":
                             "cancelled" if error[0] == "TASK_CANCELLED" else "failure"})

@@ -9,8 +9,8 @@ import subprocess
 import time
 import xml.parsers.expat
 import xmlrpc.client
-from xml.sax.saxutils import escape
 
+from . import wire
 from .errors import XapiError
 
 # xen-api ocaml/forkexecd/lib/forkhelpers.ml default_path
@@ -38,17 +38,9 @@ exec "$@"
 """
 
 
-def _value(s):
-    return "<value/>" if s == "" else "<value>%s</value>" % escape(s)
-
-
 def encode_call(fn, session, args):
     """The methodCall xapi builds: bare <value> strings, no XML declaration."""
-    members = "".join("<member><name>%s</name>%s</member>" % (escape(k), _value(v))
-                      for k, v in args.items())
-    return ("<methodCall><methodName>%s</methodName><params><param>%s</param>"
-            "<param><value><struct>%s</struct></value></param></params></methodCall>"
-            % (escape(fn), _value(session), members))
+    return wire.plugin_call(fn, session, args)
 
 
 def run(sim, host, session, plugin, fn, args):

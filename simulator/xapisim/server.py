@@ -8,6 +8,7 @@ import socketserver
 import ssl
 import threading
 
+from . import wire
 from .sim import Endpoint
 
 
@@ -15,27 +16,59 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self):
-        # Headers and body go out in two writes; without TCP_NODELAY every keep-alive call
-        # would wait for the peer's delayed ACK (~40 ms).
+        # xen-api ocaml/libs/http-lib/http_svr.ml bind: TCP_NODELAY on inet sockets.
         if self.request.family != socket.AF_UNIX:
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         http.server.BaseHTTPRequestHandler.setup(self)
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
+        # http_svr.ml read_request_exn: HTTP/1.0 closes unless "Connection: keep-alive"; the
+        # answer carries the request's version (get_return_version).
+        version = "1.0" if self.request_version == "HTTP/1.0" else "1.1"
+        connection = (self.headers.get("Connection") or "").strip().lower()
+        close = connection == "close" or (version == "1.0" and connection != "keep-alive")
+        # xapi.ml handlers, matched on the longest path prefix: /jsonrpc is JSON-RPC; /, /RPC2
+        # and /json all take XML-RPC (api_server.ml callback).
+        json_rpc = self.path.split("?", 1)[0].startswith("/jsonrpc")
         try:
-            out = self.server.sim.handle(self.server.endpoint, body)
-            code = 200
-        except Exception as e:  # malformed XML: xapi answers HTTP 500 with an HTML body
-            out = ("<html><body><h1>HTTP 500 internal server error</h1>%s</body></html>"
-                   % type(e).__name__).encode()
-            code = 500
-        self.send_response(code)
-        self.send_header("Content-Type", "text/xml" if code == 200 else "text/html")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+            body = self._read_body()
+            out = self.server.sim.handle(self.server.endpoint, body, json_rpc)
+        except wire.RequestError as e:
+            return self._internal_error(version, str(e))
+        except Exception as e:  # a simulator bug: still an HTTP 500, naming it
+            return self._internal_error(version, type(e).__name__)
+        # api_server.ml callback/jsoncallback headers after http_svr.ml response_of_request's.
+        self._send(version, "200 OK", [
+            ("connection", "close" if close else "keep-alive"),
+            ("cache-control", "no-cache, no-store"),
+            ("content-type", "application/json" if json_rpc else "text/xml"),
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Allow-Headers", "X-Requested-With")], out)
+        self.close_connection = close
+
+    def _read_body(self):
+        # http_svr.ml read_body ~limit: Content-Length required, checked against the limit
+        # before a byte of the body is read.
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise wire.RequestError('Failure("We require a content-length: HTTP header")')
+        length = wire.ocaml_int64(length.strip())
+        if length > wire.MAX_RPC_SIZE:
+            raise wire.RequestError("Http_svr.Client_requested_size_over_limit")
+        if length < 0:  # really_read_string cannot make a negative buffer
+            raise wire.RequestError('Invalid_argument("Bytes.create")')
+        return self.rfile.read(length)
+
+    def _internal_error(self, version, extra):
+        # http_svr.ml handle_one -> response_internal_error: HTML, and the connection closes.
+        self._send(version, "500 Internal Error", [
+            ("content-type", "text/html"), ("connection", "close"),
+            ("cache-control", "no-cache, no-store")], wire.internal_error_body(extra))
+        self.close_connection = True
+
+    def _send(self, version, status, headers, body):
+        self.wfile.write(wire.http_response(version, status, headers, body))
+        self.wfile.flush()
 
     def log_message(self, *args):
         pass
