@@ -40,6 +40,34 @@ def placed(pool, xapi, name):
     return ref, vm_uuid, host_of(pool, xapi, ref)
 
 
+def test_cold_attach_with_chap_on_a_member_then_start(ppool, peers):
+    """A halted VM's volume is attached unplugged on its (member) affinity host; VM.start_on
+    that host then attaches it with the VM (xapi marks every VBD for attach at start)."""
+    xapi = ppool.session().xenapi
+    before = state(ppool)
+    iqn = peers.new_target(luns=(1,), chap=CHAP)
+    ref, vm_uuid = vm(xapi, "vm-4")
+    assert xapi.VM.get_power_state(ref) == "Halted"
+    host = [h for h in ppool.sim.hosts if h.ref == xapi.VM.get_affinity(ref)][0]
+    assert host.index != 0
+    out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=CHAP),
+                 vm_uuid=vm_uuid)
+    assert out["plugged"] is False and out["device"] == "xvdb"
+    vdi = xapi.VDI.get_by_uuid(out["vdi_uuid"])
+    assert xapi.VDI.get_managed(vdi)
+    xapi.VM.start_on(ref, host.ref, False, False)
+    vbd = xapi.VBD.get_by_uuid(out["vbd_uuid"])
+    assert xapi.VBD.get_currently_attached(vbd) and xapi.VBD.get_device(vbd) == "xvdb"
+    listed = plugin(xapi, host, "list_attachments", vm_uuid=vm_uuid)["attachments"]
+    assert [(a["vbd_uuid"], a["plugged"]) for a in listed] == [(out["vbd_uuid"], True)]
+    xapi.VM.hard_shutdown(ref)
+    plugin(xapi, host, "detach_volume", vm_uuid=vm_uuid, mountpoint="xvdb")
+    after = state(ppool)  # the VM itself went through a start and a shutdown
+    for cls in ("SR", "PBD", "VDI", "secret"):
+        assert after[cls] == before[cls]
+    assert sorted(after["VBD"]) == sorted(before["VBD"])
+
+
 def test_attach_detach_with_chap(ppool, peers):
     xapi = ppool.session().xenapi
     before = state(ppool)

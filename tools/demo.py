@@ -68,6 +68,31 @@ def attach_detach(client, x, info, vm_name, label):
     print(client.detach(attachment=att))
 
 
+def storage_state(sim):
+    snap = sim.db.snapshot()
+    out = dict((cls, snap[cls]) for cls in ("SR", "PBD", "VDI", "secret"))
+    out["VBD"] = sorted(snap["VBD"])
+    return out
+
+
+def cold_attach_and_start(client, x, info, vm_name):
+    """A halted VM: the volume is attached unplugged on the VM's host, and comes up with the VM."""
+    vm = x.VM.get_by_name_label(vm_name)[0]
+    host = x.VM.get_affinity(vm)
+    say("cold attach to %s (halted, affinity %s), then start it there"
+        % (vm_name, x.host.get_name_label(host)))
+    att = client.attach(info, vm_name)
+    print(att)
+    started = time.time()
+    x.VM.start_on(vm, host, False, False)
+    vbd = x.VBD.get_by_uuid(att.vbd_uuid)
+    print("VM started in %.2f s; volume VBD attached=%s device=%s" % (
+        time.time() - started, x.VBD.get_currently_attached(vbd), x.VBD.get_device(vbd)))
+    x.VM.hard_shutdown(vm)
+    say("shut down, detach")
+    print(client.detach(attachment=att))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="xenvol-demo-", dir="/tmp")
     started = []
@@ -112,7 +137,7 @@ def main():
                                         x.host.get_name_label(host) if host != "OpaqueRef:NULL" else ""))
         master = x.pool.get_master(x.pool.get_all()[0])
         print("plugin: %s" % x.host.call_plugin(master, "xenvol", "version", {}))
-        before = sim.db.snapshot()
+        before = storage_state(sim)
 
         client = xenvol.Client(pool["url"], pool["user"], pool["password"])
         if target is not None:
@@ -123,6 +148,7 @@ def main():
                 "auth_method": "CHAP", "auth_username": CHAP_USER,
                 "auth_password": CHAP_SECRET, "volume_id": "demo-1"}}
             attach_detach(client, x, info, "vm-3", "iSCSI LUN 1 with CHAP")
+            cold_attach_and_start(client, x, info, "vm-4")
             info = {"driver_volume_type": "nfs", "data": {
                 "server": "127.0.0.1", "serverpath": "/volumes", "sr_uuid": sr_uuid,
                 "vdi_uuid": vdi_uuid}}
@@ -141,8 +167,9 @@ def main():
         client.close()
 
         say("cleaned up")
-        after = sim.db.snapshot()
-        print("pool state identical to before the attach: %s" % (after == before))
+        after = storage_state(sim)
+        print("storage state (SRs, PBDs, VDIs, secrets, VBDs) identical to before: %s"
+              % (after == before))
         log = os.path.join(sim.hosts[1].root, "var/log/xenvol.log")
         if os.path.exists(log):
             say("dom0 log of %s (%s)" % (x.host.get_name_label(sim.hosts[1].ref), log))
