@@ -337,6 +337,8 @@ def _pack(args):
                                  args.identity, _ssh_password(), args.known_hosts,
                                  args.accept_new_host_keys, remote_dir=args.remote_dir,
                                  progress=progress, sr=args.sr, ssh_config=args.ssh_config)
+        for w in inst.warnings:  # before the work, so it shows whatever happens next
+            sys.stderr.write("xenvol: warning: %s\n" % w)
         results = inst.install(args.hosts, args.parallel)
         data = [r.to_dict() for r in results]
         failed = [r for r in results if not r.ok]
@@ -345,8 +347,8 @@ def _pack(args):
                 len(failed), len(results), "; ".join("%s: %s" % (r.host, r.message)
                                                       for r in failed)),
                 "PACK_INSTALL_FAILED", {"hosts": data})
-        return (data, "\n".join("%s: %s" % (r.host, r.message) for r in results),
-                inst.warnings, [r.host for r in results])
+        return (data, "\n".join("%s: %s" % (r.host, r.message) for r in results), [],
+                [r.host for r in results])
     except common.PackError as e:
         raise PackFailed(str(e), "PACK_ERROR")
 
