@@ -326,9 +326,9 @@ def _pack(args):
                     "checks": [{"check": n, "ok": ok, "detail": d}
                                for n, ok, d in report.results]}
             if not report.ok:
-                raise PackFailed("%s failed %d check(s):\n%s" % (
+                raise PackFailed("%s failed %d check(s): %s" % (
                     args.iso, len(report.failures()),
-                    "\n".join("  %s: %s" % f for f in report.failures())),
+                    "; ".join("%s: %s" % f for f in report.failures())),
                     "PACK_INVALID", data)
             return data, report.text() + "\npack OK", report.warnings, ["ok"]
         from .pack import install
@@ -453,7 +453,8 @@ def _fail(args, e):
         print(json.dumps({"error": type(e).__name__, "code": e.code, "message": e.message,
                           "details": e.details, "host": e.host}, sort_keys=True))
     else:
-        sys.stderr.write("xenvol: %s\n" % e.message)
+        # One line, whatever the backend's message holds (grep- and log-friendly).
+        sys.stderr.write("xenvol: %s\n" % " ".join(str(e.message).split()))
     return e.exit_code
 
 

@@ -105,7 +105,11 @@ def _trusted(key, keyring, work, home):
                         "separately, not the one inside the ISO) or --keyring GNUPGHOME")
     if not os.path.isfile(key):
         raise PackError("--key %s: no such file" % key)
-    if not key_info(home, key):
+    try:
+        keys = key_info(home, key)
+    except PackError:
+        keys = []
+    if not keys:
         raise PackError("--key %s holds no public key" % key)
     return key
 
