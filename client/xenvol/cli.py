@@ -425,7 +425,7 @@ def _pool_command(args, client, names):
         skipped = []
         result = client.drivers(args.host or args.host_option, skipped=skipped)
         rows = []
-        for host, info in sorted(result.items()):
+        for host, info in sorted(result.items(), key=lambda hi: (names.host(hi[0]), hi[0])):
             name = names.host(host)
             rows += [dict(d, host=name) for d in info["drivers"]]
             rows += [{"host": name, "driver_volume_type": "(failed)",
@@ -436,7 +436,8 @@ def _pool_command(args, client, names):
                 sorted(set(r["driver_volume_type"] for r in rows)), skipped)
     if args.command == "version":
         result = client.versions()
-        rows = [dict(v, host=names.host(h), host_uuid=h) for h, v in sorted(result.items())]
+        rows = sorted((dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),
+                      key=lambda r: (r["host"], r["host_uuid"]))
         text = "xenvol client %s\n" % __version__ + _table(
             rows, (("HOST", "host"), ("HOST_UUID", "host_uuid"), ("VERSION", "version"),
                    ("API_LEVEL", "api_level"), ("ERROR", "error")))
