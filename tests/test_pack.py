@@ -353,6 +353,7 @@ def test_install_over_ssh_end_to_end(pack, peers, tmp_path):
     sshd = None
     try:
         sshd = SSHD(pool, str(tmp_path / "ssh"))
+        before = set(n for n in os.listdir("/tmp") if n.startswith("xenvol-pack-"))
         # Hosts by ~/.ssh/config alias: one direct, one through a ProxyJump, one through a
         # ProxyCommand. The host uuid comes from each host's inventory, not from the address.
         config = str(tmp_path / "ssh_config")
@@ -390,7 +391,9 @@ def test_install_over_ssh_end_to_end(pack, peers, tmp_path):
         fast(pool)
         versions = attach_and_detach(pool, peers)
         assert set(v["version"] for v in versions.values()) == {pack["version"]}
-        leftovers = [n for n in os.listdir("/tmp") if n.startswith("xenvol-pack-")]
+        # (other test runs on this machine may upload at the same time: only ours count)
+        leftovers = [n for n in os.listdir("/tmp") if n.startswith("xenvol-pack-")
+                     and n not in before]
         assert not leftovers
     finally:
         if sshd:

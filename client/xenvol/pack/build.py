@@ -242,7 +242,7 @@ class Builder(object):
     # ------------------------------------------------------------------ the pack
     def build(self):
         os.makedirs(self.out, exist_ok=True)
-        work = tempfile.mkdtemp(prefix="xenvol-pack-")
+        work = tempfile.mkdtemp(prefix="xenvol-build-")
         try:
             rpms = self.build_rpms(os.path.join(work, "rpmbuild"))
             self.sign_rpms(rpms)
