@@ -11,10 +11,14 @@ SM_TIMING ?= fast
 
 .PHONY: test demo pack bench deps sysdeps clean
 
-$(STAMP): pyproject.toml
+# Two distributions from this repository: xenvol (client, CLI, pack tools) and xapisim
+# (the simulator, whose xe is xapisim-xe); one after the other, so that an older single
+# install's scripts are gone before xapisim installs its own.
+$(STAMP): pyproject.toml simulator/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e ./simulator
 	touch $(STAMP)
 
 $(DOM0)/.installed: $(STAMP)
@@ -44,9 +48,11 @@ demo: deps
 bench: deps
 	$(DOM0PY) $(NETNS) $(PY) tools/bench.py
 
-# The RPM, the signed update ISO and the public key, in out/ (verify: .venv/bin/xenvol pack verify).
+# The RPM, the signed update ISO and the public key, in out/. Signed with the release key in
+# $$XENVOL_GPG_HOME named by $$XENVOL_GPG_KEY; `make pack TEST_KEY=1` signs with a throwaway
+# test key instead (made once in out/test-signing, and said so).
 pack: deps
-	$(PY) -m xenvol.pack.build --out out
+	$(PY) -m xenvol.pack.build --out out $(if $(TEST_KEY),--test-key)
 
 clean:
 	rm -rf $(VENV) $(DOM0) .pytest_cache out

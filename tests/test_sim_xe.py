@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-XE = os.path.join(os.path.dirname(sys.executable), "xe")
+XE = os.path.join(os.path.dirname(sys.executable), "xapisim-xe")
 
 
 @pytest.fixture

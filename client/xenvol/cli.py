@@ -1,34 +1,63 @@
 """`xenvol`: attach and detach volumes from the command line.
 
-Connection: --url/--username, or $XENVOL_URL, $XENVOL_USERNAME, $XENVOL_PASSWORD; without a
-password in the environment it is read from --password-file or asked for at a prompt. It is
-never taken on the command line. connection_info comes from a file or `-` (stdin).
+Connection: --url/--username, or $XENVOL_URL, $XENVOL_USERNAME, $XENVOL_PASSWORD; a URL without
+a scheme means https:// (as `xe -s HOST` does). Without a password in the environment it is
+read from --password-file or asked for at a prompt; it is never taken on the command line.
+connection_info comes from a file or `-` (stdin). A host's self-signed certificate is trusted
+by its SHA-256 fingerprint (--trust-fingerprint, remembered in ~/.config/xenvol/known_certs).
 
 Exit codes: 0 done, 1 other errors, 2 bad input, 3 not found, 4 storage/backend failure,
-5 plugin missing or incompatible.
+5 plugin missing or incompatible (on any host: the others are still listed), 6 pack failure,
+7 cannot connect or log in (network, timeout, certificate, credentials), 130 interrupted.
+A closed output pipe ends quietly.
 """
 import argparse
 import getpass
 import json
 import os
+import socket
+import ssl
 import sys
+from urllib.parse import urlsplit
+
+import XenAPI
 
 from . import __version__, errors
-from .client import Client, Connection
+from .client import Client, Connection, ConnectionFailed
+from .transport import (CertificateMismatch, format_fingerprint, normalize_fingerprint,
+                        peer_fingerprint)
+
+EXIT_PACK = 6
+EXIT_CONNECT = 7
+
+
+class PackFailed(errors.XenvolError):
+    exit_code = EXIT_PACK
+
+
+class CannotConnect(errors.XenvolError):
+    exit_code = EXIT_CONNECT
 
 
 def _parser():
     p = argparse.ArgumentParser(prog="xenvol", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=os.environ.get("XENVOL_URL"),
-                   help="pool master URL, e.g. https://xs1.example.com/ (default $XENVOL_URL)")
+                   help="pool master, e.g. xs1.example.com or https://xs1:443/ "
+                        "(default $XENVOL_URL)")
     p.add_argument("--username", default=os.environ.get("XENVOL_USERNAME", "root"))
     p.add_argument("--password-file", help="read the password from this file")
     p.add_argument("--no-verify-tls", action="store_true",
                    help="accept any TLS certificate (default: verify)")
     p.add_argument("--cafile", help="CA bundle to verify the pool's certificate with")
+    p.add_argument("--trust-fingerprint", metavar="SHA256",
+                   help="trust the master's certificate with this SHA-256 fingerprint "
+                        "(after comparing it with the host's) and remember it")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per API call")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    out.add_argument("--minimal", action="store_true",
+                     help="only the uuids (or names), comma-separated, as xe --minimal")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     a = sub.add_parser("attach", help="attach a volume to a VM")
@@ -39,40 +68,49 @@ def _parser():
     mode.add_argument("--read-only", dest="read_only", action="store_true", default=None)
     mode.add_argument("--read-write", dest="read_only", action="store_false")
     a.add_argument("--no-hotplug", action="store_true", help="plug at the next VM start")
-    d = sub.add_parser("detach", help="detach a volume")
+    d = sub.add_parser("detach", help="detach a volume: VM MOUNTPOINT, or --vdi UUID")
     d.add_argument("vm", nargs="?", help="VM uuid or name")
     d.add_argument("mountpoint", nargs="?")
     d.add_argument("--vdi", help="detach every xenvol disk of this VDI uuid")
     c = sub.add_parser("connect", help="connect a volume to a host, no VM")
     c.add_argument("host", help="host uuid or name")
     c.add_argument("connection_info")
-    dc = sub.add_parser("disconnect", help="undo connect")
+    dc = sub.add_parser("disconnect", help="undo connect: HOST FILE, or HOST --sr --vdi")
     dc.add_argument("host")
     dc.add_argument("connection_info", nargs="?")
     dc.add_argument("--sr", help="SR uuid (with --vdi) instead of connection_info")
     dc.add_argument("--vdi")
-    lst = sub.add_parser("list", help="volumes attached by xenvol")
-    lst.add_argument("--vm")
-    dr = sub.add_parser("drivers", help="volume drivers on each host")
-    dr.add_argument("--host")
+    lst = sub.add_parser("list", help="volumes attached by xenvol: all, or one VM's")
+    lst.add_argument("vm", nargs="?", help="VM uuid or name")
+    lst.add_argument("--vm", dest="vm_option", help=argparse.SUPPRESS)  # the 0.1 spelling
+    dr = sub.add_parser("drivers", help="volume drivers on every host, or on one")
+    dr.add_argument("host", nargs="?", help="host uuid or name")
+    dr.add_argument("--host", dest="host_option", help=argparse.SUPPRESS)  # the 0.1 spelling
     sub.add_parser("version", help="client version and every host's plugin version")
     pk = sub.add_parser("pack", help="the supplemental pack: build, verify, install over SSH")
     psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
     psub.required = True
     pb = psub.add_parser("build", help="build the RPM and the signed ISO (needs the source tree)")
     pb.add_argument("--out", default="out")
+    pb.add_argument("--source", help="the xenvol source tree (default: the one this runs from)")
+    pb.add_argument("--test-key", action="store_true",
+                    help="sign with a throwaway TEST key (made once in OUT/test-signing)")
     pv = psub.add_parser("verify", help="check a pack ISO without a XenServer")
     pv.add_argument("iso")
-    pv.add_argument("--key", help="the public key to trust (default: the one in the ISO)")
+    keys = pv.add_mutually_exclusive_group()
+    keys.add_argument("--key", help="the public key you trust (got from the vendor, not the ISO)")
+    keys.add_argument("--keyring", help="a gnupg home holding the keys you trust")
     pi = psub.add_parser("install", help="install a pack on hosts over SSH")
-    pi.add_argument("hosts", nargs="+", metavar="HOST")
+    pi.add_argument("hosts", nargs="+", metavar="HOST", help="host name, address or ~/.ssh/config alias")
     pi.add_argument("--iso", required=True)
     pi.add_argument("--key", help="the pack's public key file")
     pi.add_argument("--import-key", action="store_true",
                     help="import the key on each host first (import-update-key)")
-    pi.add_argument("--user", default="root")
-    pi.add_argument("--port", type=int, default=22)
-    pi.add_argument("--identity", help="SSH private key file")
+    pi.add_argument("--sr", help="SR uuid to upload the update to (pools without a default SR)")
+    pi.add_argument("--user", help="SSH user (default: ~/.ssh/config, else root)")
+    pi.add_argument("--port", type=int, help="SSH port (default: ~/.ssh/config, else 22)")
+    pi.add_argument("--identity", help="SSH private key file (default: ~/.ssh/config, agent)")
+    pi.add_argument("--ssh-config", help="OpenSSH client config (default: ~/.ssh/config)")
     pi.add_argument("--known-hosts", help="known_hosts file (default: ~/.ssh/known_hosts)")
     pi.add_argument("--accept-new-host-keys", action="store_true",
                     help="trust and record host keys seen for the first time (default: refuse)")
@@ -81,12 +119,27 @@ def _parser():
     return p
 
 
+# ---------------------------------------------------------------------- inputs
+def _read_file(path, what, stdin_ok=False):
+    """A file's text; an unreadable file is bad input that names the file."""
+    if stdin_ok and path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except (IOError, OSError) as e:
+        raise errors.InvalidArgument("%s: cannot read %s: %s" % (what, path, e.strerror or e),
+                                     details={"field": what})
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument("%s: %s is not a text file" % (what, path),
+                                     details={"field": what})
+
+
 def _password(args):
     if os.environ.get("XENVOL_PASSWORD"):
         return os.environ["XENVOL_PASSWORD"]
     if args.password_file:
-        with open(args.password_file) as fh:
-            return fh.read().rstrip("\n")
+        return _read_file(args.password_file, "--password-file").rstrip("\n")
     if sys.stdin.isatty():
         return getpass.getpass("Password for %s@%s: " % (args.username, args.url))
     raise errors.InvalidArgument("no password: set XENVOL_PASSWORD, use --password-file, or run "
@@ -94,62 +147,210 @@ def _password(args):
 
 
 def _read_info(source):
-    try:
-        text = sys.stdin.read() if source == "-" else open(source).read()
-    except (IOError, OSError) as e:
-        raise errors.InvalidArgument("connection_info: cannot read %s: %s" % (source, e.strerror),
-                                     details={"field": "connection_info"})
+    text = _read_file(source, "connection_info", stdin_ok=True)
     try:
         return json.loads(text)
     except ValueError as e:
-        raise errors.InvalidConnectionInfo("connection_info: not valid JSON (%s)" % e,
-                                           details={"field": "connection_info"})
+        raise errors.InvalidConnectionInfo("connection_info: %s is not valid JSON (%s)" % (
+            "stdin" if source == "-" else source, e), details={"field": "connection_info"})
 
 
+def normalize_url(url):
+    """`xs1.example.com` or `xs1:8443` as https://…/: xe -s users type just the host."""
+    url = url.strip()
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.InvalidArgument("--url: %r is not a host name or an http(s) URL" % url,
+                                     details={"field": "url"})
+    try:
+        parts.port
+    except ValueError:
+        raise errors.InvalidArgument("--url: bad port in %r" % url, details={"field": "url"})
+    return url if parts.path else url + "/"
+
+
+# ---------------------------------------------------------------------- trusted certificates
+def _known_certs_path():
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "xenvol", "known_certs")
+
+
+def _hostport(url):
+    parts = urlsplit(url)
+    return "%s:%d" % (parts.hostname, parts.port or 443)
+
+
+def load_known_certs():
+    pins = {}
+    try:
+        with open(_known_certs_path()) as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) == 2 and not line.startswith("#"):
+                    pins[fields[0]] = fields[1]
+    except (IOError, OSError):
+        pass
+    return pins
+
+
+def remember_cert(hostport, fpr):
+    pins = load_known_certs()
+    if pins.get(hostport) == fpr:
+        return
+    pins[hostport] = fpr
+    path = _known_certs_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path + ".tmp", "w") as fh:
+        fh.write("# host:port  SHA-256 of the certificate trusted (xenvol --trust-fingerprint)\n")
+        for k in sorted(pins):
+            fh.write("%s %s\n" % (k, pins[k]))
+    os.replace(path + ".tmp", path)
+
+
+def _untrusted_cert(url, cause, timeout):
+    """The one-line hint for a certificate the client does not trust."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 443
+    check = ("on the host: openssl x509 -noout -fingerprint -sha256 -in "
+             "/etc/xensource/xapi-ssl.pem")
+    if isinstance(cause, CertificateMismatch):
+        return CannotConnect(
+            "the certificate of %s:%d changed: it is %s, trusted was %s. If the host's "
+            "certificate was replaced (%s), trust the new one with --trust-fingerprint %s; "
+            "otherwise something is in between" % (host, port, format_fingerprint(cause.found),
+                                                   format_fingerprint(cause.expected), check,
+                                                   format_fingerprint(cause.found)),
+            "TLS_CERTIFICATE_CHANGED", {"fingerprint": cause.found})
+    try:
+        fpr = format_fingerprint(peer_fingerprint(host, port, timeout))
+    except (OSError, ssl.SSLError):
+        fpr = None
+    return CannotConnect(
+        "the certificate of %s:%d is not signed by a CA this machine trusts (%s). XenServer "
+        "and XCP-ng hosts have a self-signed one: %s. Compare it with the host's (%s); if they "
+        "match, add --trust-fingerprint %s (it is remembered in %s), or give --cafile" % (
+            host, port, getattr(cause, "verify_message", None) or cause,
+            "its SHA-256 fingerprint is %s" % fpr if fpr else "its fingerprint could not be read",
+            check, fpr or "SHA256", _known_certs_path()),
+        "TLS_CERTIFICATE_UNTRUSTED", {"fingerprint": fpr})
+
+
+def _connect(args):
+    url = normalize_url(args.url)
+    pins = load_known_certs()
+    pinned = None
+    if args.trust_fingerprint:
+        try:
+            pinned = normalize_fingerprint(args.trust_fingerprint)
+        except ValueError as e:
+            raise errors.InvalidArgument("--trust-fingerprint: %s" % e,
+                                         details={"field": "trust_fingerprint"})
+        pins[_hostport(url)] = pinned
+    password = _password(args)
+    try:
+        client = Client(url, args.username, password, verify_tls=not args.no_verify_tls,
+                        cafile=args.cafile, timeout=args.timeout, pinned_certs=pins)
+    except ConnectionFailed as e:
+        cause = e.__context__
+        if isinstance(cause, (ssl.SSLCertVerificationError, CertificateMismatch)):
+            raise _untrusted_cert(url, cause, args.timeout)
+        if isinstance(cause, socket.timeout):
+            raise CannotConnect("no answer from %s within %g s (--timeout)" % (url, args.timeout),
+                                "TIMEOUT")
+        raise CannotConnect(e.message, "CANNOT_CONNECT")
+    except errors.AuthenticationFailed as e:
+        raise CannotConnect(e.message, e.code, e.details)
+    if pinned and client.url and _hostport(client.url) == _hostport(url):
+        remember_cert(_hostport(url), pinned)
+    return client
+
+
+# ---------------------------------------------------------------------- output
 def _table(rows, columns):
+    """columns: (header, key) pairs."""
     if not rows:
         return "(none)"
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    for r in rows:
-        lines.append("  ".join(str(r.get(c, "")).ljust(w)
-                               for c, w in zip(columns, widths)).rstrip())
+    cells = [[str(r.get(k, "") if r.get(k) is not None else "") for _h, k in columns] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _k) in enumerate(columns)]
+    lines = ["  ".join(h.ljust(w) for (h, _k), w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
+class _Names(object):
+    """Name labels beside uuids, looked up once each."""
+
+    def __init__(self, client):
+        self.client = client
+        self.cache = {}
+
+    def _get(self, cls, uuid):
+        if not uuid:
+            return ""
+        if (cls, uuid) not in self.cache:
+            api = getattr(self.client.x, cls)
+            try:
+                self.cache[(cls, uuid)] = api.get_name_label(api.get_by_uuid(uuid))
+            except XenAPI.Failure:
+                self.cache[(cls, uuid)] = "?"
+        return self.cache[(cls, uuid)]
+
+    def vm(self, uuid):
+        return self._get("VM", uuid)
+
+    def host(self, uuid):
+        return self._get("host", uuid)
+
+
+def _skipped(skipped, names):
+    """Warnings for hosts without a usable plugin (printed, and the exit code says so)."""
+    return ["host %s (%s): %s" % (names.host(e.host), e.host, e.message) for e in skipped]
+
+
+# ---------------------------------------------------------------------- commands
 def _pack(args):
     from .pack import common
     try:
         if args.pack_command == "build":
             from .pack import build
-            r = build.build(args.out)
-            return r, "built %s\n      %s\n      %s" % (r["iso"], r["rpm"], r["key"])
+            r = build.build(args.out, repo=args.source, test_key=args.test_key)
+            text = "built %s\n      %s\n      %s\nsigned by %s" % (
+                r["iso"], r["rpm"], r["key"], r["signer"])
+            return r, text, r["warnings"], [r["iso"]]
         if args.pack_command == "verify":
             from .pack import verify
-            report = verify.verify(args.iso, args.key)
-            data = [{"check": n, "ok": ok, "detail": d} for n, ok, d in report.results]
+            report = verify.verify(args.iso, key=args.key, keyring=args.keyring)
+            data = {"ok": report.ok, "signer": report.signer, "warnings": report.warnings,
+                    "checks": [{"check": n, "ok": ok, "detail": d}
+                               for n, ok, d in report.results]}
             if not report.ok:
-                raise errors.XenvolError("the pack failed %d check(s):\n%s" % (
-                    len(report.failures()), "\n".join("  %s: %s" % f for f in report.failures())),
-                    "PACK_INVALID", {"checks": data})
-            return data, report.text() + "\npack OK"
+                raise PackFailed("%s failed %d check(s): %s" % (
+                    args.iso, len(report.failures()),
+                    "; ".join("%s: %s" % f for f in report.failures())),
+                    "PACK_INVALID", data)
+            return data, report.text() + "\npack OK", report.warnings, ["ok"]
         from .pack import install
         progress = install.Progress(args.hosts)
         inst = install.Installer(args.iso, args.key, args.import_key, args.user, args.port,
                                  args.identity, _ssh_password(), args.known_hosts,
                                  args.accept_new_host_keys, remote_dir=args.remote_dir,
-                                 progress=progress)
+                                 progress=progress, sr=args.sr, ssh_config=args.ssh_config)
+        for w in inst.warnings:  # before the work, so it shows whatever happens next
+            sys.stderr.write("xenvol: warning: %s\n" % w)
         results = inst.install(args.hosts, args.parallel)
         data = [r.to_dict() for r in results]
         failed = [r for r in results if not r.ok]
         if failed:
-            raise errors.BackendError("%d of %d host(s) failed: %s" % (
+            raise PackFailed("%d of %d host(s) failed: %s" % (
                 len(failed), len(results), "; ".join("%s: %s" % (r.host, r.message)
                                                       for r in failed)),
                 "PACK_INSTALL_FAILED", {"hosts": data})
-        return data, "\n".join("%s: %s" % (r.host, r.message) for r in results)
+        return (data, "\n".join("%s: %s" % (r.host, r.message) for r in results), [],
+                [r.host for r in results])
     except common.PackError as e:
-        raise errors.XenvolError(str(e), "PACK_ERROR")
+        raise PackFailed(str(e), "PACK_ERROR")
 
 
 def _ssh_password():
@@ -158,87 +359,151 @@ def _ssh_password():
 
 
 def _run(args):
+    """(data for --json, text, warnings, minimal values); raises XenvolError."""
     if args.command == "pack":
         return _pack(args)
     if args.command == "version" and not args.url:
-        return {"client": __version__}, "xenvol client %s" % __version__
+        return {"client": __version__}, "xenvol client %s" % __version__, [], [__version__]
     if not args.url:
         raise errors.InvalidArgument("no pool: give --url or set XENVOL_URL",
                                      details={"field": "url"})
-    with Client(args.url, args.username, _password(args), verify_tls=not args.no_verify_tls,
-                cafile=args.cafile, timeout=args.timeout) as client:
-        if args.command == "attach":
-            att = client.attach(_read_info(args.connection_info), args.vm, args.mountpoint,
-                                args.read_only, not args.no_hotplug)
-            d = att.to_dict()
-            return d, "attached %s to VM %s as %s (userdevice %s, %s, %s)%s" % (
-                d["vdi_uuid"], d["vm_uuid"], d["device"], d["userdevice"], d["mode"],
-                "plugged" if d["plugged"] else "plugged at next start",
-                " [%s]" % d["note"] if d.get("note") else "")
-        if args.command == "detach":
-            if args.vdi:
-                done = client.detach(vdi=args.vdi)
-            elif args.vm and args.mountpoint:
-                done = client.detach(vm=args.vm, mountpoint=args.mountpoint)
-            else:
-                raise errors.InvalidArgument("detach: give VM and MOUNTPOINT, or --vdi",
-                                             details={"field": "mountpoint"})
-            rows = [a.to_dict() for a in done]
-            return rows, ("detached:\n" + _table(rows, ("vm_uuid", "device", "vdi_uuid"))
-                          if rows else "nothing to detach: not attached")
-        if args.command == "connect":
-            conn = client.connect(_read_info(args.connection_info), args.host)
-            d = conn.to_dict()
-            return d, "connected VDI %s (SR %s) on host %s" % (d["vdi_uuid"], d["sr_uuid"],
-                                                             d["host_uuid"])
-        if args.command == "disconnect":
-            if args.connection_info:
-                res = client.disconnect(connection_info=_read_info(args.connection_info),
-                                        host=args.host)
-            elif args.sr and args.vdi:
-                host_uuid = client.x.host.get_uuid(client._host(args.host))
-                res = client.disconnect(Connection(sr_uuid=args.sr, vdi_uuid=args.vdi,
-                                                   host_uuid=host_uuid))
-            else:
-                raise errors.InvalidArgument("disconnect: give connection_info or --sr and --vdi",
-                                             details={"field": "connection_info"})
-            return res, "disconnected: %s" % res.get("note", "")
-        if args.command == "list":
-            rows = [a.to_dict() for a in client.attachments(args.vm)]
-            return rows, _table(rows, ("vm_uuid", "device", "mode", "plugged",
-                                       "driver_volume_type", "vdi_uuid", "host_uuid"))
-        if args.command == "drivers":
-            result = client.drivers(args.host)
-            rows = []
-            for host, info in sorted(result.items()):
-                rows += [dict(d, host=host) for d in info["drivers"]]
-                rows += [{"host": host, "driver_volume_type": "(failed)",
-                          "origin": "%s: %s" % (f["file"], f["error"])} for f in info["failed"]]
-            return result, _table(rows, ("host", "driver_volume_type", "sr_type", "origin"))
-        if args.command == "version":
-            result = client.versions()
-            rows = [dict(v, host=h) for h, v in sorted(result.items())]
-            text = "xenvol client %s\n" % __version__ + _table(
-                rows, ("host", "version", "api_level", "error"))
-            return {"client": __version__, "hosts": result}, text
+    with _connect(args) as client:
+        return _pool_command(args, client, _Names(client))
+
+
+def _pool_command(args, client, names):
+    if args.command == "attach":
+        att = client.attach(_read_info(args.connection_info), args.vm, args.mountpoint,
+                            args.read_only, not args.no_hotplug)
+        d = dict(att.to_dict(), vm_name=names.vm(att.vm_uuid))
+        return d, "attached %s to VM %s (%s) as %s (userdevice %s, %s, %s)%s" % (
+            d["vdi_uuid"], d["vm_name"], d["vm_uuid"], d["device"], d["userdevice"], d["mode"],
+            "plugged" if d["plugged"] else "plugged at next start",
+            " [%s]" % d["note"] if d.get("note") else ""), [], [d["vdi_uuid"]]
+    if args.command == "detach":
+        if args.vdi:
+            done = client.detach(vdi=args.vdi)
+        elif args.vm and args.mountpoint:
+            done = client.detach(vm=args.vm, mountpoint=args.mountpoint)
+        else:
+            raise errors.InvalidArgument("detach: give VM and MOUNTPOINT, or --vdi",
+                                         details={"field": "mountpoint"})
+        rows = [dict(a.to_dict(), vm_name=names.vm(a.vm_uuid)) for a in done]
+        text = ("detached:\n" + _table(rows, (("VM", "vm_name"), ("VM_UUID", "vm_uuid"),
+                                              ("DEVICE", "device"), ("VDI_UUID", "vdi_uuid")))
+                if rows else "nothing to detach: not attached")
+        return rows, text, [], [r["vdi_uuid"] for r in rows]
+    if args.command == "connect":
+        conn = client.connect(_read_info(args.connection_info), args.host)
+        d = dict(conn.to_dict(), host_name=names.host(conn.host_uuid))
+        return d, "connected VDI %s (SR %s) on host %s (%s)" % (
+            d["vdi_uuid"], d["sr_uuid"], d["host_name"], d["host_uuid"]), [], [d["vdi_uuid"]]
+    if args.command == "disconnect":
+        if args.connection_info:
+            res = client.disconnect(connection_info=_read_info(args.connection_info),
+                                    host=args.host)
+        elif args.sr and args.vdi:
+            host_uuid = client.x.host.get_uuid(client._host(args.host))
+            res = client.disconnect(Connection(sr_uuid=args.sr, vdi_uuid=args.vdi,
+                                               host_uuid=host_uuid))
+        else:
+            raise errors.InvalidArgument("disconnect: give connection_info or --sr and --vdi",
+                                         details={"field": "connection_info"})
+        return res, "disconnected: %s" % res.get("note", ""), [], [res.get("vdi_uuid", "")]
+    if args.command == "list":
+        skipped = []
+        vm = args.vm or args.vm_option
+        found = client.attachments(vm, skipped=skipped)
+        rows = [dict(a.to_dict(), vm_name=names.vm(a.vm_uuid), host_name=names.host(a.host_uuid))
+                for a in found]
+        text = _table(rows, (("VM", "vm_name"), ("VM_UUID", "vm_uuid"), ("DEVICE", "device"),
+                             ("MODE", "mode"), ("PLUGGED", "plugged"),
+                             ("TYPE", "driver_volume_type"), ("VDI_UUID", "vdi_uuid"),
+                             ("HOST", "host_name")))
+        return rows, text, _skipped(skipped, names), [r["vdi_uuid"] for r in rows], skipped
+    if args.command == "drivers":
+        skipped = []
+        result = client.drivers(args.host or args.host_option, skipped=skipped)
+        rows = []
+        for host, info in sorted(result.items(), key=lambda hi: (names.host(hi[0]), hi[0])):
+            name = names.host(host)
+            rows += [dict(d, host=name) for d in info["drivers"]]
+            rows += [{"host": name, "driver_volume_type": "(failed)",
+                      "origin": "%s: %s" % (f["file"], f["error"])} for f in info["failed"]]
+        text = _table(rows, (("HOST", "host"), ("TYPE", "driver_volume_type"),
+                             ("SR_TYPE", "sr_type"), ("ORIGIN", "origin")))
+        return (result, text, _skipped(skipped, names),
+                sorted(set(r["driver_volume_type"] for r in rows)), skipped)
+    if args.command == "version":
+        result = client.versions()
+        rows = sorted((dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),
+                      key=lambda r: (r["host"], r["host_uuid"]))
+        text = "xenvol client %s\n" % __version__ + _table(
+            rows, (("HOST", "host"), ("HOST_UUID", "host_uuid"), ("VERSION", "version"),
+                   ("API_LEVEL", "api_level"), ("ERROR", "error")))
+        bad = [r for r in rows if r.get("error")]
+        data = {"client": __version__, "hosts": result}
+        return (data, text, [], [r.get("version", "") for r in rows],
+                [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
+                if bad else [])
     raise AssertionError(args.command)
+
+
+def _fail(args, e):
+    if args.json:
+        print(json.dumps({"error": type(e).__name__, "code": e.code, "message": e.message,
+                          "details": e.details, "host": e.host}, sort_keys=True))
+    else:
+        # One line, whatever the backend's message holds (grep- and log-friendly).
+        sys.stderr.write("xenvol: %s\n" % " ".join(str(e.message).split()))
+    return e.exit_code
+
+
+def _main(args):
+    try:
+        result = _run(args)
+    except errors.XenvolError as e:
+        return _fail(args, e)
+    except XenAPI.Failure as f:
+        return _fail(args, errors.from_failure(f.details))
+    except socket.timeout:
+        return _fail(args, CannotConnect("no answer from the pool within %g s (--timeout)"
+                                         % args.timeout, "TIMEOUT"))
+    except (ConnectionError, ssl.SSLError) as e:
+        return _fail(args, CannotConnect("lost the connection to the pool: %s" % e,
+                                         "CANNOT_CONNECT"))
+    data, text, warnings, minimal = result[:4]
+    partial = result[4] if len(result) > 4 else []
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    elif args.minimal:
+        sys.stdout.write(",".join(str(m) for m in minimal) + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    for w in warnings:
+        sys.stderr.write("xenvol: warning: %s\n" % w)
+    return max([e.exit_code for e in partial] or [0])
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        data, text = _run(args)
-    except errors.XenvolError as e:
-        if args.json:
-            print(json.dumps({"error": type(e).__name__, "code": e.code, "message": e.message,
-                              "details": e.details, "host": e.host}, sort_keys=True))
-        else:
-            sys.stderr.write("xenvol: %s\n" % e.message)
-        return e.exit_code
+        return _main(args)
     except KeyboardInterrupt:
+        sys.stderr.write("\n")
         return 130
-    print(json.dumps(data, indent=1, sort_keys=True) if args.json else text)
-    return 0
+    except BrokenPipeError:
+        # The reader went away (`xenvol list | head`): no message, and no second error
+        # when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:  # the promise: one line, never a traceback
+        if os.environ.get("XENVOL_DEBUG"):
+            raise
+        sys.stderr.write("xenvol: internal error: %s: %s (XENVOL_DEBUG=1 shows where)\n"
+                         % (type(e).__name__, e))
+        return 1
 
 
 if __name__ == "__main__":

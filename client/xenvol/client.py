@@ -15,9 +15,11 @@ PLUGIN = "xenvol"
 REQUIRED_API = (1, 0)
 NULL = "OpaqueRef:NULL"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_INSTALL_HINT = ("install the xenvol supplemental pack on that host "
-                 "(xe-install-supplemental-pack xenvol-<version>.iso, or yum install "
-                 "xenvol-xapi-plugin on XCP-ng)")
+# What works: the signed pack (there is no yum repository carrying xenvol) or the bare RPM file.
+_INSTALL_HINT = ("install the xenvol supplemental pack on it: `xenvol pack install HOST --iso "
+                 "xenvol-VERSION.iso --key RPM-GPG-KEY-xenvol --import-key` from an admin machine, "
+                 "or on the host `xe-install-supplemental-pack xenvol-VERSION.iso`, or "
+                 "`yum install ./xenvol-xapi-plugin-VERSION-1.noarch.rpm`")
 
 
 class ConnectionFailed(errors.XenvolError):
@@ -59,8 +61,9 @@ class Client(object):
     existing XenAPI.Session with Client.from_session(session)."""
 
     def __init__(self, url=None, username="root", password=None, verify_tls=True, cafile=None,
-                 timeout=60.0, originator="xenvol"):
+                 timeout=60.0, originator="xenvol", pinned_certs=None):
         self.timeout = timeout
+        self._pins = dict(pinned_certs or {})  # "host:port" -> SHA-256 of a trusted certificate
         self._verify = verify_tls
         self._cafile = cafile
         self._versions = {}
@@ -82,7 +85,7 @@ class Client(object):
     def _login(self, url, username, password, originator):
         for _hop in range(3):
             session = XenAPI.Session(url, transport=for_url(url, self.timeout, self._verify,
-                                                            self._cafile))
+                                                            self._cafile, self._pin(url)))
             try:
                 session.login_with_password(username, password, "1.0", originator)
                 return session, url
@@ -94,6 +97,10 @@ class Client(object):
             except (socket.error, OSError) as e:
                 raise ConnectionFailed("cannot reach %s: %s" % (url, e))
         raise ConnectionFailed("too many HOST_IS_SLAVE redirects from %s" % url)
+
+    def _pin(self, url):
+        parts = urlsplit(url)
+        return self._pins.get("%s:%d" % (parts.hostname, parts.port or 443))
 
     def close(self):
         if self._owned and self.session is not None:
@@ -318,8 +325,10 @@ class Client(object):
         return self._plugin(self._host(host), "disconnect_volume",
                             {"connection_info": json.dumps(info)}, scrub)
 
-    def attachments(self, vm=None):
-        """The volumes xenvol attached, on the VM's host or on every host."""
+    def attachments(self, vm=None, skipped=None):
+        """The volumes xenvol attached, on the VM's host or on every host. With a list as
+        `skipped`, a host without a usable plugin is appended to it (as the PluginError) and
+        the other hosts are still listed."""
         if vm is not None:
             vm_ref = self._vm(vm)
             out = self._plugin(self.host_for_vm(vm_ref), "list_attachments",
@@ -328,14 +337,30 @@ class Client(object):
         else:
             found = []
             for host in self._xapi(self.x.host.get_all):
-                found.extend(dict(a, host_uuid=self.x.host.get_uuid(host)) for a in
-                             self._plugin(host, "list_attachments", {})["attachments"])
+                try:
+                    out = self._plugin(host, "list_attachments", {})
+                except errors.PluginError as e:
+                    if skipped is None:
+                        raise
+                    skipped.append(e)
+                    continue
+                found.extend(dict(a, host_uuid=self.x.host.get_uuid(host))
+                             for a in out["attachments"])
         return [Attachment(**a) for a in found]
 
-    def drivers(self, host=None):
-        """{host uuid: {"drivers": [...], "failed": [...]}} for one host or all."""
+    def drivers(self, host=None, skipped=None):
+        """{host uuid: {"drivers": [...], "failed": [...]}} for one host or all; `skipped` as
+        in attachments()."""
         hosts = [self._host(host)] if host else self._xapi(self.x.host.get_all)
-        return dict((self.x.host.get_uuid(h), self._plugin(h, "list_drivers", {})) for h in hosts)
+        out = {}
+        for h in hosts:
+            try:
+                out[self.x.host.get_uuid(h)] = self._plugin(h, "list_drivers", {})
+            except errors.PluginError as e:
+                if skipped is None:
+                    raise
+                skipped.append(e)
+        return out
 
     def versions(self):
         """{host uuid: version info, or the error text} for every host."""

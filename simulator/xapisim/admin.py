@@ -9,9 +9,12 @@
   pool()                                     master, hosts (uuid, address, root)
   put_vdi(sr_uuid, vdi_uuid, spec)           a VDI in the backing store of an in-memory SR type
   remove_vdi(sr_uuid, vdi_uuid)
-  update_upload(iso_path) -> uuid            what `xe update-upload` does (signature checked)
+  update_upload(iso_path[, sr_uuid]) -> uuid what `xe update-upload` does (signature checked)
+  update_precheck(uuid, host_uuid) -> "ok"   what `xe update-precheck` does (space, version gate)
   update_apply(uuid, host_uuid)              what `xe update-apply` does (RPMs into the host root)
+  update_hosts(uuid) -> [host uuid]          the hosts it is applied on
   update_pool_clean(uuid)
+  update_destroy(uuid)
 """
 from .errors import XapiError
 
@@ -50,11 +53,18 @@ def call(sim, name, params):
             sim.sm.backing(params[0]).pop(params[1], None)
         return ""
     if name == "update_upload":
-        return sim.updates.upload(params[0])
+        return sim.updates.upload(params[0], params[1] if len(params) > 1 else None)
+    if name == "update_precheck":
+        return sim.updates.precheck(params[0], sim.host_by_uuid(params[1]))
     if name == "update_apply":
         sim.updates.apply(params[0], sim.host_by_uuid(params[1]))
         return ""
+    if name == "update_hosts":
+        return sim.updates.hosts(params[0])
     if name == "update_pool_clean":
         sim.updates.pool_clean(params[0])
+        return ""
+    if name == "update_destroy":
+        sim.updates.destroy(params[0])
         return ""
     raise XapiError("MESSAGE_METHOD_UNKNOWN", "xapisim." + name)

@@ -4,8 +4,9 @@
      [params=a,b|all] [--minimal] [field=value …]
   xe host-call-plugin host-uuid=UUID plugin=NAME fn=FN [args:KEY=VALUE …] [args:KEY:file=PATH …]
   xe secret-create value=VALUE        xe secret-destroy uuid=UUID
-  xe update-upload file-name=ISO      xe update-apply uuid=UUID host-uuid=UUID
-  xe update-pool-clean uuid=UUID
+  xe update-upload file-name=ISO [sr-uuid=UUID]   xe update-apply uuid=UUID host=HOST
+  xe update-precheck uuid=UUID host=HOST           xe update-param-get uuid=UUID param-name=hosts
+  xe update-pool-clean uuid=UUID                   xe update-destroy uuid=UUID
 
 The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD; in
 a simulated dom0 ($XAPISIM_HOST_ROOT set) from the host's local xapi socket, as dom0's xe does.
@@ -159,6 +160,14 @@ def _session(url):
     return XenAPI.Session(url)
 
 
+def _host_uuid(session, host):
+    """host= takes a uuid or a name label, as xe's host selector does."""
+    for ref, rec in session.xenapi.host.get_all_records().items():
+        if host in (rec["uuid"], rec["name_label"]):
+            return rec["uuid"]
+    raise XenAPI.Failure(["UUID_INVALID", "host", host or ""])
+
+
 def _admin(session, name, *params):
     result = getattr(session, "xapisim." + name)(*params)
     if result["Status"] != "Success":
@@ -212,12 +221,17 @@ def main(argv=None):
         elif cmd == "secret-destroy":
             session.xenapi.secret.destroy(session.xenapi.secret.get_by_uuid(opts["uuid"]))
         elif cmd == "update-upload":
-            sys.stdout.write(_admin(session, "update_upload",
-                                    os.path.abspath(opts["file-name"])) + "\n")
-        elif cmd == "update-apply":
-            _admin(session, "update_apply", opts["uuid"], opts["host-uuid"])
-        elif cmd == "update-pool-clean":
-            _admin(session, "update_pool_clean", opts["uuid"])
+            sys.stdout.write(_admin(session, "update_upload", os.path.abspath(opts["file-name"]),
+                                    *([opts["sr-uuid"]] if opts.get("sr-uuid") else [])) + "\n")
+        elif cmd in ("update-apply", "update-precheck"):
+            host = opts.get("host-uuid") or opts.get("host")
+            out = _admin(session, cmd.replace("-", "_"), opts["uuid"], _host_uuid(session, host))
+            if cmd == "update-precheck":
+                sys.stdout.write(out + "\n")
+        elif cmd == "update-param-get" and opts.get("param-name") == "hosts":
+            sys.stdout.write("; ".join(_admin(session, "update_hosts", opts["uuid"])) + "\n")
+        elif cmd in ("update-pool-clean", "update-destroy"):
+            _admin(session, cmd.replace("-", "_"), opts["uuid"])
         elif cmd.endswith("-list") and cmd[:-5] in _CLASSES:
             sys.stdout.write(_list(session.xenapi, cmd[:-5], opts))
         else:

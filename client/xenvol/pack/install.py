@@ -1,18 +1,23 @@
 """Install the pack on hosts over SSH (paramiko).
 
-  xenvol pack install HOST... --iso PACK.iso [--key RPM-GPG-KEY-xenvol --import-key]
-        [--user root] [--port 22] [--identity FILE] [--known-hosts FILE] [--accept-new-host-keys]
+  xenvol pack install HOST... --iso PACK.iso [--key RPM-GPG-KEY-xenvol --import-key] [--sr UUID]
+        [--user root] [--port 22] [--identity FILE] [--ssh-config FILE] [--known-hosts FILE]
+        [--accept-new-host-keys]
 
-Per host: verify the host key against known_hosts (an unknown key is refused unless
---accept-new-host-keys says otherwise), upload the ISO (and key) by SFTP, import the key if
-asked, run xe-install-supplemental-pack, then check that the plugin answers with the pack's
-version. Uploads and key imports run on all hosts in parallel; the installs themselves run one
+HOST is resolved through ~/.ssh/config as ssh does (Host aliases, HostName, User, Port,
+IdentityFile, ProxyJump, ProxyCommand); options given here win. Per host: verify the host key
+against known_hosts (an unknown key is refused unless --accept-new-host-keys), upload the ISO
+(and key) by SFTP, import the key if asked, run xe-install-supplemental-pack [--sr=UUID], then
+check that the plugin answers with the pack's version, asking the host named by the host's own
+/etc/xensource-inventory (not by the address we reached it at: NAT, jump hosts and storage
+networks make that differ). Uploads and key imports run on all hosts in parallel; the installs themselves run one
 host at a time, since every host's install goes through the pool master (the master verifies
 the upload, so import the key on the master too)."""
 import concurrent.futures
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,10 +26,22 @@ import threading
 import uuid
 import xml.etree.ElementTree as ET
 
-from .common import KEY_FILE, PackError
+from .common import KEY_FILE, PackError, extract_iso, is_test_key
 
 REMOTE_DIR = "/tmp"
 IMPORT_KEY = "/opt/xensource/debug/import-update-key"
+
+
+def _load_ssh_config(path):
+    """paramiko's reading of the OpenSSH client config (~/.ssh/config unless given)."""
+    import paramiko
+    path = path or os.path.expanduser("~/.ssh/config")
+    if not os.path.isfile(path):
+        return None
+    try:
+        return paramiko.SSHConfig.from_path(path)
+    except Exception as e:  # paramiko raises several types for a bad file
+        raise PackError("%s: cannot parse: %s" % (path, e))
 
 
 class HostResult(object):
@@ -44,15 +61,14 @@ def pack_version(iso):
     """(uuid, version) of a pack, read from its update.xml."""
     d = tempfile.mkdtemp(prefix="xv-")
     try:
-        p = subprocess.run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract",
-                            "/update.xml", os.path.join(d, "update.xml")],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if p.returncode != 0:
-            raise PackError("%s is not a pack ISO (no update.xml)" % iso)
-        doc = ET.parse(os.path.join(d, "update.xml")).getroot()
+        extract_iso(iso, d, only=["update.xml"])
+        try:
+            doc = ET.parse(os.path.join(d, "update.xml")).getroot()
+        except ET.ParseError as e:
+            raise PackError("%s: update.xml is not well-formed XML (%s)" % (iso, e))
         return doc.get("uuid"), doc.get("version")
     finally:
-        subprocess.call(["rm", "-rf", d])
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class Progress(object):
@@ -85,11 +101,29 @@ class Progress(object):
 
 
 class Installer(object):
-    def __init__(self, iso, key=None, import_key=False, user="root", port=22, identity=None,
+    def __init__(self, iso, key=None, import_key=False, user=None, port=None, identity=None,
                  password=None, known_hosts=None, accept_new=False, timeout=60.0,
-                 remote_dir=REMOTE_DIR, progress=None):
+                 remote_dir=REMOTE_DIR, progress=None, sr=None, ssh_config=None):
         if import_key and not key:
             raise PackError("--import-key needs --key (the pack's public key file)")
+        if not os.path.isfile(iso):
+            raise PackError("--iso %s: no such file" % iso)
+        if key and not os.path.isfile(key):
+            raise PackError("--key %s: no such file" % key)
+        self.sr = sr
+        self.ssh_config = _load_ssh_config(ssh_config)
+        self.warnings = []
+        if key and shutil.which("gpg"):
+            home = tempfile.mkdtemp(prefix="xv-")
+            try:
+                from .common import key_info, stop_agent
+                if any(is_test_key(k["uid"]) for k in key_info(home, key)):
+                    self.warnings.append(
+                        "%s is the xenvol TEST key: hosts that import it accept any update "
+                        "signed by it; use it on test hosts only" % key)
+            finally:
+                stop_agent(home)
+                shutil.rmtree(home, ignore_errors=True)
         self.iso = iso
         self.key = key
         self.import_key = import_key
@@ -106,8 +140,46 @@ class Installer(object):
         self._serial = threading.Lock()
 
     # ---------------------------------------------------------------- SSH
-    def _connect(self, host):
+    def _settings(self, host, user=None, port=None, top=True):
+        """(hostname, port, user, identity files, proxy) for HOST, as ssh resolves them:
+        command-line options first (for the target, not for jump hosts, as ssh -l/-p/-i),
+        then ~/.ssh/config, then the defaults."""
+        cfg = self.ssh_config.lookup(host) if self.ssh_config else {"hostname": host}
+        hostname = cfg.get("hostname", host)
+        port = port or (self.port if top else None) or int(cfg.get("port", 22))
+        user = user or (self.user if top else None) or cfg.get("user", "root")
+        identities = [self.identity] if self.identity and top else \
+            cfg.get("identityfile") or None
+        proxy = None
+        if cfg.get("proxyjump") and cfg["proxyjump"].lower() != "none":
+            proxy = ("jump", cfg["proxyjump"])
+        elif cfg.get("proxycommand") and cfg["proxycommand"].lower() != "none":
+            proxy = ("command", cfg["proxycommand"])
+        return hostname, port, user, identities, proxy
+
+    def _connect(self, host, depth=0, user=None, port=None):
         import paramiko
+        if depth > 4:
+            raise PackError("ProxyJump chain too long at %s" % host)
+        hostname, port, user, identities, proxy = self._settings(host, user, port, depth == 0)
+        sock, jump = None, None
+        if proxy and proxy[0] == "jump":
+            # ProxyJump: ssh to the first jump host, then a direct-tcpip channel onwards.
+            hops = proxy[1].split(",")
+            jump_spec = hops[0]
+            jump_user, _, jump_host = jump_spec.rpartition("@")
+            jump_host, _, jump_port = jump_host.partition(":")
+            jump = self._connect(jump_host, depth + 1, jump_user or None,
+                                 int(jump_port) if jump_port else None)
+            try:
+                sock = jump.get_transport().open_channel("direct-tcpip", (hostname, port),
+                                                         ("127.0.0.1", 0))
+            except paramiko.SSHException as e:
+                jump.close()
+                raise PackError("SSH to %s through %s failed: %s" % (host, jump_spec, e))
+        elif proxy:
+            sock = paramiko.ProxyCommand(proxy[1].replace("%h", hostname)
+                                         .replace("%p", str(port)).replace("%r", user))
         client = paramiko.SSHClient()
         if self.known_hosts:
             if os.path.exists(self.known_hosts):
@@ -117,18 +189,24 @@ class Installer(object):
         # Never trust a host key silently: an unknown host is refused unless asked.
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if self.accept_new
                                            else paramiko.RejectPolicy())
+        explicit = bool(identities) or self.password is not None
         try:
-            client.connect(host, port=self.port, username=self.user, key_filename=self.identity,
-                           password=self.password, timeout=self.timeout,
+            client.connect(hostname, port=port, username=user, key_filename=identities,
+                           password=self.password, timeout=self.timeout, sock=sock,
                            banner_timeout=self.timeout, auth_timeout=self.timeout,
-                           look_for_keys=self.identity is None and self.password is None,
-                           allow_agent=self.identity is None and self.password is None)
+                           look_for_keys=not explicit, allow_agent=not explicit)
         except paramiko.SSHException as e:
             client.close()
+            if jump:
+                jump.close()
             raise PackError("SSH to %s failed: %s" % (host, e))
         except (socket.error, OSError) as e:
             client.close()
-            raise PackError("cannot reach %s:%d: %s" % (host, self.port, e))
+            if jump:
+                jump.close()
+            raise PackError("cannot reach %s:%d: %s" % (hostname, port, e))
+        if jump:
+            client._xenvol_jump = jump  # closed with the client (see _close)
         if self.accept_new and self.known_hosts:
             client.save_host_keys(self.known_hosts)
         return client
@@ -192,18 +270,25 @@ class Installer(object):
             self._run(client, "rm -rf %s" % shlex.quote(remote))
         finally:
             client.close()
+            if getattr(client, "_xenvol_jump", None):
+                client._xenvol_jump.close()
 
     def finish(self, host, client, remote_iso, remote_key, result):
         try:
             with self._serial:
                 self.progress(host, "installing")
                 self._must(client, result, "xe-install-supplemental-pack",
-                           "xe-install-supplemental-pack %s" % shlex.quote(remote_iso))
+                           "xe-install-supplemental-pack %s%s" % (
+                               "--sr=%s " % shlex.quote(self.sr) if self.sr else "",
+                               shlex.quote(remote_iso)))
             self.progress(host, "checking the plugin")
-            address = client.get_transport().getpeername()[0]
+            # This host's uuid from its own inventory. A simulated dom0 (xapisim) keeps its
+            # files under $XAPISIM_HOST_ROOT; on a real host that is unset and this is
+            # /etc/xensource-inventory.
             out = self._must(client, result, "plugin version",
-                             "xe host-call-plugin host-uuid=$(xe host-list address=%s params=uuid "
-                             "--minimal) plugin=xenvol fn=version" % shlex.quote(address))
+                             ". \"${XAPISIM_HOST_ROOT:-}/etc/xensource-inventory\" && "
+                             "xe host-call-plugin host-uuid=\"$INSTALLATION_UUID\" plugin=xenvol "
+                             "fn=version")
             info = json.loads(out.strip().splitlines()[-1])
             result.version = info.get("version")
             if result.version != self.version:

@@ -1,11 +1,14 @@
 """Verify a supplemental pack without a XenServer: the checklist a host would apply, and more.
 
-  xenvol pack verify PACK.iso [--key RPM-GPG-KEY-xenvol] [--json]
+  xenvol pack verify PACK.iso --key RPM-GPG-KEY-xenvol | --keyring GNUPGHOME [--json]
 
-Extracts the ISO and checks its structure, update.xml, the signatures (with the shipped key,
-or --key, trusted ultimately as import-update-key does), the repository metadata and checksums,
-the comps group and stamp package, each RPM's headers and signature, and installs the RPMs into
-a scratch root to check modes, owners, shebang, requires and scriptlets."""
+Extracts the ISO (pure Python, pycdlib; xorriso where pycdlib is missing) and checks its
+structure, update.xml, the signatures against the keys YOU trust (--key: the vendor's public
+key obtained separately, or --keyring: a gnupg home), never against the key inside the ISO
+(anyone can ship a key), the repository metadata and checksums, the comps group, control and
+stamp packages, each RPM's headers and signature, and installs the RPMs into a scratch root to
+check modes, owners, shebang, requires, scriptlets and rpm -V. The embedded key's fingerprint
+is shown; a pack signed with the xenvol test key passes with a warning."""
 import gzip
 import hashlib
 import os
@@ -15,17 +18,22 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 
-from .common import KEY_FILE, LABEL, PAYLOAD, PLUGIN, PackError, gpg, run, stop_agent, update_uuid
+from .common import (CONTROL, GATE, KEY_FILE, LABEL, PAYLOAD, PLUGIN, PackError, extract_iso, gpg,
+                     is_test_key, key_info, run, stop_agent, update_uuid)
 
 REPO_NS = {"r": "http://linux.duke.edu/metadata/repo"}
 COMMON_NS = {"c": "http://linux.duke.edu/metadata/common",
              "rpm": "http://linux.duke.edu/metadata/rpm"}
+STAMP_NAME = "update-" + LABEL
 GUIDANCE = {"restartHVM", "restartPV", "restartHost", "restartXAPI"}
 
 
 class Report(object):
     def __init__(self):
         self.results = []
+        self.warnings = []
+        self.signer = None     # "FINGERPRINT uid" of the key that signed, when it verified
+        self.embedded = None   # the same for the key shipped in the ISO
 
     def check(self, name, ok, detail=""):
         self.results.append((name, bool(ok), detail))
@@ -39,8 +47,10 @@ class Report(object):
         return [(n, d) for n, ok, d in self.results if not ok]
 
     def text(self):
-        return "\n".join("%s %s%s" % ("ok  " if ok else "FAIL", n, (": " + d) if d and not ok else "")
-                         for n, ok, d in self.results)
+        head = ["embedded key: %s" % (self.embedded or "none"),
+                "signed by:    %s" % (self.signer or "no trusted key")]
+        return "\n".join(head + ["%s %s%s" % ("ok  " if ok else "FAIL", n, (": " + d) if d and not ok else "")
+                         for n, ok, d in self.results])
 
 
 def _sha256(path):
@@ -55,13 +65,20 @@ def _rpmq(path, fmt):
     return run(["rpm", "-qp", "--nosignature", "--nodigest", "--qf", fmt, path])
 
 
-def verify(iso, key=None):
+def verify(iso, key=None, keyring=None):
+    """key: a public key file you trust; keyring: a gnupg home whose keys you trust."""
     report = Report()
     work = tempfile.mkdtemp(prefix="xv-")
     home = os.path.join(work, "g")
     os.mkdir(home, 0o700)
     try:
-        _verify(iso, key, report, work, home)
+        trusted_file = _trusted(key, keyring, work, home)
+    except PackError:
+        stop_agent(home)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        _verify(iso, trusted_file, report, work, home)
     except PackError as e:
         report.check("verification could run", False, str(e))
     finally:
@@ -70,10 +87,37 @@ def verify(iso, key=None):
     return report
 
 
-def _verify(iso, key, report, work, home):
+def _trusted(key, keyring, work, home):
+    """An armored file of the keys the admin trusts; PackError when there are none."""
+    if keyring:
+        if not os.path.isdir(keyring):
+            raise PackError("--keyring %s: no such gnupg home" % keyring)
+        armored = gpg(keyring, "--armor", "--export")
+        stop_agent(keyring)
+        if "PUBLIC KEY" not in armored:
+            raise PackError("--keyring %s holds no public key" % keyring)
+        path = os.path.join(work, "trusted.asc")
+        with open(path, "w") as fh:
+            fh.write(armored)
+        return path
+    if not key:
+        raise PackError("no trusted key: give --key FILE (the vendor's public key, obtained "
+                        "separately, not the one inside the ISO) or --keyring GNUPGHOME")
+    if not os.path.isfile(key):
+        raise PackError("--key %s: no such file" % key)
+    try:
+        keys = key_info(home, key)
+    except PackError:
+        keys = []
+    if not keys:
+        raise PackError("--key %s holds no public key" % key)
+    return key
+
+
+def _verify(iso, trusted_file, report, work, home):
     tree = os.path.join(work, "iso")
     # 1. structure: Rock Ridge keeps update.xml.asc and the long repodata names intact.
-    run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", tree])
+    extract_iso(iso, tree)
     for name in ("update.xml", "update.xml.asc", "repodata/repomd.xml", "repodata/repomd.xml.asc"):
         report.check("ISO has %s" % name, os.path.isfile(os.path.join(tree, name)))
     report.check("ISO has no .treeinfo (it would pose as a product repository)",
@@ -102,27 +146,44 @@ def _verify(iso, key, report, work, home):
     shipped = os.path.join(tree, KEY_FILE)
     report.check("key attribute names the shipped key file",
                  key_attr is None or (key_attr == KEY_FILE and os.path.isfile(shipped)), key_attr)
-    # 3. signatures, with the key trusted as import-update-key does
-    keyfile = key or shipped
-    if not report.check("a public key to verify with", os.path.isfile(keyfile), keyfile):
-        return
-    gpg(home, "--import", keyfile)
-    listing = gpg(home, "--with-colons", "--list-keys")
-    fprs = re.findall(r"^fpr:+([0-9A-F]{40}):", listing, re.M)
-    algos = re.findall(r"^pub:[^:]*:[^:]*:(\d+):", listing, re.M)
-    report.check("the key is RSA (dom0's gpg has no EdDSA)", algos and all(a == "1" for a in algos),
-                 ",".join(algos))
-    gpg(home, "--import-ownertrust", input_text="".join("%s:6:\n" % f for f in fprs[:1]))
+    # 3. signatures, with the admin's keys trusted as import-update-key does
+    if os.path.isfile(shipped):
+        shipped_keys = key_info(home, shipped)
+        report.embedded = ", ".join("%s %s" % (k["fpr"], k["uid"]) for k in shipped_keys)
+    else:
+        shipped_keys = []
+    gpg(home, "--import", trusted_file)
+    trusted = key_info(home)
+    fprs = [k["fpr"] for k in trusted]
+    report.check("the key is RSA (dom0's gpg has no EdDSA)",
+                 trusted and all(k["algo"] == "1" for k in trusted),
+                 ",".join(k["algo"] for k in trusted))
+    gpg(home, "--import-ownertrust", input_text="".join("%s:6:\n" % f for f in fprs))
+    report.check("the key shipped in the ISO is one you trust (yum on the host uses it)",
+                 not shipped_keys or all(k["fpr"] in fprs for k in shipped_keys),
+                 report.embedded or "")
+    signers = set()
     for name in ("update.xml", "repodata/repomd.xml"):
         path = os.path.join(tree, name)
         p = subprocess.run(["gpg", "--homedir", home, "--batch", "--status-fd", "1", "--verify",
                             path + ".asc", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            universal_newlines=True)
         status = p.stdout
+        valid = re.findall(r"^\[GNUPG:\] VALIDSIG \S+ \S+ \S+ \S+ \S+ \S+ \S+ \S+ \S+ ([0-9A-F]{40})",
+                           status, re.M)
         good = "[GNUPG:] GOODSIG" in status and "[GNUPG:] TRUST_ULTIMATE" in status and \
-            any("VALIDSIG %s" % f in status for f in fprs)
-        report.check("signature of %s (GOODSIG, TRUST_ULTIMATE)" % name, good,
-                     (status.strip().splitlines() or ["no status"])[-1])
+            bool(valid) and all(v in fprs for v in valid)
+        signers.update(valid)
+        report.check("signature of %s by a trusted key (GOODSIG, TRUST_ULTIMATE)" % name, good,
+                     (status.strip().splitlines() or ["no signature by a trusted key"])[-1])
+    by_fpr = dict((k["fpr"], k) for k in trusted)
+    report.signer = ", ".join("%s %s" % (f, by_fpr[f]["uid"]) for f in sorted(signers)
+                              if f in by_fpr) or None
+    if any(is_test_key(by_fpr[f]["uid"]) for f in signers if f in by_fpr) or \
+            any(is_test_key(k["uid"]) for k in shipped_keys):
+        report.warnings.append("this pack is signed with the xenvol TEST key: install it on "
+                               "test hosts only; a host that imports this key accepts any "
+                               "update signed by it")
     # 4. repository metadata
     repomd = ET.parse(os.path.join(tree, "repodata/repomd.xml")).getroot()
     types = {}
@@ -180,13 +241,23 @@ def _verify(iso, key, report, work, home):
                  "%s >= %s" % (PAYLOAD, payload_vr) in requires, requires.strip())
     applied = "/var/update/applied/%s" % upd.get("uuid")
     report.check("stamp owns %s" % applied, applied in _rpmq(stamp_rpm, "[%{FILENAMES}\n]"))
+    gate = " ".join(GATE)
+    report.check("update.xml names the control package %s" % CONTROL,
+                 upd.get("control") == CONTROL, upd.get("control") or "")
+    if report.check("control package %s exists" % CONTROL, CONTROL in packages):
+        control_rpm = os.path.join(tree, packages[CONTROL][1])
+        reqs = _rpmq(control_rpm, "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]")
+        report.check("control requires %s (the version gate)" % gate, gate in reqs, reqs.strip())
+    report.check("payload requires %s too (for yum install of the bare RPM)" % gate,
+                 gate in _rpmq(payload_rpm, "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} "
+                               "%{REQUIREVERSION}\n]"))
     report.check("installation-size is the payload's installed size",
                  upd.get("installation-size") == _rpmq(payload_rpm, "%{SIZE}"),
                  "%s vs %s" % (upd.get("installation-size"), _rpmq(payload_rpm, "%{SIZE}")))
     # 9. every RPM: headers and signature
     db = os.path.join(work, "rpmdb")
     os.makedirs(db)
-    run(["rpm", "--dbpath", db, "--import", keyfile])
+    run(["rpm", "--dbpath", db, "--import", trusted_file])
     for name, (_pkg, href) in sorted(packages.items()):
         path = os.path.join(tree, href)
         report.check("%s payload is gzip or xz" % name,
@@ -241,6 +312,16 @@ def _installed(report, work, tree, payload_rpm, stamp_rpm, upd):
                         PAYLOAD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True)
     report.check("rpm -V of the installed payload is clean", v.returncode == 0, v.stdout.strip()[-300:])
+    # What running the plugin does to the tree: Python writes its bytecode caches.
+    import sys
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    os.path.join(root, "etc/xapi.d/plugins/xenvol_dom0")],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    v = subprocess.run(["rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-V", "--nodeps",
+                        PAYLOAD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
+    report.check("rpm -V is still clean after Python wrote its bytecode caches",
+                 v.returncode == 0, v.stdout.strip()[-300:])
     applied = os.path.join(root, "var/update/applied", upd.get("uuid"))
     ok = False
     if os.path.isfile(applied):
@@ -253,3 +334,10 @@ def _installed(report, work, tree, payload_rpm, stamp_rpm, upd):
     with open(version_file) as fh:
         report.check("the plugin's VERSION is the pack version",
                      fh.read().strip() == upd.get("version"))
+    e = subprocess.run(["rpm", "--force-debian", "--root", root, "--dbpath", "/var/lib/rpm", "-e",
+                        "--nodeps", "--noscripts", STAMP_NAME, PAYLOAD], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    left = [os.path.join(b, n) for top in ("etc/xapi.d/plugins/xenvol_dom0", "etc/xenvol")
+            for b, _d, ns in os.walk(os.path.join(root, top)) for n in ns + _d]
+    report.check("rpm -e removes every file, bytecode included", e.returncode == 0 and not left,
+                 (e.stdout.strip() + " " + " ".join(left[:5]))[-300:])
