@@ -219,3 +219,27 @@ def test_list_drivers_and_version(ppool):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(here, "dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION")) as fh:
         assert v == {"plugin": "xenvol", "version": fh.read().strip(), "api_level": "1.0"}
+
+
+def test_log_lines_also_reach_syslog(ppool):
+    """Each log line also goes to dom0's syslog socket (so a pool's remote syslog has them);
+    here a datagram socket under the host's /var stands for /dev/log."""
+    import json as _json
+    import socket
+    xapi = ppool.session().xenapi
+    host = ppool.host(1)
+    path = os.path.join(host.root, "var/run/test-syslog")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    conf = os.path.join(host.root, "etc/xenvol/xenvol.conf")
+    try:
+        with open(conf, "w") as fh:
+            _json.dump({"syslog_socket": "/var/run/test-syslog"}, fh)
+        plugin(xapi, host, "version")
+        line = sock.recv(4096).decode()
+        assert line.startswith("<30>xenvol[") and "call version" in line  # daemon.info
+    finally:
+        os.unlink(conf)
+        sock.close()
+        os.unlink(path)

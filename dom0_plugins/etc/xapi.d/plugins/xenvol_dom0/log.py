@@ -1,9 +1,10 @@
 """One log line per step in /var/log/xenvol.log, secrets masked and scrubbed."""
 import json
 import logging
+import logging.handlers
 import os
 
-from . import paths
+from . import paths, settings
 from .redact import SCRUB, mask
 
 _logger = None
@@ -25,7 +26,23 @@ def logger():
         handler.setFormatter(logging.Formatter(
             "%(asctime)s xenvol[%(process)d] %(levelname)s %(message)s"))
         _logger.addHandler(handler)
+        _add_syslog(_logger)
     return _logger
+
+
+def _add_syslog(target):
+    """The same lines to syslog (daemon facility), so a pool's remote syslog forwards them;
+    skipped where dom0 has no syslog socket."""
+    address = settings.load().get("syslog_socket")
+    if not address or not os.path.exists(address):
+        return
+    try:
+        handler = logging.handlers.SysLogHandler(
+            address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+    except (IOError, OSError):
+        return
+    handler.setFormatter(logging.Formatter("xenvol[%(process)d]: %(levelname)s %(message)s"))
+    target.addHandler(handler)
 
 
 def step(message, **fields):

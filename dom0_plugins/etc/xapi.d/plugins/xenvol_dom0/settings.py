@@ -13,6 +13,8 @@ DEFAULTS = {
     "lock_timeout": 120,
     # A pool-wide SR lease older than this belongs to a call that died; it is broken.
     "lease_stale_after": 900,
+    # Log lines also go to this syslog socket when it exists ("" for none).
+    "syslog_socket": "/dev/log",
 }
 
 
