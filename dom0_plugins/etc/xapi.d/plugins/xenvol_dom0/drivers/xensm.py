@@ -4,11 +4,12 @@ data names the SR (sr_uuid, sr_type) and lists in introduce_sr_keys which of its
 become the PBD's device_config; the VDI is vdi_uuid (or, for LUN-per-VDI types, target_lun)."""
 import re
 
+from ..policy import LOCAL_SR_TYPES
+from ..redact import is_secret_key, is_secret_ref
 from .base import Config, Driver, vdi_by_sm_config, vdi_by_uuid_with_scan, wait_for
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _SR_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_LOCAL_TYPES = ("file", "ext", "lvm", "udev", "zfs", "xfs", "largeblock", "dummy")
 _NOT_DCONF = ("sr_type", "sr_uuid", "vdi_uuid", "name_label", "name_description",
               "introduce_sr_keys", "target_lun", "access_mode")
 
@@ -27,8 +28,18 @@ class XenSMDriver(Driver):
                 raise d.bad("introduce_sr_keys[%d]" % i, "is not a device_config key name")
             if key in _NOT_DCONF:
                 continue
-            if key.endswith("password") and not d.has(key) and d.has(key + "_secret"):
-                dconf[key + "_secret"] = d.uuid(key + "_secret")  # a XAPI secret's uuid
+            if is_secret_key(key) or is_secret_ref(key):
+                if not key.endswith(("password", "password_secret")):
+                    # xapi turns only *password keys into secrets (xapi_secret.ml
+                    # move_passwds_to_secrets); any other would sit in device_config in clear.
+                    raise d.bad("introduce_sr_keys[%d]" % i, "%s holds a secret, and only "
+                                "*password keys are kept as XAPI secrets" % key)
+                if d.has(key + "_secret") and not is_secret_ref(key):
+                    dconf[key + "_secret"] = d.uuid(key + "_secret")  # a XAPI secret's uuid
+                elif is_secret_ref(key):
+                    dconf[key] = d.uuid(key)
+                else:
+                    dconf[key] = d.password(key)
                 continue
             value = d.raw(key)
             if isinstance(value, bool):
@@ -86,4 +97,4 @@ class _Typed(XenSMDriver):
 
     def __init__(self, sr_type):
         self._sr_type = sr_type
-        self.shared = sr_type not in _LOCAL_TYPES
+        self.shared = sr_type not in LOCAL_SR_TYPES
