@@ -9,7 +9,7 @@ from .check import Fields, no_control_characters, parse_json, too_large
 from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VM_NOT_FOUND,
                      XenvolError, invalid, vanished)
 from .locks import Lock
-from .redact import SCRUB
+from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
 from .version import API_LEVEL, VERSION
@@ -58,6 +58,11 @@ def _connection_info(a, required=True):
 def _admit(call, driver, cfg, data, vm=None, mode=None):
     """The checks before anything changes: given secrets read and checked, the policy on the
     SR and on optional keys. Returns (check_vdi(vdi), ignored) for the connect step."""
+    for key in sorted(data.data):
+        if (is_secret_key(key) or is_secret_ref(key)) and key not in data.used \
+                and data.data[key] not in (None, ""):
+            raise data.bad(key, "is a secret the %s driver does not use; xenvol never ignores "
+                           "a secret" % cfg.driver_volume_type)
     xsecret.check_given(call, data)
     multiattach, ignored = policy.check_data(call, data, data.envelope)
     policy.check_sr(call, cfg)

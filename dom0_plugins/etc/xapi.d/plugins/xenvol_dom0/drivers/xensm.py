@@ -9,6 +9,10 @@ from ..redact import is_secret_key, is_secret_ref
 from .base import Config, Driver, vdi_by_sm_config, vdi_by_uuid_with_scan, wait_for
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+# "user:pw@host", "scheme://user:pw@", or "password=..." inside an option string
+_EMBEDDED_SECRET = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/@:\s]*:[^/@\s]+@"
+                              r"|(^|[\s,])[A-Za-z0-9_-]*(password|passwd|secret|keyring|token|key)"
+                              r"=[^,\s]", re.I)
 _SR_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _NOT_DCONF = ("sr_type", "sr_uuid", "vdi_uuid", "name_label", "name_description",
               "introduce_sr_keys", "target_lun", "access_mode")
@@ -50,6 +54,9 @@ class XenSMDriver(Driver):
                 raise d.bad(key, "is listed in introduce_sr_keys but is %s"
                             % ("missing" if value is None else "not a string"))
             dconf[key] = d.string(key, max_len=1024)
+            if _EMBEDDED_SECRET.search(dconf[key]):
+                raise d.bad(key, "carries a password inside the value, which would sit in "
+                            "device_config in clear; give it as a *password key")
         cfg = Config(sr_uuid=d.uuid("sr_uuid"), sr_type=sr_type, dconf=dconf,
                      vdi_uuid=d.uuid("vdi_uuid", required=False),
                      target_lun=d.integer("target_lun", required=False, low=0, high=16383),
