@@ -23,7 +23,7 @@ MIN_SCRUB = 4
 _WORDS = re.compile(r"[_-]")
 _PASSWORD_BAD = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _OPTION = re.compile(r"(?:^|(?<=[\s,]))(?P<name>[A-Za-z][A-Za-z0-9_-]*)=(?P<value>[^,\s]*)")
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<user>[^/@:\s]*)"
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(//)?(?P<user>[^/@:\s]*)"
                        r":(?P<password>[^/@\s]+)@")
 
 

@@ -11,17 +11,17 @@ MAX_STRING = 1024
 # argument may be at most 128 KiB (Linux MAX_ARG_STRLEN); the client checks the same limit.
 MAX_DOCUMENT = 64 * 1024
 MAX_PASSWORD = 256
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 _IQN = re.compile(r"^(iqn\.[0-9]{4}-[0-9]{2}\.[A-Za-z0-9][A-Za-z0-9.-]*(:[A-Za-z0-9.:_-]+)?"
-                  r"|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)$")
-_SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")
+                  r"|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)\Z")
+_SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*\Z")
 # A password goes into iscsid's and mount's configuration: no line or field separators of any
 # kind (C0, DEL, C1, Unicode line/paragraph separators).
 _PASSWORD_BAD = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:/+-]*$")
+_OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:/+-]*\Z")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}$")
+                   r"[0-9a-fA-F]{12}\Z")
 
 
 class Fields(object):

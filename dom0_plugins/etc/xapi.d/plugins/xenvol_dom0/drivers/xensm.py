@@ -8,12 +8,12 @@ from ..policy import LOCAL_SR_TYPES
 from ..redact import is_secret_key, is_secret_ref
 from .base import Config, Driver, vdi_by_sm_config, vdi_by_uuid_with_scan, wait_for
 
-_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 # "user:pw@host", "scheme://user:pw@", or "password=..." inside an option string
-_EMBEDDED_SECRET = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/@:\s]*:[^/@\s]+@"
+_EMBEDDED_SECRET = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?(//)?[^/@:\s]*:[^/@\s]+@"
                               r"|(^|[\s,])[A-Za-z0-9_-]*(password|passwd|secret|keyring|token|key)"
                               r"=[^,\s]", re.I)
-_SR_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_SR_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 _NOT_DCONF = ("sr_type", "sr_uuid", "vdi_uuid", "name_label", "name_description",
               "introduce_sr_keys", "target_lun", "access_mode")
 
