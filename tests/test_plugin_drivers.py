@@ -159,13 +159,13 @@ def test_xensm_password_key_becomes_a_secret(ppool):
 def test_file_driver_on_a_member_host(ppool):
     xapi = ppool.session().xenapi
     ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
-    d = os.path.join(host.root, "var/lib/volumes")
+    d = os.path.join(host.root, "var/lib/xenvol/volumes")
     os.makedirs(d)
     vdi = str(uuid.uuid4())
     with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
         fh.truncate(1 << 20)
     before = state(ppool)
-    info = {"driver_volume_type": "file", "data": {"path": "/var/lib/volumes", "vdi_uuid": vdi}}
+    info = {"driver_volume_type": "file", "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(out["sr_uuid"])
     assert xapi.SR.get_type(sr) == "file" and xapi.SR.get_shared(sr) is False

@@ -11,12 +11,12 @@ from test_plugin_iscsi import placed
 
 
 def file_volume(host):
-    d = os.path.join(host.root, "var/lib/volumes")
+    d = os.path.join(host.root, "var/lib/xenvol/volumes")
     os.makedirs(d, exist_ok=True)
     vdi = str(uuid.uuid4())
     with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
         fh.truncate(1 << 20)
-    return {"driver_volume_type": "file", "data": {"path": "/var/lib/volumes", "vdi_uuid": vdi}}
+    return {"driver_volume_type": "file", "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
 
 
 def attach_while_the_client_logs_out(pool, host, vm_uuid, info):

@@ -156,12 +156,12 @@ def main():
             client.close()
         else:
             host0 = sim.hosts[0]
-            d = os.path.join(host0.root, "var/lib/demo-volumes")
-            os.makedirs(d)
+            d = os.path.join(host0.root, "var/lib/xenvol/volumes")
+            os.makedirs(d, exist_ok=True)
             vdi_uuid = str(uuid.uuid4())
             with open(os.path.join(d, vdi_uuid + ".raw"), "wb") as fh:
                 fh.truncate(64 << 20)
-            info = {"driver_volume_type": "file", "data": {"path": "/var/lib/demo-volumes",
+            info = {"driver_volume_type": "file", "data": {"path": "/var/lib/xenvol/volumes",
                                                            "vdi_uuid": vdi_uuid}}
             attach_detach(client, x, info, "vm-1", "a raw file on the host")
         client.close()

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import XenAPI
 
-from . import errors
+from . import errors, secrets
 from .transport import for_url
 
 PLUGIN = "xenvol"
@@ -47,12 +47,12 @@ class _Record(object):
 class Attachment(_Record):
     """A volume attached to a VM: what attach() returns and detach() accepts."""
     FIELDS = ("sr_uuid", "vdi_uuid", "vbd_uuid", "vm_uuid", "userdevice", "device", "plugged",
-              "mode", "host_uuid", "driver_volume_type", "volume_id", "note")
+              "mode", "host_uuid", "driver_volume_type", "volume_id", "note", "ignored")
 
 
 class Connection(_Record):
     """A volume connected to a host without a VM."""
-    FIELDS = ("sr_uuid", "vdi_uuid", "host_uuid", "driver_volume_type")
+    FIELDS = ("sr_uuid", "vdi_uuid", "host_uuid", "driver_volume_type", "ignored")
 
 
 class Client(object):
@@ -93,7 +93,7 @@ class Client(object):
                 if f.details[0] == "HOST_IS_SLAVE":
                     url = _with_host(url, f.details[1])
                     continue
-                raise errors.from_failure(f.details, scrub=_Scrub([password]))
+                raise errors.from_failure(f.details, scrub=secrets.Scrub([password]))
             except (socket.error, OSError) as e:
                 raise ConnectionFailed("cannot reach %s: %s" % (url, e))
         raise ConnectionFailed("too many HOST_IS_SLAVE redirects from %s" % url)
@@ -218,32 +218,41 @@ class Client(object):
 
     # ------------------------------------------------------------------ secrets
     def _stash_secrets(self, connection_info):
-        """Replace every password in connection_info["data"] by a XAPI secret created through
-        our own session; only its uuid travels to dom0."""
+        """connection_info re-nested if flat, with every secret-bearing value (the key list of
+        xenvol.secrets) replaced by a XAPI secret created through our own session; only its
+        uuid travels to dom0. Passwords are checked as the plugin checks them first, and the
+        document's size against the plugin's limit, before any secret exists."""
         if not isinstance(connection_info, dict):
             raise errors.InvalidConnectionInfo("connection_info: must be an object",
                                                details={"field": "connection_info"})
-        info = copy.deepcopy(connection_info)
-        data = info.get("data")
-        created, values, by_value = [], [], {}
-        if isinstance(data, dict):
-            try:
-                for key in sorted(data):
-                    value = data[key]
-                    if key.lower().endswith("password") and isinstance(value, str) and value:
-                        # One secret per distinct password, so equal passwords stay equal.
-                        if value not in by_value:
-                            ref = self._xapi(self.x.secret.create, {"value": value,
-                                                                    "other_config": {}})
-                            created.append(ref)
-                            values.append(value)
-                            by_value[value] = self._xapi(self.x.secret.get_uuid, ref)
-                        data[key + "_secret"] = by_value[value]
-                        del data[key]
-            except Exception:
-                self._drop_secrets(created)
-                raise
-        return info, created, _Scrub(values)
+        info = secrets.renest(copy.deepcopy(connection_info))
+
+        def error(field, problem):
+            return errors.InvalidConnectionInfo("%s: %s" % (field, problem),
+                                                details={"field": field})
+        dry = secrets.rewrite(info, lambda value, field: "0" * 8 + "-0000" * 3 + "-" + "0" * 12,
+                              error)
+        size = len(json.dumps(dry).encode("utf-8"))
+        if size > secrets.MAX_DOCUMENT:
+            raise errors.InvalidConnectionInfo(
+                "connection_info: is too large (%d bytes, at most %d): XAPI passes it on dom0's "
+                "command line" % (size, secrets.MAX_DOCUMENT),
+                details={"field": "connection_info"})
+        created, by_value = [], {}
+
+        def make(value, field):
+            # One secret per distinct value, so equal passwords stay equal.
+            if value not in by_value:
+                ref = self._xapi(self.x.secret.create, {"value": value, "other_config": {}})
+                created.append(ref)
+                by_value[value] = self._xapi(self.x.secret.get_uuid, ref)
+            return by_value[value]
+        try:
+            info = secrets.rewrite(info, make, error)
+        except Exception:
+            self._drop_secrets(created)
+            raise
+        return info, created, secrets.Scrub(list(by_value))
 
     def _drop_secrets(self, created):
         """Destroy the secrets we made, unless a PBD still names one (an old XAPI that does
@@ -372,16 +381,6 @@ class Client(object):
             except errors.XenvolError as e:
                 out[uuid] = {"error": e.message, "code": e.code or type(e).__name__}
         return out
-
-
-class _Scrub(object):
-    def __init__(self, values):
-        self.values = [v for v in values if v]
-
-    def __call__(self, text):
-        for v in self.values:
-            text = text.replace(v, "***")
-        return text
 
 
 def _with_host(url, address):

@@ -42,6 +42,14 @@ class UnsupportedVolume(InvalidInput):
     pass
 
 
+class PolicyRefused(InvalidInput):
+    """The host's policy (/etc/xenvol/xenvol.conf) or a fixed rule refuses the call."""
+
+
+class AuthMismatch(InvalidInput):
+    """The credentials given for a target differ from those its SR is set up with."""
+
+
 class NotFound(XenvolError):
     exit_code = 3
 
@@ -127,6 +135,8 @@ _BY_CODE = {
     "XENVOL_BUSY": Busy,
     "XENVOL_XAPI_ERROR": XapiError,
     "XENVOL_INTERNAL_ERROR": InternalError,
+    "XENVOL_POLICY_REFUSED": PolicyRefused,
+    "XENVOL_AUTH_MISMATCH": AuthMismatch,
 }
 
 

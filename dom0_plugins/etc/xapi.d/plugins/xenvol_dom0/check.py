@@ -7,14 +7,21 @@ import re
 from .errors import INVALID_ARGUMENT, INVALID_CONNECTION_INFO, invalid
 
 MAX_STRING = 1024
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+# connection_info as sent: XAPI passes plugin arguments on dom0's command line, where one
+# argument may be at most 128 KiB (Linux MAX_ARG_STRLEN); the client checks the same limit.
+MAX_DOCUMENT = 64 * 1024
+MAX_PASSWORD = 256
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 _IQN = re.compile(r"^(iqn\.[0-9]{4}-[0-9]{2}\.[A-Za-z0-9][A-Za-z0-9.-]*(:[A-Za-z0-9.:_-]+)?"
-                  r"|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)$")
-_SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")
-_OPTIONS = re.compile(r"^[A-Za-z0-9_.,=:/-]*$")
+                  r"|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)\Z")
+_SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*\Z")
+# A password goes into iscsid's and mount's configuration: no line or field separators of any
+# kind (C0, DEL, C1, Unicode line/paragraph separators).
+_PASSWORD_BAD = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:/+-]*\Z")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}$")
+                   r"[0-9a-fA-F]{12}\Z")
 
 
 class Fields(object):
@@ -123,11 +130,22 @@ class Fields(object):
             raise self.bad(key, "must be a plain absolute path (no '..', no '//')")
         return posixpath.normpath(v)
 
-    def options(self, key):
-        v = self.string(key, required=False, max_len=256)
-        if v is not None and not _OPTIONS.match(v):
-            raise self.bad(key, "has characters not allowed in mount options")
+    def password(self, key):
+        """A password given in clear, checked as every secret value is (check.password)."""
+        v = self.raw(key)
+        if v is None or v == "":
+            raise self.bad(key, "is required")
+        problem = password_problem(v)
+        if problem:
+            raise self.bad(key, problem)
         return v
+
+    def mount_options(self, key, allowed):
+        """Mount options as Cinder writes them ("-o vers=4.1,proto=tcp", or a bare comma list)
+        -> [(name, value or None)], every name in `allowed` (name -> True when it takes a
+        value)."""
+        v = self.string(key, required=False, max_len=512)
+        return [] if v is None else mount_options(v, allowed, self.name(key))
 
     def reject_unknown(self, allowed):
         for key in self.data:
@@ -135,14 +153,79 @@ class Fields(object):
                 raise self.bad(key, "is not a known argument")
 
 
+def password_problem(value):
+    """Why a password (clear, or a XAPI secret's value) is unusable, or None. The client's
+    xenvol.secrets.password_problem applies the same rules."""
+    if not isinstance(value, str):
+        return "must be a string, not %s" % _kind(value)
+    if not value:
+        return "is empty"
+    if len(value) > MAX_PASSWORD:
+        return "is too long (%d characters, at most %d)" % (len(value), MAX_PASSWORD)
+    if _PASSWORD_BAD.search(value):
+        return "contains control or line-separator characters"
+    return None
+
+
+def mount_options(text, allowed, field):
+    words = text.split()
+    items = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-o":
+            if i + 1 == len(words):
+                raise invalid(field, "'-o' is not followed by options")
+            word = words[i + 1]
+            i += 1
+        elif word.startswith("-o") and len(word) > 2:
+            word = word[2:]
+        elif word.startswith("-"):
+            raise invalid(field, "only '-o' options are accepted (got %r)" % word[:32])
+        items.extend(p for p in word.split(",") if p)
+        i += 1
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if name not in allowed:
+            raise invalid(field, "%r is not an allowed mount option (allowed: %s)"
+                          % (name[:32], ", ".join(sorted(allowed))))
+        if bool(sep) != allowed[name]:
+            raise invalid(field, "mount option %r %s" % (name, "needs a value" if allowed[name]
+                                                          else "takes no value"))
+        if sep and (not value or not _OPTION_VALUE.match(value)):
+            raise invalid(field, "mount option %r has a value with characters not allowed" % name)
+        out.append((name, value if sep else None))
+    return out
+
+
+def no_control_characters(obj, where):
+    """Control characters inside any string (key or value) of a parsed JSON document are
+    refused; JSON whitespace between tokens (a pretty-printed file) is not a string."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not _SAFE_TEXT.match(k):
+                raise invalid(where, "has a key with control characters")
+            # data's fields are named data.x, as Fields names them
+            name = "data" if (where, k) == ("connection_info", "data") else "%s.%s" % (where, k)
+            no_control_characters(v, name)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            no_control_characters(v, "%s[%d]" % (where, i))
+    elif isinstance(obj, str) and not _SAFE_TEXT.match(obj):
+        raise invalid(where, "contains control characters")
+
+
 def _kind(v):
     return {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
             dict: "an object", str: "a string"}.get(type(v), type(v).__name__)
 
 
-def host_port(value, field, default_port=3260):
+def host_port(value, field, default_port=3260, bare_v6_port=True):
     """'host', 'host:port', '[v6]', '[v6]:port' -> (host, port); host checked to be an IP
-    address or a DNS name."""
+    address or a DNS name. With bare_v6_port (portals), an unbracketed IPv6 address followed
+    by :digits, as PowerStore writes `fd00::31:3260`, splits on the last colon when what
+    precedes it is an IPv6 address of its own; `fd00::31` and `::1` stay whole."""
     v = value.strip()
     port = default_port
     if v.startswith("["):
@@ -160,9 +243,10 @@ def host_port(value, field, default_port=3260):
             raise invalid(field, "%r is not an IPv6 address" % host[:64])
         return host, port
     if v.count(":") > 1:
-        try:
-            ipaddress.IPv6Address(v)
-        except ValueError:
+        head, _sep, tail = v.rpartition(":")
+        if bare_v6_port and tail.isdigit() and _is_v6(head):
+            return head, _port(tail, field)
+        if not _is_v6(v):
             raise invalid(field, "is not host:port (write IPv6 addresses as [addr]:port)")
         return v, port
     host, sep, p = v.partition(":")
@@ -176,15 +260,32 @@ def host_port(value, field, default_port=3260):
     return host, port
 
 
+def _is_v6(text):
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return "%" not in text
+
+
 def _port(text, field):
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise invalid(field, "port must be a number from 1 to 65535 (got %r)" % text[:16])
     return int(text)
 
 
+def too_large(text, field, code=INVALID_ARGUMENT):
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_DOCUMENT:
+        return invalid(field, "is too large (%d bytes, at most %d): XAPI passes it on dom0's "
+                       "command line" % (size, MAX_DOCUMENT), code)
+    return None
+
+
 def parse_json(text, field, code=INVALID_ARGUMENT):
-    if len(text) > 64 * 1024:
-        raise invalid(field, "is too large (%d bytes, at most 65536)" % len(text), code)
+    error = too_large(text, field)
+    if error:
+        raise error
     try:
         return json.loads(text)
     except ValueError as e:

@@ -15,7 +15,7 @@ import XenAPIPlugin
 from . import log, operations
 from .call import local_session
 from .errors import INTERNAL_ERROR, XenvolError, from_xapi
-from .redact import SCRUB, mask
+from .redact import SCRUB, mask, without_paths
 
 
 def _wrap(name, fn):
@@ -31,7 +31,7 @@ def _wrap(name, fn):
             return _fail(name, from_xapi(f, name))
         except Exception as e:
             return _fail(name, XenvolError(INTERNAL_ERROR, "%s failed: %s: %s"
-                                           % (name, type(e).__name__, e)))
+                                           % (name, type(e).__name__, without_paths(e))))
         log.step("%s succeeded" % name)
         return json.dumps(result, sort_keys=True)
     plugin_function.__name__ = name

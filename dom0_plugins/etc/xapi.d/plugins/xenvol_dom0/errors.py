@@ -13,6 +13,10 @@ BACKEND_FAILURE = "XENVOL_BACKEND_FAILURE"
 DETACH_FAILED = "XENVOL_DETACH_FAILED"
 BUSY = "XENVOL_BUSY"
 XAPI_ERROR = "XENVOL_XAPI_ERROR"
+# The operator's policy or a fixed rule refuses the call (policy.py).
+POLICY_REFUSED = "XENVOL_POLICY_REFUSED"
+# Credentials given for a target differ from those of its SR already set up on the pool.
+AUTH_MISMATCH = "XENVOL_AUTH_MISMATCH"
 INTERNAL_ERROR = "XENVOL_INTERNAL_ERROR"
 
 

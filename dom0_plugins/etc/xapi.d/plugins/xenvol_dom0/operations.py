@@ -3,13 +3,13 @@ returns a JSON string; docs/plugin-api.md is their contract, with xe examples.""
 
 import XenAPI
 
-from . import log, storage, vbd as vbds
+from . import log, policy, storage, vbd as vbds, xsecret
 from .call import NULL, Call
-from .check import Fields, parse_json
-from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, VM_NOT_FOUND, XenvolError,
-                     invalid, vanished)
+from .check import Fields, no_control_characters, parse_json, too_large
+from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VM_NOT_FOUND,
+                     XenvolError, invalid, vanished)
 from .locks import Lock
-from .redact import SCRUB
+from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
 from .version import API_LEVEL, VERSION
@@ -35,14 +35,42 @@ def _connection_info(a, required=True):
         if required:
             raise invalid("connection_info", "is required", INVALID_CONNECTION_INFO)
         return None
-    info = parse_json(a.string("connection_info", max_len=64 * 1024), "connection_info",
-                      INVALID_CONNECTION_INFO)
+    text = a.raw("connection_info")
+    if not isinstance(text, str):
+        raise invalid("connection_info", "must be a JSON string", INVALID_ARGUMENT)
+    error = too_large(text, "connection_info")
+    if error:
+        raise error
+    # JSON whitespace (a pretty-printed file sent with xe host-call-plugin) is fine; control
+    # characters inside its strings are not.
+    info = parse_json(text, "connection_info", INVALID_CONNECTION_INFO)
     SCRUB.remember_in(info)
+    no_control_characters(info, "connection_info")
     ci = Fields(info, "connection_info")
     volume_type = ci.string("driver_volume_type", max_len=64)
     if "data" not in info:
         raise ci.bad("data", "is required")
-    return volume_type, Fields(info["data"], "data")
+    data = Fields(info["data"], "data")
+    data.envelope = info
+    return volume_type, data
+
+
+def _admit(call, driver, cfg, data, vm=None, mode=None):
+    """The checks before anything changes: given secrets read and checked, the policy on the
+    SR and on optional keys. Returns (check_vdi(vdi), ignored) for the connect step."""
+    for key in sorted(data.data):
+        if (is_secret_key(key) or is_secret_ref(key)) and key not in data.used \
+                and data.data[key] not in (None, ""):
+            raise data.bad(key, "is a secret the %s driver does not use; xenvol never ignores "
+                           "a secret" % cfg.driver_volume_type)
+    xsecret.check_given(call, data)
+    multiattach, ignored = policy.check_data(call, data, data.envelope)
+    policy.check_sr(call, cfg)
+    ignored = list(cfg.get("ignored") or []) + ignored
+
+    def check_vdi(vdi):
+        policy.check_vdi(call, vdi, vm, mode, multiattach)
+    return check_vdi, ignored
 
 
 def _driver_and_config(call, volume_type, data):
@@ -61,6 +89,10 @@ def _vm(call, a):
                           vm_uuid=vm_uuid)
     if call.x.VM.get_is_a_template(vm):
         raise invalid("vm_uuid", "%s is a template, not a VM" % vm_uuid, INVALID_ARGUMENT)
+    if call.x.VM.get_is_control_domain(vm):
+        raise XenvolError(POLICY_REFUSED, "vm_uuid: %s is a control domain (dom0); xenvol "
+                          "never attaches volumes to it" % vm_uuid, field="vm_uuid",
+                          vm_uuid=vm_uuid)
     return vm, vm_uuid
 
 
@@ -117,12 +149,17 @@ def connect_volume(session, args):
     a.reject_unknown(("connection_info",))
     volume_type, data = _connection_info(a)
     driver, cfg = _driver_and_config(call, volume_type, data)
+    check_vdi, ignored = _admit(call, driver, cfg, data)
 
     def claim(vdi, steps):
+        check_vdi(vdi)
         _claim(call, vdi, steps)
         return {"sr_uuid": driver.sr_uuid(cfg), "vdi_uuid": call.x.VDI.get_uuid(vdi),
                 "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
-    return _connect_then(call, driver, cfg, claim)
+    result = _connect_then(call, driver, cfg, claim)
+    if ignored:
+        result["ignored"] = ignored
+    return result
 
 
 def _claim(call, vdi, steps):
@@ -177,15 +214,19 @@ def attach_volume(session, args):
         raise invalid("mode", "the volume's access_mode is ro; it cannot be attached rw",
                       INVALID_ARGUMENT)
     hotplug = a.boolean("hotplug", True)
+    check_vdi, ignored = _admit(call, driver, cfg, data, vm, mode)
     marks = {vbds.MARK: "true", "xenvol-host": call.host_uuid, "xenvol-driver": volume_type}
     if cfg.get("volume_id"):
         marks["xenvol-volume-id"] = cfg.volume_id
 
     def attach(vdi, steps):
         with Lock("vm-" + vm_uuid, call.settings["lock_timeout"]):
+            check_vdi(vdi)
             return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
     result = _connect_then(call, driver, cfg, attach)
     result["host_uuid"] = call.host_uuid
+    if ignored:
+        result["ignored"] = ignored
     return result
 
 

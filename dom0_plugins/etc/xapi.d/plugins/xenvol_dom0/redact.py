@@ -1,16 +1,48 @@
 """Keeping secrets out of logs and errors.
 
-Two layers: values under password-like keys are masked wherever a structure is logged, and
-every secret value the call has seen is scrubbed from any text that leaves the plugin."""
+Which keys hold secrets (one list, documented in docs/plugin-api.md, the same in the client's
+xenvol.secrets): a key whose last `_`/`-` separated word is password, passwd, secret,
+keyring, token or key, or whose name ends in password or passwd (chappassword). A key
+`<secret key>_secret` (auth_password_secret) holds the uuid of a XAPI secret instead.
+
+Two layers: values under secret keys are masked wherever a structure is logged, and every
+secret value the call has seen (given in clear, or read from a XAPI secret) is scrubbed from
+any text that leaves the plugin, as a whole token only, so that no ordinary word is mangled."""
+import json
 import re
 
 MASK = "***"
-_SECRET_KEY = re.compile(r"(password|passwd|secret_value|chap_secret)$", re.I)
+SECRET_WORDS = ("password", "passwd", "secret", "keyring", "token", "key")
+_WORDS = re.compile(r"[_-]")
+# Scrubbing a value shorter than this would blank out parts of ordinary text.
+MIN_SCRUB = 4
+_TOKEN_CHAR = "A-Za-z0-9"
+
+
+def is_secret_ref(key):
+    """`auth_password_secret`: the uuid of a XAPI secret, not a secret itself."""
+    key = str(key)
+    return key.lower().endswith("_secret") and _names_secret(key[:-len("_secret")])
 
 
 def is_secret_key(key):
-    """`auth_password` and `chappassword` are secrets; `chappassword_secret` is a uuid."""
-    return bool(_SECRET_KEY.search(str(key)))
+    """`auth_password`, `chappassword`, `keyring`, `client_token` hold secret values."""
+    key = str(key)
+    return _names_secret(key) and not is_secret_ref(key)
+
+
+def _names_secret(key):
+    low = key.lower()
+    return bool(low) and (_WORDS.split(low)[-1] in SECRET_WORDS
+                          or low.endswith(("password", "passwd")))
+
+
+_PATH = re.compile(r"(?<![\w.:/-])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+def without_paths(text):
+    """An unexpected exception's text without dom0 file paths (an error leaves dom0)."""
+    return _PATH.sub("<path>", str(text))
 
 
 def mask(obj):
@@ -26,11 +58,15 @@ class Scrubber(object):
 
     def __init__(self):
         self.values = set()
+        self._pattern = None
 
     def remember(self, value):
-        # Shorter values would blank out ordinary words; CHAP secrets are 12 or more.
-        if isinstance(value, str) and len(value) >= 4:
-            self.values.add(value)
+        if isinstance(value, str) and len(value) >= MIN_SCRUB:
+            # also as it appears inside a JSON string (quotes, backslashes escaped)
+            for form in (value, json.dumps(value)[1:-1]):
+                if form not in self.values:
+                    self.values.add(form)
+                    self._pattern = None
 
     def remember_in(self, obj):
         if isinstance(obj, dict):
@@ -45,9 +81,16 @@ class Scrubber(object):
 
     def __call__(self, text):
         text = str(text)
-        for v in sorted(self.values, key=len, reverse=True):
-            text = text.replace(v, MASK)
-        return text
+        if not self.values:
+            return text
+        if self._pattern is None:
+            # Whole tokens: a value is masked where no letter or digit touches it, so the
+            # password "plug" leaves "plugging the SR" alone but not "password=plug,".
+            alternatives = "|".join(re.escape(v) for v in
+                                    sorted(self.values, key=len, reverse=True))
+            self._pattern = re.compile("(?<![%s])(?:%s)(?![%s])"
+                                       % (_TOKEN_CHAR, alternatives, _TOKEN_CHAR))
+        return self._pattern.sub(MASK, text)
 
 
 SCRUB = Scrubber()

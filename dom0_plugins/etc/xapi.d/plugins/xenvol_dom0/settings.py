@@ -15,6 +15,14 @@ DEFAULTS = {
     "lease_stale_after": 900,
     # Log lines also go to this syslog socket when it exists ("" for none).
     "syslog_socket": "/dev/log",
+    # Policy (policy.py, docs/plugin-api.md "Policy"). Existing SRs xenvol did not introduce
+    # that volumes may use, by uuid or by SM type (local types only by uuid or type named here).
+    "allowed_sr_uuids": [],
+    "allowed_sr_types": [],
+    # Attach volumes Cinder marks encrypted as they are (the guest sees LUKS ciphertext).
+    "allow_encrypted": False,
+    # The only directories the file driver serves volumes from.
+    "file_roots": ["/var/lib/xenvol/volumes"],
 }
 
 

@@ -1,7 +1,12 @@
 """`file`: a VHD or raw file in a directory of this host (local or already mounted), served
-by a `file` SR ("file based SR attach for XCP"). Local to the host: one SR per host and path."""
+by a `file` SR ("file based SR attach for XCP"). Local to the host: one SR per host and path.
+
+Only directories under the operator's file_roots (default /var/lib/xenvol/volumes), after
+symlinks and '..' are resolved, and never a system directory or another SR's mount."""
+import os
 import uuid as uuidlib
 
+from .. import policy
 from .base import SR_NAMESPACE, Config, Driver, vdi_by_uuid_with_scan
 
 
@@ -12,7 +17,8 @@ class FileDriver(Driver):
     content_type = "user"
 
     def validate(self, d):
-        path = d.path("path")
+        # The SR is identified by the real directory, whatever symlink the caller named.
+        path = os.path.realpath(d.path("path"))
         return Config(path=path, vdi_uuid=d.uuid("vdi_uuid"),
                       sr_uuid=d.uuid("sr_uuid", required=False),
                       read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
@@ -22,6 +28,10 @@ class FileDriver(Driver):
         # A file SR is per host, so its identity includes the host that runs the call.
         return cfg.sr_uuid or str(uuidlib.uuid5(SR_NAMESPACE, "file/%s/%s"
                                                 % (cfg.host_uuid, cfg.path)))
+
+    def connect_volume(self, call, cfg, steps):
+        policy.file_directory(cfg.path, policy.setting_list(call, "file_roots"), "data.path")
+        return Driver.connect_volume(self, call, cfg, steps)
 
     def device_config(self, cfg):
         return {"location": cfg.path}

@@ -1,10 +1,20 @@
 """`iscsi`: a Cinder iSCSI volume as a raw LUN of the LUN-per-VDI `iscsi` SR.
 
 One SR per (portal, target IQN), shared by that target's LUNs; the VDI is the one whose
-sm_config LUNid is the volume's LUN. CHAP secrets reach the PBD only as chappassword_secret."""
+sm_config LUNid is the volume's LUN. CHAP secrets reach the PBD only as chappassword_secret.
+
+Once a target's SR has a PBD, SM logs in with that PBD's credentials whatever a later call
+gives; so every connect compares the given credentials with each PBD's (the secrets' values,
+read inside dom0, compared in constant time) and refuses any difference with
+XENVOL_AUTH_MISMATCH before it changes anything."""
+import hmac
 import uuid as uuidlib
 
+import XenAPI
+
+from .. import xsecret
 from ..check import host_port
+from ..errors import AUTH_MISMATCH, XenvolError
 
 from .base import SR_NAMESPACE, Config, Driver, vdi_by_sm_config, wait_for
 
@@ -36,10 +46,22 @@ class ISCSIDriver(Driver):
         else:
             primary = paths[0]
         host, port, iqn, lun = primary
-        # Other paths to the same target become SM's multihomelist.
-        others = sorted(set("%s:%d" % (("[%s]" % h) if ":" in h else h, p)
-                            for h, p, q, _l in paths if q == iqn and (h, p) != (host, port)))
-        cfg = Config(host=host, port=port, iqn=iqn, lun=lun, multihome=others,
+        # Other paths to the same target and LUN become SM's multihomelist; the iSCSI SR logs
+        # in to one target IQN (device_config targetIQN), so a path to another IQN or LUN
+        # (3PAR gives each portal its own IQN) cannot be used, and the result says so.
+        others, unused = set(), []
+        for i, (h, p, q, l) in enumerate(paths):
+            if (h, p, q, l) == primary or (h, p) == (host, port) and q == iqn:
+                continue
+            if q == iqn and l == lun:
+                others.add("%s:%d" % (("[%s]" % h) if ":" in h else h, p))
+            else:
+                unused.append({"field": "data.target_portals[%d]" % i, "reason": "path to %s "
+                               "LUN %d: XenServer's iSCSI SR serves one target IQN and this "
+                               "volume's LUN %d of %s; only paths to that are used"
+                               % (q, l, lun, iqn)})
+        cfg = Config(host=host, port=port, iqn=iqn, lun=lun, multihome=sorted(others),
+                     ignored=unused,
                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
                      volume_id=d.string("volume_id", required=False, max_len=128),
                      name_label=d.string("name_label", required=False, max_len=128))
@@ -66,6 +88,8 @@ class ISCSIDriver(Driver):
         if method and method.upper() == "CHAP":
             out["chap_user"] = d.string("auth_username", max_len=256)
             out["chap"] = _password(d, "auth_password")
+        elif d.has("auth_password") or d.has("auth_password_secret"):
+            raise d.bad("auth_method", "must be CHAP when a CHAP password is given")
         user = d.string("target_auth_username", required=False, max_len=256)
         if user:
             out["mutual_user"] = user
@@ -80,6 +104,12 @@ class ISCSIDriver(Driver):
                             "CHAP credentials for discovery; separate discovery credentials are "
                             "not supported")
         return out
+
+    def connect_volume(self, call, cfg, steps):
+        sr = call.find("SR", self.sr_uuid(cfg))
+        if sr is not None:
+            _check_credentials(call, sr, cfg)
+        return Driver.connect_volume(self, call, cfg, steps)
 
     def sr_uuid(self, cfg):
         return str(uuidlib.uuid5(SR_NAMESPACE, "%s/%s/%s" % (cfg.host, cfg.port, cfg.iqn)))
@@ -135,7 +165,54 @@ def _password(d, key):
     """A password given as the uuid of a XAPI secret (key_secret, preferred) or in clear."""
     if d.has(key + "_secret"):
         return {"secret": d.uuid(key + "_secret")}
-    return {"value": d.string(key, max_len=256)}
+    return {"value": d.password(key)}
+
+
+def _given(call, password, field):
+    if not password:
+        return ""
+    if "secret" in password:
+        return xsecret.value(call, password["secret"], field + "_secret")
+    return password["value"]
+
+
+def _pbd_password(call, dconf, key):
+    """The password a PBD holds under key (as key_secret, or in clear on old PBDs)."""
+    if dconf.get(key + "_secret"):
+        try:
+            x = call.x
+            return x.secret.get_value(x.secret.get_by_uuid(dconf[key + "_secret"]))
+        except XenAPI.Failure:
+            return None  # a PBD whose secret is gone matches nothing
+    return dconf.get(key, "")
+
+
+def _same(a, b):
+    return a is not None and b is not None and \
+        hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def _check_credentials(call, sr, cfg):
+    given = (("chapuser", cfg.get("chap_user") or ""),
+             ("chappassword", _given(call, cfg.get("chap"), "data.auth_password")),
+             ("incoming_chapuser", cfg.get("mutual_user") or ""),
+             ("incoming_chappassword", _given(call, cfg.get("mutual"),
+                                              "data.target_auth_password")))
+    x = call.x
+    for pbd in call.do("listing the SR's PBDs", x.SR.get_PBDs, sr):
+        dconf = call.do("reading the PBD", x.PBD.get_device_config, pbd)
+        have = {"chapuser": dconf.get("chapuser", ""),
+                "incoming_chapuser": dconf.get("incoming_chapuser", ""),
+                "chappassword": _pbd_password(call, dconf, "chappassword"),
+                "incoming_chappassword": _pbd_password(call, dconf, "incoming_chappassword")}
+        # every comparison runs, so the time taken does not say which one differed
+        same = [_same(value, have[key]) for key, value in given]
+        if not all(same):
+            raise XenvolError(AUTH_MISMATCH, "data.auth_username: the CHAP credentials differ "
+                              "from those the target's SR %s is set up with on this pool; the "
+                              "storage would be reached with the SR's, so the call is refused"
+                              % x.SR.get_uuid(sr), field="data.auth_username",
+                              sr_uuid=x.SR.get_uuid(sr))
 
 
 def _password_key(key, password):

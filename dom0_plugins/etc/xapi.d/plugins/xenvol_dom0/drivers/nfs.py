@@ -7,6 +7,20 @@ from ..check import host_port
 from ..errors import UNSUPPORTED_VOLUME, XenvolError
 from .base import Config, Driver, vdi_by_uuid_with_scan
 
+# Mount options a caller may pass (name -> takes a value). SM's NFS SR mounts with
+# "soft,proto=<tcp|udp>,vers=<nfsversion>,acdirmin=0,acdirmax=0" and appends
+# device_config options (sm libs/sm/nfs.py soft_mount); vers/nfsvers and proto are mapped to
+# nfsversion and useUDP instead, so that SM's own choice does not contradict them.
+MOUNT_OPTIONS = {"vers": True, "nfsvers": True, "proto": True, "port": True, "timeo": True,
+                 "retrans": True, "rsize": True, "wsize": True, "actimeo": True,
+                 "acregmin": True, "acregmax": True, "acdirmin": True, "acdirmax": True,
+                 "nconnect": True, "minorversion": True, "mountport": True, "mountproto": True,
+                 "sec": True, "hard": False, "soft": False, "intr": False, "nointr": False,
+                 "nolock": False, "lock": False, "noac": False, "ac": False, "tcp": False,
+                 "udp": False, "noatime": False, "nodiratime": False, "relatime": False,
+                 "noacl": False, "nocto": False}
+VERSIONS = ("3", "4", "4.0", "4.1")
+
 
 class NFSDriver(Driver):
     volume_types = ("nfs", "xenapinfs")
@@ -30,19 +44,21 @@ class NFSDriver(Driver):
             host_part, sep, path = export.partition(":/")
             if not sep:
                 raise d.bad("export", "must be server:/path")
-            server, _port = host_port(host_part, d.name("export"), default_port=2049)
+            server, _port = host_port(host_part, d.name("export"), default_port=2049,
+                                      bare_v6_port=False)
             serverpath = "/" + path
             if ".." in serverpath.split("/") or "//" in serverpath:
                 raise d.bad("export", "must be server:/plain/absolute/path (no '..', no '//')")
         else:
             server = d.string("server", max_len=256)
-            host_port(server, d.name("server"), default_port=2049)
+            host_port(server, d.name("server"), default_port=2049, bare_v6_port=False)
             serverpath = d.path("serverpath")
         version = d.string("nfsversion", required=False, max_len=8)
-        if version is not None and version not in ("3", "4", "4.0", "4.1"):
+        if version is not None and version not in VERSIONS:
             raise d.bad("nfsversion", "must be 3, 4, 4.0 or 4.1")
+        version, udp, options = _options(d, version)
         return Config(server=server, serverpath=serverpath.rstrip("/") or "/",
-                      nfsversion=version, options=d.options("options"),
+                      nfsversion=version, udp=udp, options=options,
                       sr_uuid=d.uuid("sr_uuid"), vdi_uuid=d.uuid("vdi_uuid"),
                       read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
                       name_label=d.string("name_label", required=False, max_len=128),
@@ -57,6 +73,8 @@ class NFSDriver(Driver):
             dc["nfsversion"] = cfg.nfsversion
         if cfg.options:
             dc["options"] = cfg.options
+        if cfg.udp:
+            dc["useUDP"] = "true"  # sm NFSSR.py set_transport
         return dc
 
     def find_vdi(self, call, sr, cfg):
@@ -64,3 +82,24 @@ class NFSDriver(Driver):
 
     def locate_vdi(self, call, sr, cfg):
         return call.find("VDI", cfg.vdi_uuid)
+
+
+def _options(d, version):
+    """Cinder's options ("-o vers=4.1,proto=tcp") -> (nfsversion, udp, SM options string)."""
+    udp = False
+    rest = []
+    for name, value in d.mount_options("options", MOUNT_OPTIONS):
+        if name in ("vers", "nfsvers"):
+            if value not in VERSIONS:
+                raise d.bad("options", "vers must be 3, 4, 4.0 or 4.1 (got %r)" % value[:16])
+            if version is not None and version != value:
+                raise d.bad("options", "vers=%s contradicts nfsversion %s" % (value, version))
+            version = value
+        elif name in ("proto", "tcp", "udp"):
+            proto = value or name
+            if proto not in ("tcp", "udp"):
+                raise d.bad("options", "proto must be tcp or udp (got %r)" % proto[:16])
+            udp = proto == "udp"
+        else:
+            rest.append(name if value is None else "%s=%s" % (name, value))
+    return version, udp, ",".join(rest)

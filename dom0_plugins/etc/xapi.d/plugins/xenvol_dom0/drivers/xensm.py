@@ -4,11 +4,16 @@ data names the SR (sr_uuid, sr_type) and lists in introduce_sr_keys which of its
 become the PBD's device_config; the VDI is vdi_uuid (or, for LUN-per-VDI types, target_lun)."""
 import re
 
+from ..policy import LOCAL_SR_TYPES
+from ..redact import is_secret_key, is_secret_ref
 from .base import Config, Driver, vdi_by_sm_config, vdi_by_uuid_with_scan, wait_for
 
-_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_SR_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_LOCAL_TYPES = ("file", "ext", "lvm", "udev", "zfs", "xfs", "largeblock", "dummy")
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
+# "user:pw@host", "scheme://user:pw@", or "password=..." inside an option string
+_EMBEDDED_SECRET = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?(//)?[^/@:\s]*:[^/@\s]+@"
+                              r"|(^|[\s,])[A-Za-z0-9_-]*(password|passwd|secret|keyring|token|key)"
+                              r"=[^,\s]", re.I)
+_SR_TYPE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 _NOT_DCONF = ("sr_type", "sr_uuid", "vdi_uuid", "name_label", "name_description",
               "introduce_sr_keys", "target_lun", "access_mode")
 
@@ -27,8 +32,18 @@ class XenSMDriver(Driver):
                 raise d.bad("introduce_sr_keys[%d]" % i, "is not a device_config key name")
             if key in _NOT_DCONF:
                 continue
-            if key.endswith("password") and not d.has(key) and d.has(key + "_secret"):
-                dconf[key + "_secret"] = d.uuid(key + "_secret")  # a XAPI secret's uuid
+            if is_secret_key(key) or is_secret_ref(key):
+                if not key.endswith(("password", "password_secret")):
+                    # xapi turns only *password keys into secrets (xapi_secret.ml
+                    # move_passwds_to_secrets); any other would sit in device_config in clear.
+                    raise d.bad("introduce_sr_keys[%d]" % i, "%s holds a secret, and only "
+                                "*password keys are kept as XAPI secrets" % key)
+                if d.has(key + "_secret") and not is_secret_ref(key):
+                    dconf[key + "_secret"] = d.uuid(key + "_secret")  # a XAPI secret's uuid
+                elif is_secret_ref(key):
+                    dconf[key] = d.uuid(key)
+                else:
+                    dconf[key] = d.password(key)
                 continue
             value = d.raw(key)
             if isinstance(value, bool):
@@ -39,6 +54,9 @@ class XenSMDriver(Driver):
                 raise d.bad(key, "is listed in introduce_sr_keys but is %s"
                             % ("missing" if value is None else "not a string"))
             dconf[key] = d.string(key, max_len=1024)
+            if _EMBEDDED_SECRET.search(dconf[key]):
+                raise d.bad(key, "carries a password inside the value, which would sit in "
+                            "device_config in clear; give it as a *password key")
         cfg = Config(sr_uuid=d.uuid("sr_uuid"), sr_type=sr_type, dconf=dconf,
                      vdi_uuid=d.uuid("vdi_uuid", required=False),
                      target_lun=d.integer("target_lun", required=False, low=0, high=16383),
@@ -86,4 +104,4 @@ class _Typed(XenSMDriver):
 
     def __init__(self, sr_type):
         self._sr_type = sr_type
-        self.shared = sr_type not in _LOCAL_TYPES
+        self.shared = sr_type not in LOCAL_SR_TYPES

@@ -1,0 +1,155 @@
+"""What the client keeps out of dom0's command line: every secret-bearing value of a
+connection_info becomes a XAPI secret, and only its uuid travels.
+
+Secret-bearing (the same list as the plugin's xenvol_dom0/redact.py, docs/plugin-api.md):
+- a key whose last `_`/`-` separated word is password, passwd, secret, keyring, token or key,
+  or whose name ends in password or passwd (chappassword) -> `<key>_secret`: <uuid>;
+- `password=...` (and the other words above) inside an option string ->
+  `password_secret=<uuid>`;
+- the password of a URL or export (`smb://user:pw@host/share`, `user:pw@host:/path`) -> the
+  URL without it, and `<key>_password_secret`: <uuid> beside it.
+`<secret key>_secret` already holds a secret's uuid and is left alone.
+
+Passwords are checked first with the rules the plugin applies (password_problem), so that
+nothing the plugin would refuse in clear reaches a secret."""
+import json
+import re
+
+SECRET_WORDS = ("password", "passwd", "secret", "keyring", "token", "key")
+MAX_PASSWORD = 256
+# connection_info as sent; the plugin's check.MAX_DOCUMENT.
+MAX_DOCUMENT = 64 * 1024
+MIN_SCRUB = 4
+_WORDS = re.compile(r"[_-]")
+_PASSWORD_BAD = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_OPTION = re.compile(r"(?:^|(?<=[\s,]))(?P<name>[A-Za-z][A-Za-z0-9_-]*)=(?P<value>[^,\s]*)")
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(//)?(?P<user>[^/@:\s]*)"
+                       r":(?P<password>[^/@\s]+)@")
+
+
+def is_secret_ref(key):
+    key = str(key)
+    return key.lower().endswith("_secret") and _names_secret(key[:-len("_secret")])
+
+
+def is_secret_key(key):
+    key = str(key)
+    return _names_secret(key) and not is_secret_ref(key)
+
+
+def _names_secret(key):
+    low = key.lower()
+    return bool(low) and (_WORDS.split(low)[-1] in SECRET_WORDS
+                          or low.endswith(("password", "passwd")))
+
+
+def password_problem(value):
+    """The plugin's check.password_problem, rule for rule."""
+    if not isinstance(value, str):
+        return "must be a string, not %s" % type(value).__name__
+    if not value:
+        return "is empty"
+    if len(value) > MAX_PASSWORD:
+        return "is too long (%d characters, at most %d)" % (len(value), MAX_PASSWORD)
+    if _PASSWORD_BAD.search(value):
+        return "contains control or line-separator characters"
+    return None
+
+
+def option_secrets(text):
+    """[(start, end, name, value)] of the secret options in an option string."""
+    return [(m.start("name"), m.end("value"), m.group("name"), m.group("value"))
+            for m in _OPTION.finditer(text) if m.group("value") and is_secret_key(m.group("name"))]
+
+
+def url_password(text):
+    """(start, end, password) of a URL's or export's password, or None."""
+    m = _USERINFO.match(text)
+    if not m:
+        return None
+    return m.start("password") - 1, m.end("password"), m.group("password")
+
+
+class Scrub(object):
+    """Blanks secret values out of text, as whole tokens only (the plugin's Scrubber)."""
+
+    def __init__(self, values):
+        forms = set()
+        for v in values:
+            if isinstance(v, str) and len(v) >= MIN_SCRUB:
+                forms.update((v, json.dumps(v)[1:-1]))  # as is, and inside a JSON string
+        values = sorted(forms, key=len, reverse=True)
+        self.pattern = re.compile("(?<![A-Za-z0-9])(?:%s)(?![A-Za-z0-9])"
+                                  % "|".join(re.escape(v) for v in values)) if values else None
+
+    def __call__(self, text):
+        return self.pattern.sub("***", text) if self.pattern else text
+
+
+def rewrite(info, make, error):
+    """connection_info with every secret-bearing value replaced by make(value) (a secret's
+    uuid); error(field, problem) builds the exception for an unusable one."""
+    return _rewrite(info, "connection_info", make, error)
+
+
+def renest(info):
+    """The attachments API's flat connection_info (data keys beside driver_volume_type) in
+    the classic shape, as nova's cinder.py _translate_attachment_ref rebuilds it."""
+    if isinstance(info, dict) and "data" not in info and "driver_volume_type" in info:
+        data = dict((k, v) for k, v in info.items()
+                    if k not in ("driver_volume_type", "attachment_id"))
+        return {"driver_volume_type": info["driver_volume_type"], "data": data}
+    return info
+
+
+def _field(where, key):
+    return "data" if (where, key) == ("connection_info", "data") else "%s.%s" % (where, key)
+
+
+def _rewrite(obj, where, make, error):
+    if isinstance(obj, list):
+        out = []
+        for i, v in enumerate(obj):
+            field = "%s[%d]" % (where, i)
+            if isinstance(v, str):
+                if url_password(v):
+                    raise error(field, "a password inside a list item cannot be kept out of "
+                                "dom0's command line; give it as a key of its own")
+                v = _options(v, field, make, error)
+            out.append(_rewrite(v, field, make, error))
+        return out
+    if not isinstance(obj, dict):
+        return obj
+    out = {}
+    for key in sorted(obj, key=str):
+        value = obj[key]
+        field = _field(where, key)
+        if is_secret_key(key) and value not in (None, ""):
+            problem = password_problem(value)
+            if problem:
+                raise error(field, problem)
+            if obj.get(key + "_secret") not in (None, ""):
+                raise error(field, "give %s or %s_secret, not both" % (key, key))
+            out[key + "_secret"] = make(value, field)
+        elif isinstance(value, str):
+            found = url_password(value)
+            if found:
+                start, end, password = found
+                problem = password_problem(password)
+                if problem:
+                    raise error(field, "the password in it " + problem)
+                out[key + "_password_secret"] = make(password, field)
+                value = value[:start] + value[end:]
+            out[key] = _options(value, field, make, error)
+        else:
+            out[key] = _rewrite(value, field, make, error)
+    return out
+
+
+def _options(text, field, make, error):
+    for start, end, name, value in reversed(option_secrets(text)):
+        problem = password_problem(value)
+        if problem:
+            raise error(field, "%s= %s" % (name, problem))
+        text = text[:start] + "%s_secret=%s" % (name, make(value, field)) + text[end:]
+    return text
