@@ -143,14 +143,14 @@ def test_xensm_password_key_becomes_a_secret(ppool):
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = {"driver_volume_type": "xensm", "data": {
-        "sr_uuid": sr_uuid, "sr_type": "smb", "vdi_uuid": vdi,
-        "introduce_sr_keys": ["server", "username", "password"],
-        "server": "\\\\files\\vols", "username": "svc", "password": "Smb-Pass-77"}}
+        "sr_uuid": sr_uuid, "sr_type": "iso", "vdi_uuid": vdi,
+        "introduce_sr_keys": ["location", "username", "cifspassword"],
+        "location": "//files/isos", "username": "svc", "cifspassword": "Smb-Pass-77"}}
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(sr_uuid)
     for p in xapi.SR.get_PBDs(sr):
         dconf = xapi.PBD.get_device_config(p)
-        assert "password" not in dconf and "password_secret" in dconf
+        assert "cifspassword" not in dconf and "cifspassword_secret" in dconf
     assert "Smb-Pass-77" not in open(os.path.join(host.root, "var/log/xenvol.log")).read()
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(ppool) == before
@@ -213,7 +213,7 @@ def test_list_drivers_and_version(ppool):
     xapi = ppool.session().xenapi
     out = plugin(xapi, ppool.host(0), "list_drivers")
     types = [d["driver_volume_type"] for d in out["drivers"]]
-    assert types == ["file", "iscsi", "nfs", "xenapinfs", "xensm"]
+    assert types == ["file", "iscsi", "nfs", "smb", "smbfs", "xenapinfs", "xensm"]
     assert out["failed"] == []
     v = plugin(xapi, ppool.host(1), "version")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -127,8 +127,6 @@ def in_memory_types(sim):
                                     ("SCSIid", "ConfigSCSIid"))),
         InMemory(sim, "lvmohba", (("SCSIid", "ConfigSCSIid"),)),
         HBA(sim),
-        InMemory(sim, "smb", (("server", "ConfigServerMissing"),),
-                 attach_error=lambda: sm_error("SMBMount")),
         InMemory(sim, "glusterfs", (("server", "ConfigServerMissing"),),
                  attach_error=mount_failure),
         InMemory(sim, "cephfs", (("server", "ConfigServerMissing"),
