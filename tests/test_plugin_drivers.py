@@ -216,8 +216,8 @@ def test_list_drivers_and_version(ppool):
     xapi = ppool.session().xenapi
     out = plugin(xapi, ppool.host(0), "list_drivers")
     types = [d["driver_volume_type"] for d in out["drivers"]]
-    assert types == ["fibre_channel", "file", "iscsi", "nfs", "smb", "smbfs", "xenapinfs",
-                     "xensm"]
+    assert types == ["cephfs", "fibre_channel", "file", "glusterfs", "iscsi", "nfs", "smb",
+                     "smbfs", "xenapinfs", "xensm"]
     assert out["failed"] == []
     v = plugin(xapi, ppool.host(1), "version")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

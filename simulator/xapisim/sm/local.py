@@ -92,6 +92,17 @@ class InMemory(StorageManager):
             raise sm_error("VDIUnavailable", "%s is missing" % vdi["uuid"])
 
 
+class CephFS(InMemory):
+    """xcp-ng sm drivers/CephFSSR.py load(): `server` missing -> ConfigServerMissing, but
+    `serverpath` is read as self.dconf['serverpath']: a KeyError, which SRCommand reports as
+    the generic fault 1200 with str(exception)."""
+
+    def check_config(self, dconf):
+        InMemory.check_config(self, dconf)
+        if "serverpath" not in dconf:
+            raise raw_error(1200, "'serverpath'")
+
+
 def in_memory_types(sim):
     """The other SR types xenvol may drive, with their required keys (SM load-time checks)."""
     mount_failure = lambda: raw_error(12, "mount failed")  # noqa: E731 GlusterFS/CephFS style
@@ -104,9 +115,7 @@ def in_memory_types(sim):
         InMemory(sim, "lvmohba", (("SCSIid", "ConfigSCSIid"),)),
         InMemory(sim, "glusterfs", (("server", "ConfigServerMissing"),),
                  attach_error=mount_failure),
-        InMemory(sim, "cephfs", (("server", "ConfigServerMissing"),
-                                 ("serverpath", "ConfigServerPathMissing")),
-                 attach_error=mount_failure),
+        CephFS(sim, "cephfs", (("server", "ConfigServerMissing"),), attach_error=mount_failure),
         InMemory(sim, "moosefs", (("masterhost", "ConfigServerMissing"),
                                   ("rootpath", "ConfigServerPathMissing")),
                  attach_error=mount_failure),
