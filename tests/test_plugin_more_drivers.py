@@ -124,3 +124,15 @@ def test_types_without_a_xenserver_sr_are_refused_saying_why(ppool, vtype, words
                 "connection_info.driver_volume_type", "not supported on XenServer",
                 code="XENVOL_UNSUPPORTED_VOLUME")
     assert vtype in e.message and all(w in e.message for w in words)
+
+
+def test_a_drop_in_rbd_driver_takes_precedence_over_the_refusal(ppool):
+    import os
+    for h in ppool.sim.hosts:
+        with open(os.path.join(h.root, "etc/xenvol/drivers.d", "community_rbd.py"), "w") as fh:
+            fh.write("from xenvol_dom0.drivers.base import Driver\n\n\n"
+                     "class RBD(Driver):\n    volume_types = ('rbd',)\n    sr_type = 'rbdsr'\n")
+    xapi = ppool.session().xenapi
+    out = plugin(xapi, ppool.host(0), "list_drivers")
+    rbd = [d for d in out["drivers"] if d["driver_volume_type"] == "rbd"]
+    assert rbd and rbd[0]["origin"].startswith("drivers.d ") and out["failed"] == []
