@@ -10,7 +10,7 @@ import pytest
 import XenAPI
 
 from xapisim import cli
-from xapisim.peers import ganesha, tgt
+from xapisim.peers import ganesha, samba, tgt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
@@ -117,6 +117,21 @@ class Peers(object):
         self.nfs.start()
         self._iqns = 0
         self._iscsi6 = None
+        self._smb = None
+
+    SMB_USER, SMB_PASSWORD = "svc-xenvol", "Smb-Pass-4417"
+
+    @property
+    def smb(self):
+        """A real smbd on 127.0.0.1:445 with share `vols` (user SMB_USER), started on first
+        use; smb_share is the local directory behind it."""
+        if self._smb is None:
+            if not shutil.which("smbd"):
+                pytest.skip("smbd is not installed (tools/install-debian-deps)")
+            server = samba.Server(os.path.join(self.workdir, "smb"))
+            self.smb_share = server.add_share("vols")
+            self._smb = server.add_user(self.SMB_USER, self.SMB_PASSWORD).start()
+        return self._smb
 
     @property
     def iscsi6(self):
@@ -141,6 +156,8 @@ class Peers(object):
         return iqn
 
     def stop(self):
+        if self._smb is not None:
+            self._smb.stop()
         self.nfs.stop()
         if self._iscsi6 is not None:
             self._iscsi6.stop()

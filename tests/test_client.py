@@ -145,7 +145,7 @@ def test_every_error_class(ppool, peers, client):
         (lambda: client.attach(bad_lun, "vm-1"), errors.InvalidConnectionInfo, "data.target_lun"),
         (lambda: client.attach(good, "vm-1", mountpoint="floppy"), errors.InvalidArgument,
          "mountpoint"),
-        (lambda: client.attach({"driver_volume_type": "rbd", "data": {}}, "vm-1"),
+        (lambda: client.attach({"driver_volume_type": "acme-nosuch", "data": {}}, "vm-1"),
          errors.DriverNotFound, "connection_info.driver_volume_type"),
         (lambda: client.attach({"driver_volume_type": "nfs", "data": {
             "export": "h:/v", "name": "volume-1"}}, "vm-1"), errors.UnsupportedVolume,

@@ -111,14 +111,17 @@ def test_xensm_generic_pass_through(ppool):
     assert state(ppool) == before
 
 
-def test_xensm_lun_of_an_hba_sr_is_adopted_with_vdi_introduce(ppool):
-    """The `hba` SM leaves a scanned LUN unmanaged (VDI_NOT_MANAGED at plug); the plugin adopts
-    it with VDI.introduce, keeping what the VDI's other_config already held."""
+def test_xensm_lun_of_an_hba_sr_is_claimed_with_set_managed(ppool):
+    """The `hba` SM leaves a scanned LUN unmanaged (VDI_NOT_MANAGED at plug) and cannot
+    VDI.introduce it; the plugin claims it with VDI.set_managed, keeping its other_config."""
     xapi = ppool.session().xenapi
-    sr_uuid, vdi_uuid = str(uuid.uuid4()), str(uuid.uuid4())
-    ppool.admin.put_vdi(sr_uuid, vdi_uuid, {"virtual_size": str(1 << 30),
-                                            "sm_config": {"LUNid": "7", "SCSIid": "36001405aa"}})
+    sr_uuid = str(uuid.uuid4())
+    target = "500a0982991b8dc5"
+    ppool.admin.fc_lun(target, 7, "36001405aa", str(1 << 30))
     before = state(ppool)
+    _ref, _vm, member = placed(ppool, xapi, "vm-1")
+    for wwpn in ppool.admin.fc_fabric()[member.uuid]:
+        ppool.admin.fc_zone(wwpn, target)
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = {"driver_volume_type": "xensm", "data": {
         "sr_uuid": sr_uuid, "sr_type": "hba", "target_lun": 7, "introduce_sr_keys": ["sr_type"]}}
@@ -143,14 +146,14 @@ def test_xensm_password_key_becomes_a_secret(ppool):
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = {"driver_volume_type": "xensm", "data": {
-        "sr_uuid": sr_uuid, "sr_type": "smb", "vdi_uuid": vdi,
-        "introduce_sr_keys": ["server", "username", "password"],
-        "server": "\\\\files\\vols", "username": "svc", "password": "Smb-Pass-77"}}
+        "sr_uuid": sr_uuid, "sr_type": "iso", "vdi_uuid": vdi,
+        "introduce_sr_keys": ["location", "username", "cifspassword"],
+        "location": "//files/isos", "username": "svc", "cifspassword": "Smb-Pass-77"}}
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(sr_uuid)
     for p in xapi.SR.get_PBDs(sr):
         dconf = xapi.PBD.get_device_config(p)
-        assert "password" not in dconf and "password_secret" in dconf
+        assert "cifspassword" not in dconf and "cifspassword_secret" in dconf
     assert "Smb-Pass-77" not in open(os.path.join(host.root, "var/log/xenvol.log")).read()
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(ppool) == before
@@ -213,7 +216,8 @@ def test_list_drivers_and_version(ppool):
     xapi = ppool.session().xenapi
     out = plugin(xapi, ppool.host(0), "list_drivers")
     types = [d["driver_volume_type"] for d in out["drivers"]]
-    assert types == ["file", "iscsi", "nfs", "xenapinfs", "xensm"]
+    assert types == ["cephfs", "fibre_channel", "file", "glusterfs", "iscsi", "nfs", "smb",
+                     "smbfs", "xenapinfs", "xensm"]
     assert out["failed"] == []
     v = plugin(xapi, ppool.host(1), "version")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -64,7 +64,7 @@ CASES = [
     ({"driver_volume_type": "iscsi"}, "XENVOL_INVALID_CONNECTION_INFO", "connection_info.data"),
     ({"driver_volume_type": "iscsi", "data": "x"}, "XENVOL_INVALID_CONNECTION_INFO", "data"),
     ({"data": GOOD}, "XENVOL_INVALID_CONNECTION_INFO", "connection_info.driver_volume_type"),
-    ({"driver_volume_type": "rbd", "data": {}}, "XENVOL_UNKNOWN_DRIVER",
+    ({"driver_volume_type": "acme-nosuch", "data": {}}, "XENVOL_UNKNOWN_DRIVER",
      "connection_info.driver_volume_type"),
     ([1, 2], "XENVOL_INVALID_CONNECTION_INFO", "connection_info"),
     ({"driver_volume_type": "nfs", "data": {"server": "127.0.0.1", "serverpath": "/srv/../etc",

@@ -65,8 +65,10 @@ def test_sr_not_sharable_and_unknown_driver(pool, xapi):
 def test_missing_device_config_key_is_the_sm_error(pool, xapi):
     sr = introduce(xapi, "cephfs")
     p = pbd(xapi, pool.host(0).ref, sr, {"server": "mon1"})
-    d = fails("SR_BACKEND_FAILURE_101", xapi.PBD.plug, p)
-    assert d[1] == "" and "serverpath" in d[2]
+    # CephFSSR.load reads dconf['serverpath'] unchecked: the KeyError reaches SRCommand.run,
+    # which answers the generic fault 1200 with str(exception).
+    d = fails("SR_BACKEND_FAILURE_1200", xapi.PBD.plug, p)
+    assert d[1] == "" and d[2] == "'serverpath'"
     assert not xapi.PBD.get_currently_attached(p)
     sr2 = introduce(xapi, "glusterfs", "5f1c6a4e-0a2b-4c3d-8e9f-000000000001")
     p2 = pbd(xapi, pool.host(0).ref, sr2, {"server": "gluster:/nothing-here"})
@@ -183,42 +185,45 @@ def test_member_plug_of_a_shared_sr_does_not_mark_it(pool, xapi):
     fails("SR_HAS_NO_PBDS", xapi.SR.scan, sr)
 
 
+TARGET = "50:0a:09:82:99:1b:8d:c5"
+
+
 def _hba_with_lun(pool, xapi):
     sr = introduce(xapi, "hba")
-    pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000020",
-                       {"virtual_size": "4096", "sm_config": {"LUNid": "3", "SCSIid": "3600a0"}})
+    wwpn = pool.admin.fc_fabric()[pool.host(0).uuid][0]
+    pool.admin.fc_lun(TARGET, 3, "3600a0", "4096")
+    pool.admin.fc_zone(wwpn, TARGET)
     p = pbd(xapi, pool.host(0).ref, sr, {})
     xapi.PBD.plug(p)
     xapi.SR.scan(sr)
     return sr, p, xapi.SR.get_VDIs(sr)[0]
 
 
-def test_hba_luns_are_unmanaged_until_introduced(pool, xapi):
+def test_hba_luns_are_unmanaged_until_claimed(pool, xapi):
     from test_sim_vm_vbd import vbd_rec
     sr, _p, vdi = _hba_with_lun(pool, xapi)
     rec = xapi.VDI.get_record(vdi)
-    assert rec["managed"] is False and rec["sm_config"]["LUNid"] == "3"
+    assert rec["managed"] is False and rec["sm_config"] == {
+        "LUNid": "3", "SCSIid": "3600a0", "backend-kind": "vbd"}
+    # sm LUNperVDI: uuid = location = md5(SCSIid)
+    assert rec["uuid"] == rec["location"] == "%s-%s-%s-%s-%s" % (
+        lambda h: (h[:8], h[8:12], h[12:16], h[16:20], h[20:]))(
+            __import__("hashlib").md5(b"3600a0").hexdigest())
     vm = xapi.VM.get_by_name_label("vm-1")[0]
     vbd = xapi.VBD.create(vbd_rec(vm, vdi))
     assert fails("VDI_NOT_MANAGED", xapi.VBD.plug, vbd)[1:] == [vbd]
-    xapi.VBD.destroy(vbd)
-    xapi.VDI.add_to_other_config(vdi, "kept", "no")
-    name = rec["name_label"]
-    ref = xapi.VDI.introduce(rec["uuid"], "", "", sr, "system", True, False, {"mine": "1"},
-                             rec["location"], {"k": "v"}, {"LUNid": "3"})
-    assert ref == vdi
-    after = xapi.VDI.get_record(vdi)
-    assert after["managed"] is True
-    # other_config, xenstore_data, sharable and type are overwritten; an empty name is kept.
-    assert after["other_config"] == {"mine": "1"} and after["xenstore_data"] == {"k": "v"}
-    assert after["sharable"] is True and after["type"] == "system"
-    assert after["name_label"] == name
-    xapi.VDI.introduce(rec["uuid"], "lun three", "", sr, "user", False, False, {},
-                       rec["location"], {}, {"LUNid": "3"})
-    assert xapi.VDI.get_name_label(vdi) == "lun three"
+    # HBASR._getLUNbySMconfig always raises VDIUnavailable: introduce cannot adopt an hba LUN,
+    # and storage_smapiv1.ml turns the SM failure into Vdi_does_not_exist (INTERNAL_ERROR).
+    d = fails("INTERNAL_ERROR", xapi.VDI.introduce, rec["uuid"], "", "", sr, "user", False,
+              False, {}, rec["location"], {}, {"LUNid": "3"})
+    assert "Vdi_does_not_exist" in d[1]
+    xapi.VDI.set_managed(vdi, True)
+    xapi.VBD.plug(vbd)
     # a rescan leaves managed as it is (sm VDI._db_update does not touch it)
     xapi.SR.scan(sr)
     assert xapi.VDI.get_managed(vdi) is True
+    xapi.VBD.unplug(vbd)
+    xapi.VBD.destroy(vbd)
 
 
 def test_vdi_introduce_errors(pool, xapi):

@@ -9,6 +9,11 @@
   pool()                                     master, hosts (uuid, address, root)
   put_vdi(sr_uuid, vdi_uuid, spec)           a VDI in the backing store of an in-memory SR type
   remove_vdi(sr_uuid, vdi_uuid)
+  fc_ports(host_uuid, [wwpn…])              a host's HBA port WWPNs (default: two per host)
+  fc_lun(target_wwn, lun, scsi_id, size[, [initiator wwpn…]])  a LUN on an array port (masking)
+  fc_remove_lun(target_wwn, lun)
+  fc_zone(initiator_wwpn, target_wwn[, false])   zone (or unzone) an initiator with a target
+  fc_fabric() -> {host uuid: [wwpn…]}        the hosts' WWPNs
   update_upload(iso_path[, sr_uuid]) -> uuid what `xe update-upload` does (signature checked)
   update_precheck(uuid, host_uuid) -> "ok"   what `xe update-precheck` does (space, version gate)
   update_apply(uuid, host_uuid)              what `xe update-apply` does (RPMs into the host root)
@@ -52,6 +57,8 @@ def call(sim, name, params):
         with sim.db.lock:
             sim.sm.backing(params[0]).pop(params[1], None)
         return ""
+    if name.startswith("fc_"):
+        return _fabric(sim, name, params)
     if name == "update_upload":
         return sim.updates.upload(params[0], params[1] if len(params) > 1 else None)
     if name == "update_precheck":
@@ -68,3 +75,24 @@ def call(sim, name, params):
         sim.updates.destroy(params[0])
         return ""
     raise XapiError("MESSAGE_METHOD_UNKNOWN", "xapisim." + name)
+
+
+def _fabric(sim, name, params):
+    fabric = sim.sm.driver("hba").fabric
+    try:
+        if name == "fc_ports":
+            fabric.set_ports(sim.host_by_uuid(params[0]), params[1])
+        elif name == "fc_lun":
+            fabric.add_lun(params[0], params[1], params[2], params[3],
+                           params[4] if len(params) > 4 else None)
+        elif name == "fc_remove_lun":
+            fabric.remove_lun(params[0], params[1])
+        elif name == "fc_zone":
+            fabric.zone(params[0], params[1], params[2] if len(params) > 2 else True)
+        elif name == "fc_fabric":
+            return dict((h.uuid, fabric.host_ports(h)) for h in sim.hosts)
+        else:
+            raise XapiError("MESSAGE_METHOD_UNKNOWN", "xapisim." + name)
+    except (ValueError, IndexError) as e:
+        raise XapiError("INVALID_VALUE", name, str(e))
+    return ""

@@ -309,6 +309,20 @@ def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_, sharable, 
             return ref
 
 
+@message("VDI.set_managed")
+def vdi_set_managed(ctx, vdi, value):
+    """xen-api datamodel.ml VDI.set_managed (allowed_roles _R_LOCAL_ROOT_ONLY: no role grants
+    it, only a local superuser session such as root's), xapi_vdi.ml set_managed: a DB write.
+    sm LUNperVDI.RAWVDI.create claims an unmanaged LUN with it."""
+    with ctx.db.lock:
+        session = ctx.db.raw("session", ctx.session) if ctx.session else None
+        if not session or not session.get("is_local_superuser"):
+            raise XapiError("RBAC_PERMISSION_DENIED", "VDI.set_managed",
+                            "No permission in user session")
+        ctx.db.raw("VDI", vdi)["managed"] = bool(value)
+        return ""
+
+
 def _assert_location_unique(ctx, sr, location, uuid):
     # xapi_vdi.ml introduce: another VDI of the SR at that location under another uuid.
     for v in ctx.db.find("VDI", SR=sr, location=location):

@@ -30,6 +30,8 @@ _SETUP = """set -e
 mount --bind "$1" /usr/bin/python3
 mount --rbind "$2/var" /var
 mount --rbind "$2/etc" /etc
+# The host's sysfs: what its kernel shows of the simulated FC fabric (sm/hba.py writes it).
+mount --rbind "$2/sys" /sys
 set +e
 shift 2
 [ -e "$1" ] || exit 127
@@ -121,6 +123,7 @@ class Dom0(object):
         os.chmod(self.wrapper, 0o755)
 
     def command(self, host):
+        os.makedirs(host.path("sys"), exist_ok=True)
         return self.unshare + ["sh", "-c", _SETUP, "dom0", self.wrapper, host.root]
 
 

@@ -25,6 +25,8 @@ _EXTRA = {
                          ["options", "(string -> string) map", True]],
         "hard_shutdown": [["vm", "VM ref", True]],
     },
+    # datamodel.ml VDI.set_managed: hidden from the docs, _R_LOCAL_ROOT_ONLY.
+    "VDI": {"set_managed": [["self", "VDI ref", True], ["value", "bool", True]]},
     "secret": {"introduce": [["uuid", "string", True], ["value", "string", True],
                              ["other_config", "(string -> string) map", False]]},
 }

@@ -92,28 +92,15 @@ class InMemory(StorageManager):
             raise sm_error("VDIUnavailable", "%s is missing" % vdi["uuid"])
 
 
-class HBA(InMemory):
-    """`hba`: LUN per VDI through sm's generic LUNperVDI.RAWVDI, whose load() leaves a LUN found
-    by a scan unmanaged (managed = False unless its record says otherwise); VDI.introduce
-    (RAWVDI.introduce, cmd vdi_introduce) is what makes it managed."""
+class CephFS(InMemory):
+    """xcp-ng sm drivers/CephFSSR.py load(): `server` missing -> ConfigServerMissing, but
+    `serverpath` is read as self.dconf['serverpath']: a KeyError, which SRCommand reports as
+    the generic fault 1200 with str(exception)."""
 
-    managed = False
-
-    def __init__(self, sim):
-        InMemory.__init__(self, sim, "hba", (), capabilities=(
-            "SR_PROBE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH", "VDI_INTRODUCE"))
-
-    def introduce(self, host, sr, dconf, uuid, location, sm_config):
-        # RAWVDI.introduce -> HBASR._getLUNbySMconfig: the LUN named by sm_config LUNid.
-        if "LUNid" not in sm_config:
-            raise sm_error("VDIUnavailable")
-        store = self.sim.sm.backing(sr["uuid"], create=False) or {}
-        for vdi_uuid, spec in sorted(store.items()):
-            if spec.get("sm_config", {}).get("LUNid") == sm_config["LUNid"]:
-                vdi = self._vdi(vdi_uuid, spec)
-                vdi["managed"] = True
-                return vdi
-        raise sm_error("VDIUnavailable")
+    def check_config(self, dconf):
+        InMemory.check_config(self, dconf)
+        if "serverpath" not in dconf:
+            raise raw_error(1200, "'serverpath'")
 
 
 def in_memory_types(sim):
@@ -126,14 +113,9 @@ def in_memory_types(sim):
                                     ("targetIQN", "ConfigTargetIQNMissing"),
                                     ("SCSIid", "ConfigSCSIid"))),
         InMemory(sim, "lvmohba", (("SCSIid", "ConfigSCSIid"),)),
-        HBA(sim),
-        InMemory(sim, "smb", (("server", "ConfigServerMissing"),),
-                 attach_error=lambda: sm_error("SMBMount")),
         InMemory(sim, "glusterfs", (("server", "ConfigServerMissing"),),
                  attach_error=mount_failure),
-        InMemory(sim, "cephfs", (("server", "ConfigServerMissing"),
-                                 ("serverpath", "ConfigServerPathMissing")),
-                 attach_error=mount_failure),
+        CephFS(sim, "cephfs", (("server", "ConfigServerMissing"),), attach_error=mount_failure),
         InMemory(sim, "moosefs", (("masterhost", "ConfigServerMissing"),
                                   ("rootpath", "ConfigServerPathMissing")),
                  attach_error=mount_failure),

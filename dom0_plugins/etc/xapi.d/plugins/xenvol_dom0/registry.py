@@ -7,9 +7,9 @@ import importlib.util
 import os
 import sys
 
-from . import paths
+from . import paths, unsupported
 from .drivers.base import Driver
-from .errors import UNKNOWN_DRIVER, XenvolError
+from .errors import UNKNOWN_DRIVER, UNSUPPORTED_VOLUME, XenvolError
 
 _BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "drivers")
 
@@ -62,6 +62,11 @@ class Registry(object):
         try:
             return self.drivers[volume_type]
         except KeyError:
+            why = unsupported.reason(volume_type)
+            if why:
+                raise XenvolError(UNSUPPORTED_VOLUME, "connection_info.driver_volume_type: %r "
+                                  "is not supported on XenServer: %s" % (volume_type, why),
+                                  field="connection_info.driver_volume_type")
             raise XenvolError(UNKNOWN_DRIVER, "connection_info.driver_volume_type: no driver for "
                               "%r (known: %s)" % (volume_type[:64], ", ".join(sorted(self.drivers))),
                               field="connection_info.driver_volume_type",

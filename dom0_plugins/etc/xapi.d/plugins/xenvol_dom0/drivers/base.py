@@ -105,15 +105,14 @@ def vdi_by_sm_config(call, sr, key, value, adopt_unmanaged=False):
 
 def adopt(call, sr, vdi, rec):
     """Make an unmanaged raw-LUN VDI usable: xapi refuses every VBD operation on it
-    (VDI_NOT_MANAGED), and the generic LUN-per-VDI SM (`hba`; sm LUNperVDI.RAWVDI) leaves the
-    LUNs a scan finds unmanaged until VDI.introduce adopts them, as nova's introduce_vdi did.
-    introduce overwrites other_config, xenstore_data, sharable and type: pass them back."""
+    (VDI_NOT_MANAGED). The generic LUN-per-VDI SM (`hba`; sm LUNperVDI.RAWVDI) leaves the LUNs
+    a scan finds unmanaged, and HBASR._getLUNbySMconfig makes VDI.introduce of them fail
+    always; VDI.set_managed (a local-root call) is how sm's RAWVDI.create claims one."""
     if rec["managed"]:
         return vdi
-    log.step("adopting an unmanaged LUN with VDI.introduce", vdi_uuid=rec["uuid"])
-    return call.do("adopting the LUN's VDI", call.x.VDI.introduce, rec["uuid"], rec["name_label"],
-                   rec["name_description"], sr, rec["type"], rec["sharable"], rec["read_only"],
-                   rec["other_config"], rec["location"], rec["xenstore_data"], rec["sm_config"])
+    log.step("claiming an unmanaged LUN with VDI.set_managed", vdi_uuid=rec["uuid"])
+    call.do("claiming the LUN's VDI", call.x.VDI.set_managed, vdi, True)
+    return vdi
 
 
 def _vdi_records(call, sr):

@@ -1,0 +1,178 @@
+"""`fibre_channel`: a Cinder FC volume as a raw LUN of XenServer's `hba` SR (LUN per VDI).
+
+One non-shared `hba` SR per host: xapi scans an SR on its SR master only, and each host sees
+its own zoning. SR.scan rescans the HBAs (sm HBASR); the LUN is then found the way the host's
+kernel shows it: /sys/block/sdX/device -> H:C:T:L, initiator = fc_host/hostH/port_name, target
+= fc_transport/targetH:C:T/port_name, SCSI id from the disk's wwid. The VDI is the one with
+that sm_config SCSIid. HBASR leaves scanned LUNs unmanaged and cannot VDI.introduce them
+(_getLUNbySMconfig always fails), so the LUN is claimed with VDI.set_managed, as sm's own
+RAWVDI.create does."""
+import os
+import re
+import uuid as uuidlib
+
+from .. import log
+from ..errors import XenvolError, VDI_NOT_FOUND
+from .base import SR_NAMESPACE, Config, Driver, vdi_by_sm_config, wait_for
+
+LUN_MAX = 16383
+_WWN = re.compile(r"^(0x)?([0-9a-f]{2}:?){7}[0-9a-f]{2}$")
+_HCTL = re.compile(r"^([0-9]+):([0-9]+):([0-9]+):([0-9]+)$")
+
+
+class FibreChannelDriver(Driver):
+    volume_types = ("fibre_channel",)
+    sr_type = "hba"
+    shared = False
+
+    def validate(self, d):
+        if d.has("target_wwns") and d.has("target_luns"):
+            wwns = _wwn_list(d, "target_wwns")
+            luns = d.string_list("target_luns")
+            if len(luns) != len(wwns):
+                raise d.bad("target_luns", "must have one LUN per entry of target_wwns (%d, %d)"
+                            % (len(luns), len(wwns)))
+            pairs = [(w, _lun(d, "target_luns[%d]" % i, l)) for i, (w, l) in
+                     enumerate(zip(wwns, luns))]
+        else:
+            key = "target_wwn" if d.has("target_wwn") or not d.has("target_wwns") else "target_wwns"
+            lun = _lun(d, "target_lun", d.raw("target_lun"))
+            pairs = [(w, lun) for w in _wwn_list(d, key)]
+        itmap = d.raw("initiator_target_map")
+        if itmap is not None:
+            if not isinstance(itmap, dict) or not itmap or len(itmap) > 64:
+                raise d.bad("initiator_target_map", "must be an object of initiator WWPN -> "
+                            "list of target WWNs")
+            itmap = dict((_wwn(d, "initiator_target_map", i) if isinstance(i, str) else None,
+                          _wwn_list(d, "initiator_target_map[%s]" % i[:24], t))
+                         for i, t in sorted(itmap.items()))
+        return Config(pairs=sorted(set(pairs)), itmap=itmap,
+                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
+                      volume_id=d.string("volume_id", required=False, max_len=128),
+                      name_label=d.string("name_label", required=False, max_len=128))
+
+    def sr_uuid(self, cfg):
+        return str(uuidlib.uuid5(SR_NAMESPACE, "hba/%s" % cfg.host_uuid))
+
+    def sr_label(self, cfg):
+        return cfg.get("name_label") or "xenvol FC LUNs"
+
+    def device_config(self, cfg):
+        return {}
+
+    def connect_volume(self, call, cfg, steps):
+        sr, vdi = Driver.connect_volume(self, call, cfg, steps)
+        if not call.do("reading the VDI", call.x.VDI.get_managed, vdi):
+            log.step("claiming the unmanaged LUN with VDI.set_managed")
+            call.do("claiming the LUN", call.x.VDI.set_managed, vdi, True)
+            steps.did("claim LUN", lambda: call.x.VDI.set_managed(vdi, False))
+        return sr, vdi
+
+    def find_vdi(self, call, sr, cfg):
+        def scan_and_look():
+            call.do("scanning the HBA SR", call.x.SR.scan, sr)
+            scsi_id = self._scsi_id(cfg)
+            return scsi_id and vdi_by_sm_config(call, sr, "SCSIid", scsi_id)
+        return wait_for(call, scan_and_look, "FC LUN %s" % _describe(cfg), "data.target_lun")
+
+    def locate_vdi(self, call, sr, cfg):
+        scsi_id = self._scsi_id(cfg)
+        return scsi_id and vdi_by_sm_config(call, sr, "SCSIid", scsi_id)
+
+    def _scsi_id(self, cfg):
+        """The SCSI id of the devices at (target WWN, LUN) seen through allowed initiators."""
+        found = set()
+        for initiator, target, lun, dev in _fc_devices():
+            if (target, lun) not in cfg.pairs:
+                continue
+            if cfg.itmap is not None and target not in cfg.itmap.get(initiator, []):
+                continue
+            scsi_id = _scsi_id_of(dev)
+            if scsi_id:
+                found.add(scsi_id)
+        if len(found) > 1:
+            raise XenvolError(VDI_NOT_FOUND, "data.target_wwns: the targets and LUNs given are "
+                              "different disks (SCSI ids %s)" % ", ".join(sorted(found)),
+                              field="data.target_wwns")
+        return found.pop() if found else None
+
+
+def _fc_devices():
+    """(initiator wwpn, target wwn, lun, sdX) for every FC disk the host shows."""
+    root = "/sys/block"
+    out = []
+    for dev in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        m = _HCTL.match(os.path.basename(os.path.realpath(os.path.join(root, dev, "device"))))
+        if not m:
+            continue
+        h, c, t, lun = m.groups()
+        initiator = _read("/sys/class/fc_host/host%s/port_name" % h)
+        target = _read("/sys/class/fc_transport/target%s:%s:%s/port_name" % (h, c, t))
+        if initiator and target:
+            out.append((initiator, target, int(lun), dev))
+    return out
+
+
+def _scsi_id_of(dev):
+    """SM's SCSIid of a disk (scsi_id -g: "3" + the NAA designator), from the kernel's wwid."""
+    wwid = _read_text("/sys/block/%s/device/wwid" % dev)
+    if wwid and wwid.startswith("naa."):
+        return "3" + wwid[4:]
+    return None
+
+
+def _read_text(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except (IOError, OSError):
+        return None
+
+
+def _read(path):
+    """A WWN from sysfs, normalised, or None."""
+    try:
+        return _norm(_read_text(path) or "")
+    except ValueError:
+        return None
+
+
+def _norm(text):
+    value = text.lower().replace(":", "")
+    value = value[2:] if value.startswith("0x") else value
+    if not re.match(r"^[0-9a-f]{16}$", value):
+        raise ValueError(text)
+    return value
+
+
+def _wwn(d, field, value):
+    if not isinstance(value, str) or len(value) > 32 or not _WWN.match(value.lower()):
+        raise d.bad(field, "is not a WWN (16 hex digits, optionally with ':' or 0x)")
+    return _norm(value)
+
+
+def _wwn_list(d, key, value=None):
+    value = d.raw(key) if value is None else value
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or len(value) > 64:
+        raise d.bad(key, "must be a WWN or a non-empty list of WWNs")
+    return [_wwn(d, "%s[%d]" % (key, i), w) for i, w in enumerate(value)]
+
+
+def _lun(d, field, value):
+    if value is None or value == "":
+        raise d.bad(field, "is required")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise d.bad(field, "must be an integer LUN")
+    if isinstance(value, str):
+        if not value.strip().isdigit() or len(value) > 6:
+            raise d.bad(field, "must be an integer LUN from 0 to %d" % LUN_MAX)
+        value = int(value)
+    if not 0 <= value <= LUN_MAX:
+        raise d.bad(field, "must be from 0 to %d (got %d)" % (LUN_MAX, value))
+    return value
+
+
+def _describe(cfg):
+    return ", ".join("%s/%d" % p for p in cfg.pairs[:4])

@@ -1,0 +1,140 @@
+"""`smbfs` / `smb`: a VHD on XenServer's SMB SR, <share>/<sr_uuid>/<vdi_uuid>.vhd.
+
+The SR's device_config (sm SMBSR.py): `server` = \\\\host\\share, `username` (DOMAIN\\user
+allowed), `password` -> `password_secret`. SMBSR always mounts with vers=3.0 and no port, so
+a different SMB version or port is refused. Cinder's smbfs shape (`export` + `name`, a
+`volume-<id>` file in the share root, credentials in `options` "-o username=…,password=…") maps
+onto it only when the volume is laid out as that SR expects: sr_uuid and vdi_uuid are required."""
+import re
+
+from ..check import host_port
+from ..errors import UNSUPPORTED_VOLUME, XenvolError
+from ..redact import SCRUB
+from .base import Config, Driver, vdi_by_uuid_with_scan
+
+_SHARE = re.compile(r"^[A-Za-z0-9_.$ -]{1,80}$")
+_USER = re.compile(r"^[A-Za-z0-9_.@ -]{1,104}$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KNOWN_OPTIONS = ("username", "user", "password", "pass", "domain", "dom", "workgroup", "vers",
+                  "guest")
+
+
+class SMBDriver(Driver):
+    volume_types = ("smbfs", "smb")
+    sr_type = "smb"
+    shared = True
+    content_type = "user"
+
+    def validate(self, d):
+        opts = _options(d)
+        fmt = d.string("format", required=False, max_len=16)
+        if fmt is not None and fmt.lower() not in ("vhd", "raw"):
+            raise XenvolError(UNSUPPORTED_VOLUME, "data.format: XenServer's SMB SR serves VHD (or "
+                              "raw) files named <vdi-uuid>.vhd under <share>/<sr-uuid>/; a %s "
+                              "volume cannot be attached" % fmt[:16], field="data.format")
+        if not d.has("sr_uuid") and d.has("name"):
+            raise XenvolError(UNSUPPORTED_VOLUME, "data.sr_uuid: this looks like a Cinder smbfs "
+                              "volume (export + name); XenServer's SMB SR needs the volume as "
+                              "<share>/<sr_uuid>/<vdi_uuid>.vhd, so sr_uuid and vdi_uuid are "
+                              "required", field="data.sr_uuid")
+        key = "export" if d.has("export") else "server"
+        server = _unc(d, key)
+        vers = d.string("smb_version", required=False, max_len=8) or opts.get("vers")
+        if vers is not None and vers not in ("3", "3.0"):
+            raise d.bad("smb_version" if d.has("smb_version") else "options",
+                        "XenServer's SMB SR always mounts with vers=3.0 (SMBSR.getMountOptions); "
+                        "SMB %s cannot be chosen" % vers[:8])
+        user = d.string("username", required=False, max_len=170) or opts.get("username")
+        domain = d.string("domain", required=False, max_len=64) or opts.get("domain")
+        if user and "\\" in user:
+            if domain:
+                raise d.bad("domain", "is given twice (domain and DOMAIN\\user)")
+            domain, _sep, user = user.partition("\\")
+        if user is not None and not _USER.match(user):
+            raise d.bad("username", "is not an SMB user name (letters, digits, _ . @ - space)")
+        if domain is not None and not _DOMAIN.match(domain):
+            raise d.bad("domain", "is not a Windows domain name")
+        password = _password(d, opts)
+        if password and not user:
+            raise d.bad("username", "is required with a password (without one XenServer's SMB SR "
+                        "mounts as guest and ignores the password)")
+        if user and not password:
+            raise d.bad("password", "is required with a username (without one XenServer's SMB SR "
+                        "mounts as guest)")
+        return Config(server=server, user=("%s\\%s" % (domain, user)) if domain else user,
+                      password=password, sr_uuid=d.uuid("sr_uuid"), vdi_uuid=d.uuid("vdi_uuid"),
+                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
+                      name_label=d.string("name_label", required=False, max_len=128),
+                      name_description=d.string("name_description", required=False, max_len=256))
+
+    def sr_uuid(self, cfg):
+        return cfg.sr_uuid
+
+    def device_config(self, cfg):
+        dc = {"server": cfg.server}
+        if cfg.user:
+            dc["username"] = cfg.user
+            if "secret" in cfg.password:
+                dc["password_secret"] = cfg.password["secret"]
+            else:
+                dc["password"] = cfg.password["value"]
+        return dc
+
+    def find_vdi(self, call, sr, cfg):
+        return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
+
+    def locate_vdi(self, call, sr, cfg):
+        return call.find("VDI", cfg.vdi_uuid)
+
+
+def _unc(d, key):
+    """\\\\host\\share[\\dir…] or //host/share[/dir…] -> \\\\host\\share[\\dir…]"""
+    value = d.string(key, max_len=512)
+    if not (value.startswith("\\\\") or value.startswith("//")):
+        raise d.bad(key, "must be a UNC path \\\\host\\share (or //host/share)")
+    parts = value[2:].replace("/", "\\").split("\\")
+    if len(parts) < 2 or not parts[1]:
+        raise d.bad(key, "names no share (\\\\host\\share)")
+    host, port = host_port(parts[0], d.name(key), default_port=445)
+    if port != 445:
+        raise d.bad(key, "cannot carry a port: XenServer's SMB SR always uses port 445")
+    for part in parts[1:]:
+        if not _SHARE.match(part) or part.strip(" .") == "":
+            raise d.bad(key, "has a share or directory name that is empty, '..' or holds "
+                        "characters other than letters, digits, _ . $ - and space")
+    return "\\\\" + "\\".join([("[%s]" % host) if ":" in host else host] + parts[1:])
+
+
+def _options(d):
+    """Cinder's smbfs share options, "-o username=…,password=…,domain=…"."""
+    text = d.string("options", required=False, max_len=1024)
+    out = {}
+    if text is None:
+        return out
+    text = text.strip()
+    if text.startswith("-o"):
+        text = text[2:].strip()
+    for item in [i for i in text.split(",") if i.strip()]:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if name not in _KNOWN_OPTIONS:
+            raise d.bad("options", "option %r is not honoured by XenServer's SMB SR (it mounts "
+                        "with cache=loose,vers=3.0,actimeo=0 and credentials only)" % name[:32])
+        if name in ("password", "pass"):
+            SCRUB.remember(value)
+            if not value or len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise d.bad("options", "has an empty, too long or unprintable password")
+            out["password"] = value
+        elif name != "guest":
+            out[{"user": "username", "dom": "domain", "workgroup": "domain"}.get(name, name)] = \
+                value.strip()
+    return out
+
+
+def _password(d, opts):
+    if d.has("password_secret"):
+        return {"secret": d.uuid("password_secret")}
+    value = d.string("password", required=False, max_len=256)
+    if value is None:
+        value = opts.get("password") or None
+    return {"value": value} if value else None
