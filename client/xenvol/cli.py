@@ -5,7 +5,10 @@ password in the environment it is read from --password-file or asked for at a pr
 never taken on the command line. connection_info comes from a file or `-` (stdin).
 
 Exit codes: 0 done, 1 other errors, 2 bad input, 3 not found, 4 storage/backend failure,
-5 plugin missing or incompatible.
+5 plugin missing or incompatible, 6 no answer in time (the operation may still complete),
+130 cancelled (Ctrl-C: the operation is rolled back).
+
+On a terminal, long operations show the step they are at on stderr; --json is quiet.
 """
 import argparse
 import getpass
@@ -55,6 +58,8 @@ def _parser():
     lst.add_argument("--vm")
     dr = sub.add_parser("drivers", help="volume drivers on each host")
     dr.add_argument("--host")
+    g = sub.add_parser("gc", help="list (and with --apply remove) what xenvol left unused")
+    g.add_argument("--apply", action="store_true", help="remove them (default: list only)")
     sub.add_parser("version", help="client version and every host's plugin version")
     pk = sub.add_parser("pack", help="the supplemental pack: build, verify, install over SSH")
     psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
@@ -165,62 +170,84 @@ def _run(args):
     if not args.url:
         raise errors.InvalidArgument("no pool: give --url or set XENVOL_URL",
                                      details={"field": "url"})
+    progress = None
+    if not args.json and sys.stderr.isatty():
+        def progress(step):
+            sys.stderr.write("\r\033[K%s ..." % step[:70])
+            sys.stderr.flush()
     with Client(args.url, args.username, _password(args), verify_tls=not args.no_verify_tls,
-                cafile=args.cafile, timeout=args.timeout) as client:
-        if args.command == "attach":
-            att = client.attach(_read_info(args.connection_info), args.vm, args.mountpoint,
-                                args.read_only, not args.no_hotplug)
-            d = att.to_dict()
-            return d, "attached %s to VM %s as %s (userdevice %s, %s, %s)%s" % (
-                d["vdi_uuid"], d["vm_uuid"], d["device"], d["userdevice"], d["mode"],
-                "plugged" if d["plugged"] else "plugged at next start",
-                " [%s]" % d["note"] if d.get("note") else "")
-        if args.command == "detach":
-            if args.vdi:
-                done = client.detach(vdi=args.vdi)
-            elif args.vm and args.mountpoint:
-                done = client.detach(vm=args.vm, mountpoint=args.mountpoint)
-            else:
-                raise errors.InvalidArgument("detach: give VM and MOUNTPOINT, or --vdi",
-                                             details={"field": "mountpoint"})
-            rows = [a.to_dict() for a in done]
-            return rows, ("detached:\n" + _table(rows, ("vm_uuid", "device", "vdi_uuid"))
-                          if rows else "nothing to detach: not attached")
-        if args.command == "connect":
-            conn = client.connect(_read_info(args.connection_info), args.host)
-            d = conn.to_dict()
-            return d, "connected VDI %s (SR %s) on host %s" % (d["vdi_uuid"], d["sr_uuid"],
-                                                             d["host_uuid"])
-        if args.command == "disconnect":
-            if args.connection_info:
-                res = client.disconnect(connection_info=_read_info(args.connection_info),
-                                        host=args.host)
-            elif args.sr and args.vdi:
-                host_uuid = client.x.host.get_uuid(client._host(args.host))
-                res = client.disconnect(Connection(sr_uuid=args.sr, vdi_uuid=args.vdi,
-                                                   host_uuid=host_uuid))
-            else:
-                raise errors.InvalidArgument("disconnect: give connection_info or --sr and --vdi",
-                                             details={"field": "connection_info"})
-            return res, "disconnected: %s" % res.get("note", "")
-        if args.command == "list":
-            rows = [a.to_dict() for a in client.attachments(args.vm)]
-            return rows, _table(rows, ("vm_uuid", "device", "mode", "plugged",
-                                       "driver_volume_type", "vdi_uuid", "host_uuid"))
-        if args.command == "drivers":
-            result = client.drivers(args.host)
-            rows = []
-            for host, info in sorted(result.items()):
-                rows += [dict(d, host=host) for d in info["drivers"]]
-                rows += [{"host": host, "driver_volume_type": "(failed)",
-                          "origin": "%s: %s" % (f["file"], f["error"])} for f in info["failed"]]
-            return result, _table(rows, ("host", "driver_volume_type", "sr_type", "origin"))
-        if args.command == "version":
-            result = client.versions()
-            rows = [dict(v, host=h) for h, v in sorted(result.items())]
-            text = "xenvol client %s\n" % __version__ + _table(
-                rows, ("host", "version", "api_level", "error"))
-            return {"client": __version__, "hosts": result}, text
+                cafile=args.cafile, timeout=args.timeout, progress=progress) as client:
+        try:
+            return _command(args, client)
+        finally:
+            if progress:
+                sys.stderr.write("\r\033[K")
+
+
+def _command(args, client):
+    if args.command == "attach":
+        att = client.attach(_read_info(args.connection_info), args.vm, args.mountpoint,
+                            args.read_only, not args.no_hotplug)
+        d = att.to_dict()
+        return d, "attached %s to VM %s as %s (userdevice %s, %s, %s)%s" % (
+            d["vdi_uuid"], d["vm_uuid"], d["device"], d["userdevice"], d["mode"],
+            "plugged" if d["plugged"] else "plugged at next start",
+            " [%s]" % d["note"] if d.get("note") else "")
+    if args.command == "detach":
+        if args.vdi:
+            done = client.detach(vdi=args.vdi)
+        elif args.vm and args.mountpoint:
+            done = client.detach(vm=args.vm, mountpoint=args.mountpoint)
+        else:
+            raise errors.InvalidArgument("detach: give VM and MOUNTPOINT, or --vdi",
+                                         details={"field": "mountpoint"})
+        rows = [a.to_dict() for a in done]
+        return rows, ("detached:\n" + _table(rows, ("vm_uuid", "device", "vdi_uuid"))
+                      if rows else "nothing to detach: not attached")
+    if args.command == "connect":
+        conn = client.connect(_read_info(args.connection_info), args.host)
+        d = conn.to_dict()
+        return d, "connected VDI %s (SR %s) on host %s" % (d["vdi_uuid"], d["sr_uuid"],
+                                                         d["host_uuid"])
+    if args.command == "disconnect":
+        if args.connection_info:
+            res = client.disconnect(connection_info=_read_info(args.connection_info),
+                                    host=args.host)
+        elif args.sr and args.vdi:
+            host_uuid = client.x.host.get_uuid(client._host(args.host))
+            res = client.disconnect(Connection(sr_uuid=args.sr, vdi_uuid=args.vdi,
+                                               host_uuid=host_uuid))
+        else:
+            raise errors.InvalidArgument("disconnect: give connection_info or --sr and --vdi",
+                                         details={"field": "connection_info"})
+        return res, "disconnected: %s" % res.get("note", "")
+    if args.command == "list":
+        rows = [a.to_dict() for a in client.attachments(args.vm)]
+        return rows, _table(rows, ("vm_uuid", "device", "mode", "plugged",
+                                   "driver_volume_type", "vdi_uuid", "host_uuid"))
+    if args.command == "drivers":
+        result = client.drivers(args.host)
+        rows = []
+        for host, info in sorted(result.items()):
+            rows += [dict(d, host=host) for d in info["drivers"]]
+            rows += [{"host": host, "driver_volume_type": "(failed)",
+                      "origin": "%s: %s" % (f["file"], f["error"])} for f in info["failed"]]
+        return result, _table(rows, ("host", "driver_volume_type", "sr_type", "origin"))
+    if args.command == "gc":
+        items = client.gc(dry_run=not args.apply)
+        verb = "removed" if args.apply else "would remove (run with --apply)"
+        text = "%s:\n%s" % (verb, _table(items, ("kind", "id", "why", "action")))
+        failed = [i for i in items if i.get("done") is False]
+        if failed:
+            text += "\nfailed: " + "; ".join("%s %s: %s" % (i["kind"], i["id"], i["error"])
+                                            for i in failed)
+        return items, text if items else "nothing to collect"
+    if args.command == "version":
+        result = client.versions()
+        rows = [dict(v, host=h) for h, v in sorted(result.items())]
+        text = "xenvol client %s\n" % __version__ + _table(
+            rows, ("host", "version", "api_level", "error"))
+        return {"client": __version__, "hosts": result}, text
     raise AssertionError(args.command)
 
 
