@@ -170,3 +170,99 @@ def test_client_killed_at_every_step_leaves_nothing(ppool, peers):
                 assert snap["secret"][uuid]["other_config"]["xenvol"] == "client", n
             snap["secret"] = before["secret"]
             assert snap == before, n
+
+
+def _wait_for_call(pool, method, t, out):
+    while pool.admin.counts().get(method, {}).get("plugin", 0) == 0:
+        assert t.is_alive(), out
+        t.join(0.01)
+
+
+def test_cancel_stops_at_the_next_step_and_rolls_back(ppool):
+    xapi = ppool.session().xenapi
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    info = file_volume(host)
+    before = state(ppool)
+    ppool.admin.set_latency("VBD.create", 2.0, "plugin")
+    out = {}
+
+    def attach():
+        try:
+            out["r"] = plugin(xapi, host, "attach_volume", connection_info=info,
+                              vm_uuid=vm_uuid, op_id="op-cancel-1")
+        except PluginError as e:
+            out["r"] = e
+    t = threading.Thread(target=attach)
+    t.start()
+    _wait_for_call(ppool, "VBD.create", t, out)
+    other = ppool.session().xenapi  # a session is one connection: one call at a time
+    assert plugin(other, host, "cancel", operation="op-cancel-1")["state"] == "cancelling"
+    t.join(60)
+    assert isinstance(out["r"], PluginError) and out["r"].code == "XENVOL_CANCELLED"
+    ppool.admin.clear()
+    assert state(ppool) == before and journals(host) == []
+
+
+def test_a_rebooted_host_recovers_the_journal_of_the_last_boot(ppool):
+    default_settings(ppool)
+    xapi = ppool.session().xenapi
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    info = file_volume(host)
+    before = state(ppool)
+    ppool.admin.kill_plugin("VBD.plug", {"host": host.uuid})
+    with pytest.raises(PluginError):
+        plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    ppool.admin.reboot_host(host.uuid)  # the journal is kept; its process and boot are gone
+    assert len(journals(host)) == 1
+    dead = plugin(xapi, host, "gc")["items"]
+    assert [i["kind"] for i in dead] == ["journal"]
+    ppool.admin.clear()
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    assert out["plugged"] is True and journals(host) == []
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_client_timeout_then_the_same_op_id_returns_the_result(ppool, monkeypatch):
+    with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
+        _ref, vm_uuid, host = placed(ppool, client.x, "vm-1")
+        info = file_volume(host)
+        monkeypatch.setattr(client, "_wait_limit", lambda host_ref: 0.5)
+        ppool.admin.set_latency("VBD.plug", 2.0, "plugin")
+        with pytest.raises(errors.OperationTimedOut) as e:
+            client.attach(info, vm_uuid)
+        assert "attachments() tells" in e.value.message
+        monkeypatch.undo()
+        att = client.attach(info, vm_uuid, op_id=e.value.op_id)
+        assert att.plugged is True
+        assert [a.vbd_uuid for a in client.attachments(vm_uuid)] == [att.vbd_uuid]
+        ppool.admin.clear()
+        again = client.attach(info, vm_uuid, op_id=e.value.op_id)
+        assert again == att
+        client.detach(attachment=att)
+
+
+def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
+    """A VM's VBDs gone with the VM (VM.destroy destroys them, xapi_vm.ml destroy): the SR,
+    PBD and a client secret whose both sides died are left; gc lists them, --apply removes
+    them, and objects xenvol did not make stay."""
+    xapi = ppool.session().xenapi
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    info = file_volume(host)
+    foreign = xapi.secret.create({"value": "not-ours", "other_config": {}})
+    before = state(ppool)
+    xapi.secret.create({"value": "pw", "other_config": {
+        "xenvol": "client", "xenvol-op": "op-dead", "xenvol-expires": "1"}})
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    vbd = xapi.VBD.get_by_uuid(out["vbd_uuid"])
+    xapi.VBD.unplug(vbd)
+    xapi.VBD.destroy(vbd)
+    with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
+        found = client.gc()
+        assert sorted(i["kind"] for i in found) == ["secret", "sr"]
+        assert state(ppool)["SR"].keys() != before["SR"].keys()
+        done = client.gc(dry_run=False)
+        assert all(i["done"] for i in done)
+        assert client.gc() == []
+    assert state(ppool) == before
+    xapi.secret.destroy(foreign)
