@@ -266,3 +266,12 @@ def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
         assert client.gc() == []
     assert state(ppool) == before
     xapi.secret.destroy(foreign)
+
+
+def test_cli_gc(ppool, monkeypatch, capsys):
+    from xenvol import cli
+    monkeypatch.setenv("XENVOL_PASSWORD", ppool.info["password"])
+    assert cli.main(["--url", ppool.url, "--json", "gc"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert cli.main(["--url", ppool.url, "gc", "--apply"]) == 0
+    assert capsys.readouterr().out.strip() == "nothing to collect"
