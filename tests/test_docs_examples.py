@@ -58,6 +58,6 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
             subst["<sr-uuid>"], subst["<vdi-uuid>"] = out["sr_uuid"], out["vdi_uuid"]
         if fn == "version":
             assert out["plugin"] == "xenvol"
-    assert ran == ["version", "list_drivers", "attach_volume", "detach_volume", "connect_volume",
+    assert ran == ["gc", "version", "list_drivers", "attach_volume", "detach_volume", "connect_volume",
                    "disconnect_volume", "list_attachments", "attach_volume"]
     assert ppool.admin.snapshot() == before

@@ -8,8 +8,11 @@ by its SHA-256 fingerprint (--trust-fingerprint, remembered in ~/.config/xenvol/
 
 Exit codes: 0 done, 1 other errors, 2 bad input, 3 not found, 4 storage/backend failure,
 5 plugin missing or incompatible (on any host: the others are still listed), 6 pack failure,
-7 cannot connect or log in (network, timeout, certificate, credentials), 130 interrupted.
-A closed output pipe ends quietly.
+7 cannot connect or log in (network, timeout, certificate, credentials), 8 no answer in time
+(the operation may still complete; `xenvol list` tells), 130 interrupted (Ctrl-C during an
+operation: it is cancelled and rolled back). A closed output pipe ends quietly.
+
+On a terminal, long operations show the step they are at on stderr; --json is quiet.
 """
 import argparse
 import getpass
@@ -86,6 +89,8 @@ def _parser():
     dr = sub.add_parser("drivers", help="volume drivers on every host, or on one")
     dr.add_argument("host", nargs="?", help="host uuid or name")
     dr.add_argument("--host", dest="host_option", help=argparse.SUPPRESS)  # the 0.1 spelling
+    g = sub.add_parser("gc", help="list (and with --apply remove) what xenvol left unused")
+    g.add_argument("--apply", action="store_true", help="remove them (default: list only)")
     sub.add_parser("version", help="client version and every host's plugin version")
     pk = sub.add_parser("pack", help="the supplemental pack: build, verify, install over SSH")
     psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
@@ -237,7 +242,12 @@ def _untrusted_cert(url, cause, timeout):
         "TLS_CERTIFICATE_UNTRUSTED", {"fingerprint": fpr})
 
 
-def _connect(args):
+def _show_progress(step):
+    sys.stderr.write("\r\033[K%s ..." % step[:70])
+    sys.stderr.flush()
+
+
+def _connect(args, progress=None):
     url = normalize_url(args.url)
     pins = load_known_certs()
     pinned = None
@@ -251,7 +261,8 @@ def _connect(args):
     password = _password(args)
     try:
         client = Client(url, args.username, password, verify_tls=not args.no_verify_tls,
-                        cafile=args.cafile, timeout=args.timeout, pinned_certs=pins)
+                        cafile=args.cafile, timeout=args.timeout, pinned_certs=pins,
+                        progress=progress)
     except ConnectionFailed as e:
         cause = e.__context__
         if isinstance(cause, (ssl.SSLCertVerificationError, CertificateMismatch)):
@@ -367,8 +378,13 @@ def _run(args):
     if not args.url:
         raise errors.InvalidArgument("no pool: give --url or set XENVOL_URL",
                                      details={"field": "url"})
-    with _connect(args) as client:
-        return _pool_command(args, client, _Names(client))
+    progress = _show_progress if not args.json and sys.stderr.isatty() else None
+    with _connect(args, progress) as client:
+        try:
+            return _pool_command(args, client, _Names(client))
+        finally:
+            if progress:
+                sys.stderr.write("\r\033[K")
 
 
 def _pool_command(args, client, names):
@@ -434,6 +450,16 @@ def _pool_command(args, client, names):
                              ("SR_TYPE", "sr_type"), ("ORIGIN", "origin")))
         return (result, text, _skipped(skipped, names),
                 sorted(set(r["driver_volume_type"] for r in rows)), skipped)
+    if args.command == "gc":
+        items = client.gc(dry_run=not args.apply)
+        verb = "removed" if args.apply else "would remove (run with --apply)"
+        text = "%s:\n%s" % (verb, _table(items, (("KIND", "kind"), ("ID", "id"), ("WHY", "why"),
+                                                 ("ACTION", "action"))))
+        failed = [i for i in items if i.get("done") is False]
+        if failed:
+            text += "\nfailed: " + "; ".join("%s %s: %s" % (i["kind"], i["id"], i["error"])
+                                            for i in failed)
+        return items, text if items else "nothing to collect", [], [i["id"] for i in items]
     if args.command == "version":
         result = client.versions()
         rows = sorted((dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),

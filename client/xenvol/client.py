@@ -4,6 +4,9 @@ import copy
 import json
 import re
 import socket
+import time
+import uuid as uuidlib
+import xmlrpc.client
 from urllib.parse import urlsplit, urlunsplit
 
 import XenAPI
@@ -20,6 +23,18 @@ _INSTALL_HINT = ("install the xenvol supplemental pack on it: `xenvol pack insta
                  "xenvol-VERSION.iso --key RPM-GPG-KEY-xenvol --import-key` from an admin machine, "
                  "or on the host `xe-install-supplemental-pack xenvol-VERSION.iso`, or "
                  "`yum install ./xenvol-xapi-plugin-VERSION-1.noarch.rpm`")
+# The plugin functions that change the pool run as XAPI tasks (Async.host.call_plugin), with
+# an operation id; the others are quick, plain calls.
+ASYNC_FUNCTIONS = ("attach_volume", "detach_volume", "connect_volume", "disconnect_volume",
+                   "gc")
+# A client waits this much longer than the plugin's own waits (version()'s wait_limit) before
+# it calls an outcome unknown.
+WAIT_GRACE = 60.0
+# Client-made secrets that the plugin never consumed (both sides killed) expire: gc
+# destroys them after this many seconds past the client's wait.
+SECRET_TTL_GRACE = 300
+TASK_OP_KEY = "xenvol-op"
+TASK_STEP_KEY = "xenvol-step"
 
 
 class ConnectionFailed(errors.XenvolError):
@@ -61,9 +76,11 @@ class Client(object):
     existing XenAPI.Session with Client.from_session(session)."""
 
     def __init__(self, url=None, username="root", password=None, verify_tls=True, cafile=None,
-                 timeout=60.0, originator="xenvol", pinned_certs=None):
+                 timeout=60.0, originator="xenvol", pinned_certs=None, progress=None):
         self.timeout = timeout
         self._pins = dict(pinned_certs or {})  # "host:port" -> SHA-256 of a trusted certificate
+        # progress(step): called with the step a long operation is at, when it changes.
+        self.progress = progress
         self._verify = verify_tls
         self._cafile = cafile
         self._versions = {}
@@ -179,7 +196,10 @@ class Client(object):
     def _raw_plugin(self, host_ref, fn, args, scrub=None):
         host_uuid = self._xapi(self.x.host.get_uuid, host_ref)
         try:
-            out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
+            if fn in ASYNC_FUNCTIONS:
+                out = self._run_task(host_ref, host_uuid, fn, args)
+            else:
+                out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
         except XenAPI.Failure as f:
             code = f.details[0]
             if code == "XENAPI_MISSING_PLUGIN":
@@ -197,6 +217,85 @@ class Client(object):
             raise errors.PluginIncompatible("the xenvol plugin on host %s answered %s with "
                                             "something that is not JSON" % (host_uuid, fn),
                                             host=host_uuid)
+
+    # ------------------------------------------------------------------ tasks
+    def _wait_limit(self, host_ref):
+        info = self._versions.get(host_ref) or {}
+        try:
+            return float(info.get("wait_limit", 120)) + WAIT_GRACE
+        except (TypeError, ValueError):
+            return 120 + WAIT_GRACE
+
+    def _run_task(self, host_ref, host_uuid, fn, args):
+        """Run a plugin call as a XAPI task and wait for it (bounded): no HTTP request lasts
+        longer than a poll. Ctrl-C cancels the operation (the plugin rolls back)."""
+        op_id = args["op_id"]
+        deadline = time.monotonic() + self._wait_limit(host_ref)
+        try:
+            task = self.x.Async.host.call_plugin(host_ref, PLUGIN, fn, args)
+        except (socket.timeout, OSError) as e:
+            raise self._timed_out(fn, op_id, host_uuid, e)
+        try:
+            try:
+                rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
+            except KeyboardInterrupt:
+                self._cancel(host_ref, op_id)
+                rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
+                if rec["status"] == "success":
+                    raise errors.Cancelled("%s completed before it could be cancelled" % fn,
+                                           "XENVOL_CANCELLED", {"op_id": op_id,
+                                                                "completed": True}, host_uuid)
+        finally:
+            try:
+                self.x.task.destroy(task)
+            except (XenAPI.Failure, socket.error, OSError):
+                pass
+        if rec["status"] == "success":
+            return _task_result(rec["result"])
+        raise XenAPI.Failure(rec["error_info"])
+
+    def _wait_task(self, task, op_id, deadline, fn, host_uuid):
+        delay, tagged, step = 0.02, False, None
+        started = time.monotonic()
+        while True:
+            try:
+                rec = self.x.task.get_record(task)
+            except (socket.timeout, OSError) as e:
+                if time.monotonic() >= deadline:
+                    raise self._timed_out(fn, op_id, host_uuid, e)
+                rec = None
+            if rec is not None:
+                if rec["status"] != "pending":
+                    return rec
+                shown = rec["other_config"].get(TASK_STEP_KEY)
+                if shown and shown != step and self.progress:
+                    step = shown
+                    self.progress(shown)
+                if not tagged and time.monotonic() - started > 0.5:
+                    # Only calls that last pay for this: the plugin finds its task by it to
+                    # write its progress there.
+                    tagged = True
+                    try:
+                        self.x.task.add_to_other_config(task, TASK_OP_KEY, op_id)
+                    except XenAPI.Failure:
+                        pass
+            if time.monotonic() >= deadline:
+                raise self._timed_out(fn, op_id, host_uuid, None)
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+
+    def _timed_out(self, fn, op_id, host_uuid, cause):
+        return errors.OperationTimedOut(
+            "%s: no answer in time (%s); the operation may still complete; attachments() "
+            "tells, and the same call with op_id=%s returns its result"
+            % (fn, cause or "waited %ds" % self._wait_limit(None), op_id),
+            "XENVOL_OPERATION_TIMED_OUT", {"op_id": op_id}, host_uuid)
+
+    def _cancel(self, host_ref, op_id):
+        try:
+            self.x.host.call_plugin(host_ref, PLUGIN, "cancel", {"operation": op_id})
+        except (XenAPI.Failure, socket.error, OSError):
+            pass
 
     def check_version(self, host_ref):
         """The plugin's version on a host, checked once per session and host."""
@@ -217,7 +316,7 @@ class Client(object):
         return self._versions[host_ref]
 
     # ------------------------------------------------------------------ secrets
-    def _stash_secrets(self, connection_info):
+    def _stash_secrets(self, connection_info, tags=None):
         """connection_info re-nested if flat, with every secret-bearing value (the key list of
         xenvol.secrets) replaced by a XAPI secret created through our own session; only its
         uuid travels to dom0. Passwords are checked as the plugin checks them first, and the
@@ -243,7 +342,8 @@ class Client(object):
         def make(value, field):
             # One secret per distinct value, so equal passwords stay equal.
             if value not in by_value:
-                ref = self._xapi(self.x.secret.create, {"value": value, "other_config": {}})
+                ref = self._xapi(self.x.secret.create, {"value": value,
+                                                        "other_config": tags or {}})
                 created.append(ref)
                 by_value[value] = self._xapi(self.x.secret.get_uuid, ref)
             return by_value[value]
@@ -276,7 +376,11 @@ class Client(object):
                     pass
 
     def _with_secrets(self, connection_info, host_ref, fn, args):
-        info, created, scrub = self._stash_secrets(connection_info)
+        self.check_version(host_ref)
+        # Tagged, so that the plugin consumes them and gc finds any a kill -9 left.
+        expires = time.time() + self._wait_limit(host_ref) + SECRET_TTL_GRACE
+        info, created, scrub = self._stash_secrets(connection_info, {
+            "xenvol": "client", "xenvol-op": args["op_id"], "xenvol-expires": "%d" % expires})
         try:
             args = dict(args, connection_info=json.dumps(info))
             return self._plugin(host_ref, fn, args, scrub)
@@ -284,17 +388,20 @@ class Client(object):
             self._drop_secrets(created)
 
     # ------------------------------------------------------------------ the API
-    def attach(self, connection_info, vm, mountpoint="autodetect", read_only=None, hotplug=True):
-        """Attach a volume to a VM (uuid or name); returns an Attachment."""
+    def attach(self, connection_info, vm, mountpoint="autodetect", read_only=None, hotplug=True,
+               op_id=None):
+        """Attach a volume to a VM (uuid or name); returns an Attachment. op_id: this
+        operation's id (default: a new one); the same call with the same op_id returns the
+        first one's result (after OperationTimedOut, say)."""
         vm_ref = self._vm(vm)
         host = self.host_for_vm(vm_ref)
         args = {"vm_uuid": self.x.VM.get_uuid(vm_ref), "mountpoint": str(mountpoint),
-                "hotplug": "true" if hotplug else "false"}
+                "hotplug": "true" if hotplug else "false", "op_id": _op_id(op_id)}
         if read_only is not None:
             args["mode"] = "ro" if read_only else "rw"
         return Attachment(**self._with_secrets(connection_info, host, "attach_volume", args))
 
-    def detach(self, vm=None, mountpoint=None, attachment=None, vdi=None):
+    def detach(self, vm=None, mountpoint=None, attachment=None, vdi=None, op_id=None):
         """Detach by VM and mount point, by Attachment, or every xenvol VBD of a VDI uuid.
         Returns the Attachments detached (empty when nothing was attached)."""
         if attachment is not None:
@@ -312,19 +419,22 @@ class Client(object):
             raise errors.InvalidArgument("detach: give vm and mountpoint, attachment, or vdi",
                                          details={"field": "mountpoint"})
         host = self.host_for_vm(vm_ref) if vm_ref else self._master()
+        args["op_id"] = _op_id(op_id)
         out = self._plugin(host, "detach_volume", args)
         return [Attachment(**a) for a in out["detached"]]
 
-    def connect(self, connection_info, host):
+    def connect(self, connection_info, host, op_id=None):
         """Connect a volume to a host (uuid or name) without a VM; returns a Connection."""
         host_ref = self._host(host)
-        return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume", {}))
+        return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume",
+                                               {"op_id": _op_id(op_id)}))
 
-    def disconnect(self, connection=None, connection_info=None, host=None):
+    def disconnect(self, connection=None, connection_info=None, host=None, op_id=None):
         """Undo connect(): give the Connection, or connection_info and the host."""
         if connection is not None:
             host_ref = self._host(connection.host_uuid)
-            args = {"sr_uuid": connection.sr_uuid, "vdi_uuid": connection.vdi_uuid}
+            args = {"sr_uuid": connection.sr_uuid, "vdi_uuid": connection.vdi_uuid,
+                    "op_id": _op_id(op_id)}
             return self._plugin(host_ref, "disconnect_volume", args)
         if connection_info is None or host is None:
             raise errors.InvalidArgument("disconnect: give a Connection, or connection_info and "
@@ -332,7 +442,7 @@ class Client(object):
         info, created, scrub = self._stash_secrets(connection_info)
         self._drop_secrets(created)  # disconnect needs no password; never send one
         return self._plugin(self._host(host), "disconnect_volume",
-                            {"connection_info": json.dumps(info)}, scrub)
+                            {"connection_info": json.dumps(info), "op_id": _op_id(op_id)}, scrub)
 
     def attachments(self, vm=None, skipped=None):
         """The volumes xenvol attached, on the VM's host or on every host. With a list as
@@ -356,6 +466,21 @@ class Client(object):
                 found.extend(dict(a, host_uuid=self.x.host.get_uuid(host))
                              for a in out["attachments"])
         return [Attachment(**a) for a in found]
+
+    def gc(self, dry_run=True):
+        """What xenvol left that nothing uses (dead operations' journals and leases, SRs and
+        PBDs it made that nothing uses, orphan secrets, claims of hosts that left): a list
+        of items {kind, id, why, action, host_uuid}; removed only with dry_run=False. It
+        never touches an object xenvol did not make."""
+        items = []
+        master = self._master()
+        hosts = [master] + [h for h in self._xapi(self.x.host.get_all) if h != master]
+        for host in hosts:
+            args = {"apply": "false" if dry_run else "true",
+                    "pool": "true" if host == master else "false", "op_id": _op_id(None)}
+            out = self._plugin(host, "gc", args)
+            items.extend(dict(i, host_uuid=out["host_uuid"]) for i in out["items"])
+        return items
 
     def drivers(self, host=None, skipped=None):
         """{host uuid: {"drivers": [...], "failed": [...]}} for one host or all; `skipped` as
@@ -381,6 +506,22 @@ class Client(object):
             except errors.XenvolError as e:
                 out[uuid] = {"error": e.message, "code": e.code or type(e).__name__}
         return out
+
+
+def _op_id(op_id):
+    if op_id is None:
+        return str(uuidlib.uuid4())
+    if not isinstance(op_id, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", op_id):
+        raise errors.InvalidArgument("op_id: letters, digits, . _ - (at most 64)",
+                                     details={"field": "op_id"})
+    return op_id
+
+
+def _task_result(result):
+    """A task's result is the call's value as XML-RPC writes it (<value>...</value>)."""
+    params, _ = xmlrpc.client.loads("<methodResponse><params><param>%s</param></params>"
+                                    "</methodResponse>" % result)
+    return params[0]
 
 
 def _with_host(url, address):

@@ -94,6 +94,21 @@ class Busy(BackendError):
     """Another call held the same SR or VM for too long; try again."""
 
 
+class OperationTimedOut(XenvolError):
+    """The client stopped waiting and the outcome is unknown: the operation may still
+    complete; attachments() tells. `op_id` (in details) retried returns its result."""
+    exit_code = 8
+
+    @property
+    def op_id(self):
+        return self.details.get("op_id")
+
+
+class Cancelled(XenvolError):
+    """The caller cancelled (Ctrl-C); the plugin stopped at its next step and rolled back."""
+    exit_code = 130
+
+
 class PluginError(XenvolError):
     exit_code = 5
 
@@ -133,6 +148,7 @@ _BY_CODE = {
     "XENVOL_BACKEND_FAILURE": BackendFailure,
     "XENVOL_DETACH_FAILED": DetachFailed,
     "XENVOL_BUSY": Busy,
+    "XENVOL_CANCELLED": Cancelled,
     "XENVOL_XAPI_ERROR": XapiError,
     "XENVOL_INTERNAL_ERROR": InternalError,
     "XENVOL_POLICY_REFUSED": PolicyRefused,

@@ -2,7 +2,10 @@
 
   inject_fault(method, error_list, options)  options: nth (1), every (false), caller (any|client|plugin)
   set_latency(method_or_star, seconds[, caller])  caller: any (default) | client | plugin
-  clear()                                    faults, latency, counters and argv log
+  kill_plugin(method_or_star, options)       options: nth (1), when (before|after), host (uuid),
+                                             pid (kill that process instead); test-only
+  reboot_host(host_uuid)                     new boot id, the host's plugin processes killed
+  clear()                                    faults, kills, latency, counters and argv log
   counts()                                   {method: {caller: n}}
   snapshot()                                 every persistent object by class and uuid
   plugin_argv()                              argv of every plugin run so far
@@ -34,6 +37,14 @@ def call(sim, name, params):
         return ""
     if name == "set_latency":
         c.set_latency(params[0], params[1], params[2] if len(params) > 2 else "any")
+        return ""
+    if name == "kill_plugin":
+        opts = params[1] if len(params) > 1 else {}
+        c.add_kill(params[0], nth=opts.get("nth", 1), when=opts.get("when", "before"),
+                   host=opts.get("host"), pid=opts.get("pid"))
+        return ""
+    if name == "reboot_host":
+        sim.reboot(sim.host_by_uuid(params[0]))
         return ""
     if name == "clear":
         c.clear()

@@ -6,6 +6,7 @@ import sys
 import tempfile
 import signal
 import subprocess
+import threading
 import time
 import xml.parsers.expat
 import xmlrpc.client
@@ -32,6 +33,7 @@ mount --rbind "$2/var" /var
 mount --rbind "$2/etc" /etc
 # The host's sysfs: what its kernel shows of the simulated FC fabric (sm/hba.py writes it).
 mount --rbind "$2/sys" /sys
+[ ! -f "$2/boot_id" ] || mount --bind "$2/boot_id" /proc/sys/kernel/random/boot_id
 set +e
 shift 2
 [ -e "$1" ] || exit 127
@@ -66,18 +68,41 @@ def run(sim, host, session, plugin, fn, args):
     # default_path_env_pair (PATH only) plus TRACEPARENT/BAGGAGE when tracing is on (it is off
     # by default, and the simulator does not trace).
     try:
-        proc = subprocess.run(sim.dom0.command(host) + argv, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={"PATH": PLUGIN_PATH}, cwd="/")
+        proc = subprocess.Popen(sim.dom0.command(host) + argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={"PATH": PLUGIN_PATH}, cwd="/")
     except OSError as e:
         raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", str(e))
-    out, err = _text(proc.stdout), _text(proc.stderr)
+    with _RUNNING_LOCK:
+        _RUNNING[proc.pid] = host.uuid
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(proc.pid, None)
+    out, err = _text(stdout), _text(stderr)
     if proc.returncode < 0:
         raise XapiError("XENAPI_PLUGIN_FAILURE", "signal: %s" % signal.Signals(-proc.returncode).name,
                         out, err)
     if proc.returncode != 0:
         raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", out, err)
     return parse_result(out)
+
+
+# Plugin processes running, pid -> host uuid (for a simulated host reboot).
+_RUNNING = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_host(host):
+    """SIGKILL every plugin process of a host."""
+    with _RUNNING_LOCK:
+        pids = [pid for pid, h in _RUNNING.items() if h == host.uuid]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _text(b):

@@ -6,6 +6,8 @@ import os
 import socket
 import socketserver
 import ssl
+import struct
+import sys
 import threading
 
 from . import wire
@@ -30,9 +32,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # xapi.ml handlers, matched on the longest path prefix: /jsonrpc is JSON-RPC; /, /RPC2
         # and /json all take XML-RPC (api_server.ml callback).
         json_rpc = self.path.split("?", 1)[0].startswith("/jsonrpc")
+        endpoint = self.server.endpoint
+        if self.request.family == socket.AF_UNIX:
+            # Who called over the host's socket (xapisim.kill_plugin needs the plugin's pid).
+            creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                            struct.calcsize("3i"))
+            endpoint = Endpoint(endpoint.host, endpoint.transport,
+                                struct.unpack("3i", creds)[0])
         try:
             body = self._read_body()
-            out = self.server.sim.handle(self.server.endpoint, body, json_rpc)
+            out = self.server.sim.handle(endpoint, body, json_rpc)
         except wire.RequestError as e:
             return self._internal_error(version, str(e))
         except Exception as e:  # a simulator bug: still an HTTP 500, naming it
@@ -85,6 +94,13 @@ class _TCPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A plugin killed mid-call (xapisim.kill_plugin, a host reboot) is gone: xapi drops
+        # the connection quietly.
+        if isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            return
+        socketserver.UnixStreamServer.handle_error(self, request, client_address)
 
 
 class Servers(object):

@@ -2,6 +2,7 @@
 import collections
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -53,6 +54,7 @@ class Controls(object):
         self.latency = {}
         self.counts = collections.Counter()
         self.plugin_argv = []
+        self.kills = []
 
     def add_fault(self, method, error, nth=1, every=False, caller="any"):
         self._check_caller(caller)
@@ -69,8 +71,33 @@ class Controls(object):
         if caller not in self.CALLERS:
             raise XapiError("INVALID_VALUE", "caller", caller)
 
+    def add_kill(self, method, nth=1, when="before", host=None, pid=None):
+        """Test-only: SIGKILL the plugin process that makes its nth call of `method` ("*":
+        any call), before that call runs or after it ran (before its answer). host: only
+        plugins of that host (uuid); pid: kill this process instead (a client under test)."""
+        if when not in ("before", "after"):
+            raise XapiError("INVALID_VALUE", "when", when)
+        with self.lock:
+            self.kills.append({"method": method, "nth": int(nth), "when": when, "host": host,
+                               "pid": pid, "seen": 0})
+
+    def kill_for(self, names, host_uuid, when):
+        """The kill rule this plugin call fires (counted once, at `before`), or None."""
+        with self.lock:
+            for rule in self.kills:
+                if (rule["method"] != "*" and rule["method"] not in names) or \
+                        rule["host"] not in (None, host_uuid):
+                    continue
+                if when == "before":
+                    rule["seen"] += 1
+                if rule["seen"] == rule["nth"] and rule["when"] == when and not rule.get("fired"):
+                    rule["fired"] = True
+                    return rule
+            return None
+
     def clear(self):
         with self.lock:
+            self.kills = []
             self.faults = []
             self.latency = {}
             self.counts.clear()
@@ -141,6 +168,8 @@ class Simulator(object):
                       "var/run/sr-mount", "var/lib/xenvol", "etc/xenvol/drivers.d"):
                 os.makedirs(os.path.join(root, d), exist_ok=True)
             huuid = str(uuidlib.uuid4())
+            with open(os.path.join(root, "boot_id"), "w") as fh:
+                fh.write(str(uuidlib.uuid4()) + "\n")
             name = "xs%02d" % (i + 1)
             with open(os.path.join(root, "etc/xensource-inventory"), "w") as fh:
                 fh.write("INSTALLATION_UUID='%s'\nPRODUCT_BRAND='XCP-ng'\n"
@@ -312,12 +341,19 @@ class Simulator(object):
             raise XapiError("Fault", "No async mode for this operation (rpc: %s)" % name)
         delay, fault = self.controls.on_call(method, caller, (method, name) if is_async else None)
         ctx = messages.Context(self, endpoint, session, caller)
+        names = (method, name)
+        if caller == "plugin" and self.controls.kills:
+            self._kill(names, endpoint, "before")
 
         def work():
-            if msg in messages.UNLOCKED.get(cls, ()):
-                return impl(ctx, *args)
-            with self.db.lock:
-                return impl(ctx, *args)
+            try:
+                if msg in messages.UNLOCKED.get(cls, ()):
+                    return impl(ctx, *args)
+                with self.db.lock:
+                    return impl(ctx, *args)
+            finally:
+                if caller == "plugin" and self.controls.kills:
+                    self._kill(names, endpoint, "after")
 
         # context.ml of_http_req: a task in the database for messages with an async mode,
         # a dummy one for the rest and for the classes in datamodel.ml no_task_id_for.
@@ -346,6 +382,34 @@ class Simulator(object):
                 if self.db.exists("task", ctx.task):
                     self.db.destroy("task", ctx.task)
 
+    def _kill(self, names, endpoint, when):
+        """xapisim.kill_plugin: the calling plugin dies here (SIGKILL); its call is not
+        answered."""
+        rule = self.controls.kill_for(names, endpoint.host.uuid, when)
+        if rule is None:
+            return
+        try:
+            os.kill(rule["pid"] or endpoint.peer_pid, signal.SIGKILL)
+        except (OSError, TypeError):
+            pass
+        if not rule["pid"]:
+            raise XapiError("INTERNAL_ERROR", "xapisim: the caller was killed")
+
+    # ---------------------------------------------------------------- host reboot
+    def boot_id_file(self, host):
+        """The host's kernel boot id, bind-mounted on /proc/sys/kernel/random/boot_id in its
+        plugins' mount namespace."""
+        return host.path("boot_id")
+
+    def reboot(self, host):
+        """What a host reboot leaves for xenvol's recovery to meet: a new boot id, and every
+        plugin process of the host gone (SIGKILL). Its files (/var, /etc) are kept. Not
+        modelled: xapi restarting, PBDs replugged, VMs resident on the host halted."""
+        with open(self.boot_id_file(host), "w") as fh:
+            fh.write(str(uuidlib.uuid4()) + "\n")
+        from . import plugins
+        plugins.kill_host(host)
+
     @staticmethod
     def _run_detached(delay, fault, work):
         if delay:
@@ -362,11 +426,13 @@ class Simulator(object):
 
 
 class Endpoint(object):
-    """Where a request came in: which host, over TCP or the host's unix socket."""
+    """Where a request came in: which host, over TCP or the host's unix socket (and then the
+    calling process's pid)."""
 
-    def __init__(self, host, transport):
+    def __init__(self, host, transport, peer_pid=None):
         self.host = host
         self.transport = transport
+        self.peer_pid = peer_pid
 
 
 def _response(encode, success, contents):

@@ -1,13 +1,39 @@
-"""One plugin call's view of XAPI: the plugin's own local session, this host, settings."""
+"""One plugin call's view of XAPI: the plugin's own local session, this host, settings, and
+the operation it runs (its id, journal, cancel mark and progress)."""
 import contextlib
+import os
+import time
 
 import XenAPI
 
-from . import settings
+from . import journal, log, settings
 from .version import VERSION
-from .errors import from_xapi
+from .errors import BUSY, CANCELLED, XenvolError, from_xapi
 
 NULL = "OpaqueRef:NULL"
+# Progress goes to the caller's task only for calls that last: the first update after this
+# many seconds, then at most one per PROGRESS_EVERY.
+PROGRESS_AFTER = 1.0
+PROGRESS_EVERY = 1.0
+TASK_OP_KEY = "xenvol-op"
+TASK_STEP_KEY = "xenvol-step"
+
+
+class Op(object):
+    """The operation this plugin process runs (xapi execs one process per call)."""
+
+    def __init__(self, op_id, fn):
+        self.op_id = op_id
+        self.fn = fn
+        self.journal = None
+        self.started = time.time()
+        self.progress_at = 0.0
+        self.task = None
+        self.secrets = []  # uuids of client-made secrets this call consumes
+
+
+CURRENT = [Op("none", "none")]
+_HOSTS = {}
 
 
 @contextlib.contextmanager
@@ -34,10 +60,13 @@ class Call(object):
     def __init__(self, session):
         self.session = session
         self.x = session.xenapi
-        self.host = self.x.session.get_this_host(session._session)
-        self.host_uuid = self.x.host.get_uuid(self.host)
+        if session._session not in _HOSTS:
+            host = self.x.session.get_this_host(session._session)
+            _HOSTS[session._session] = (host, self.x.host.get_uuid(host))
+        self.host, self.host_uuid = _HOSTS[session._session]
         self.settings = settings.load()
         self.held = []
+        self.op = CURRENT[0]
 
     def hold(self, lease):
         """Keep a lease until finish()."""
@@ -73,3 +102,97 @@ class Call(object):
         return self.host_pbd(sr, self.host)
 
 
+    @property
+    def op_id(self):
+        return self.op.op_id
+
+    @property
+    def journal(self):
+        return self.op.journal
+
+    def lock(self, name):
+        """A dom0 lock, waited for within the operation's shared wait."""
+        from .locks import Lock
+        return Lock(name, max(0.0, self.wait_deadline() - time.time()))
+
+    def wait_deadline(self):
+        """Every wait of one operation (locks, leases) shares lock_timeout."""
+        return self.op.started + float(self.settings["lock_timeout"])
+
+    def checkpoint(self, doing):
+        """Between steps: stop if the caller cancelled; tell a lasting call's task the step."""
+        if self.journal and self.journal.cancelled():
+            raise XenvolError(CANCELLED, "cancelled by the caller before: %s" % doing,
+                              op_id=self.op_id)
+        now = time.time()
+        if now - self.op.started < PROGRESS_AFTER or now - self.op.progress_at < PROGRESS_EVERY:
+            return
+        self.op.progress_at = now
+        try:
+            if self.op.task is None:
+                # The client tags its task with our op id once it has waited a little.
+                pending = self.x.task.get_all_records_where('field "status" = "pending"')
+                for ref, rec in pending.items():
+                    if rec["other_config"].get(TASK_OP_KEY) == self.op_id:
+                        self.op.task = ref
+            if self.op.task is not None:
+                if TASK_STEP_KEY in self.x.task.get_other_config(self.op.task):
+                    self.x.task.remove_from_other_config(self.op.task, TASK_STEP_KEY)
+                self.x.task.add_to_other_config(self.op.task, TASK_STEP_KEY, doing[:200])
+        except XenAPI.Failure:
+            self.op.task = None  # gone, or not ours: progress is best effort
+
+
+# ---------------------------------------------------------------------- running an operation
+def run(name, fn, session, args, op_id, journaled):
+    """Run one plugin function as operation op_id. A changing function first returns the
+    saved result of a finished run of the same op id (or waits for a live one), recovers the
+    dead operations of this host, and keeps a journal of its own steps."""
+    op = CURRENT[0] = Op(op_id, name)
+    if not journaled:
+        return fn(session, args)
+    saved = journal.saved_result(op_id)
+    if saved is not None:
+        log.step("operation %s already done; its result again" % op_id)
+        return saved
+    call = Call(session)
+    own = journal.path_of(op_id)
+    while journal.recover(call, own) == "alive":
+        if time.time() >= call.wait_deadline():
+            raise XenvolError(BUSY, "operation %s is still running; try again" % op_id,
+                              op_id=op_id)
+        time.sleep(0.1)
+    saved = journal.saved_result(op_id)
+    if saved is not None:
+        return saved
+    journal.recover_dead(call)
+    op.journal = journal.Journal(op_id, name, call.host_uuid)
+    try:
+        result = fn(session, args)
+        journal.save_result(op_id, result)
+        return result
+    finally:
+        op.journal.close()
+        consume_secrets(call)
+
+
+def consume_secrets(call):
+    """Destroy the secrets the client made for this call (tagged xenvol=client): PBD.create
+    copied what it needed into the PBD's own secret (xen-api xapi_pbd.ml duplicate_passwds),
+    and nothing holding a password outlives the operation."""
+    for uuid in call.op.secrets:
+        try:
+            ref = call.x.secret.get_by_uuid(uuid)
+            if call.x.secret.get_other_config(ref).get("xenvol") == "client":
+                call.x.secret.destroy(ref)
+        except XenAPI.Failure:
+            pass  # gone already
+
+
+def cancel_mark(op_id):
+    """Ask a running operation to stop at its next step (it rolls back)."""
+    if not os.path.exists(journal.path_of(op_id)):
+        return False
+    with open(journal.cancel_path(op_id), "w"):
+        pass
+    return True

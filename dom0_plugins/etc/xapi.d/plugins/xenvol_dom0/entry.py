@@ -8,23 +8,32 @@ import io
 import json
 import os
 import sys
+import uuid
 
 import XenAPI
 import XenAPIPlugin
 
-from . import log, operations
+from . import call, journal, log, operations
 from .call import local_session
-from .errors import INTERNAL_ERROR, XenvolError, from_xapi
+from .errors import INTERNAL_ERROR, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
 from .redact import SCRUB, mask, without_paths
 
 
 def _wrap(name, fn):
+    journaled = name in operations.JOURNALED
+
     def plugin_function(_caller_session, args):
         SCRUB.remember_in(args)
-        log.step("call %s" % name, args=sorted(args))
+        args = dict(args)
+        # The caller's id of this operation (a retry with the same id gets the same result).
+        op_id = args.pop("op_id", "") or str(uuid.uuid4())
+        log.step("call %s" % name, args=sorted(args), op_id=op_id)
         try:
+            if not journal.valid_op_id(op_id):
+                raise invalid("op_id", "is not an operation id (letters, digits, . _ -)",
+                              INVALID_ARGUMENT)
             with local_session() as session:
-                result = fn(session, args)
+                result = call.run(name, fn, session, args, op_id, journaled)
         except XenvolError as e:
             return _fail(name, e)
         except XenAPI.Failure as f:

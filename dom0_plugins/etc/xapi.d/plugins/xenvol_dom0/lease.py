@@ -2,32 +2,44 @@
 
 dom0 flocks only serialise calls on one host. Across hosts, XAPI itself is the arbiter:
 SR.add_to_other_config fails with MAP_DUPLICATE_KEY when the key exists, which makes it an
-atomic test-and-set. The holder writes who it is and when; a lease older than
-lease_stale_after seconds is taken to belong to a crashed call and is broken."""
+atomic test-and-set. The value names the operation: <host uuid>/<op id>/<pid>/<time>, and
+the operation's journal records the lease before it is taken.
+
+A caller that meets a lease asks whether its operation is alive, and never waits out a dead
+one: on this host, the operation's journal says (dead: recovered at once, which drops the
+lease); on another host, a host that left the pool or is not live (host_metrics.live) holds
+nothing, else that host's plugin is asked (`recover`: it rolls its dead operation back and
+answers whether it is alive). Only a lease in no known form is left to age out after
+lease_stale_after seconds."""
+import json
 import os
 import time
 
 import XenAPI
 
-from . import log
+from . import journal, log
 from .errors import BUSY, XenvolError, from_xapi
 
 KEY = "xenvol-lease"
+# How long a verdict of "alive" from another host is trusted before asking again.
+ASK_EVERY = 2.0
 
 
 class Lease(object):
     def __init__(self, call, sr):
         self.call = call
         self.sr = sr
-        self.value = "%s/%d/%d" % (call.host_uuid, os.getpid(), int(time.time()))
+        self.value = "%s/%s/%d/%d" % (call.host_uuid, call.op_id, os.getpid(), int(time.time()))
         self.held = False
 
     def acquire(self):
         x = self.call.x
-        timeout = float(self.call.settings["lock_timeout"])
         stale = float(self.call.settings["lease_stale_after"])
-        deadline = time.time() + timeout
+        deadline = self.call.wait_deadline()
         delay = 0.02
+        verdicts = {}
+        if self.call.journal:
+            self.call.journal.lease(x.SR.get_uuid(self.sr), self.value)
         while True:
             try:
                 x.SR.add_to_other_config(self.sr, KEY, self.value)
@@ -37,16 +49,17 @@ class Lease(object):
                 if f.details[0] != "MAP_DUPLICATE_KEY":
                     raise from_xapi(f, "locking the SR")
             holder = x.SR.get_other_config(self.sr).get(KEY, "")
-            if _age(holder) > stale:
+            if holder and _dead(self.call, holder, verdicts):
+                log.warning("breaking the SR lease of a dead operation", holder=holder)
+                remove_if(self.call, self.sr, holder)
+                continue
+            if holder and age(holder) > stale:
                 log.warning("breaking a stale SR lease", holder=holder)
-                try:
-                    x.SR.remove_from_other_config(self.sr, KEY)
-                except XenAPI.Failure:
-                    pass
+                remove_if(self.call, self.sr, holder)
                 continue
             if time.time() >= deadline:
                 raise XenvolError(BUSY, "another xenvol call holds SR %s (%s); try again"
-                                  % (x.SR.get_uuid(self.sr), holder), lock=KEY)
+                                  % (x.SR.get_uuid(self.sr), holder), lock=KEY, holder=holder)
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
 
@@ -56,20 +69,91 @@ class Lease(object):
             return
         for attempt in range(3):
             try:
-                if self.call.x.SR.get_other_config(self.sr).get(KEY) == self.value:
-                    self.call.x.SR.remove_from_other_config(self.sr, KEY)
+                remove_if(self.call, self.sr, self.value, strict=True)
                 break
             except XenAPI.Failure as f:
                 if f.details[0] == "HANDLE_INVALID":
                     break
                 if attempt == 2:
-                    log.warning("could not give back the SR lease; it expires by itself")
+                    log.warning("could not give back the SR lease; the next caller breaks it")
                 time.sleep(0.05)
         self.held = False
 
 
-def _age(holder):
+def remove_if(call, sr, value, strict=False):
+    try:
+        if call.x.SR.get_other_config(sr).get(KEY) == value:
+            call.x.SR.remove_from_other_config(sr, KEY)
+    except XenAPI.Failure:
+        if strict:
+            raise
+
+
+def drop(call, sr_uuid, value):
+    """Remove a dead operation's lease from an SR, if it is still there."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        remove_if(call, sr, value)
+
+
+def parse(holder):
+    """(host uuid, op id) of a lease value, or None for a form without an operation."""
+    parts = holder.split("/")
+    if len(parts) != 4:
+        return None
+    return parts[0], parts[1]
+
+
+def age(holder):
     try:
         return time.time() - int(holder.rsplit("/", 1)[1])
     except (IndexError, ValueError):
         return float("inf")
+
+
+def _dead(call, holder, verdicts):
+    named = parse(holder)
+    if named is None:
+        return False
+    host_uuid, op_id = named
+    if host_uuid == call.host_uuid:
+        if op_id in journal.RECOVERING:
+            return True
+        # The journal exists from before the lease until after its release.
+        return journal.recover(call, journal.path_of(op_id)) in ("gone", "recovered",
+                                                                 "failed")
+    asked = verdicts.get(holder)
+    if asked is not None and time.time() - asked < ASK_EVERY:
+        return False
+    alive = operation_alive(call, host_uuid, op_id)
+    if alive:
+        verdicts[holder] = time.time()
+    return alive is False
+
+
+def operation_alive(call, host_uuid, op_id, probe=False):
+    """True, False, or None (cannot tell) for an operation of another host. Its plugin
+    rolls the operation back if it is dead, unless probe."""
+    x = call.x
+    host = call.find("host", host_uuid)
+    if host is None:
+        return False  # the host left the pool
+    try:
+        metrics = x.host.get_metrics(host)
+        if metrics != "OpaqueRef:NULL" and not x.host_metrics.get_live(metrics):
+            return False
+    except XenAPI.Failure:
+        pass
+    try:
+        args = {"operation": op_id}
+        if probe:
+            args["probe"] = "true"
+        out = x.host.call_plugin(host, "xenvol", "recover", args)
+    except XenAPI.Failure as f:
+        if f.details[0] == "HOST_OFFLINE":
+            return False
+        return None
+    try:
+        return bool(json.loads(out).get("alive"))
+    except (ValueError, AttributeError):
+        return None

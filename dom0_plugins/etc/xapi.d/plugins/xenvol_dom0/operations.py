@@ -1,14 +1,15 @@
 """The plugin's functions. Each takes (session, args) with args a string->string map and
 returns a JSON string; docs/plugin-api.md is their contract, with xe examples."""
+import os
 
 import XenAPI
 
-from . import log, policy, storage, vbd as vbds, xsecret
+from . import (call as call_mod, gc as gc_mod, journal, log, policy, settings, storage,
+               vbd as vbds, xsecret)
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
 from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VM_NOT_FOUND,
                      XenvolError, invalid, vanished)
-from .locks import Lock
 from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
@@ -21,7 +22,8 @@ ATTEMPTS = 3
 
 def version(session, args):
     Fields(args, "", INVALID_ARGUMENT).reject_unknown(())
-    return {"plugin": "xenvol", "version": VERSION, "api_level": API_LEVEL}
+    return {"plugin": "xenvol", "version": VERSION, "api_level": API_LEVEL,
+            "wait_limit": settings.wait_limit(settings.load())}
 
 
 def list_drivers(session, args):
@@ -50,6 +52,10 @@ def _connection_info(a, required=True):
     volume_type = ci.string("driver_volume_type", max_len=64)
     if "data" not in info:
         raise ci.bad("data", "is required")
+    if isinstance(info["data"], dict):
+        # Secrets the client made for this call are consumed when it ends (call.run).
+        call_mod.CURRENT[0].secrets = [v for k, v in sorted(info["data"].items())
+                                       if k.endswith("password_secret") and isinstance(v, str)]
     data = Fields(info["data"], "data")
     data.envelope = info
     return volume_type, data
@@ -103,8 +109,8 @@ def _connect_then(call, driver, cfg, then):
     lock = "sr-" + driver.sr_uuid(cfg)
     for attempt in range(ATTEMPTS):
         try:
-            with Lock(lock, call.settings["lock_timeout"]):
-                steps = Steps()
+            with call.lock(lock):
+                steps = Steps(call)
                 try:
                     _sr, vdi = driver.connect_volume(call, cfg, steps)
                     result = then(vdi, steps)
@@ -167,8 +173,8 @@ def _claim(call, vdi, steps):
     x = call.x
     claim = storage.CONNECTED + call.host_uuid
     if claim not in call.do("reading the VDI", x.VDI.get_other_config, vdi):
-        call.do("recording the connection", x.VDI.add_to_other_config, vdi, claim, "true")
-        steps.did("record connection", lambda: x.VDI.remove_from_other_config(vdi, claim))
+        with steps.change("record connection", "remove_claim", vdi=vdi, key=claim):
+            call.do("recording the connection", x.VDI.add_to_other_config, vdi, claim, "true")
 
 
 def disconnect_volume(session, args):
@@ -189,13 +195,17 @@ def disconnect_volume(session, args):
         sr, vdi = call.find("SR", sr_uuid), call.find("VDI", vdi_uuid)
     if sr is None:
         return {"sr_uuid": sr_uuid, "note": "not connected: no such SR"}
-    with Lock("sr-" + sr_uuid, call.settings["lock_timeout"]):
+    with call.lock("sr-" + sr_uuid):
+        steps = Steps(call)
+        # Written before the claim goes: a call killed after it still releases the SR.
+        n = steps.will("release SR %s" % sr_uuid, "release_sr", sr_uuid=sr_uuid)
         if vdi is not None:
             claim = storage.CONNECTED + call.host_uuid
             if claim in call.x.VDI.get_other_config(vdi):
                 call.do("dropping the connection record", call.x.VDI.remove_from_other_config,
                         vdi, claim)
         note = storage.release_sr(call, sr)
+        steps.finished(n)
     return {"sr_uuid": sr_uuid, "note": note}
 
 
@@ -220,7 +230,7 @@ def attach_volume(session, args):
         marks["xenvol-volume-id"] = cfg.volume_id
 
     def attach(vdi, steps):
-        with Lock("vm-" + vm_uuid, call.settings["lock_timeout"]):
+        with call.lock("vm-" + vm_uuid):
             check_vdi(vdi)
             return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
     result = _connect_then(call, driver, cfg, attach)
@@ -290,16 +300,26 @@ def detach_volume(session, args):
                           INVALID_ARGUMENT)
         described = _describe(call, ref)
         if x.VBD.get_currently_attached(ref):
+            # Before anything goes: a call killed here is a plain retry (the VBD is still
+            # there, marked).
             log.step("unplugging VBD", vbd_uuid=described["vbd_uuid"])
             vbds.unplug(call, ref)
-        log.step("destroying VBD", vbd_uuid=described["vbd_uuid"])
+        steps = Steps(call)
+        # What is still to release outlives the VBD: in the journal before the VBD goes, and
+        # finished by the next call on this host if this one fails or dies after.
+        sr_uuid = described["sr_uuid"]
+        release = steps.will("release SR %s" % sr_uuid, "release_sr",
+                             sr_uuid=sr_uuid) if sr_uuid else None
+        steps.will("destroy VBD %s" % described["vbd_uuid"], "finish_detach", vbd=ref)
         vbds.destroy(call, ref)
+        steps.finished()
         detached.append(described)
-        if described["sr_uuid"]:
-            sr = call.find("SR", described["sr_uuid"])
+        if sr_uuid:
+            sr = call.find("SR", sr_uuid)
             if sr is not None:
-                with Lock("sr-" + described["sr_uuid"], call.settings["lock_timeout"]):
+                with call.lock("sr-" + sr_uuid):
                     notes.append(storage.release_sr(call, sr))
+            steps.finished(release)
     return {"detached": detached, "note": "; ".join(notes)}
 
 
@@ -327,7 +347,61 @@ def list_attachments(session, args):
         d["vm_uuid"], int(d["userdevice"]) if d["userdevice"].isdigit() else 0))}
 
 
+# ---------------------------------------------------------------------- lifecycle
+def recover(session, args):
+    """Roll back (or finish) this host's dead operations; with `operation`, only that one,
+    answering whether it is alive (what another host's plugin asks before it breaks a lease
+    the operation holds). probe=true: answer without recovering."""
+    call = Call(session)
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("operation", "probe"))
+    probe = a.boolean("probe", False)
+    if a.has("operation"):
+        op_id = _op_id(a, "operation")
+        path = journal.path_of(op_id)
+        if probe:
+            return {"operation": op_id, "alive": os.path.exists(path) and not journal.dead(path)}
+        return {"operation": op_id, "alive": journal.recover(call, path) == "alive"}
+    if probe:
+        return {"dead": [journal.Record(p).op_id for p in journal.journals() if journal.dead(p)]}
+    done = journal.recover_dead(call)
+    return {"recovered": sorted(journal.Record(p).op_id if os.path.exists(p) else
+                                os.path.basename(p)[:-5] for p, r in done.items()
+                                if r == "recovered"),
+            "failed": sorted(os.path.basename(p)[:-5] for p, r in done.items() if r == "failed")}
+
+
+def cancel(session, args):
+    """Ask a running operation of this host to stop at its next step and roll back."""
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("operation",))
+    op_id = _op_id(a, "operation")
+    if journal.saved_result(op_id) is not None:
+        return {"operation": op_id, "state": "finished"}
+    return {"operation": op_id,
+            "state": "cancelling" if call_mod.cancel_mark(op_id) else "not running"}
+
+
+def gc(session, args):
+    """What xenvol left that nothing uses; removed only with apply=true. pool=true adds the
+    pool-wide objects (ask one host for those)."""
+    call = Call(session)
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("apply", "pool"))
+    return gc_mod.run(call, a.boolean("apply", False), a.boolean("pool", False))
+
+
+def _op_id(a, field):
+    op_id = a.string(field, max_len=64)
+    if not journal.valid_op_id(op_id):
+        raise invalid(field, "is not an operation id (letters, digits, . _ -)", INVALID_ARGUMENT)
+    return op_id
+
+
 FUNCTIONS = ("version", "list_drivers", "connect_volume", "disconnect_volume", "attach_volume",
-             "detach_volume", "list_attachments")
+             "detach_volume", "list_attachments", "recover", "cancel", "gc")
+# The functions that change the pool: journaled, with the dead operations of the host
+# recovered first and results kept by operation id.
+JOURNALED = ("connect_volume", "disconnect_volume", "attach_volume", "detach_volume")
 
 

@@ -5,6 +5,12 @@ LOG_FILE = "/var/log/xenvol.log"
 LOCK_DIR = "/var/lock/xenvol"
 DRIVERS_DIR = "/etc/xenvol/drivers.d"  # third-party drivers: one Python file per driver
 CONFIG_FILE = "/etc/xenvol/xenvol.conf"
+# One intent journal per running (or dead, not yet recovered) operation; kept results of
+# finished ones, by operation id.
+JOURNAL_DIR = "/var/lib/xenvol/ops"
+RESULTS_DIR = "/var/lib/xenvol/results"
+# The kernel's id of this boot: a journal from another boot belongs to a dead process.
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def log_file():
@@ -21,3 +27,15 @@ def drivers_dir():
 
 def config_file():
     return CONFIG_FILE
+
+
+def journal_dir():
+    return JOURNAL_DIR
+
+
+def results_dir():
+    return RESULTS_DIR
+
+
+def boot_id_file():
+    return BOOT_ID

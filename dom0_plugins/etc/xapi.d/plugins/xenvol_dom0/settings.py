@@ -9,9 +9,11 @@ DEFAULTS = {
     # VBD.unplug attempts on DEVICE_DETACH_REJECTED (guest still using the disk).
     "unplug_attempts": 10,
     "unplug_retry_delay": 1.0,
-    # How long a call waits for another one holding the same SR or VM.
+    # How long one call waits in all for others holding the same SR or VM (the one setting
+    # that governs waits; clients wait longer, see wait_limit).
     "lock_timeout": 120,
-    # A pool-wide SR lease older than this belongs to a call that died; it is broken.
+    # A pool-wide SR lease in no known form (not naming its operation) is broken after this.
+    # Leases naming a dead operation are broken at once.
     "lease_stale_after": 900,
     # Log lines also go to this syslog socket when it exists ("" for none).
     "syslog_socket": "/dev/log",
@@ -24,6 +26,13 @@ DEFAULTS = {
     # The only directories the file driver serves volumes from.
     "file_roots": ["/var/lib/xenvol/volumes"],
 }
+
+
+def wait_limit(settings):
+    """The longest a call can spend waiting (locks, rescans, guest unplug retries), which
+    version() reports: a client waits longer than this before it calls an outcome unknown."""
+    return int(float(settings["lock_timeout"]) + sum(float(d) for d in settings["lun_rescan_delays"])
+               + int(settings["unplug_attempts"]) * float(settings["unplug_retry_delay"]))
 
 
 def load():

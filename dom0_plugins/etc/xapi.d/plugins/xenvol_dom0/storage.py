@@ -42,40 +42,29 @@ def ensure_sr(call, driver, config, steps):
         if pbd is None:
             pbd = _create_pbd(call, driver, config, sr, host, steps)
         if not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
-            log.step("plugging PBD", sr_uuid=sr_uuid, host=x.host.get_uuid(host))
-            call.do("plugging the SR", x.PBD.plug, pbd)
-            steps.did("plug PBD of SR %s" % sr_uuid, _unplugger(call, pbd))
+            with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
+                              host=host):
+                call.do("plugging the SR", x.PBD.plug, pbd)
     return sr
-
-
-def _unplugger(call, pbd):
-    return lambda: call.x.PBD.unplug(pbd)
 
 
 def _introduce(call, driver, config, sr_uuid, steps):
     x = call.x
-    log.step("introducing SR", sr_uuid=sr_uuid, type=driver.sr_type)
+    # Undone by forgetting the SR unless another call has started using it (gave it PBDs).
+    steps.will("introduce SR %s" % sr_uuid, "forget_sr", sr_uuid=sr_uuid)
     try:
         sr = x.SR.introduce(sr_uuid, driver.sr_label(config), driver.sr_description(config),
                             driver.sr_type, driver.content_type, driver.shared,
                             driver.sm_config(config))
     except XenAPI.Failure as f:
+        steps.finished()
         if f.details[0] != "SR_UUID_EXISTS":
             raise from_xapi(f, "introducing SR %s" % sr_uuid)
         # Another call (here or on another host) introduced it first: use theirs.
         log.step("SR introduced concurrently; using it", sr_uuid=sr_uuid)
         return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid)
-    steps.did("introduce SR %s" % sr_uuid, lambda: _forget_if_alone(call, sr))
     call.do("marking the SR", x.SR.add_to_other_config, sr, INTRODUCED, "true")
     return sr
-
-
-def _forget_if_alone(call, sr):
-    """Rollback of our introduce: another host may have started using the SR meanwhile."""
-    if call.x.SR.get_PBDs(sr):
-        log.step("SR gained PBDs from another call; leaving it")
-        return
-    call.x.SR.forget(sr)
 
 
 def _create_pbd(call, driver, config, sr, host, steps):
@@ -86,20 +75,26 @@ def _create_pbd(call, driver, config, sr, host, steps):
         if key.endswith("password"):
             # The password becomes a secret; xapi copies it into the PBD's own secret.
             SCRUB.remember(dconf[key])
-            ref = call.do("creating a secret", x.secret.create,
-                          {"value": dconf.pop(key), "other_config": {}})
-            steps.did("create a temporary secret", _secret_destroyer(call, ref))
+            # Tagged with the operation, so that a recovery finds it even when the plugin
+            # died before it knew the secret's ref.
+            with steps.change("create a temporary secret", "destroy_op_secrets",
+                              op_id=call.op_id):
+                ref = call.do("creating a secret", x.secret.create, {
+                    "value": dconf.pop(key),
+                    "other_config": {"xenvol": "plugin", "xenvol-op": call.op_id,
+                                     "xenvol-host": call.host_uuid}})
             temporary.append(ref)
             dconf[key + "_secret"] = call.do("reading the secret", x.secret.get_uuid, ref)
     log.step("creating PBD", device_config=dconf)
+    steps.will("create PBD", "destroy_pbd", sr_uuid=driver.sr_uuid(config), host=host)
     try:
         pbd = x.PBD.create({"host": host, "SR": sr, "device_config": dconf, "other_config": {}})
     except XenAPI.Failure as f:
+        steps.finished()
         if f.details[0] != "PBD_EXISTS":
             raise from_xapi(f, "creating the PBD")
         pbd = f.details[3]
     else:
-        steps.did("create PBD", lambda: _destroy_pbd(call, sr, pbd, host))
         mark = PBD_MARK + call.do("reading the host", x.host.get_uuid, host)
         call.do("marking the SR", x.SR.add_to_other_config, sr, mark, "true")
     for ref in temporary:
@@ -107,25 +102,7 @@ def _create_pbd(call, driver, config, sr, host, steps):
     return pbd
 
 
-def _secret_destroyer(call, ref):
-    def destroy():
-        try:
-            call.x.secret.destroy(ref)
-        except XenAPI.Failure as f:
-            if f.details[0] != "HANDLE_INVALID":
-                raise
-    return destroy
-
-
-def _destroy_pbd(call, sr, pbd, host):
-    x = call.x
-    if x.PBD.get_currently_attached(pbd):
-        x.PBD.unplug(pbd)
-    x.PBD.destroy(pbd)
-    _remove_mark(call, sr, PBD_MARK + x.host.get_uuid(host))
-
-
-def _remove_mark(call, sr, key):
+def remove_mark(call, sr, key):
     try:
         call.x.SR.remove_from_other_config(sr, key)
     except XenAPI.Failure:
@@ -189,6 +166,6 @@ def _release(call, sr):
         if x.PBD.get_currently_attached(pbd):
             call.do("unplugging the SR", x.PBD.unplug, pbd)
         call.do("destroying the PBD", x.PBD.destroy, pbd)
-        _remove_mark(call, sr, mark)
+        remove_mark(call, sr, mark)
         return "PBD removed; SR was not introduced by xenvol"
     return "SR kept: not introduced by xenvol"

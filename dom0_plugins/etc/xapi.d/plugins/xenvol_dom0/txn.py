@@ -1,30 +1,71 @@
-"""A record of the steps a call made, each with the step that undoes it.
+"""A record of the steps a call makes, each with what undoes it, as data.
 
-A step's compensation is registered right after the step succeeds; rollback runs them in
+Before a change, will() writes the step and the name of its compensation (a function of
+undo.UNDO, with JSON arguments) to the operation's journal; so a call killed at any point is
+undone by whoever recovers its journal. A compensation therefore runs whether or not the
+change happened, and does nothing when there is nothing to undo. A change XAPI refused is
+marked done at once (an error answer changed nothing). rollback() runs the compensations in
 reverse and keeps going when one fails, reporting what it could not undo."""
+import contextlib
+
+import XenAPI
+
 from . import log
+from .errors import XenvolError
 
 
 class Steps(object):
-    def __init__(self):
+    def __init__(self, call):
+        self.call = call
         self.done = []
 
-    def did(self, description, undo):
-        log.step("done: " + description)
-        self.done.append((description, undo))
+    def will(self, description, undo, **args):
+        """Record a change about to be made (the cancel mark and progress are checked here,
+        between steps)."""
+        self.call.checkpoint(description)
+        journal = self.call.journal
+        n = journal.step(description, undo, args) if journal else len(self.done) + 1
+        self.done.append((n, description, undo, args))
+        log.step("doing: " + description)
+        return n
+
+    @contextlib.contextmanager
+    def change(self, description, undo, **args):
+        """will(), then the change in the with-block; a refusal by XAPI leaves nothing to undo."""
+        self.will(description, undo, **args)
+        try:
+            yield
+        except (XenAPI.Failure, XenvolError):
+            self.finished()
+            raise
+
+    def finished(self, n=None):
+        """Step n (default: the last) needs nothing more: undone, refused, or completed."""
+        for i, entry in enumerate(self.done):
+            if n is None and i == len(self.done) - 1 or entry[0] == n:
+                del self.done[i]
+                if self.call.journal:
+                    self.call.journal.done(entry[0])
+                return
 
     def rollback(self):
         """Undo every recorded step, newest first; returns the ones that failed."""
+        from .undo import UNDO
         failed = []
         while self.done:
-            description, undo = self.done.pop()
+            n, description, undo, args = self.done.pop()
             try:
-                undo()
-                log.step("undone: " + description)
-            except Exception as e:  # keep undoing the rest
+                UNDO[undo](self.call, **args)
+            except Exception as e:  # keep undoing the rest; the journal keeps this one
                 log.warning("could not undo: %s (%s: %s)" % (description, type(e).__name__, e))
                 failed.append(description)
+                continue
+            if self.call.journal:
+                self.call.journal.done(n)
+            log.step("undone: " + description)
         return failed
 
     def commit(self):
         self.done = []
+        if self.call.journal:
+            self.call.journal.commit()

@@ -78,23 +78,23 @@ def create(call, vm, vdi, userdevice, read_only, marks, steps, explicit):
            "unpluggable": True, "other_config": marks, "qos_algorithm_type": "",
            "qos_algorithm_params": {}}
     log.step("creating VBD", userdevice=userdevice, mode=rec["mode"])
+    steps.will("create VBD", "destroy_vbd", vm=vm, vdi=vdi)
     try:
         vbd = x.VBD.create(rec)
     except XenAPI.Failure as f:
+        steps.finished()
         if f.details[0] == "DEVICE_ALREADY_EXISTS":
             if explicit:
                 raise XenvolError(DEVICE_IN_USE, "mountpoint: device %s of the VM is taken"
                                   % userdevice, field="mountpoint", userdevice=userdevice)
             return None  # lost a race for an autodetected device; the caller picks again
         raise from_xapi(f, "creating the VBD")
-    steps.did("create VBD", lambda: x.VBD.destroy(vbd))
     return vbd
 
 
 def plug(call, vbd, steps):
-    log.step("plugging VBD")
-    call.do("plugging the disk into the VM", call.x.VBD.plug, vbd)
-    steps.did("plug VBD", lambda: unplug(call, vbd))
+    with steps.change("plug VBD", "unplug_vbd", vbd=vbd):
+        call.do("plugging the disk into the VM", call.x.VBD.plug, vbd)
 
 
 def unplug(call, vbd):

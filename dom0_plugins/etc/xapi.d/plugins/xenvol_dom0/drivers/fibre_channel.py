@@ -64,8 +64,8 @@ class FibreChannelDriver(Driver):
         sr, vdi = Driver.connect_volume(self, call, cfg, steps)
         if not call.do("reading the VDI", call.x.VDI.get_managed, vdi):
             log.step("claiming the unmanaged LUN with VDI.set_managed")
-            call.do("claiming the LUN", call.x.VDI.set_managed, vdi, True)
-            steps.did("claim LUN", lambda: call.x.VDI.set_managed(vdi, False))
+            with steps.change("claim LUN", "unclaim_lun", vdi_uuid=call.x.VDI.get_uuid(vdi)):
+                call.do("claiming the LUN", call.x.VDI.set_managed, vdi, True)
         return sr, vdi
 
     def find_vdi(self, call, sr, cfg):

@@ -1,0 +1,134 @@
+"""The compensations a journal names: name -> function(call, **args).
+
+Each one undoes (or, for a detach, finishes) one step whether or not the step's change
+happened, found again from the step's arguments, and does nothing when there is nothing
+left to do: it may run in the call that made the change, or in a later call recovering a
+dead one."""
+import XenAPI
+
+from . import storage, vbd as vbds
+from .errors import from_xapi
+
+UNDO = {}
+
+
+def _undo(name):
+    def register(fn):
+        UNDO[name] = fn
+        return fn
+    return register
+
+
+def _gone(f):
+    return f.details[0] in ("HANDLE_INVALID", "UUID_INVALID")
+
+
+@_undo("forget_sr")
+def forget_sr(call, sr_uuid):
+    """Undo our SR.introduce: forget the SR unless another call has started using it."""
+    sr = call.find("SR", sr_uuid)
+    if sr is None or call.x.SR.get_PBDs(sr):
+        return
+    call.x.SR.forget(sr)
+
+
+@_undo("destroy_pbd")
+def destroy_pbd(call, sr_uuid, host):
+    sr = call.find("SR", sr_uuid)
+    pbd = call.host_pbd(sr, host) if sr is not None else None
+    if pbd is None:
+        return
+    if call.x.PBD.get_currently_attached(pbd):
+        call.x.PBD.unplug(pbd)
+    call.x.PBD.destroy(pbd)
+    storage.remove_mark(call, sr, storage.PBD_MARK + call.x.host.get_uuid(host))
+
+
+@_undo("unplug_pbd")
+def unplug_pbd(call, sr_uuid, host):
+    sr = call.find("SR", sr_uuid)
+    pbd = call.host_pbd(sr, host) if sr is not None else None
+    if pbd is not None and call.x.PBD.get_currently_attached(pbd):
+        call.x.PBD.unplug(pbd)
+
+
+@_undo("destroy_op_secrets")
+def destroy_op_secrets(call, op_id):
+    """The secrets the plugin made for an operation (tagged with its op id)."""
+    for ref, rec in call.x.secret.get_all_records().items():
+        other = rec["other_config"]
+        if other.get("xenvol") == "plugin" and other.get("xenvol-op") == op_id:
+            try:
+                call.x.secret.destroy(ref)
+            except XenAPI.Failure as f:
+                if not _gone(f):
+                    raise
+
+
+def _vbd_of(call, vm, vdi):
+    try:
+        refs = call.x.VM.get_VBDs(vm)
+    except XenAPI.Failure as f:
+        if _gone(f):
+            return None
+        raise
+    for ref in refs:
+        try:
+            rec = call.x.VBD.get_record(ref)
+        except XenAPI.Failure:
+            continue
+        if rec["VDI"] == vdi and rec["other_config"].get(vbds.MARK) == "true":
+            return ref
+    return None
+
+
+@_undo("destroy_vbd")
+def destroy_vbd(call, vm, vdi):
+    vbd = _vbd_of(call, vm, vdi)
+    if vbd is not None:
+        finish_detach(call, vbd)
+
+
+@_undo("unplug_vbd")
+def unplug_vbd(call, vbd):
+    try:
+        attached = call.x.VBD.get_currently_attached(vbd)
+    except XenAPI.Failure as f:
+        if _gone(f):
+            return
+        raise
+    if attached:
+        vbds.unplug(call, vbd)
+
+
+@_undo("finish_detach")
+def finish_detach(call, vbd):
+    """Unplug (if plugged) and destroy a VBD xenvol made."""
+    unplug_vbd(call, vbd)
+    vbds.destroy(call, vbd)
+
+
+@_undo("unclaim_lun")
+def unclaim_lun(call, vdi_uuid):
+    """Undo a VDI.set_managed claim of a raw LUN (fibre_channel)."""
+    vdi = call.find("VDI", vdi_uuid)
+    if vdi is not None and call.x.VDI.get_managed(vdi):
+        call.x.VDI.set_managed(vdi, False)
+
+
+@_undo("remove_claim")
+def remove_claim(call, vdi, key):
+    try:
+        if key in call.x.VDI.get_other_config(vdi):
+            call.x.VDI.remove_from_other_config(vdi, key)
+    except XenAPI.Failure as f:
+        if not _gone(f):
+            raise from_xapi(f, "dropping the connection record")
+
+
+@_undo("release_sr")
+def release_sr(call, sr_uuid):
+    """Finish a detach or disconnect: release the SR if nothing uses it any more."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        storage.release_sr(call, sr)
