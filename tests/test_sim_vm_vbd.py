@@ -266,7 +266,6 @@ def test_start_picks_a_host_that_sees_the_srs(pool, xapi):
     fails("HOST_NOT_LIVE", xapi.VM.start_on, vm, pool.host(0).ref, False, False)
     with pool.sim.db.lock:
         pool.sim.db.raw("host_metrics", metrics)["live"] = True
-    with pool.sim.db.lock:
         pool.sim.db.raw("host", pool.host(0).ref)["enabled"] = False
     assert fails("HOST_DISABLED", xapi.VM.start_on, vm, pool.host(0).ref, False, False)[1:] == \
         [pool.host(0).ref]
@@ -296,8 +295,9 @@ def test_device_clashes_follow_the_bus_rules(pool, xapi, disk):
     for v in (scsi, one, big):
         xapi.VBD.destroy(v)
     # the device field counts as well as userdevice
-    with pool.sim.db.lock:
-        pool.sim.db.raw("VBD", xapi.VM.get_VBDs(pv)[0])["device"] = "xvdf"
+    root = xapi.VM.get_VBDs(pv)[0]
+    with pool.sim.db.lock:  # no API call inside: the server takes this lock too
+        pool.sim.db.raw("VBD", root)["device"] = "xvdf"
     assert "5" not in xapi.VM.get_allowed_VBD_devices(pv)
     fails("DEVICE_ALREADY_EXISTS", xapi.VBD.create, vbd_rec(pv, disk, "5"))
     fails("VBD_CDS_MUST_BE_READONLY", xapi.VBD.create, vbd_rec(pv, disk, type="CD"))
