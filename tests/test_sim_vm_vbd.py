@@ -2,6 +2,7 @@
 import pytest
 import XenAPI
 
+from conftest import Pool
 from test_sim_wire import fails
 
 
@@ -102,7 +103,8 @@ def test_plug_needs_a_running_vm(pool, xapi, disk):
     vbd = xapi.VBD.create(vbd_rec(vm, disk))
     d = fails("VM_BAD_POWER_STATE", xapi.VBD.plug, vbd)
     assert d[1:] == [vm, "running", "halted"]
-    fails("DEVICE_ALREADY_DETACHED", xapi.VBD.unplug, vbd)
+    # xapi_vbd_helpers.ml: a non-running VM always gives VM_BAD_POWER_STATE for unplug
+    assert fails("VM_BAD_POWER_STATE", xapi.VBD.unplug, vbd)[2:] == ["running", "halted"]
     # a VM start plugs its VBDs
     xapi.VM.start(vm, False, False)
     assert xapi.VBD.get_currently_attached(vbd)
@@ -141,3 +143,179 @@ def test_pool_migrate_needs_a_running_vm_and_its_srs(pool, xapi):
     running = xapi.VM.get_by_name_label("vm-1")[0]  # its root disk is on host 0's local SR
     fails("VM_REQUIRES_SR", xapi.VM.pool_migrate, running, pool.host(1).ref, {})
     assert xapi.VM.get_resident_on(running) == pool.host(0).ref
+
+
+# --------------------------------------------------------------------- guests, VM.start, devices
+@pytest.fixture
+def guests():
+    """Six seeded VMs: vm-1..vm-4 PV, vm-5 running HVM with PV drivers, vm-6 running HVM
+    without."""
+    p = Pool(vms=6)
+    yield p
+    p.close()
+
+
+def _vm(xapi, name):
+    return xapi.VM.get_by_name_label(name)[0]
+
+
+def _spare(pool, xapi, host_index, uuid):
+    sr = pool.sim.local_sr(pool.host(host_index).ref)
+    pool.admin.put_vdi(xapi.SR.get_uuid(sr), uuid, {"virtual_size": str(1 << 30)})
+    xapi.SR.scan(sr)
+    return xapi.VDI.get_by_uuid(uuid)
+
+
+def test_seeded_guest_kinds(guests):
+    xapi = guests.session().xenapi
+    for name, kind, drivers in (("vm-1", "pv", True), ("vm-5", "hvm", True), ("vm-6", "hvm", False)):
+        rec = xapi.VM.get_record(_vm(xapi, name))
+        assert rec["domain_type"] == kind and rec["power_state"] == "Running"
+        assert xapi.VM_metrics.get_current_domain_type(rec["metrics"]) == kind
+        if drivers:
+            assert xapi.VM_guest_metrics.get_PV_drivers_detected(rec["guest_metrics"])
+        else:
+            assert rec["guest_metrics"] == "OpaqueRef:NULL"
+    for host in xapi.host.get_all():
+        assert xapi.host_metrics.get_live(xapi.host.get_metrics(host))
+
+
+def test_hvm_hotplug_rules(guests):
+    xapi = guests.session().xenapi
+    disk = _spare(guests, xapi, 2, "22222222-2222-3333-4444-555555555555")
+    with_drivers, without = _vm(xapi, "vm-5"), _vm(xapi, "vm-6")
+    ro = xapi.VBD.create(vbd_rec(with_drivers, disk, mode="ro"))  # enums in any case
+    assert xapi.VBD.get_mode(ro) == "RO"
+    fails("DISK_VBD_MUST_BE_READWRITE_FOR_HVM", xapi.VBD.plug, ro)
+    xapi.VBD.destroy(ro)
+    vbd = xapi.VBD.create(vbd_rec(without, disk))
+    assert fails("VM_MISSING_PV_DRIVERS", xapi.VBD.plug, vbd)[1:] == [without]
+    # the PV-driver refusal comes before DISK_VBD_MUST_BE_READWRITE_FOR_HVM
+    xapi.VBD.destroy(vbd)
+    vbd = xapi.VBD.create(vbd_rec(without, disk, mode="RO"))
+    fails("VM_MISSING_PV_DRIVERS", xapi.VBD.plug, vbd)
+    xapi.VBD.destroy(vbd)
+    vbd = xapi.VBD.create(vbd_rec(with_drivers, disk))
+    xapi.VBD.plug(vbd)
+    assert xapi.VBD.get_device(vbd) == "xvdb"
+    # a guest that says it cannot hot-plug is believed
+    gm = xapi.VM.get_guest_metrics(with_drivers)
+    with guests.sim.db.lock:
+        guests.sim.db.raw("VM_guest_metrics", gm)["can_use_hotplug_vbd"] = "no"
+    d = fails("OPERATION_NOT_ALLOWED", xapi.VBD.unplug, vbd)
+    assert d[1] == "VM states it does not support VBD hotplug."
+    # the unplug refusal applies to a driverless HVM guest's own disks too
+    root = xapi.VM.get_VBDs(without)[0]
+    fails("VM_MISSING_PV_DRIVERS", xapi.VBD.unplug, root)
+    # halted: an HVM guest boots with an RO disk (qemu leaves it out; no xapi check)
+    xapi.VM.hard_shutdown(without)
+    assert xapi.VM.get_guest_metrics(without) == "OpaqueRef:NULL"
+    assert xapi.VM_metrics.get_current_domain_type(xapi.VM.get_metrics(without)) == "unspecified"
+
+
+def test_set_domain_type(pool, xapi):
+    vm = _vm(xapi, "vm-2")
+    xapi.VM.set_domain_type(vm, "HVM")
+    assert xapi.VM.get_domain_type(vm) == "hvm" and xapi.VM.get_HVM_boot_policy(vm) == "BIOS order"
+    assert fails("INVALID_VALUE", xapi.VM.set_domain_type, vm, "unspecified")[1:] == \
+        ["domain_type", "unspecified"]
+    fails("INTERNAL_ERROR", xapi.VM.set_domain_type, vm, "xen")
+    xapi.VM.start(vm, False, False)
+    assert xapi.VM_metrics.get_current_domain_type(xapi.VM.get_metrics(vm)) == "hvm"
+    assert xapi.VBD.get_device(xapi.VM.get_VBDs(vm)[0]) == "xvda"
+    xapi.VM.set_domain_type(vm, "pv")  # takes effect at the next start
+    assert xapi.VM_metrics.get_current_domain_type(xapi.VM.get_metrics(vm)) == "hvm"
+
+
+def test_start_runs_the_attach_checks(pool, xapi, disk):
+    running, halted = _vm(xapi, "vm-1"), _vm(xapi, "vm-2")
+    a = xapi.VBD.create(vbd_rec(running, disk))
+    xapi.VBD.plug(a)
+    b = xapi.VBD.create(vbd_rec(halted, disk))
+    assert fails("VDI_IN_USE", xapi.VM.start, halted, False, False)[1:] == [disk]
+    fails("VDI_IN_USE", xapi.VM.start_on, halted, pool.host(0).ref, False, False)
+    assert xapi.VM.get_power_state(halted) == "Halted"
+    xapi.VBD.unplug(a)
+    with pool.sim.db.lock:  # what the SM writes for a raw LUN (sm LUNperVDI.py)
+        pool.sim.db.raw("VDI", disk)["managed"] = False
+    assert fails("VDI_NOT_MANAGED", xapi.VM.start, halted, False, False)[1:] == [b]
+    assert fails("VDI_NOT_MANAGED", xapi.VBD.plug, a)[1:] == [a]
+    with pool.sim.db.lock:
+        pool.sim.db.raw("VDI", disk)["managed"] = True
+        pool.sim.db.raw("VDI", disk)["read_only"] = True
+    fails("VDI_READONLY", xapi.VM.start, halted, False, False)
+    fails("VDI_READONLY", xapi.VBD.plug, a)
+    with pool.sim.db.lock:
+        pool.sim.db.raw("VDI", disk)["read_only"] = False
+    xapi.VM.start(halted, False, False)
+    assert xapi.VBD.get_currently_attached(b)
+
+
+def test_start_picks_a_host_that_sees_the_srs(pool, xapi):
+    vm = _vm(xapi, "vm-2")  # root disk on host 0's local SR
+    xapi.VM.set_affinity(vm, pool.host(1).ref)
+    xapi.VM.start(vm, False, False)
+    assert xapi.VM.get_resident_on(vm) == pool.host(0).ref
+    xapi.VM.hard_shutdown(vm)
+    xapi.VM.set_affinity(vm, "OpaqueRef:NULL")
+    with pool.sim.db.lock:
+        metrics = pool.sim.db.raw("host", pool.host(0).ref)["metrics"]
+        pool.sim.db.raw("host_metrics", metrics)["live"] = False
+    assert not xapi.host_metrics.get_live(metrics)
+    assert fails("NO_HOSTS_AVAILABLE", xapi.VM.start, vm, False, False) == ["NO_HOSTS_AVAILABLE"]
+    fails("HOST_NOT_LIVE", xapi.VM.start_on, vm, pool.host(0).ref, False, False)
+    with pool.sim.db.lock:
+        pool.sim.db.raw("host_metrics", metrics)["live"] = True
+        pool.sim.db.raw("host", pool.host(0).ref)["enabled"] = False
+    assert fails("HOST_DISABLED", xapi.VM.start_on, vm, pool.host(0).ref, False, False)[1:] == \
+        [pool.host(0).ref]
+
+
+def test_plug_with_the_sr_not_attached_on_the_host(pool, xapi, disk):
+    vm = _vm(xapi, "vm-3")  # running on host 1; the disk is on host 0's local SR
+    vbd = xapi.VBD.create(vbd_rec(vm, disk))
+    d = fails("INTERNAL_ERROR", xapi.VBD.plug, vbd)
+    assert "No_storage_plugin_for_sr" in d[1] and xapi.SR.get_uuid(xapi.VDI.get_SR(disk)) in d[1]
+    assert not xapi.VBD.get_currently_attached(vbd)
+
+
+def test_device_clashes_follow_the_bus_rules(pool, xapi, disk):
+    pv = _vm(xapi, "vm-1")  # root disk at userdevice 0, device xvda
+    fails("DEVICE_ALREADY_EXISTS", xapi.VBD.create, vbd_rec(pv, disk, "hda"))  # Ide 0, HVM "0"
+    fails("DEVICE_ALREADY_EXISTS", xapi.VBD.create, vbd_rec(pv, disk, "d0"))
+    scsi = xapi.VBD.create(vbd_rec(pv, disk, "sdb"))  # Scsi 1 is another bus than Xen/Ide 1
+    one = xapi.VBD.create(vbd_rec(pv, disk, "1"))
+    fails("DEVICE_ALREADY_EXISTS", xapi.VBD.create, vbd_rec(pv, disk, "xvdb"))
+    assert xapi.VBD.get_userdevice(one) == "1" and xapi.VBD.get_userdevice(scsi) == "sdb"
+    big = xapi.VBD.create(vbd_rec(pv, disk, "300"))  # Xen disks go up to 2^20-1
+    fails("DEVICE_ALREADY_EXISTS", xapi.VBD.create, vbd_rec(pv, disk, "xvdko"))  # disk 300
+    for bad in ("floppy9", "xvd", "XVDB", "e1"):
+        fails("INVALID_DEVICE", xapi.VBD.create, vbd_rec(pv, disk, bad))
+    assert xapi.VBD.get_userdevice(xapi.VBD.create(vbd_rec(pv, disk))) == "2"
+    for v in (scsi, one, big):
+        xapi.VBD.destroy(v)
+    # the device field counts as well as userdevice
+    root = xapi.VM.get_VBDs(pv)[0]
+    with pool.sim.db.lock:  # no API call inside: the server takes this lock too
+        pool.sim.db.raw("VBD", root)["device"] = "xvdf"
+    assert "5" not in xapi.VM.get_allowed_VBD_devices(pv)
+    fails("DEVICE_ALREADY_EXISTS", xapi.VBD.create, vbd_rec(pv, disk, "5"))
+    fails("VBD_CDS_MUST_BE_READONLY", xapi.VBD.create, vbd_rec(pv, disk, type="CD"))
+    fails("NOT_IMPLEMENTED", xapi.VBD.create, vbd_rec(pv, disk, type="floppy", mode="RO"))
+    fails("INTERNAL_ERROR", xapi.VBD.create, vbd_rec(pv, disk, mode="rx"))
+
+
+def test_vm_destroy(pool, xapi, disk):
+    vm = _vm(xapi, "vm-1")
+    vbd = xapi.VBD.create(vbd_rec(vm, disk))
+    assert fails("VM_BAD_POWER_STATE", xapi.VM.destroy, vm)[2:] == ["halted, suspended", "running"]
+    xapi.VM.hard_shutdown(vm)
+    metrics = xapi.VM.get_metrics(vm)
+    root_vdi = xapi.VBD.get_VDI(xapi.VM.get_VBDs(vm)[0])
+    xapi.VM.destroy(vm)
+    fails("HANDLE_INVALID", xapi.VM.get_record, vm)
+    fails("HANDLE_INVALID", xapi.VBD.get_record, vbd)
+    fails("HANDLE_INVALID", xapi.VM_metrics.get_record, metrics)
+    assert xapi.VDI.get_VBDs(disk) == [] and xapi.VDI.get_VBDs(root_vdi) == []
+    dom0 = xapi.host.get_control_domain(pool.host(0).ref)
+    fails("VM_BAD_POWER_STATE", xapi.VM.destroy, dom0)

@@ -1,8 +1,11 @@
 """Regenerate simulator/xapisim/data/schema.json from the XAPI datamodel extract.
 
-Run from the repository root: python3 tools/gen_xapisim_schema.py ../shared/xapi/datamodel-subset.json
+Run from the repository root:
+  python3 tools/gen_xapisim_schema.py ../shared/xapi/datamodel-subset.json \
+      simulator/xapisim/data/schema.json ../shared/xapi/xenapi.json
 The output keeps only what the simulator needs: field names, wire kinds, qualifiers and defaults,
-constructor field lists and message parameter lists.
+constructor field lists and message parameter lists. With the whole datamodel (xenapi.json) as a
+third argument, the classes and messages in FROM_FULL are added from it.
 """
 import json
 import re
@@ -43,8 +46,31 @@ def default_of(kind, raw):
     return raw[1:-1] if raw.startswith('"') else raw
 
 
-def main(src, dst):
+# Classes and messages the subset lacks, taken from the full datamodel (xenapi.json).
+FROM_FULL = {
+    "VM_metrics": None, "VM_guest_metrics": None, "host_metrics": None,
+    "VM": ("destroy", "set_domain_type"),
+}
+
+
+def _from_full(full, data):
+    """xenapi.json entries in the subset's shape."""
+    by_name = dict((c["name"], c) for c in json.load(open(full)))
+    for cls, only in FROM_FULL.items():
+        spec = by_name[cls]
+        messages = dict((m["name"], {"params": m["params"], "result": m["result"][0]})
+                        for m in spec["messages"] if only is None or m["name"] in only)
+        if only is None:
+            data[cls] = {"fields": [dict(f, state=f["lifecycle"]["state"]) for f in spec["fields"]],
+                         "messages": messages}
+        else:
+            data[cls]["messages"].update(messages)
+
+
+def main(src, dst, full=None):
     data = json.load(open(src))["classes"]
+    if full:
+        _from_full(full, data)
     out = {}
     for cls, spec in data.items():
         fields = []
@@ -69,4 +95,5 @@ def main(src, dst):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "simulator/xapisim/data/schema.json")
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "simulator/xapisim/data/schema.json",
+         sys.argv[3] if len(sys.argv) > 3 else None)

@@ -4,6 +4,19 @@ from .db import NULL
 from .errors import XapiError
 from .messages import message, require_fields
 
+# Enums unmarshal case-insensitively and are stored in their datamodel spelling
+# (ocaml-rpc ppx/ppx_deriving_rpc.ml variant of_rpc matches on Rpc.lowerfn of the value).
+_ENUMS = {"vbd_type": ("Disk", "CD", "Floppy"), "vbd_mode": ("RO", "RW"),
+          "domain_type": ("hvm", "pv", "pv_in_pvh", "pvh", "unspecified")}
+
+
+def _enum(kind, value):
+    for name in _ENUMS[kind]:
+        if name.lower() == str(value).lower():
+            return name
+    raise XapiError("INTERNAL_ERROR", "Unhandled pattern when unmarshalling variant type: "
+                    "found 'S(%s)'" % str(value).lower())
+
 
 def _power(ctx, vm):
     return ctx.db.raw("VM", vm)["power_state"]
@@ -25,43 +38,260 @@ def _vbd_sr(ctx, vbd_rec):
     return ctx.db.raw("VDI", vdi)["SR"]
 
 
+def _domain_type(ctx, vm_rec):
+    """xen-api ocaml/xapi/helpers.ml domain_type: VM_metrics.current_domain_type while the
+    domain exists, VM.domain_type when halted; unspecified is an internal error."""
+    if vm_rec["power_state"] in ("Running", "Paused", "Suspended"):
+        value = ctx.db.raw("VM_metrics", vm_rec["metrics"])["current_domain_type"] \
+            if ctx.db.exists("VM_metrics", vm_rec["metrics"]) else "unspecified"
+    else:
+        value = vm_rec["domain_type"]
+    if value == "unspecified":
+        raise XapiError("INTERNAL_ERROR", "unspecified domain type")
+    return value
+
+
+def _is_system_domain(vm_rec):
+    # xen-api ocaml/xapi/system_domains.ml is_system_domain
+    return vm_rec["is_control_domain"] or vm_rec["other_config"].get("is_system_domain") == "true"
+
+
+def _pv_drivers_error(ctx, vm, vm_rec):
+    """xen-api ocaml/xapi/xapi_vbd_helpers.ml valid_operations, the HVM block, with
+    xapi_pv_driver_version.ml: the guest's claim first, then PV_drivers_detected, then a
+    parseable PV_drivers_version (major and minor integers)."""
+    gm = vm_rec["guest_metrics"]
+    gmr = ctx.db.raw("VM_guest_metrics", gm) if ctx.db.exists("VM_guest_metrics", gm) else None
+    if gmr is not None:
+        if gmr["can_use_hotplug_vbd"] == "yes":
+            return None
+        if gmr["can_use_hotplug_vbd"] == "no":
+            return XapiError("OPERATION_NOT_ALLOWED", "VM states it does not support VBD hotplug.")
+        if gmr["PV_drivers_detected"]:
+            return None
+        version = gmr["PV_drivers_version"]
+        try:
+            int(version["major"]), int(version["minor"])
+            return None
+        except (KeyError, ValueError):
+            pass
+    return XapiError("VM_MISSING_PV_DRIVERS", vm)
+
+
+def _vbd_error(ctx, vbd, op):
+    """The first error xen-api ocaml/xapi/xapi_vbd_helpers.ml valid_operations gives for op
+    (plug, unplug, unplug_force, attach), in its order; None if allowed. VBD and VDI
+    current_operations are not modelled (no concurrent operations here)."""
+    rec = ctx.db.raw("VBD", vbd)
+    vm = rec["VM"]
+    vm_rec = ctx.db.raw("VM", vm)
+    state = vm_rec["power_state"]
+    unplug_ops = ("unplug", "unplug_force")
+    if op in unplug_ops and not rec["unpluggable"]:
+        return XapiError("VBD_NOT_UNPLUGGABLE", vbd)
+    if op in ("plug",) + unplug_ops:
+        if state == "Running":
+            if rec["currently_attached"] and op == "plug":
+                return XapiError("DEVICE_ALREADY_ATTACHED", vbd)
+            if not rec["currently_attached"] and op in unplug_ops:
+                return XapiError("DEVICE_ALREADY_DETACHED", vbd)
+        else:
+            # Not running: always refused, whatever currently_attached says.
+            return _bad_power(vm, "running", state)
+        if _domain_type(ctx, vm_rec) == "hvm":
+            err = _pv_drivers_error(ctx, vm, vm_rec)
+            if err is not None:
+                return err
+            if rec["type"] == "CD":
+                return XapiError("OPERATION_NOT_ALLOWED",
+                                 "HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected")
+    if rec["empty"]:
+        return None
+    vdi = rec["VDI"]
+    vdi_rec = ctx.db.raw("VDI", vdi)
+    if not vdi_rec["managed"]:
+        return XapiError("VDI_NOT_MANAGED", vbd)
+    if op not in ("attach", "plug") or rec["currently_attached"]:
+        return None
+    others = []
+    for other in ctx.db.find("VBD", VDI=vdi):
+        o = ctx.db.raw("VBD", other)
+        if other == vbd or not o["currently_attached"]:
+            continue
+        ovm = ctx.db.raw("VM", o["VM"])
+        if ovm["power_state"] == "Suspended" or _is_system_domain(ovm):
+            continue
+        others.append(o)
+    need_write = rec["mode"] == "RW"
+    if not vdi_rec["sharable"] and not _is_system_domain(vm_rec) and \
+            (any(o["mode"] == "RW" for o in others) or (need_write and others)):
+        return XapiError("VDI_IN_USE", vdi)
+    if need_write and vdi_rec["read_only"]:
+        return XapiError("VDI_READONLY", vdi)
+    return None
+
+
+def _check_vbd(ctx, vbd, op):
+    err = _vbd_error(ctx, vbd, op)
+    if err is not None:
+        raise err
+
+
+def _device_of(vm_rec, vbd_rec):
+    """xen-api ocaml/xapi/xapi_xenops.ml MD.of_vbd: the userdevice read for the VM's
+    domain_type, INVALID_DEVICE when it does not parse; VBD.device is its Linux name."""
+    dev = devices.of_string(vbd_rec["userdevice"], vm_rec["domain_type"] == "hvm")
+    if dev is None:
+        raise XapiError("INVALID_DEVICE", vbd_rec["userdevice"])
+    return devices.linux(dev)
+
+
+def _attach_on(ctx, vbd_rec, host):
+    """The storage layer on the VM's host (xapi_xenops vbd_plug -> xenopsd storage.ml attach ->
+    VDI.attach3 through ocaml/xapi/storage_mux_reg.ml of_sr). An SR with no plugged PBD there
+    has no registered plugin: No_storage_plugin_for_sr, which xenopsd turns into its
+    Internal_error (xenops_task.ml marshal_exn) and xapi_xenops transform_xenops_exn into
+    INTERNAL_ERROR."""
+    vdi = ctx.db.raw("VDI", vbd_rec["VDI"])
+    sr = ctx.db.raw("SR", vdi["SR"])
+    if not _sr_plugged_on(ctx, vdi["SR"], host.ref):
+        raise XapiError("INTERNAL_ERROR", "xenopsd internal error: Storage_error "
+                        "([S(No_storage_plugin_for_sr);S(%s)])" % sr["uuid"])
+    ctx.sim.sm.vdi_attach(host, sr, vdi)
+
+
 # ------------------------------------------------------------------- VM
-def _start(ctx, vm, host_ref):
-    rec = ctx.db.raw("VM", vm)
-    if rec["is_control_domain"] or rec["is_a_template"]:
-        raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on templates "
-                        "or control domains")
-    if rec["power_state"] != "Halted":
-        raise _bad_power(vm, "halted", rec["power_state"])
-    vbds = ctx.db.find("VBD", VM=vm)
-    for vbd in vbds:
+def _can_boot_here(ctx, vm, host_ref):
+    """xen-api ocaml/xapi/xapi_vm_helpers.ml assert_can_boot_here, the parts modelled:
+    host live (host_metrics.live), host enabled, every disk's SR plugged on the host."""
+    host = ctx.db.raw("host", host_ref)
+    metrics = host["metrics"]
+    if not (ctx.db.exists("host_metrics", metrics) and ctx.db.raw("host_metrics", metrics)["live"]):
+        raise XapiError("HOST_NOT_LIVE")
+    if not ctx.db.raw("VM", vm)["is_control_domain"] and not host["enabled"]:
+        raise XapiError("HOST_DISABLED", host_ref)
+    for vbd in ctx.db.find("VBD", VM=vm):
         sr = _vbd_sr(ctx, ctx.db.raw("VBD", vbd))
         if sr and not _sr_plugged_on(ctx, sr, host_ref):
             raise XapiError("VM_REQUIRES_SR", vm, sr)
+
+
+def _choose_host(ctx, vm):
+    """xapi_vm_helpers.ml choose_host_for_vm (no WLB) / xapi_vm_placement.ml select_host: the
+    affinity host if the VM can boot there, else another host it can boot on (real picks at
+    random; here the first in pool order), else NO_HOSTS_AVAILABLE []."""
+    affinity = ctx.db.raw("VM", vm)["affinity"]
+    order = [h.ref for h in ctx.sim.hosts]
+    if affinity in order:
+        order.remove(affinity)
+        order.insert(0, affinity)
+    for host in order:
+        try:
+            _can_boot_here(ctx, vm, host)
+            return host
+        except XapiError:
+            continue
+    raise XapiError("NO_HOSTS_AVAILABLE")
+
+
+def _assert_startable(ctx, vm):
+    """message_forwarding.ml VM.start: with_vm_operation (xapi_vm_lifecycle.ml: power state
+    first), then with_vbds_marked ~op:`attach (every VBD through valid_operations), then
+    ensure_domain_type_is_specified (derived from HVM_boot_policy when unspecified)."""
+    rec = ctx.db.raw("VM", vm)
+    if rec["power_state"] != "Halted":
+        raise _bad_power(vm, "halted", rec["power_state"])
+    if rec["is_a_template"]:
+        raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on templates "
+                        "or control domains")
+    for vbd in ctx.db.find("VBD", VM=vm):
+        _check_vbd(ctx, vbd, "attach")
+    if rec["domain_type"] == "unspecified":
+        rec["domain_type"] = "pv" if rec["HVM_boot_policy"] == "" else "hvm"
+
+
+def _start(ctx, vm, host_ref):
+    """Boot on host_ref: attach every disk (xapi_xenops.ml MD.of_vbd for device names), then
+    the running-domain records: VM_metrics.current_domain_type, and VM_guest_metrics when the
+    guest's agent reports (self.guest_agents in sim.py)."""
+    rec = ctx.db.raw("VM", vm)
     host = ctx.sim.host(host_ref)
-    for vbd in vbds:
-        v = ctx.db.raw("VBD", vbd)
-        if not v["empty"]:
-            _attach_vdi(ctx, v, host)
-    for vbd in vbds:
-        v = ctx.db.raw("VBD", vbd)
+    vbds = [ctx.db.raw("VBD", v) for v in ctx.db.find("VBD", VM=vm)]
+    names = [_device_of(rec, v) for v in vbds]
+    attached = []
+    try:
+        for v in vbds:
+            if not v["empty"]:
+                _attach_on(ctx, v, host)
+                attached.append(v)
+    except XapiError:
+        for v in attached:
+            _detach_vdi(ctx, v, host)
+        raise
+    for v, name in zip(vbds, names):
         v["currently_attached"] = True
-        v["device"] = devices.xvd(devices.number(v["userdevice"]))
+        v["device"] = name
     rec.update({"power_state": "Running", "resident_on": host_ref,
                 "domid": str(max([int(r["domid"]) for r in ctx.db.tables["VM"].values()] + [0]) + 1)})
+    if not ctx.db.exists("VM_metrics", rec["metrics"]):
+        rec["metrics"] = ctx.db.create("VM_metrics", {})
+    ctx.db.raw("VM_metrics", rec["metrics"]).update(
+        {"current_domain_type": rec["domain_type"], "hvm": rec["domain_type"] == "hvm"})
+    agent = ctx.sim.guest_agents.get(vm)
+    if agent is not None:
+        rec["guest_metrics"] = ctx.db.create("VM_guest_metrics", dict(agent))
 
 
 @message("VM.start")
 def vm_start(ctx, vm, start_paused, force):
-    affinity = ctx.db.raw("VM", vm)["affinity"]
-    host = affinity if ctx.db.exists("host", affinity) else ctx.sim.master.ref
-    _start(ctx, vm, host)
+    _assert_startable(ctx, vm)
+    _start(ctx, vm, _choose_host(ctx, vm))
 
 
 @message("VM.start_on")
 def vm_start_on(ctx, vm, host, start_paused, force):
+    rec = ctx.db.raw("VM", vm)
     ctx.db.raw("host", host)
+    # message_forwarding.ml VM.start_on: assert_matches_control_domain_affinity comes first.
+    if rec["is_control_domain"] and rec["affinity"] not in (NULL, host):
+        raise XapiError("OPERATION_NOT_ALLOWED",
+                        "Cannot boot a control domain on a host different from its affinity")
+    _assert_startable(ctx, vm)
+    _can_boot_here(ctx, vm, host)  # reserve_memory_for_vm
     _start(ctx, vm, host)
+
+
+@message("VM.set_domain_type")
+def vm_set_domain_type(ctx, vm, value):
+    """xen-api ocaml/xapi/xapi_vm.ml set_domain_type: takes effect at the next start; also
+    sets HVM_boot_policy (xapi_vm_helpers.ml derive_hvm_boot_policy)."""
+    rec = ctx.db.raw("VM", vm)
+    value = _enum("domain_type", value)
+    if value == "unspecified":
+        raise XapiError("INVALID_VALUE", "domain_type", value)
+    rec["domain_type"] = value
+    rec["HVM_boot_policy"] = "BIOS order" if value == "hvm" else ""
+
+
+@message("VM.destroy")
+def vm_destroy(ctx, vm):
+    """message_forwarding.ml VM.destroy -> xapi_vm_lifecycle.ml (destroy needs Halted or
+    Suspended; dom0 refused) -> xapi_vm_helpers.ml destroy: VBDs and metrics records go, the
+    VDIs stay."""
+    rec = ctx.db.raw("VM", vm)
+    if rec["power_state"] not in ("Halted", "Suspended"):
+        raise _bad_power(vm, "halted, suspended", rec["power_state"])
+    if rec["is_control_domain"]:
+        raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
+    if rec["other_config"].get("default_template") == "true":
+        raise XapiError("VM_CANNOT_DELETE_DEFAULT_TEMPLATE")
+    for vbd in ctx.db.find("VBD", VM=vm):
+        ctx.db.destroy("VBD", vbd)
+    for cls, ref in (("VM_metrics", rec["metrics"]), ("VM_guest_metrics", rec["guest_metrics"])):
+        if ctx.db.exists(cls, ref):
+            ctx.db.destroy(cls, ref)
+    ctx.sim.guest_agents.pop(vm, None)
+    ctx.db.destroy("VM", vm)
 
 
 @message("VM.pool_migrate")
@@ -104,56 +334,80 @@ def vm_shutdown(ctx, vm):
             _detach_vdi(ctx, v, host)
         v["currently_attached"] = False
     rec.update({"power_state": "Halted", "resident_on": NULL, "domid": "-1"})
+    # The domain is gone: its guest metrics go (xapi_vm_helpers.ml delete_guest_metrics).
+    if ctx.db.exists("VM_guest_metrics", rec["guest_metrics"]):
+        ctx.db.destroy("VM_guest_metrics", rec["guest_metrics"])
+    rec["guest_metrics"] = NULL
+    if ctx.db.exists("VM_metrics", rec["metrics"]):
+        ctx.db.raw("VM_metrics", rec["metrics"])["current_domain_type"] = "unspecified"
+
+
+def _used_devices(ctx, vm):
+    """xapi_vm_helpers.ml all_used_VBD_devices: both readings of every VBD's device and
+    userdevice."""
+    used = set()
+    for vbd in ctx.db.find("VBD", VM=vm):
+        v = ctx.db.raw("VBD", vbd)
+        for name in (v["device"], v["userdevice"]):
+            used.update(devices.possible(name))
+    return used
+
+
+def _allowed_devices(ctx, vm, vbd_type):
+    """xapi_vm_helpers.ml allowed_VBD_devices (will_have_qemu = VM.domain_type hvm)."""
+    rec = ctx.db.raw("VM", vm)
+    candidates = devices.allowed(rec["domain_type"] == "hvm", rec["is_control_domain"], vbd_type)
+    if candidates is None:
+        return None
+    used = _used_devices(ctx, vm)
+    return [d for d in candidates if d not in used]
 
 
 @message("VM.get_allowed_VBD_devices")
 def get_allowed_vbd_devices(ctx, vm):
-    rec = ctx.db.raw("VM", vm)
-    top = devices.MAX_DEVICE + (1 if rec["is_control_domain"] else 0)
-    used = set()
-    for vbd in ctx.db.find("VBD", VM=vm):
-        v = ctx.db.raw("VBD", vbd)
-        for name in (v["userdevice"], v["device"]):
-            n = devices.number(name) if name else None
-            if n is not None:
-                used.add(n)
-    return [str(n) for n in range(top + 1) if n not in used]
+    # xen-api ocaml/xapi/xapi_vm.ml get_allowed_VBD_devices: disk numbers of the Disk list.
+    return [str(devices.disk(d)) for d in _allowed_devices(ctx, vm, "Disk")]
 
 
 # ------------------------------------------------------------------- VBD
+_VDI_TYPES_FOR_VBD = ("system", "user", "ephemeral", "suspend", "crashdump", "metadata", "rrd",
+                      "pvs_cache")
+
+
 @message("VBD.create")
 def vbd_create(ctx, rec):
+    """xen-api ocaml/xapi/xapi_vbd.ml create, in its order of checks."""
     rec = require_fields("VBD", rec)
     vm = rec["VM"]
     vm_rec = ctx.db.raw("VM", vm)
     vdi = rec["VDI"]
-    if rec["type"] not in ("Disk", "CD", "Floppy"):
-        raise XapiError("INTERNAL_ERROR", "Enum value not recognised: %s" % rec["type"])
-    if rec["mode"] not in ("RO", "RW"):
-        raise XapiError("INTERNAL_ERROR", "Enum value not recognised: %s" % rec["mode"])
-    if rec["empty"] and rec["type"] != "CD":
-        raise XapiError("VBD_NOT_REMOVABLE_MEDIA", "in constructor")
+    vbd_type = _enum("vbd_type", rec["type"])
+    mode = _enum("vbd_mode", rec["mode"])
+    vdi_rec = None
     if not rec["empty"]:
         vdi_rec = ctx.db.raw("VDI", vdi)
-        if rec["mode"] == "RW" and vdi_rec["read_only"]:
-            raise XapiError("VDI_READONLY", vdi)
-    else:
-        vdi, vdi_rec = NULL, None
+        if vdi_rec["type"] not in _VDI_TYPES_FOR_VBD:
+            raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, vdi_rec["type"])
+    if vbd_type == "CD" and mode != "RO":
+        raise XapiError("VBD_CDS_MUST_BE_READONLY")
+    if rec["empty"] and vbd_type != "CD":
+        raise XapiError("VBD_NOT_REMOVABLE_MEDIA", "in constructor")
+    if mode == "RW" and (vdi_rec or ctx.db.raw("VDI", vdi))["read_only"]:
+        raise XapiError("VDI_READONLY", vdi)
+    if rec["empty"]:
+        vdi = NULL
+    possibilities = _allowed_devices(ctx, vm, vbd_type)
+    if possibilities is None:
+        raise XapiError("NOT_IMPLEMENTED", "VBD of type 'floppy' is not supported on PV domain")
     userdevice = rec["userdevice"]
-    taken = set()
-    for other in ctx.db.find("VBD", VM=vm):
-        n = devices.number(ctx.db.raw("VBD", other)["userdevice"])
-        if n is not None:
-            taken.add(n)
-    if userdevice == "autodetect":
-        free = [n for n in range(devices.MAX_DEVICE + 1) if n not in taken]
-        if not free:
-            raise XapiError("INVALID_DEVICE", userdevice)
-        userdevice = str(free[0])
-    n = devices.number(userdevice)
-    if n is None or n > devices.MAX_DEVICE:
+    if not devices.valid_userdevice(userdevice, vbd_type):
         raise XapiError("INVALID_DEVICE", userdevice)
-    if n in taken:
+    if userdevice == "autodetect":
+        if not possibilities:
+            raise XapiError("INVALID_DEVICE", userdevice)
+        first = possibilities[0]
+        userdevice = devices.linux(first) if vbd_type == "Floppy" else str(devices.disk(first))
+    if set(devices.possible(userdevice)) & _used_devices(ctx, vm):
         raise XapiError("DEVICE_ALREADY_EXISTS", userdevice)
     suspended = vm_rec["power_state"] == "Suspended"
     other_config = dict(rec["other_config"])
@@ -161,7 +415,7 @@ def vbd_create(ctx, rec):
         other_config["backend-kind"] = vdi_rec["sm_config"]["backend-kind"]
     return ctx.db.create("VBD", {
         "VM": vm, "VDI": vdi, "userdevice": userdevice, "bootable": rec["bootable"],
-        "mode": rec["mode"], "type": rec["type"], "empty": rec["empty"],
+        "mode": mode, "type": vbd_type, "empty": rec["empty"],
         "unpluggable": rec.get("unpluggable", True), "other_config": other_config,
         "qos_algorithm_type": rec["qos_algorithm_type"],
         "qos_algorithm_params": dict(rec["qos_algorithm_params"]),
@@ -187,42 +441,29 @@ def _detach_vdi(ctx, vbd_rec, host):
 
 @message("VBD.plug")
 def vbd_plug(ctx, vbd):
+    """message_forwarding.ml VBD.plug: valid_operations on the master, then on resident_on
+    xapi_vbd.ml plug (CA-83260: no RO disk on a guest with qemu, after those checks), then
+    xapi_xenops.ml vbd_plug (device name, storage attach)."""
+    _check_vbd(ctx, vbd, "plug")
     rec = ctx.db.raw("VBD", vbd)
-    vm = rec["VM"]
-    if rec["currently_attached"]:
-        raise XapiError("DEVICE_ALREADY_ATTACHED", vbd)
-    state = _power(ctx, vm)
-    if state != "Running":
-        raise _bad_power(vm, "running", state)
-    host = ctx.sim.host(ctx.db.raw("VM", vm)["resident_on"])
+    vm_rec = ctx.db.raw("VM", rec["VM"])
+    if _domain_type(ctx, vm_rec) == "hvm" and rec["type"] != "CD" and rec["mode"] == "RO":
+        raise XapiError("DISK_VBD_MUST_BE_READWRITE_FOR_HVM", vbd)
+    name = _device_of(vm_rec, rec)
     if not rec["empty"]:
-        vdi = ctx.db.raw("VDI", rec["VDI"])
-        if not vdi["managed"]:
-            raise XapiError("VDI_NOT_MANAGED", vbd)
-        for other in ctx.db.find("VBD", VDI=rec["VDI"]):
-            o = ctx.db.raw("VBD", other)
-            if other != vbd and o["currently_attached"] and not vdi["sharable"] \
-                    and "RW" in (o["mode"], rec["mode"]):
-                raise XapiError("VDI_IN_USE", rec["VDI"])
-        if rec["mode"] == "RW" and vdi["read_only"]:
-            raise XapiError("VDI_READONLY", rec["VDI"])
-        if not _sr_plugged_on(ctx, vdi["SR"], host.ref):
-            raise XapiError("VM_REQUIRES_SR", vm, vdi["SR"])
-        _attach_vdi(ctx, rec, host)
+        _attach_on(ctx, rec, ctx.sim.host(vm_rec["resident_on"]))
     rec["currently_attached"] = True
-    rec["device"] = devices.xvd(devices.number(rec["userdevice"]))
+    rec["device"] = name
 
 
 @message("VBD.unplug", "VBD.unplug_force")
 def vbd_unplug(ctx, vbd):
+    """valid_operations for unplug: VBD_NOT_UNPLUGGABLE, then DEVICE_ALREADY_DETACHED on a
+    running VM or VM_BAD_POWER_STATE on any other, then the HVM/PV-driver refusals, then
+    VDI_NOT_MANAGED."""
+    _check_vbd(ctx, vbd, "unplug")
     rec = ctx.db.raw("VBD", vbd)
-    if not rec["unpluggable"]:
-        raise XapiError("VBD_NOT_UNPLUGGABLE", vbd)
-    if not rec["currently_attached"]:
-        raise XapiError("DEVICE_ALREADY_DETACHED", vbd)
     vm = ctx.db.raw("VM", rec["VM"])
-    if vm["power_state"] != "Running":
-        raise _bad_power(rec["VM"], "running", vm["power_state"])
     if not rec["empty"]:
         _detach_vdi(ctx, rec, ctx.sim.host(vm["resident_on"]))
     rec["currently_attached"] = False

@@ -183,11 +183,15 @@ class Simulator(object):
                 "iscsi_iqn": "iqn.2026-11.org.xenvol.sim:%s" % name,
                 "other_config": {"iscsi_iqn": "iqn.2026-11.org.xenvol.sim:%s" % name},
                 "memory_overhead": "0",
+                "metrics": db.create("host_metrics", {"live": True,
+                                                      "memory_total": str(64 << 30)}),
             })
             self.hosts.append(Host(ref, huuid, i, root, addresses[i]))
             dom0 = db.create("VM", {"name_label": "Control domain on host: %s" % name,
                                     "is_control_domain": True, "power_state": "Running",
-                                    "resident_on": ref, "domid": "0", "is_a_template": False})
+                                    "resident_on": ref, "domid": "0", "is_a_template": False,
+                                    "domain_type": "pv", "metrics": db.create("VM_metrics", {
+                                        "current_domain_type": "pv"})})
             db.raw("host", ref)["control_domain"] = dom0
             local = db.create("SR", {"name_label": "Local storage", "type": "ext",
                                      "content_type": "user", "shared": False,
@@ -197,15 +201,37 @@ class Simulator(object):
             self.sm.backing(db.raw("SR", local)["uuid"])
         master = self.hosts[0].ref
         db.create("pool", {"name_label": "", "master": master, "default_SR": NULL})
+        # Guest kinds: vm-1..vm-4 are PV (pygrub), half of them running; vm-5, vm-7, ... are
+        # running HVM guests with PV drivers, vm-6, vm-8, ... running HVM guests without.
+        # self.guest_agents holds what each guest's agent reports once it runs (VM_guest_metrics
+        # fields); a VM without an entry reports nothing.
+        self.guest_agents = {}
         for i in range(nvms):
-            running = i % 2 == 0
+            kind = "pv" if i < 4 else ("hvm-drivers" if (i - 4) % 2 == 0 else "hvm")
+            running = i % 2 == 0 or kind != "pv"
             host = self.hosts[(i // 2) % nhosts]
+            domain_type = "pv" if kind == "pv" else "hvm"
             vm = db.create("VM", {
                 "name_label": "vm-%d" % (i + 1), "power_state": "Running" if running else "Halted",
                 "resident_on": host.ref if running else NULL, "domid": str(i + 1) if running else "-1",
-                "affinity": host.ref, "is_a_template": False, "HVM_boot_policy": "",
-                "PV_bootloader": "pygrub", "memory_static_max": str(1 << 30),
-                "memory_dynamic_max": str(1 << 30), "VCPUs_max": "1", "VCPUs_at_startup": "1"})
+                "affinity": host.ref, "is_a_template": False, "domain_type": domain_type,
+                "HVM_boot_policy": "" if kind == "pv" else "BIOS order",
+                "HVM_boot_params": {} if kind == "pv" else {"order": "cd"},
+                "PV_bootloader": "pygrub" if kind == "pv" else "",
+                "memory_static_max": str(1 << 30),
+                "memory_dynamic_max": str(1 << 30), "VCPUs_max": "1", "VCPUs_at_startup": "1",
+                "metrics": db.create("VM_metrics", {
+                    "current_domain_type": domain_type if running else "unspecified",
+                    "hvm": running and kind != "pv"})})
+            if kind != "hvm":
+                self.guest_agents[vm] = {
+                    "os_version": {"distro": "debian", "major": "12", "name": "Debian 12"},
+                    "PV_drivers_version": {"major": "9", "minor": "4", "micro": "0"},
+                    "PV_drivers_up_to_date": True, "PV_drivers_detected": True,
+                    "other": {"feature-hotplug": "1"}, "live": True}
+                if running:
+                    db.raw("VM", vm)["guest_metrics"] = db.create(
+                        "VM_guest_metrics", dict(self.guest_agents[vm]))
             local = self.local_sr(host.ref)
             sr_uuid = db.raw("SR", local)["uuid"]
             vdi_uuid = str(uuidlib.uuid4())

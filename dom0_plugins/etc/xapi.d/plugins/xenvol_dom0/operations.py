@@ -240,15 +240,33 @@ def attach_volume(session, args):
     return result
 
 
+# XAPI refuses a hot-plug into an HVM guest that cannot take one (xen-api
+# ocaml/xapi/xapi_vbd_helpers.ml valid_operations): no PV drivers, or the guest says so.
+_NO_HOTPLUG = (("VM_MISSING_PV_DRIVERS",),
+               ("OPERATION_NOT_ALLOWED", "VM states it does not support VBD hotplug."))
+NOTE_NEXT_BOOT = ("not plugged: the guest cannot hot-plug disks (HVM without PV drivers); "
+                  "the disk appears at the VM's next start")
+
+
+def _ro_on_hvm():
+    # xen-api ocaml/xapi/xapi_vbd.ml plug (CA-83260) refuses RO disks on HVM guests, and at boot
+    # qemu leaves RO disks out (xenopsd), so xenvol refuses them hot and cold alike.
+    return invalid("mode", "an HVM guest cannot take a read-only disk; attach it rw",
+                   INVALID_ARGUMENT)
+
+
 def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
     x = call.x
-    running = x.VM.get_power_state(vm) == "Running"
+    vm_rec = call.do("reading the VM", x.VM.get_record, vm)
+    running = vm_rec["power_state"] == "Running"
     vbd = vbds.find(call, vm, vdi)
     note = ""
     if vbd is not None:
         note = "already attached"
         log.step("volume already attached to the VM", userdevice=x.VBD.get_userdevice(vbd))
     else:
+        if read_only and vm_rec["domain_type"] == "hvm":
+            raise _ro_on_hvm()
         for _try in range(5):
             userdevice = number if number is not None else vbds.choose_device(call, vm)
             vbd = vbds.create(call, vm, vdi, userdevice, read_only, marks, steps,
@@ -259,7 +277,17 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
             raise XenvolError("XENVOL_DEVICE_IN_USE", "no free device after 5 attempts",
                               field="mountpoint")
     if hotplug and running and not x.VBD.get_currently_attached(vbd):
-        vbds.plug(call, vbd, steps)
+        try:
+            vbds.plug(call, vbd, steps)
+        except XenvolError as e:
+            refused = e.details.get("xapi_error", [])
+            if refused[:1] == ["DISK_VBD_MUST_BE_READWRITE_FOR_HVM"]:
+                raise _ro_on_hvm()
+            if not any(refused[:len(c)] == list(c) for c in _NO_HOTPLUG):
+                raise
+            log.step("guest cannot hot-plug; leaving the disk for the next start",
+                     error=refused[0])
+            note = NOTE_NEXT_BOOT
     out = _describe(call, vbd)
     if note:
         out["note"] = note
