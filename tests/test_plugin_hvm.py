@@ -17,12 +17,12 @@ def hvm_pool():
 
 
 def file_volume(host):
-    d = os.path.join(host.root, "var/lib/volumes")
+    d = os.path.join(host.root, "var/lib/xenvol/volumes")
     os.makedirs(d, exist_ok=True)
     vdi = str(uuid.uuid4())
     with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
         fh.truncate(1 << 20)
-    return {"driver_volume_type": "file", "data": {"path": "/var/lib/volumes", "vdi_uuid": vdi}}
+    return {"driver_volume_type": "file", "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
 
 
 def test_read_only_disk_on_an_hvm_guest_is_refused(hvm_pool):
