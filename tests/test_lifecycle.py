@@ -57,7 +57,7 @@ def killed_then_retried(pool, xapi, host, fn, when, retry_fn=None, **args):
 def test_attach_killed_at_every_step_then_again(ppool, when):
     default_settings(ppool)
     xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
     for n, out in killed_then_retried(ppool, xapi, host, "attach_volume", when,
@@ -72,7 +72,7 @@ def test_attach_killed_at_every_step_then_again(ppool, when):
 def test_release_killed_at_every_step_then_again(ppool, fn):
     default_settings(ppool)
     xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
 
@@ -102,7 +102,7 @@ def test_release_killed_at_every_step_then_again(ppool, fn):
 @pytest.mark.parametrize("fn", ["detach_volume", "disconnect_volume"])
 def test_fault_at_every_release_call_then_a_plain_retry(ppool, fn):
     xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
 
@@ -180,7 +180,7 @@ def _wait_for_call(pool, method, t, out):
 
 def test_cancel_stops_at_the_next_step_and_rolls_back(ppool):
     xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
     ppool.admin.set_latency("VBD.create", 2.0, "plugin")
@@ -206,7 +206,7 @@ def test_cancel_stops_at_the_next_step_and_rolls_back(ppool):
 def test_a_rebooted_host_recovers_the_journal_of_the_last_boot(ppool):
     default_settings(ppool)
     xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
     ppool.admin.kill_plugin("VBD.plug", {"host": host.uuid})
@@ -243,20 +243,19 @@ def test_client_timeout_then_the_same_op_id_returns_the_result(ppool, monkeypatc
 
 
 def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
-    """A VM's VBDs gone with the VM (VM.destroy destroys them, xapi_vm.ml destroy): the SR,
+    """A VM destroyed with a volume attached (VM.destroy takes its VBDs, not its VDIs): the SR,
     PBD and a client secret whose both sides died are left; gc lists them, --apply removes
     them, and objects xenvol did not make stay."""
     xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     foreign = xapi.secret.create({"value": "not-ours", "other_config": {}})
     before = state(ppool)
     xapi.secret.create({"value": "pw", "other_config": {
         "xenvol": "client", "xenvol-op": "op-dead", "xenvol-expires": "1"}})
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
-    vbd = xapi.VBD.get_by_uuid(out["vbd_uuid"])
-    xapi.VBD.unplug(vbd)
-    xapi.VBD.destroy(vbd)
+    xapi.VM.hard_shutdown(vm_ref)
+    xapi.VM.destroy(vm_ref)
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
         found = client.gc()
         assert sorted(i["kind"] for i in found) == ["secret", "sr"]
@@ -264,7 +263,10 @@ def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
         done = client.gc(dry_run=False)
         assert all(i["done"] for i in done)
         assert client.gc() == []
-    assert state(ppool) == before
+    after = state(ppool)  # the VM itself is gone; its root disk stays, as xapi leaves VDIs
+    for cls in ("SR", "PBD", "secret"):
+        assert after[cls] == before[cls]
+    assert after["VDI"].keys() == before["VDI"].keys()
     xapi.secret.destroy(foreign)
 
 
