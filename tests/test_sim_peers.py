@@ -153,3 +153,36 @@ def test_iscsi_probe_lists_known_srs(pool, xapi, peers):
     sr, pbd = iscsi_sr(xapi, pool.host(0).ref, iqn)
     out = xapi.SR.probe(pool.host(0).ref, {"target": "127.0.0.1", "targetIQN": iqn}, "iscsi", {})
     assert "<UUID>%s</UUID>" % xapi.SR.get_uuid(sr) in out
+
+
+def test_vdi_introduce_of_an_iscsi_lun(pool, xapi, peers):
+    """xapi_vdi.ml introduce on the SR master, with BaseISCSI's LUN lookup (RAWVDI.introduce):
+    the LUN's record is found by location, set managed, and other_config, xenstore_data,
+    sharable and type are overwritten by the arguments; names only when given."""
+    iqn = peers.new_target(luns=(1,))
+    sr, pbd = iscsi_sr(xapi, pool.host(0).ref, iqn)
+    xapi.PBD.plug(pbd)
+    vdi = xapi.SR.get_VDIs(sr)[0]
+    rec = xapi.VDI.get_record(vdi)
+    xapi.VDI.add_to_other_config(vdi, "kept", "no")
+    ref = xapi.VDI.introduce(rec["uuid"], "", "", sr, "system", True, False, {"mine": "1"},
+                             rec["location"], {"k": "v"}, {"LUNid": "1"})
+    assert ref == vdi
+    after = xapi.VDI.get_record(vdi)
+    assert after["managed"] is True and after["other_config"] == {"mine": "1"}
+    assert after["xenstore_data"] == {"k": "v"} and after["sharable"] is True
+    assert after["type"] == "system" and after["name_label"] == rec["name_label"]
+    xapi.VDI.introduce(rec["uuid"], "lun one", "", sr, "user", False, False, {},
+                       rec["location"], {}, {"LUNid": "1"})
+    assert xapi.VDI.get_name_label(vdi) == "lun one"
+    d = fails("LOCATION_NOT_UNIQUE", xapi.VDI.introduce, "bbbbbbbb-0000-0000-0000-000000000000",
+              "", "", sr, "user", False, False, {}, rec["location"], {}, {"LUNid": "1"})
+    assert d[1:] == [sr, rec["location"]]
+    # a LUN the target does not have: SM fails, xapi reports Vdi_does_not_exist
+    d = fails("INTERNAL_ERROR", xapi.VDI.introduce, "cccccccc-0000-0000-0000-000000000000", "",
+              "", sr, "user", False, False, {}, "elsewhere", {}, {"LUNid": "9"})
+    assert "Vdi_does_not_exist" in d[1]
+    # a member's PBD is not enough: introduce runs on the SR master (the pool master here)
+    xapi.PBD.unplug(pbd)
+    fails("SR_HAS_NO_PBDS", xapi.VDI.introduce, rec["uuid"], "", "", sr, "user", False, False,
+          {}, rec["location"], {}, {"LUNid": "1"})
