@@ -59,3 +59,65 @@ def test_vendor_driver_attaches(vendor):
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=xapi.VM.get_uuid(ref))
     assert e.value.details["field"] == "data.volume"
+
+
+MAPPING_DRIVER = '''
+"""A vendor driver with a step of its own (maps the volume on its array), undone by name."""
+import os
+
+from xenvol_dom0.drivers.file import FileDriver
+from xenvol_dom0.undo import compensation
+
+MAPS = "/var/lib/acme-maps"
+
+
+@compensation("acme.unmap")
+def unmap(call, volume):
+    path = os.path.join(MAPS, volume)
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+class AcmeMapped(FileDriver):
+    volume_types = ("acme-mapped",)
+
+    def connect_volume(self, call, cfg, steps):
+        with steps.change("map the volume", "acme.unmap", volume=cfg.vdi_uuid):
+            if not os.path.isdir(MAPS):
+                os.makedirs(MAPS)
+            open(os.path.join(MAPS, cfg.vdi_uuid), "w").close()
+        return FileDriver.connect_volume(self, call, cfg, steps)
+'''
+
+
+def test_vendor_compensation_runs_on_failure_and_after_a_kill(ppool):
+    """A vendor's own step is journaled by the name of its compensation: a failure later in the
+    call undoes it, and so does the next call after the plugin was killed (recovery loads the
+    vendor's file to find the compensation)."""
+    xapi = ppool.session().xenapi
+    ref = xapi.VM.get_by_name_label("vm-1")[0]
+    host = [h for h in ppool.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
+    with open(os.path.join(host.root, "etc/xenvol/drivers.d/acme_mapped.py"), "w") as fh:
+        fh.write(MAPPING_DRIVER)
+    d = os.path.join(host.root, "var/lib/xenvol/volumes")
+    os.makedirs(d, exist_ok=True)
+    vdi = str(uuid.uuid4())
+    with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
+        fh.truncate(1 << 20)
+    info = {"driver_volume_type": "acme-mapped",
+            "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
+    mapped = os.path.join(host.root, "var/lib/acme-maps", vdi)
+    before = state(ppool)
+    ppool.admin.inject_fault("VBD.create", ["INTERNAL_ERROR", "injected"], {"caller": "plugin"})
+    with pytest.raises(PluginError):
+        plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=xapi.VM.get_uuid(ref))
+    ppool.admin.clear()
+    assert not os.path.exists(mapped) and state(ppool) == before
+    ppool.admin.kill_plugin("VBD.create", {"when": "before", "host": host.uuid})
+    with pytest.raises(PluginError):
+        plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=xapi.VM.get_uuid(ref))
+    ppool.admin.clear()
+    assert os.path.exists(mapped)  # killed: nothing undone yet
+    out = plugin(xapi, host, "recover")
+    assert len(out["recovered"]) == 1 and out["failed"] == []
+    assert not os.path.exists(mapped) and state(ppool) == before

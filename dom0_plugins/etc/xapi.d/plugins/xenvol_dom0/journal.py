@@ -241,11 +241,11 @@ def recover(call, path, force=False):
 
 
 def _undo(call, fd, rec):
-    from .undo import UNDO
+    from .undo import find
     failed = []
     for step in reversed(rec.steps):
         try:
-            UNDO[step["undo"]](call, **step["args"])
+            find(step["undo"])(call, **step["args"])
         except Exception as e:  # keep going; the journal keeps what is left
             log.warning("recovery: could not %s (%s: %s)" % (step["undo"], type(e).__name__, e))
             failed.append(step["desc"])

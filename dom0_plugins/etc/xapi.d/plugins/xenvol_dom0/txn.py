@@ -50,12 +50,12 @@ class Steps(object):
 
     def rollback(self):
         """Undo every recorded step, newest first; returns the ones that failed."""
-        from .undo import UNDO
+        from .undo import find
         failed = []
         while self.done:
             n, description, undo, args = self.done.pop()
             try:
-                UNDO[undo](self.call, **args)
+                find(undo)(self.call, **args)
             except Exception as e:  # keep undoing the rest; the journal keeps this one
                 log.warning("could not undo: %s (%s: %s)" % (description, type(e).__name__, e))
                 failed.append(description)

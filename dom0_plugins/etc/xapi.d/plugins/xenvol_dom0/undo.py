@@ -12,18 +12,29 @@ from .errors import from_xapi
 UNDO = {}
 
 
-def _undo(name):
+def compensation(name):
+    """Register fn(call, **args) as the compensation `name` (drivers with steps of their own
+    register theirs under a name of their own, e.g. "acme.unmap_lun")."""
     def register(fn):
         UNDO[name] = fn
         return fn
     return register
 
 
+def find(name):
+    """The compensation `name`; a third-party driver's registers when its file is loaded, so
+    a call recovering another's journal loads the drivers first."""
+    if name not in UNDO:
+        from .registry import Registry
+        Registry()
+    return UNDO[name]
+
+
 def _gone(f):
     return f.details[0] in ("HANDLE_INVALID", "UUID_INVALID")
 
 
-@_undo("forget_sr")
+@compensation("forget_sr")
 def forget_sr(call, sr_uuid):
     """Undo our SR.introduce: forget the SR unless another call has started using it."""
     sr = call.find("SR", sr_uuid)
@@ -32,7 +43,7 @@ def forget_sr(call, sr_uuid):
     call.x.SR.forget(sr)
 
 
-@_undo("destroy_pbd")
+@compensation("destroy_pbd")
 def destroy_pbd(call, sr_uuid, host):
     sr = call.find("SR", sr_uuid)
     pbd = call.host_pbd(sr, host) if sr is not None else None
@@ -44,7 +55,7 @@ def destroy_pbd(call, sr_uuid, host):
     storage.remove_mark(call, sr, storage.PBD_MARK + call.x.host.get_uuid(host))
 
 
-@_undo("unplug_pbd")
+@compensation("unplug_pbd")
 def unplug_pbd(call, sr_uuid, host):
     sr = call.find("SR", sr_uuid)
     pbd = call.host_pbd(sr, host) if sr is not None else None
@@ -52,7 +63,7 @@ def unplug_pbd(call, sr_uuid, host):
         call.x.PBD.unplug(pbd)
 
 
-@_undo("destroy_op_secrets")
+@compensation("destroy_op_secrets")
 def destroy_op_secrets(call, op_id):
     """The secrets the plugin made for an operation (tagged with its op id)."""
     for ref, rec in call.x.secret.get_all_records().items():
@@ -82,14 +93,14 @@ def _vbd_of(call, vm, vdi):
     return None
 
 
-@_undo("destroy_vbd")
+@compensation("destroy_vbd")
 def destroy_vbd(call, vm, vdi):
     vbd = _vbd_of(call, vm, vdi)
     if vbd is not None:
         finish_detach(call, vbd)
 
 
-@_undo("unplug_vbd")
+@compensation("unplug_vbd")
 def unplug_vbd(call, vbd):
     try:
         attached = call.x.VBD.get_currently_attached(vbd)
@@ -101,14 +112,14 @@ def unplug_vbd(call, vbd):
         vbds.unplug(call, vbd)
 
 
-@_undo("finish_detach")
+@compensation("finish_detach")
 def finish_detach(call, vbd):
     """Unplug (if plugged) and destroy a VBD xenvol made."""
     unplug_vbd(call, vbd)
     vbds.destroy(call, vbd)
 
 
-@_undo("unclaim_lun")
+@compensation("unclaim_lun")
 def unclaim_lun(call, vdi_uuid):
     """Undo a VDI.set_managed claim of a raw LUN (fibre_channel)."""
     vdi = call.find("VDI", vdi_uuid)
@@ -116,7 +127,7 @@ def unclaim_lun(call, vdi_uuid):
         call.x.VDI.set_managed(vdi, False)
 
 
-@_undo("remove_claim")
+@compensation("remove_claim")
 def remove_claim(call, vdi, key):
     try:
         if key in call.x.VDI.get_other_config(vdi):
@@ -126,7 +137,7 @@ def remove_claim(call, vdi, key):
             raise from_xapi(f, "dropping the connection record")
 
 
-@_undo("release_sr")
+@compensation("release_sr")
 def release_sr(call, sr_uuid):
     """Finish a detach or disconnect: release the SR if nothing uses it any more."""
     sr = call.find("SR", sr_uuid)
