@@ -26,7 +26,10 @@ _EXTRA = {
         "hard_shutdown": [["vm", "VM ref", True]],
     },
     # datamodel.ml VDI.set_managed: hidden from the docs, _R_LOCAL_ROOT_ONLY.
-    "VDI": {"set_managed": [["self", "VDI ref", True], ["value", "bool", True]]},
+    "VDI": {"set_managed": [["self", "VDI ref", True], ["value", "bool", True]],
+            # datamodel.ml VDI: name_label/name_description are StaticRO with explicit setters.
+            "set_name_label": [["self", "VDI ref", True], ["value", "string", True]],
+            "set_name_description": [["self", "VDI ref", True], ["value", "string", True]]},
     "secret": {"introduce": [["uuid", "string", True], ["value", "string", True],
                              ["other_config", "(string -> string) map", False]]},
 }

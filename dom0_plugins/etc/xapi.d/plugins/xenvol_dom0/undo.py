@@ -132,3 +132,15 @@ def release_sr(call, sr_uuid):
     sr = call.find("SR", sr_uuid)
     if sr is not None:
         storage.release_sr(call, sr)
+
+
+@_undo("restore_vdi_name")
+def restore_vdi_name(call, vdi_uuid, label, text, named):
+    """Undo integrate.name_vdi: the VDI's name as it was."""
+    vdi = call.find("VDI", vdi_uuid)
+    if vdi is None:
+        return
+    call.x.VDI.set_name_label(vdi, label)
+    call.x.VDI.set_name_description(vdi, text)
+    if not named and "xenvol-named" in call.x.VDI.get_other_config(vdi):
+        call.x.VDI.remove_from_other_config(vdi, "xenvol-named")
