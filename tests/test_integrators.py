@@ -65,3 +65,102 @@ def test_extend_volume_refreshes_every_pbd_host_then_scans(ppool, peers):
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "extend_volume", connection_info=ci(peers, iqn))
     assert e.value.code == "XENVOL_VDI_NOT_FOUND"
+
+
+# ---------------------------------------------------------------------- client and CLI
+import os  # noqa: E402
+
+import xenvol  # noqa: E402
+from xenvol import errors  # noqa: E402
+
+
+@pytest.fixture
+def client(ppool):
+    c = xenvol.Client(ppool.url, "root", ppool.info["password"])
+    yield c
+    c.close()
+
+
+def drop_root_disk(xapi, vm_ref):
+    """The seeded VMs boot from local storage, which VM.pool_migrate cannot move (it needs
+    VM.migrate_send): leave them with their xenvol disks only."""
+    for vbd in xapi.VM.get_VBDs(vm_ref):
+        if xapi.VBD.get_userdevice(vbd) == "0":
+            xapi.VBD.unplug(vbd)
+            xapi.VBD.destroy(vbd)
+
+
+def pbd_hosts(xapi, sr_uuid):
+    sr = xapi.SR.get_by_uuid(sr_uuid)
+    return sorted(xapi.host.get_uuid(xapi.PBD.get_host(p)) for p in xapi.SR.get_PBDs(sr)
+                  if xapi.PBD.get_currently_attached(p))
+
+
+def test_client_extend_and_adapters_report_the_new_size(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,), size_mb=8)
+    info = ci(peers, iqn)
+    driver = xenvol.ComputeVolumeDriver(client)
+    att = driver.connect_volume(info, {"uuid": running(ppool, xapi, "vm-1")[1]})
+    assert info["data"]["xenvol"]["vbd_uuid"] == att["vbd_uuid"]
+    peers.iscsi.resize_lun(iqn, 1, 12)
+    with pytest.raises(errors.BackendFailure):
+        driver.extend_volume(info, "vm-1", 64 * MiB)
+    out = client.extend(vdi=att["vdi_uuid"])
+    assert out["grew"] is False and out["new_size"] == 12 * MiB  # the last call saw it
+    peers.iscsi.resize_lun(iqn, 1, 16)
+    assert driver.extend_volume(info, "vm-1", 16 * MiB) == 16 * MiB
+    assert int(xapi.VDI.get_virtual_size(xapi.VDI.get_by_uuid(att["vdi_uuid"]))) == 16 * MiB
+    assert [a["vbd_uuid"] for a in driver.disconnect_volume(info, "vm-1")] == [att["vbd_uuid"]]
+    assert xapi.SR.get_all_records_where('field "uuid" = "%s"' % att["sr_uuid"]) == {}
+
+
+def test_connector_names_each_host_a_volume_is_plugged_on(ppool, client):
+    xapi = ppool.session().xenapi
+    member = ppool.host(2)
+    # A real host's kernel lists its FC ports under /sys/class/fc_host from boot; the
+    # simulated fabric writes them at a rescan, which SR.probe type=hba makes.
+    xapi.SR.probe(member.ref, {}, "hba", {})
+    nvme = os.path.join(member.root, "etc/nvme")
+    os.makedirs(nvme, exist_ok=True)
+    with open(os.path.join(nvme, "hostnqn"), "w") as fh:
+        fh.write("nqn.2014-08.org.nvmexpress:uuid:%s\n" % member.uuid)
+    vm_ref = xapi.VM.get_by_name_label("vm-3")[0]  # runs on xs02
+    out = client.connector(vm="vm-3")
+    vm_host = xapi.VM.get_resident_on(vm_ref)
+    assert out["plug_hosts"] == [xapi.host.get_uuid(vm_host), ppool.sim.master.uuid]
+    first = out["connector"]
+    assert first["initiator"] == xapi.host.get_other_config(vm_host)["iscsi_iqn"]
+    assert first["ip"] == xapi.host.get_address(vm_host) and "wwpns" not in first
+    one = client.connector(host=member.uuid)["hosts"][0]
+    assert one["wwpns"] == ppool.admin.fc_fabric()[member.uuid]
+    assert one["nqn"] == "nqn.2014-08.org.nvmexpress:uuid:%s" % member.uuid
+    every = client.connector(vm="vm-3", placement="pool")["plug_hosts"]
+    assert sorted(every) == sorted(h.uuid for h in ppool.sim.hosts)
+    props = xenvol.XenConnector(client, "iscsi", instance="vm-3").get_connector_properties()
+    assert props["initiator"] == first["initiator"] and len(props["xenvol_hosts"]) == 2
+
+
+def test_vdi_and_vbd_say_which_volume_with_backup_tags(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1, 2), size_mb=8)
+    att = client.attach(ci(peers, iqn, volume_id="7f3c", display_name="db-data"), "vm-1")
+    vdi = xapi.VDI.get_by_uuid(att.vdi_uuid)
+    assert xapi.VDI.get_name_label(vdi) == "[NOBAK][NOSNAP] db-data"
+    assert xapi.VDI.get_name_description(vdi) == "xenvol iscsi volume 7f3c"
+    other = xapi.VBD.get_other_config(xapi.VBD.get_by_uuid(att.vbd_uuid))
+    assert (other["xenvol-volume-id"], other["xenvol-volume-name"]) == ("7f3c", "db-data")
+    # Operator tags from xenvol.conf; a VDI someone else named keeps its name.
+    host = [h for h in ppool.sim.hosts if h.uuid == att.host_uuid][0]
+    conf = os.path.join(host.root, "etc/xenvol/xenvol.conf")
+    settings = json.load(open(conf))
+    with open(conf, "w") as fh:
+        json.dump(dict(settings, vdi_name_tags=["[NOBAK]"]), fh)
+    second = client.attach(ci(peers, iqn, lun=2, volume_id="8a1e"), "vm-1")
+    assert xapi.VDI.get_name_label(xapi.VDI.get_by_uuid(second.vdi_uuid)) == \
+        "[NOBAK] volume-8a1e"
+    client.detach(attachment=second)
+    xapi.VDI.set_name_label(vdi, "kept by the admin")
+    assert client.attach(ci(peers, iqn, volume_id="7f3c"), "vm-1").vbd_uuid == att.vbd_uuid
+    assert xapi.VDI.get_name_label(vdi) == "kept by the admin"
+    client.detach(attachment=att)

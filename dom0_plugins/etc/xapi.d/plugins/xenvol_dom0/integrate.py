@@ -31,22 +31,24 @@ def vdi_name(settings, cfg, volume_type):
 
 
 def name_vdi(call, vdi, cfg, volume_type, steps):
-    """Name the volume's VDI unless someone else named it (SMs leave raw LUNs nameless)."""
+    """Name the volume's VDI unless someone else named it: SMs leave raw LUNs nameless, and
+    other_config xenvol-named keeps the name xenvol gave, so an admin's rename is kept."""
     x = call.x
     rec = call.do("reading the VDI", x.VDI.get_record, vdi)
-    if rec["name_label"] and rec["other_config"].get(NAMED) != "true":
+    ours = rec["other_config"].get(NAMED)
+    if rec["name_label"] and rec["name_label"] != ours:
         return
     name = vdi_name(call.settings, cfg, volume_type)
-    description = "xenvol %s volume %s" % (volume_type, cfg.get("volume_id") or "")
-    if rec["name_label"] == name and rec["name_description"] == description.strip():
+    description = ("xenvol %s volume %s" % (volume_type, cfg.get("volume_id") or "")).strip()
+    if rec["name_label"] == name and rec["name_description"] == description:
         return
     with steps.change("name the VDI", "restore_vdi_name", vdi_uuid=rec["uuid"],
-                      label=rec["name_label"], text=rec["name_description"],
-                      named=rec["other_config"].get(NAMED) == "true"):
+                      label=rec["name_label"], text=rec["name_description"], named=ours):
         call.do("naming the VDI", x.VDI.set_name_label, vdi, name)
-        call.do("describing the VDI", x.VDI.set_name_description, vdi, description.strip())
-        if rec["other_config"].get(NAMED) != "true":
-            call.do("marking the VDI named", x.VDI.add_to_other_config, vdi, NAMED, "true")
+        call.do("describing the VDI", x.VDI.set_name_description, vdi, description)
+        if ours is not None:
+            call.do("marking the VDI named", x.VDI.remove_from_other_config, vdi, NAMED)
+        call.do("marking the VDI named", x.VDI.add_to_other_config, vdi, NAMED, name)
 
 
 # ---------------------------------------------------------------------- extend
