@@ -164,3 +164,118 @@ def test_vdi_and_vbd_say_which_volume_with_backup_tags(ppool, peers, client):
     assert client.attach(ci(peers, iqn, volume_id="7f3c"), "vm-1").vbd_uuid == att.vbd_uuid
     assert xapi.VDI.get_name_label(vdi) == "kept by the admin"
     client.detach(attachment=att)
+
+
+# ---------------------------------------------------------------------- agility
+def mobile_vm(ppool, xapi, name="vm-3"):
+    """A running VM on a member host, with no local disk (see drop_root_disk)."""
+    ref, vm_uuid, host = running(ppool, xapi, name)
+    assert host.index == 1
+    drop_root_disk(xapi, ref)
+    return ref, vm_uuid, host
+
+
+def test_migrate_plugs_the_destination_then_releases_the_source(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,), size_mb=8)
+    ref, vm_uuid, source = mobile_vm(ppool, xapi)
+    att = client.attach(ci(peers, iqn), vm_uuid)
+    master, dest = ppool.sim.master.uuid, ppool.host(2)
+    assert pbd_hosts(xapi, att.sr_uuid) == sorted([master, source.uuid])
+    # Without xenvol, XAPI refuses: the destination does not see the SR.
+    with pytest.raises(Exception) as e:
+        xapi.VM.pool_migrate(ref, dest.ref, {"live": "true"})
+    assert "VM_REQUIRES_SR" in str(e.value)
+    out = client.migrate(vm_uuid, dest.uuid)
+    assert (out["source"], out["destination"], out["prepared"]) == \
+        (source.uuid, dest.uuid, [att.sr_uuid])
+    assert xapi.VM.get_resident_on(ref) == dest.ref
+    assert xapi.VBD.get_currently_attached(xapi.VBD.get_by_uuid(att.vbd_uuid))
+    assert pbd_hosts(xapi, att.sr_uuid) == sorted([master, dest.uuid])
+    # Back to the master: the master's PBD stays (it scans shared SRs), the member's goes.
+    client.migrate(vm_uuid, ppool.sim.master.uuid)
+    assert pbd_hosts(xapi, att.sr_uuid) == [master]
+    client.detach(vm=vm_uuid, mountpoint=att.device)
+    assert xapi.SR.get_all_records_where('field "uuid" = "%s"' % att.sr_uuid) == {}
+
+
+def test_a_failed_migration_releases_the_destination(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,), size_mb=8)
+    ref, vm_uuid, source = mobile_vm(ppool, xapi)
+    att = client.attach(ci(peers, iqn), vm_uuid)
+    before = pbd_hosts(xapi, att.sr_uuid)
+    ppool.admin.inject_fault("VM.pool_migrate", ["VM_MIGRATE_FAILED", ref, source.ref,
+                                                 ppool.host(2).ref, "injected"])
+    with pytest.raises(errors.XapiError) as e:
+        client.migrate(vm_uuid, ppool.host(2).uuid)
+    assert e.value.code == "VM_MIGRATE_FAILED"
+    assert xapi.VM.get_resident_on(ref) == source.ref
+    assert pbd_hosts(xapi, att.sr_uuid) == before
+    client.detach(attachment=att)
+
+
+def test_evacuate_needs_pool_wide_placement(ppool, peers, client):
+    """xapi_host.ml compute_evacuation_plan_no_wlb: a VM must be able to boot on every other
+    enabled host, so per-host placement blocks host-evacuate; pool-wide placement does not."""
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1, 2), size_mb=8)
+    ref, vm_uuid, source = mobile_vm(ppool, xapi)
+    att = client.attach(ci(peers, iqn), vm_uuid)
+    with pytest.raises(Exception) as e:
+        xapi.host.evacuate(source.ref)
+    assert "VM_REQUIRES_SR" in str(e.value)
+    assert xapi.VM.get_resident_on(ref) == source.ref
+    client.detach(attachment=att)
+    att = client.attach(ci(peers, iqn, lun=2), vm_uuid, placement="pool")
+    assert pbd_hosts(xapi, att.sr_uuid) == sorted(h.uuid for h in ppool.sim.hosts)
+    xapi.host.evacuate(source.ref)
+    assert xapi.VM.get_resident_on(ref) != source.ref
+    assert xapi.VBD.get_currently_attached(xapi.VBD.get_by_uuid(att.vbd_uuid))
+    client.detach(attachment=att)
+    assert xapi.SR.get_all_records_where('field "uuid" = "%s"' % att.sr_uuid) == {}
+
+
+def protect(ppool, ref):
+    # VM.set_ha_restart_priority / set_ha_always_run are not modelled: set the fields.
+    with ppool.sim.db.lock:
+        ppool.sim.db.raw("VM", ref).update(ha_always_run=True, ha_restart_priority="restart")
+
+
+def test_ha_restarts_a_vm_whose_volumes_are_pool_wide(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,), size_mb=8)
+    ref, vm_uuid, source = mobile_vm(ppool, xapi)
+    att = client.attach(ci(peers, iqn), vm_uuid, placement="pool")
+    protect(ppool, ref)
+    restarted = ppool.admin.ha_host_failed(source.uuid)
+    assert restarted[vm_uuid] not in ("", source.uuid)
+    assert xapi.VM.get_power_state(ref) == "Running"
+    assert xapi.host.get_uuid(xapi.VM.get_resident_on(ref)) == restarted[vm_uuid]
+    assert xapi.VBD.get_currently_attached(xapi.VBD.get_by_uuid(att.vbd_uuid))
+
+
+def test_ha_leaves_a_per_host_vm_halted(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,), size_mb=8)
+    ref, vm_uuid, source = mobile_vm(ppool, xapi)
+    client.attach(ci(peers, iqn), vm_uuid)
+    protect(ppool, ref)
+    assert ppool.admin.ha_host_failed(source.uuid) == {vm_uuid: ""}
+    assert xapi.VM.get_power_state(ref) == "Halted"
+
+
+def test_reconcile_plugs_pool_wide_srs_on_hosts_that_lack_them(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,), size_mb=8)
+    att = client.attach(ci(peers, iqn), "vm-1", placement="pool")
+    sr = xapi.SR.get_by_uuid(att.sr_uuid)
+    member = ppool.host(2)
+    pbd = [p for p in xapi.SR.get_PBDs(sr) if xapi.PBD.get_host(p) == member.ref][0]
+    xapi.PBD.unplug(pbd)
+    assert client.reconcile() == [{"sr_uuid": att.sr_uuid, "host_uuid": member.uuid,
+                                   "action": "plug"}]
+    assert member.uuid not in pbd_hosts(xapi, att.sr_uuid)
+    client.reconcile(apply=True)
+    assert member.uuid in pbd_hosts(xapi, att.sr_uuid) and client.reconcile() == []
+    client.detach(attachment=att)

@@ -25,6 +25,10 @@ _EXTRA = {
                          ["options", "(string -> string) map", True]],
         "hard_shutdown": [["vm", "VM ref", True]],
     },
+    # datamodel_host.ml evacuate: network and evacuate_batch_size are versioned params with
+    # defaults (null, 0).
+    "host": {"evacuate": [["host", "host ref", True], ["network", "network ref", False],
+                          ["evacuate_batch_size", "int", False]]},
     # datamodel.ml VDI.set_managed: hidden from the docs, _R_LOCAL_ROOT_ONLY.
     "VDI": {"set_managed": [["self", "VDI ref", True], ["value", "bool", True]],
             # datamodel.ml VDI: name_label/name_description are StaticRO with explicit setters.
