@@ -92,18 +92,24 @@ def extend(call, sr, vdi):
 
 
 def _guest_sees(vm, vbd, vdi, grew):
+    """What the guest sees after a grow. XAPI has no online resize of a raw LUN (no VBD
+    resize message; VDI.resize/resize_online need the SM's VDI_RESIZE(_ONLINE), which the
+    LUN-per-VDI SMs do not have); what carries it is the dom0 kernel."""
     if not grew:
         return "unchanged"
     if not vbd["currently_attached"]:
         return "the new size at its next plug (VM start)"
     if vdi["sm_config"].get("backend-kind") != "vbd":
-        # tapdisk opened the image at plug; xapi's only online resize is VDI.resize_online,
-        # an SM call (VDI_RESIZE_ONLINE) that grows the image itself.
+        # tapdisk (vbd3) read the image's size when it opened it at plug.
         return "the old size until the disk is plugged again (unplug/plug or VM restart)"
-    if vm["domain_type"] == "hvm" and not (vm["guest_metrics"] != NULL):
+    if vm["domain_type"] == "hvm" and vm["guest_metrics"] == NULL:
+        # qemu's emulated disk keeps the size it had at domain start.
         return "the old size until the VM restarts (emulated disk, no PV drivers)"
-    return ("the new size: blkback notices dom0's device grew at its next request and writes "
-            "the new sectors to xenstore; blkfront then sets the disk's capacity")
+    # Linux xen-blkback xen_blkif_schedule: each loop (at least every LRU_INTERVAL, 100 ms)
+    # compares the device's size; xen_vbd_resize writes `sectors` to xenstore and the
+    # frontend (Linux blkfront) sets the disk's capacity.
+    return ("the new size: blkback sees dom0's device grew within ~100 ms and writes the "
+            "new sectors to xenstore; a Linux guest's blkfront then sets the capacity")
 
 
 # ---------------------------------------------------------------------- connector
