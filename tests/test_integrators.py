@@ -2,9 +2,12 @@
 and tags, adapters. Through the real path (client or XenAPI -> simulator -> exec'd plugin ->
 real tgt target); assertions on the pool's state."""
 import json
+import os
 
 import pytest
 
+import xenvol
+from xenvol import errors
 from conftest import PluginError, plugin
 
 MiB = 1 << 20
@@ -68,12 +71,6 @@ def test_extend_volume_refreshes_every_pbd_host_then_scans(ppool, peers):
 
 
 # ---------------------------------------------------------------------- client and CLI
-import os  # noqa: E402
-
-import xenvol  # noqa: E402
-from xenvol import errors  # noqa: E402
-
-
 @pytest.fixture
 def client(ppool):
     c = xenvol.Client(ppool.url, "root", ppool.info["password"])
@@ -279,3 +276,52 @@ def test_reconcile_plugs_pool_wide_srs_on_hosts_that_lack_them(ppool, peers, cli
     client.reconcile(apply=True)
     assert member.uuid in pbd_hosts(xapi, att.sr_uuid) and client.reconcile() == []
     client.detach(attachment=att)
+
+
+# ---------------------------------------------------------------------- simulator behaviours
+def test_sim_vdi_set_name_label_needs_the_sr_plugged(ppool, peers):
+    """xapi_vdi.ml set_name_label -> update: sm.ml assert_pbd_is_plugged (SR_HAS_NO_PBDS)."""
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1,), size_mb=8)
+    out = plugin(xapi, ppool.host(0), "connect_volume", connection_info=ci(peers, iqn))
+    vdi = xapi.VDI.get_by_uuid(out["vdi_uuid"])
+    xapi.VDI.set_name_description(vdi, "d")
+    assert xapi.VDI.get_name_description(vdi) == "d"
+    sr = xapi.SR.get_by_uuid(out["sr_uuid"])
+    for pbd in xapi.SR.get_PBDs(sr):
+        xapi.PBD.unplug(pbd)
+    with pytest.raises(Exception) as e:
+        xapi.VDI.set_name_label(vdi, "x")
+    assert "SR_HAS_NO_PBDS" in str(e.value)
+    for pbd in xapi.SR.get_PBDs(sr):
+        xapi.PBD.plug(pbd)
+    plugin(xapi, ppool.host(0), "disconnect_volume", connection_info=ci(peers, iqn))
+
+
+def test_sim_on_slave_plugin_answers_as_sm_does(ppool):
+    """sm scripts/plugins/on-slave: refresh_lun_size_by_SCSIid is "True" for a host without
+    the device; an unknown function is XenAPIPlugin's UNKNOWN_XENAPI_PLUGIN_FUNCTION."""
+    xapi = ppool.session().xenapi
+    host = ppool.host(1).ref
+    assert xapi.host.call_plugin(host, "on-slave", "refresh_lun_size_by_SCSIid",
+                                 {"SCSIid": "36001405abcdef"}) == "True"
+    with pytest.raises(Exception) as e:
+        xapi.host.call_plugin(host, "on-slave", "nope", {})
+    assert "UNKNOWN_XENAPI_PLUGIN_FUNCTION" in str(e.value)
+    with pytest.raises(Exception) as e:
+        xapi.host.call_plugin(host, "on-slave", "refresh_lun_size_by_SCSIid", {})
+    assert "XENAPI_PLUGIN_FAILURE" in str(e.value)
+
+
+def test_a_failed_attach_gives_the_vdi_its_name_back(ppool, peers, client):
+    xapi = ppool.session().xenapi
+    iqn = peers.new_target(luns=(1, 2), size_mb=8)
+    keep = client.attach(ci(peers, iqn), "vm-1")  # keeps the SR through the failure
+    ppool.admin.inject_fault("VBD.create", ["INTERNAL_ERROR", "injected"], {"caller": "plugin"})
+    with pytest.raises(errors.XenvolError):
+        client.attach(ci(peers, iqn, lun=2, display_name="second"), "vm-1")
+    sr = xapi.SR.get_by_uuid(keep.sr_uuid)
+    lun2 = [v for v in xapi.SR.get_VDIs(sr) if xapi.VDI.get_sm_config(v)["LUNid"] == "2"][0]
+    assert xapi.VDI.get_name_label(lun2) == ""
+    assert "xenvol-named" not in xapi.VDI.get_other_config(lun2)
+    client.detach(attachment=keep)
