@@ -52,7 +52,7 @@ def test_sr_scan_alone_keeps_a_grown_luns_old_size(ppool, peers):
 def test_extend_volume_refreshes_every_pbd_host_then_scans(ppool, peers):
     xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,), size_mb=8)
-    _ref, vm_uuid, host = running(ppool, xapi, "vm-3")
+    vm_ref, vm_uuid, host = running(ppool, xapi, "vm-3")
     assert host.index != 0
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
     same = plugin(xapi, host, "extend_volume", connection_info=ci(peers, iqn))
@@ -68,6 +68,12 @@ def test_extend_volume_refreshes_every_pbd_host_then_scans(ppool, peers):
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "extend_volume", connection_info=ci(peers, iqn))
     assert e.value.code == "XENVOL_VDI_NOT_FOUND"
+    # Volumes only: another disk of the pool is not xenvol's to rescan.
+    root = xapi.VBD.get_VDI([v for v in xapi.VM.get_VBDs(vm_ref)
+                             if xapi.VBD.get_userdevice(v) == "0"][0])
+    with pytest.raises(PluginError) as e:
+        plugin(xapi, host, "extend_volume", vdi_uuid=xapi.VDI.get_uuid(root))
+    assert e.value.code == "XENVOL_POLICY_REFUSED"
 
 
 # ---------------------------------------------------------------------- client and CLI

@@ -52,6 +52,14 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
 
 
 # ---------------------------------------------------------------------- extend
+def is_volume(call, vdi):
+    """A VDI xenvol attached (a marked VBD) or connected (a host's claim)."""
+    x = call.x
+    if any(k.startswith(storage.CONNECTED) for k in x.VDI.get_other_config(vdi)):
+        return True
+    return any(x.VBD.get_other_config(v).get(vbds.MARK) == "true" for v in x.VDI.get_VBDs(vdi))
+
+
 def extend(call, sr, vdi):
     """After the backend grew the volume: each host with the SR plugged re-reads the LUN's
     capacity (sm's on-slave refresh_lun_size_by_SCSIid, what LVHDSR does before a resize),

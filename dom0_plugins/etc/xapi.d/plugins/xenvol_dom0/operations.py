@@ -8,8 +8,8 @@ from . import (call as call_mod, gc as gc_mod, integrate, journal, log, policy, 
                storage, vbd as vbds, xsecret)
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
-from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VM_NOT_FOUND,
-                     XenvolError, invalid, vanished)
+from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VDI_NOT_FOUND,
+                     VM_NOT_FOUND, XenvolError, invalid, vanished)
 from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
@@ -436,7 +436,7 @@ def extend_volume(session, args):
     """After the backend grew the volume: refresh, rescan, return the new size."""
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("connection_info", "sr_uuid", "vdi_uuid"))
+    a.reject_unknown(("connection_info", "vdi_uuid"))
     found = _connection_info(a, required=False)
     if found:
         driver, cfg = _driver_and_config(call, *found)
@@ -450,8 +450,11 @@ def extend_volume(session, args):
     else:
         raise invalid("connection_info", "give connection_info, or vdi_uuid", INVALID_ARGUMENT)
     if sr is None or vdi is None:
-        raise XenvolError("XENVOL_VDI_NOT_FOUND", "the volume is not connected on this pool "
+        raise XenvolError(VDI_NOT_FOUND, "the volume is not connected on this pool "
                           "(attach or connect it first)", field="connection_info")
+    if not integrate.is_volume(call, vdi):
+        raise XenvolError(POLICY_REFUSED, "vdi_uuid: %s is not a volume xenvol attached or "
+                          "connected" % call.x.VDI.get_uuid(vdi), field="vdi_uuid")
     with call.lock("sr-" + sr_uuid):
         return integrate.extend(call, sr, vdi)
 
