@@ -59,5 +59,6 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
         if fn == "version":
             assert out["plugin"] == "xenvol"
     assert ran == ["gc", "version", "list_drivers", "attach_volume", "detach_volume", "connect_volume",
-                   "disconnect_volume", "list_attachments", "attach_volume"]
+                   "extend_volume", "disconnect_volume", "list_attachments", "connector",
+                   "attach_volume"]
     assert ppool.admin.snapshot() == before

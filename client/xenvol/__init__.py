@@ -19,9 +19,10 @@ def _version():
 __version__ = _version()
 
 
-from .adapter import XenVolumeDriver  # noqa: E402
+from .adapter import ComputeVolumeDriver, XenConnector, XenVolumeDriver  # noqa: E402
 from .client import Attachment, Client, Connection, ConnectionFailed  # noqa: E402
 from . import errors  # noqa: E402
 
-__all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "XenVolumeDriver", "errors",
+__all__ = ["Attachment", "Client", "ComputeVolumeDriver", "Connection", "ConnectionFailed",
+           "XenConnector", "XenVolumeDriver", "errors",
            "__version__"]

@@ -71,6 +71,9 @@ def _parser():
     mode.add_argument("--read-only", dest="read_only", action="store_true", default=None)
     mode.add_argument("--read-write", dest="read_only", action="store_false")
     a.add_argument("--no-hotplug", action="store_true", help="plug at the next VM start")
+    a.add_argument("--placement", choices=("host", "pool"),
+                   help="plug the SR on the VM's host and the master, or on every host "
+                        "(default: the hosts' xenvol.conf)")
     d = sub.add_parser("detach", help="detach a volume: VM MOUNTPOINT, or --vdi UUID")
     d.add_argument("vm", nargs="?", help="VM uuid or name")
     d.add_argument("mountpoint", nargs="?")
@@ -92,6 +95,20 @@ def _parser():
     g = sub.add_parser("gc", help="list (and with --apply remove) what xenvol left unused")
     g.add_argument("--apply", action="store_true", help="remove them (default: list only)")
     sub.add_parser("version", help="client version and every host's plugin version")
+    ex = sub.add_parser("extend", help="after the backend grew a volume: rescan, new size")
+    ex.add_argument("connection_info", nargs="?", help="file with the connection_info JSON")
+    ex.add_argument("--vdi", help="the volume's VDI uuid instead of connection_info")
+    cn = sub.add_parser("connector", help="initiator IQN, FC WWPNs, NVMe NQN and IPs of the "
+                                          "hosts a volume will be plugged on")
+    cn.add_argument("vm", nargs="?", help="the VM the volume is for (default: every host)")
+    cn.add_argument("--host", help="one host instead")
+    cn.add_argument("--placement", choices=("host", "pool"), default="host")
+    mg = sub.add_parser("migrate", help="live-migrate a VM with xenvol disks to another host")
+    mg.add_argument("vm", help="VM uuid or name")
+    mg.add_argument("host", help="destination host uuid or name")
+    rc = sub.add_parser("reconcile", help="pool-wide placement: PBDs on every live host "
+                                          "(--apply to make them)")
+    rc.add_argument("--apply", action="store_true")
     pk = sub.add_parser("pack", help="the supplemental pack: build, verify, install over SSH")
     psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
     psub.required = True
@@ -390,7 +407,7 @@ def _run(args):
 def _pool_command(args, client, names):
     if args.command == "attach":
         att = client.attach(_read_info(args.connection_info), args.vm, args.mountpoint,
-                            args.read_only, not args.no_hotplug)
+                            args.read_only, not args.no_hotplug, placement=args.placement)
         d = dict(att.to_dict(), vm_name=names.vm(att.vm_uuid))
         return d, "attached %s to VM %s (%s) as %s (userdevice %s, %s, %s)%s" % (
             d["vdi_uuid"], d["vm_name"], d["vm_uuid"], d["device"], d["userdevice"], d["mode"],
@@ -460,6 +477,44 @@ def _pool_command(args, client, names):
             text += "\nfailed: " + "; ".join("%s %s: %s" % (i["kind"], i["id"], i["error"])
                                             for i in failed)
         return items, text if items else "nothing to collect", [], [i["id"] for i in items]
+    if args.command == "extend":
+        if args.vdi:
+            out = client.extend(vdi=args.vdi)
+        elif args.connection_info:
+            out = client.extend(_read_info(args.connection_info))
+        else:
+            raise errors.InvalidArgument("extend: give connection_info or --vdi",
+                                         details={"field": "connection_info"})
+        text = "VDI %s: %d -> %d bytes (%s)" % (out["vdi_uuid"], out["old_size"],
+                                                 out["new_size"],
+                                                 "grew" if out["grew"] else "unchanged")
+        for v in out["vbds"]:
+            text += "\n  VM %s %s: the guest sees %s" % (names.vm(v["vm_uuid"]),
+                                                        v["device"] or "(unplugged)", v["sees"])
+        return out, text, [], [str(out["new_size"])]
+    if args.command == "connector":
+        out = client.connector(vm=args.vm, host=args.host, placement=args.placement)
+        rows = [dict(h, wwpns=",".join(h.get("wwpns", [])), nqn=h.get("nqn", ""),
+                     ips=",".join(h["ips"])) for h in out["hosts"]]
+        text = _table(rows, (("HOST", "name_label"), ("HOST_UUID", "host_uuid"),
+                             ("INITIATOR", "initiator"), ("WWPNS", "wwpns"), ("NQN", "nqn"),
+                             ("IPS", "ips")))
+        if args.vm:
+            text += "\nthe volume will be plugged on every host above: export it to each"
+        return out, text, [], [h["initiator"] for h in out["hosts"]]
+    if args.command == "migrate":
+        out = client.migrate(args.vm, args.host)
+        text = "migrated VM %s from %s to %s; SRs prepared there: %s%s" % (
+            names.vm(out["vm_uuid"]), names.host(out["source"]) if out["source"] else "-",
+            names.host(out["destination"]), ", ".join(out["prepared"]) or "none",
+            "".join("\n  source SR %s: %s" % (r["sr_uuid"], r["note"]) for r in out["released"]))
+        return out, text, [], [out["vm_uuid"]]
+    if args.command == "reconcile":
+        items = client.reconcile(apply=args.apply)
+        text = _table(items, (("SR_UUID", "sr_uuid"), ("HOST_UUID", "host_uuid"),
+                              ("ACTION", "action"), ("ERROR", "error")))
+        return items, text if items else "every pool-wide SR is plugged on every live host", \
+            [], [i["sr_uuid"] for i in items]
     if args.command == "version":
         result = client.versions()
         rows = sorted((dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),

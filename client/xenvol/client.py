@@ -26,7 +26,7 @@ _INSTALL_HINT = ("install the xenvol supplemental pack on it: `xenvol pack insta
 # The plugin functions that change the pool run as XAPI tasks (Async.host.call_plugin), with
 # an operation id; the others are quick, plain calls.
 ASYNC_FUNCTIONS = ("attach_volume", "detach_volume", "connect_volume", "disconnect_volume",
-                   "gc")
+                   "gc", "extend_volume", "prepare_host", "release_host", "reconcile")
 # A client waits this much longer than the plugin's own waits (version()'s wait_limit) before
 # it calls an outcome unknown.
 WAIT_GRACE = 60.0
@@ -389,14 +389,18 @@ class Client(object):
 
     # ------------------------------------------------------------------ the API
     def attach(self, connection_info, vm, mountpoint="autodetect", read_only=None, hotplug=True,
-               op_id=None):
+               op_id=None, placement=None):
         """Attach a volume to a VM (uuid or name); returns an Attachment. op_id: this
         operation's id (default: a new one); the same call with the same op_id returns the
-        first one's result (after OperationTimedOut, say)."""
+        first one's result (after OperationTimedOut, say). placement: "host" (the SR plugged
+        on the VM's host and the master) or "pool" (on every host); default: the hosts'
+        xenvol.conf."""
         vm_ref = self._vm(vm)
         host = self.host_for_vm(vm_ref)
         args = {"vm_uuid": self.x.VM.get_uuid(vm_ref), "mountpoint": str(mountpoint),
                 "hotplug": "true" if hotplug else "false", "op_id": _op_id(op_id)}
+        if placement is not None:
+            args["placement"] = _placement(placement)
         if read_only is not None:
             args["mode"] = "ro" if read_only else "rw"
         return Attachment(**self._with_secrets(connection_info, host, "attach_volume", args))
@@ -423,11 +427,14 @@ class Client(object):
         out = self._plugin(host, "detach_volume", args)
         return [Attachment(**a) for a in out["detached"]]
 
-    def connect(self, connection_info, host, op_id=None):
+    def connect(self, connection_info, host, op_id=None, placement=None):
         """Connect a volume to a host (uuid or name) without a VM; returns a Connection."""
         host_ref = self._host(host)
+        args = {"op_id": _op_id(op_id)}
+        if placement is not None:
+            args["placement"] = _placement(placement)
         return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume",
-                                               {"op_id": _op_id(op_id)}))
+                                               args))
 
     def disconnect(self, connection=None, connection_info=None, host=None, op_id=None):
         """Undo connect(): give the Connection, or connection_info and the host."""
@@ -496,6 +503,83 @@ class Client(object):
                 skipped.append(e)
         return out
 
+    # ------------------------------------------------------------------ integrators
+    def extend(self, connection_info=None, vdi=None, op_id=None):
+        """After the backend grew a volume (attached or connected): every host with its SR
+        plugged re-reads the size, the VDI's virtual_size follows; returns {old_size,
+        new_size, grew, vbds: [{vm_uuid, device, plugged, sees}]}. Give connection_info or
+        the VDI's uuid."""
+        if connection_info is not None:
+            info, created, scrub = self._stash_secrets(connection_info)
+            self._drop_secrets(created)  # extending needs no password; never send one
+            args = {"connection_info": json.dumps(info)}
+        elif vdi is not None:
+            args, scrub = {"vdi_uuid": vdi}, None
+        else:
+            raise errors.InvalidArgument("extend: give connection_info or vdi",
+                                         details={"field": "connection_info"})
+        args["op_id"] = _op_id(op_id)
+        return self._plugin(self._master(), "extend_volume", args, scrub)
+
+    def connector(self, vm=None, host=None, placement="host"):
+        """What the array must know before Cinder's initialize_connection: for each host a
+        volume will be plugged on, its initiator IQN, FC WWPNs/WWNNs and NVMe host NQN where
+        it has them, IPs and name. With vm: the hosts an attach to it plugs the SR on (its
+        host and the pool master: xapi scans shared SRs on the master), every enabled host
+        with placement="pool"; with host: that host; else every host. Returns {"hosts":
+        [...], "plug_hosts": [host uuids], "connector": the first host's, os-brick's shape}."""
+        master = self._master()
+        if host is not None:
+            targets = [self._host(host)]
+        elif vm is not None and placement != "pool":
+            first = self.host_for_vm(self._vm(vm))
+            targets = [first] + ([master] if master != first else [])
+        else:
+            all_hosts = self._xapi(self.x.host.get_all)
+            if vm is not None:
+                first = self.host_for_vm(self._vm(vm))
+                all_hosts = [first] + [h for h in all_hosts if h != first]
+            targets = [h for h in all_hosts if self._xapi(self.x.host.get_enabled, h)] \
+                if vm is not None else all_hosts
+        hosts = [self._plugin(h, "connector", {}) for h in targets]
+        return {"hosts": hosts, "plug_hosts": [h["host_uuid"] for h in hosts],
+                "connector": dict(hosts[0]) if hosts else {}}
+
+    def migrate(self, vm, host, live=True, op_id=None):
+        """Move a running VM with xenvol disks to another host of the pool: the disks' SRs
+        are plugged on the destination first, then VM.pool_migrate, then the source's PBDs
+        that nothing there needs are released. On failure the destination is released again
+        and the error raised. Returns {vm_uuid, source, destination, prepared, released}."""
+        vm_ref = self._vm(vm)
+        dest = self._host(host)
+        vm_uuid = self._xapi(self.x.VM.get_uuid, vm_ref)
+        source = self._xapi(self.x.VM.get_resident_on, vm_ref)
+        op = _op_id(op_id)
+        prepared = self._plugin(dest, "prepare_host", {"vm_uuid": vm_uuid, "op_id": op})
+        try:
+            self._xapi(self.x.VM.pool_migrate, vm_ref, dest, {"live": "true" if live else
+                                                              "false"})
+        except BaseException:
+            try:
+                self._plugin(dest, "release_host", {"vm_uuid": vm_uuid, "op_id": _op_id(None)})
+            except errors.XenvolError:
+                pass  # gc finds what is left
+            raise
+        released = []
+        if source not in (NULL, dest):
+            released = self._plugin(source, "release_host",
+                                    {"vm_uuid": vm_uuid, "op_id": _op_id(None)})["released"]
+        return {"vm_uuid": vm_uuid, "source": self._xapi(self.x.host.get_uuid, source)
+                if source != NULL else "", "destination": prepared["host_uuid"],
+                "prepared": prepared["sr_uuids"], "released": released}
+
+    def reconcile(self, apply=False):
+        """Pool-wide placement kept up to date: PBDs on every enabled, live host for the SRs
+        attached with placement="pool" (hosts that joined or came back). Returns the items
+        found (made with apply=True)."""
+        return self._plugin(self._master(), "reconcile",
+                            {"apply": "true" if apply else "false", "op_id": _op_id(None)})["items"]
+
     def versions(self):
         """{host uuid: version info, or the error text} for every host."""
         out = {}
@@ -506,6 +590,12 @@ class Client(object):
             except errors.XenvolError as e:
                 out[uuid] = {"error": e.message, "code": e.code or type(e).__name__}
         return out
+
+
+def _placement(value):
+    if value not in ("host", "pool"):
+        raise errors.InvalidArgument("placement: host or pool", details={"field": "placement"})
+    return value
 
 
 def _op_id(op_id):

@@ -5,6 +5,7 @@
   kill_plugin(method_or_star, options)       options: nth (1), when (before|after), host (uuid),
                                              pid (kill that process instead); test-only
   reboot_host(host_uuid)                     new boot id, the host's plugin processes killed
+  ha_host_failed(host_uuid) -> {vm uuid: host uuid or ""}  HA's reaction to a host failure
   clear()                                    faults, kills, latency, counters and argv log
   counts()                                   {method: {caller: n}}
   snapshot()                                 every persistent object by class and uuid
@@ -46,6 +47,14 @@ def call(sim, name, params):
     if name == "reboot_host":
         sim.reboot(sim.host_by_uuid(params[0]))
         return ""
+    if name == "ha_host_failed":
+        from . import api_vm
+        from .messages import Context
+        with sim.db.lock:
+            out = api_vm.ha_host_failed(Context(sim, None, None, "xapi"),
+                                        sim.host_by_uuid(params[0]).ref)
+            return dict((sim.db.raw("VM", vm)["uuid"],
+                         sim.db.raw("host", h)["uuid"] if h else "") for vm, h in out.items())
     if name == "clear":
         c.clear()
         return ""

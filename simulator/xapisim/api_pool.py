@@ -3,6 +3,7 @@ import time
 
 from . import plugins
 from .errors import XapiError
+from .sm import onslave
 from .messages import message
 
 
@@ -41,6 +42,8 @@ def call_plugin(ctx, host_ref, plugin, fn, args):
     with ctx.db.lock:
         host = ctx.sim.host(host_ref)
     sim = ctx.sim
+    if plugin == onslave.NAME:
+        return onslave.call(sim, host, fn, args)
     if host.ref == sim.master.ref:
         return plugins.run(sim, host, ctx.session, plugin, fn, args)
     # xapi forwards to a member with a fresh pool session that dies with the call.

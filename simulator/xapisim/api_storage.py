@@ -94,6 +94,26 @@ def _is_sr_master(ctx, sr_rec, host_ref):
     return not sr_rec["shared"] or host_ref == ctx.sim.master.ref
 
 
+def _set_vdi_name(ctx, vdi, field, value):
+    """xen-api ocaml/xapi/xapi_vdi.ml set_name_label/set_name_description: the storage layer
+    sets the field (storage_smapiv1.ml), then `update` asserts the PBD of the SR is plugged
+    where the call is forwarded (sm.ml assert_pbd_is_plugged: SR_HAS_NO_PBDS)."""
+    with ctx.db.lock:
+        rec = ctx.db.raw("VDI", vdi)
+        _sr_master(ctx, rec["SR"])
+        rec[field] = value
+
+
+@message("VDI.set_name_label")
+def vdi_set_name_label(ctx, vdi, value):
+    _set_vdi_name(ctx, vdi, "name_label", value)
+
+
+@message("VDI.set_name_description")
+def vdi_set_name_description(ctx, vdi, value):
+    _set_vdi_name(ctx, vdi, "name_description", value)
+
+
 @message("SR.scan")
 def sr_scan(ctx, sr):
     with ctx.db.lock:

@@ -320,6 +320,85 @@ def vm_pool_migrate(ctx, vm, host_ref, options):
     rec["resident_on"] = dest.ref
 
 
+@message("host.evacuate")
+def host_evacuate(ctx, host_ref, network=NULL, evacuate_batch_size=0):
+    """xen-api ocaml/xapi/xapi_host.ml evacuate / compute_evacuation_plan_no_wlb: the targets
+    are the other enabled hosts; a VM goes only if it can boot on *every* target
+    (assert_can_boot_here over target_hosts: a disk whose SR is not plugged on one of them
+    is VM_REQUIRES_SR), and the first error of the plan is raised before anything moves.
+    Each VM then goes by VM.pool_migrate (live) to its planned host. Modelled: no HA
+    (unprotected-VM check), no memory binpack (the first target in pool order), no WLB."""
+    ctx.db.raw("host", host_ref)
+    targets = [h.ref for h in ctx.sim.hosts
+               if h.ref != host_ref and ctx.db.raw("host", h.ref)["enabled"]]
+    vms = [v for v in ctx.db.find("VM", resident_on=host_ref)
+           if not ctx.db.raw("VM", v)["is_control_domain"]]
+    plan = []
+    for vm in vms:
+        if not targets:
+            raise XapiError("NO_HOSTS_AVAILABLE", vm)
+        for target in targets:
+            _can_boot_here(ctx, vm, target)
+        plan.append((vm, targets[0]))
+    for vm, target in plan:
+        vm_pool_migrate(ctx, vm, target, {"live": "true"})
+
+
+def ha_host_failed(ctx, host_ref):
+    """What HA does when a host leaves the live set (xen-api ocaml/xapi/
+    xapi_ha_vm_failover.ml restart_auto_run_vms): host_metrics.live false, every VM resident
+    there forced to Halted (Xapi_vm_lifecycle.force_state_reset), then the protected VMs
+    (ha_always_run and ha_restart_priority "restart", Helpers.vm_should_always_run) started
+    again with VM.start on a host they can boot on. A protected VM that is not agile
+    (Agility: a disk's SR not plugged on every enabled host) is pinned by the real planner
+    to one host (host_of_non_agile_vm); here, stricter, it is not restarted at all.
+    Returns {vm ref: host ref or "" when not restarted}."""
+    host = ctx.db.raw("host", host_ref)
+    ctx.db.raw("host_metrics", host["metrics"])["live"] = False
+    reset = [v for v in ctx.db.find("VM", resident_on=host_ref)
+             if not ctx.db.raw("VM", v)["is_control_domain"]]
+    for vm in reset:
+        rec = ctx.db.raw("VM", vm)
+        for vbd in ctx.db.find("VBD", VM=vm):
+            ctx.db.raw("VBD", vbd)["currently_attached"] = False
+        rec.update({"power_state": "Halted", "resident_on": NULL, "domid": "-1"})
+        if ctx.db.exists("VM_guest_metrics", rec["guest_metrics"]):
+            ctx.db.destroy("VM_guest_metrics", rec["guest_metrics"])
+        rec["guest_metrics"] = NULL
+    out = {}
+    for vm in reset:
+        rec = ctx.db.raw("VM", vm)
+        if not (rec["ha_always_run"] and rec["ha_restart_priority"] == "restart"):
+            continue
+        out[vm] = ""
+        if not _agile(ctx, vm):
+            continue
+        try:
+            _assert_startable(ctx, vm)
+            target = _choose_host(ctx, vm)
+            _start(ctx, vm, target)
+            out[vm] = target
+        except XapiError:
+            pass  # ha_protected_vm_restart_failed: an alert, the VM stays halted
+    return out
+
+
+def _agile(ctx, vm):
+    """xen-api ocaml/xapi/agility.ml is_sr_properly_shared for each disk: the SR shared and
+    plugged on every enabled host."""
+    enabled = set(h.ref for h in ctx.sim.hosts if ctx.db.raw("host", h.ref)["enabled"])
+    for vbd in ctx.db.find("VBD", VM=vm):
+        v = ctx.db.raw("VBD", vbd)
+        sr = _vbd_sr(ctx, v)
+        if not sr:
+            continue
+        if not ctx.db.raw("SR", sr)["shared"]:
+            return False
+        if any(not _sr_plugged_on(ctx, sr, h) for h in enabled):
+            return False
+    return True
+
+
 @message("VM.clean_shutdown", "VM.hard_shutdown")
 def vm_shutdown(ctx, vm):
     rec = ctx.db.raw("VM", vm)

@@ -25,8 +25,15 @@ _EXTRA = {
                          ["options", "(string -> string) map", True]],
         "hard_shutdown": [["vm", "VM ref", True]],
     },
+    # datamodel_host.ml evacuate: network and evacuate_batch_size are versioned params with
+    # defaults (null, 0).
+    "host": {"evacuate": [["host", "host ref", True], ["network", "network ref", False],
+                          ["evacuate_batch_size", "int", False]]},
     # datamodel.ml VDI.set_managed: hidden from the docs, _R_LOCAL_ROOT_ONLY.
-    "VDI": {"set_managed": [["self", "VDI ref", True], ["value", "bool", True]]},
+    "VDI": {"set_managed": [["self", "VDI ref", True], ["value", "bool", True]],
+            # datamodel.ml VDI: name_label/name_description are StaticRO with explicit setters.
+            "set_name_label": [["self", "VDI ref", True], ["value", "string", True]],
+            "set_name_description": [["self", "VDI ref", True], ["value", "string", True]]},
     "secret": {"introduce": [["uuid", "string", True], ["value", "string", True],
                              ["other_config", "(string -> string) map", False]]},
 }

@@ -23,6 +23,7 @@ class Target(object):
         self.next_tid = 1
         self.targets = {}
         self.accounts = {}
+        self.luns = {}  # (iqn, lun) -> (backing file, --params given), to re-create on resize
 
     @property
     def portal(self):
@@ -80,10 +81,27 @@ class Target(object):
             params.append("scsi_id=%s" % scsi_id)
         if serial:
             params.append("scsi_sn=%s" % serial)
+        self._params(tid, lun, params)
+        self.luns[(iqn, lun)] = (path, params)
+        return path
+
+    def _params(self, tid, lun, params):
         if params:
             self.adm("--op", "update", "--mode", "logicalunit", "--tid", str(tid), "--lun",
                      str(lun), "--params", ",".join(params))
-        return path
+
+    def resize_lun(self, iqn, lun, size_mb):
+        """Grow a LUN as an array does: a larger backing file, then the logical unit made
+        again over it (tgtd reads the backing file's size only when the unit is created; open
+        sessions keep going). Its SCSI id and serial stay the same."""
+        tid = self.targets[iqn]
+        path, params = self.luns[(iqn, lun)]
+        with open(path, "r+b") as fh:
+            fh.truncate(size_mb << 20)
+        self.remove_lun(iqn, lun)
+        self.adm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun),
+                 "-b", path)
+        self._params(tid, lun, params)
 
     def remove_lun(self, iqn, lun):
         self.adm("--op", "delete", "--mode", "logicalunit", "--tid", str(self.targets[iqn]),

@@ -23,6 +23,11 @@ class ISCSI(StorageManager):
         StorageManager.__init__(self, sim)
         self.lock = threading.Lock()
         self.sessions = {}  # (host uuid, target IQN) -> refcount of attached SRs
+        # (host uuid, SCSI id) -> the LUN's size as that host's kernel saw it when the device
+        # appeared: a rescan of the adapter (sm scsiutil.rescan) finds new LUNs but leaves a
+        # known sd device's capacity, which only a device rescan updates (sm scsiutil
+        # refresh_lun_size_by_SCSIid, through the `on-slave` plugin; see sm/onslave.py).
+        self.capacity = {}
 
     # --------------------------------------------------------------- config
     def _config(self, host, dconf):
@@ -118,18 +123,21 @@ class ISCSI(StorageManager):
                 for lun in s.luns():
                     if s.device_type(lun) != iscsi_client.DEVICE_TYPE_DIRECT_ACCESS:
                         continue
-                    out.append(self._vdi(s, lun))
+                    out.append(self._vdi(s, lun, host))
             except iscsi_client.ISCSIError as e:
                 raise sm_error("SRScan", str(e))
         return out
 
-    def _vdi(self, s, lun):
+    def _vdi(self, s, lun, host):
         scsi_id = s.scsi_id(lun)
         uuid = vdi_uuid_for(scsi_id)
+        with self.lock:
+            # sm LUNperVDI.RAWVDI._query: size = scsiutil.getsize(the host's device)
+            size = self.capacity.setdefault((host.uuid, scsi_id), s.size(lun))
         # The `iscsi` type is sm's RawISCSISR, whose ISCSIVDI.load sets managed = True (sm commit
         # 8d6cbdc "make sure that the single VDI created is manageable by XAPI"); the generic
         # LUNperVDI.RAWVDI of `hba` leaves new LUNs unmanaged (see local.HBA).
-        return {"uuid": uuid, "location": uuid, "virtual_size": str(s.size(lun)),
+        return {"uuid": uuid, "location": uuid, "virtual_size": str(size),
                 "physical_utilisation": "0", "managed": True, "type": "user",
                 "name_label": "", "name_description": "",
                 "sm_config": {"LUNid": str(lun), "SCSIid": scsi_id, "backend-kind": "vbd"}}
@@ -143,7 +151,7 @@ class ISCSI(StorageManager):
             try:
                 if lun not in s.luns():
                     raise sm_error("VDIUnavailable", "LUN %d not found" % lun)
-                return self._vdi(s, lun)
+                return self._vdi(s, lun, host)
             except iscsi_client.ISCSIError as e:
                 raise sm_error("VDIUnavailable", str(e))
 
@@ -156,6 +164,31 @@ class ISCSI(StorageManager):
                     raise sm_error("VDIUnavailable", "LUN %d is gone" % lun)
             except iscsi_client.ISCSIError as e:
                 raise sm_error("VDIUnavailable", str(e))
+
+    def refresh_size(self, host, scsi_id):
+        """sm scsiutil.refresh_lun_size_by_SCSIid on a host: its devices of the SCSI id
+        re-read their capacity from the target. A host without such a device logs it and
+        succeeds (True), as sm does."""
+        with self.lock:
+            if (host.uuid, scsi_id) not in self.capacity:
+                return True
+            keys = [k for k, n in self.sessions.items() if k[0] == host.uuid and n]
+        with self.sim.db.lock:
+            dconfs = [dict(p["device_config"]) for p in self.sim.db.tables["PBD"].values()
+                      if p["host"] == host.ref and p["currently_attached"]]
+        for dconf in dconfs:
+            if (host.uuid, dconf.get("targetIQN")) not in keys:
+                continue
+            try:
+                with self._session(host, dconf) as s:
+                    for lun in s.luns():
+                        if s.scsi_id(lun) == scsi_id:
+                            with self.lock:
+                                self.capacity[(host.uuid, scsi_id)] = s.size(lun)
+                            return True
+            except iscsi_client.ISCSIError:
+                return False
+        return True
 
     def probe(self, host, dconf):
         self._need_iqn(host, dconf)

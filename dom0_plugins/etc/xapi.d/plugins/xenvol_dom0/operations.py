@@ -4,12 +4,12 @@ import os
 
 import XenAPI
 
-from . import (call as call_mod, gc as gc_mod, journal, log, policy, settings, storage,
-               vbd as vbds, xsecret)
+from . import (call as call_mod, gc as gc_mod, integrate, journal, log, policy, settings,
+               storage, vbd as vbds, xsecret)
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
-from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VM_NOT_FOUND,
-                     XenvolError, invalid, vanished)
+from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VDI_NOT_FOUND,
+                     VM_NOT_FOUND, XenvolError, invalid, vanished)
 from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
@@ -84,6 +84,10 @@ def _driver_and_config(call, volume_type, data):
     cfg = driver.validate(data)
     cfg["host_uuid"] = call.host_uuid
     cfg["driver_volume_type"] = volume_type
+    # The volume's name for its VDI (Cinder's display name, when the caller adds it).
+    name = data.data.get("display_name")
+    if isinstance(name, str) and name.strip():
+        cfg["display_name"] = data.string("display_name", max_len=128)
     return driver, cfg
 
 
@@ -152,13 +156,15 @@ def _describe(call, vbd):
 def connect_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("connection_info",))
+    a.reject_unknown(("connection_info", "placement"))
     volume_type, data = _connection_info(a)
     driver, cfg = _driver_and_config(call, volume_type, data)
+    cfg["placement"] = integrate.placement_arg(a, call.settings)
     check_vdi, ignored = _admit(call, driver, cfg, data)
 
     def claim(vdi, steps):
         check_vdi(vdi)
+        integrate.name_vdi(call, vdi, cfg, volume_type, steps)
         _claim(call, vdi, steps)
         return {"sr_uuid": driver.sr_uuid(cfg), "vdi_uuid": call.x.VDI.get_uuid(vdi),
                 "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
@@ -213,9 +219,11 @@ def disconnect_volume(session, args):
 def attach_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("connection_info", "vm_uuid", "mountpoint", "mode", "hotplug"))
+    a.reject_unknown(("connection_info", "vm_uuid", "mountpoint", "mode", "hotplug",
+                      "placement"))
     volume_type, data = _connection_info(a)
     driver, cfg = _driver_and_config(call, volume_type, data)
+    cfg["placement"] = integrate.placement_arg(a, call.settings)
     vm, vm_uuid = _vm(call, a)
     number = vbds.device_number(a.string("mountpoint", required=False, default="autodetect",
                                          max_len=64))
@@ -228,10 +236,14 @@ def attach_volume(session, args):
     marks = {vbds.MARK: "true", "xenvol-host": call.host_uuid, "xenvol-driver": volume_type}
     if cfg.get("volume_id"):
         marks["xenvol-volume-id"] = cfg.volume_id
+    # The VBD says which volume it is (a VBD has no name of its own).
+    marks["xenvol-volume-name"] = integrate.vdi_name(dict(call.settings, vdi_name_tags=[]), cfg,
+                                                     volume_type)
 
     def attach(vdi, steps):
         with call.lock("vm-" + vm_uuid):
             check_vdi(vdi)
+            integrate.name_vdi(call, vdi, cfg, volume_type, steps)
             return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
     result = _connect_then(call, driver, cfg, attach)
     result["host_uuid"] = call.host_uuid
@@ -419,6 +431,69 @@ def gc(session, args):
     return gc_mod.run(call, a.boolean("apply", False), a.boolean("pool", False))
 
 
+# ---------------------------------------------------------------------- integrators
+def extend_volume(session, args):
+    """After the backend grew the volume: refresh, rescan, return the new size."""
+    call = Call(session)
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("connection_info", "vdi_uuid"))
+    found = _connection_info(a, required=False)
+    if found:
+        driver, cfg = _driver_and_config(call, *found)
+        sr_uuid = driver.sr_uuid(cfg)
+        sr = call.find("SR", sr_uuid)
+        vdi = driver.locate_vdi(call, sr, cfg) if sr else None
+    elif a.has("vdi_uuid"):
+        vdi = call.find("VDI", a.uuid("vdi_uuid"))
+        sr = call.x.VDI.get_SR(vdi) if vdi else None
+        sr_uuid = call.x.SR.get_uuid(sr) if sr else ""
+    else:
+        raise invalid("connection_info", "give connection_info, or vdi_uuid", INVALID_ARGUMENT)
+    if sr is None or vdi is None:
+        raise XenvolError(VDI_NOT_FOUND, "the volume is not connected on this pool "
+                          "(attach or connect it first)", field="connection_info")
+    if not integrate.is_volume(call, vdi):
+        raise XenvolError(POLICY_REFUSED, "vdi_uuid: %s is not a volume xenvol attached or "
+                          "connected" % call.x.VDI.get_uuid(vdi), field="vdi_uuid")
+    with call.lock("sr-" + sr_uuid):
+        return integrate.extend(call, sr, vdi)
+
+
+def connector(session, args):
+    """This host as a storage initiator (os-brick's get_connector_properties)."""
+    Fields(args, "", INVALID_ARGUMENT).reject_unknown(())
+    return integrate.connector(Call(session))
+
+
+def prepare_host(session, args):
+    """Plug, on this host, the SRs of a VM's xenvol disks (before a migration here)."""
+    call = Call(session)
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("vm_uuid",))
+    vm, vm_uuid = _vm(call, a)
+    return {"host_uuid": call.host_uuid, "vm_uuid": vm_uuid,
+            "sr_uuids": integrate.prepare_host(call, vm)}
+
+
+def release_host(session, args):
+    """Drop this host's PBDs of a VM's xenvol SRs that nothing here needs (after the VM
+    left, or after a failed migration here)."""
+    call = Call(session)
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("vm_uuid",))
+    vm, vm_uuid = _vm(call, a)
+    return {"host_uuid": call.host_uuid, "vm_uuid": vm_uuid,
+            "released": integrate.release_host(call, vm)}
+
+
+def reconcile(session, args):
+    """Pool-wide placement: PBDs on every enabled, live host (apply=true to make them)."""
+    call = Call(session)
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("apply",))
+    return integrate.reconcile(call, a.boolean("apply", False))
+
+
 def _op_id(a, field):
     op_id = a.string(field, max_len=64)
     if not journal.valid_op_id(op_id):
@@ -427,9 +502,11 @@ def _op_id(a, field):
 
 
 FUNCTIONS = ("version", "list_drivers", "connect_volume", "disconnect_volume", "attach_volume",
-             "detach_volume", "list_attachments", "recover", "cancel", "gc")
+             "detach_volume", "list_attachments", "recover", "cancel", "gc", "extend_volume",
+             "connector", "prepare_host", "release_host", "reconcile")
 # The functions that change the pool: journaled, with the dead operations of the host
 # recovered first and results kept by operation id.
-JOURNALED = ("connect_volume", "disconnect_volume", "attach_volume", "detach_volume")
+JOURNALED = ("connect_volume", "disconnect_volume", "attach_volume", "detach_volume",
+             "prepare_host", "release_host", "reconcile")
 
 

@@ -25,6 +25,13 @@ DEFAULTS = {
     "allow_encrypted": False,
     # The only directories the file driver serves volumes from.
     "file_roots": ["/var/lib/xenvol/volumes"],
+    # Where a shared SR gets PBDs: "host" (the VM's host and the master) or "pool" (every
+    # enabled, live host, so that migrate, evacuate and HA restarts find it plugged); a call's
+    # `placement` argument overrides it.
+    "placement": "host",
+    # Put before a volume's VDI name: Xen Orchestra leaves [NOBAK] disks out of backups and
+    # [NOSNAP] disks out of snapshots (raw LUNs cannot be snapshotted by XAPI anyway).
+    "vdi_name_tags": ["[NOBAK]", "[NOSNAP]"],
 }
 
 

@@ -37,6 +37,14 @@ def ensure_sr(call, driver, config, steps):
         master = x.pool.get_master(x.pool.get_all()[0])
         if master != call.host:
             hosts.append(master)
+        if config.get("placement") == "pool":
+            # Pool-wide placement: every host a VM may run on (integrate.reconcile adds
+            # hosts that join or come back later).
+            from .integrate import PLACEMENT, pool_hosts
+            hosts += [h for h in pool_hosts(call) if h not in hosts]
+            if x.SR.get_other_config(sr).get(PLACEMENT) != "pool":
+                call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT,
+                        "pool")
     for host in hosts:
         pbd = call.host_pbd(sr, host)
         if pbd is None:

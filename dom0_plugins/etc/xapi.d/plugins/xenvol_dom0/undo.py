@@ -143,3 +143,17 @@ def release_sr(call, sr_uuid):
     sr = call.find("SR", sr_uuid)
     if sr is not None:
         storage.release_sr(call, sr)
+
+
+@_undo("restore_vdi_name")
+def restore_vdi_name(call, vdi_uuid, label, text, named):
+    """Undo integrate.name_vdi: the VDI's name, and the name xenvol gave it, as they were."""
+    vdi = call.find("VDI", vdi_uuid)
+    if vdi is None:
+        return
+    call.x.VDI.set_name_label(vdi, label)
+    call.x.VDI.set_name_description(vdi, text)
+    if "xenvol-named" in call.x.VDI.get_other_config(vdi):
+        call.x.VDI.remove_from_other_config(vdi, "xenvol-named")
+    if named is not None:
+        call.x.VDI.add_to_other_config(vdi, "xenvol-named", named)

@@ -1,0 +1,325 @@
+"""What integrators need beyond attach and detach: extend a volume after its backend grew,
+describe a host as a storage initiator (connector), keep a volume's SR plugged on the hosts a
+VM may run on (pool-wide placement, prepare/release around a migration), and name the VDIs
+of volumes so that people and backup tools see what they are."""
+import glob
+import os
+
+import XenAPI
+
+from . import log, storage, vbd as vbds
+from .call import NULL
+from .errors import VDI_NOT_FOUND, XenvolError, from_xapi, vanished
+from .txn import Steps
+
+NAMED = "xenvol-named"
+PLACEMENT = "xenvol-placement"
+# What a host presents to arrays (os-brick's connector sources on Linux).
+FC_HOST_DIR = "/sys/class/fc_host"
+NVME_HOSTNQN = "/etc/nvme/hostnqn"
+NVME_HOSTID = "/etc/nvme/hostid"
+
+
+# ---------------------------------------------------------------------- names and tags
+def vdi_name(settings, cfg, volume_type):
+    """The VDI's name_label: the operator's tags first (Xen Orchestra skips a disk whose name
+    starts with [NOBAK] in backups and contains [NOSNAP] in snapshots), then the volume."""
+    volume = cfg.get("display_name") or (("volume-%s" % cfg.volume_id) if cfg.get("volume_id")
+                                         else "%s volume" % volume_type)
+    tags = "".join(settings["vdi_name_tags"])
+    return ("%s %s" % (tags, volume)).strip()
+
+
+def name_vdi(call, vdi, cfg, volume_type, steps):
+    """Name the volume's VDI unless someone else named it: SMs leave raw LUNs nameless, and
+    other_config xenvol-named keeps the name xenvol gave, so an admin's rename is kept."""
+    x = call.x
+    rec = call.do("reading the VDI", x.VDI.get_record, vdi)
+    ours = rec["other_config"].get(NAMED)
+    if rec["name_label"] and rec["name_label"] != ours:
+        return
+    name = vdi_name(call.settings, cfg, volume_type)
+    description = ("xenvol %s volume %s" % (volume_type, cfg.get("volume_id") or "")).strip()
+    if rec["name_label"] == name and rec["name_description"] == description:
+        return
+    with steps.change("name the VDI", "restore_vdi_name", vdi_uuid=rec["uuid"],
+                      label=rec["name_label"], text=rec["name_description"], named=ours):
+        call.do("naming the VDI", x.VDI.set_name_label, vdi, name)
+        call.do("describing the VDI", x.VDI.set_name_description, vdi, description)
+        if ours is not None:
+            call.do("marking the VDI named", x.VDI.remove_from_other_config, vdi, NAMED)
+        call.do("marking the VDI named", x.VDI.add_to_other_config, vdi, NAMED, name)
+
+
+# ---------------------------------------------------------------------- extend
+def is_volume(call, vdi):
+    """A VDI xenvol attached (a marked VBD) or connected (a host's claim)."""
+    x = call.x
+    if any(k.startswith(storage.CONNECTED) for k in x.VDI.get_other_config(vdi)):
+        return True
+    return any(x.VBD.get_other_config(v).get(vbds.MARK) == "true" for v in x.VDI.get_VBDs(vdi))
+
+
+def extend(call, sr, vdi):
+    """After the backend grew the volume: each host with the SR plugged re-reads the LUN's
+    capacity (sm's on-slave refresh_lun_size_by_SCSIid, what LVHDSR does before a resize),
+    then SR.scan (run by xapi on the SR master) sets the VDI's virtual_size from it."""
+    x = call.x
+    rec = call.do("reading the VDI", x.VDI.get_record, vdi)
+    old = int(rec["virtual_size"])
+    refreshed = []
+    scsi_id = rec["sm_config"].get("SCSIid")
+    if scsi_id:
+        master = x.pool.get_master(x.pool.get_all()[0])
+        hosts = [x.PBD.get_host(p) for p in call.do("listing the SR's PBDs", x.SR.get_PBDs, sr)
+                 if x.PBD.get_currently_attached(p)]
+        # The master first: SR.scan reads the size there.
+        for host in sorted(set(hosts), key=lambda h: h != master):
+            host_uuid = x.host.get_uuid(host)
+            log.step("refreshing the LUN's size", host_uuid=host_uuid, scsi_id=scsi_id)
+            answer = call.do("refreshing the LUN's size on host %s" % host_uuid,
+                             x.host.call_plugin, host, "on-slave",
+                             "refresh_lun_size_by_SCSIid", {"SCSIid": scsi_id})
+            if answer != "True":
+                raise XenvolError("XENVOL_BACKEND_FAILURE", "host %s could not refresh the size "
+                                  "of LUN %s (its paths disagree on the capacity; see SMlog)"
+                                  % (host_uuid, scsi_id), host_uuid=host_uuid, scsi_id=scsi_id)
+            refreshed.append(host_uuid)
+    call.do("scanning the SR", x.SR.scan, sr)
+    rec = call.do("reading the VDI", x.VDI.get_record, vdi)
+    new = int(rec["virtual_size"])
+    guests = []
+    for vbd in rec["VBDs"]:
+        v = x.VBD.get_record(vbd)
+        vm = x.VM.get_record(v["VM"])
+        guests.append({"vm_uuid": vm["uuid"], "vbd_uuid": v["uuid"], "device": v["device"],
+                       "plugged": v["currently_attached"],
+                       "sees": _guest_sees(vm, v, rec, new > old)})
+    return {"vdi_uuid": rec["uuid"], "sr_uuid": x.SR.get_uuid(sr), "old_size": old,
+            "new_size": new, "grew": new > old, "refreshed_hosts": refreshed, "vbds": guests}
+
+
+def _guest_sees(vm, vbd, vdi, grew):
+    """What the guest sees after a grow. XAPI has no online resize of a raw LUN (no VBD
+    resize message; VDI.resize/resize_online need the SM's VDI_RESIZE(_ONLINE), which the
+    LUN-per-VDI SMs do not have); what carries it is the dom0 kernel."""
+    if not grew:
+        return "unchanged"
+    if not vbd["currently_attached"]:
+        return "the new size at its next plug (VM start)"
+    if vdi["sm_config"].get("backend-kind") != "vbd":
+        # tapdisk (vbd3) read the image's size when it opened it at plug.
+        return "the old size until the disk is plugged again (unplug/plug or VM restart)"
+    if vm["domain_type"] == "hvm" and vm["guest_metrics"] == NULL:
+        # qemu's emulated disk keeps the size it had at domain start.
+        return "the old size until the VM restarts (emulated disk, no PV drivers)"
+    # Linux xen-blkback xen_blkif_schedule: each loop (at least every LRU_INTERVAL, 100 ms)
+    # compares the device's size; xen_vbd_resize writes `sectors` to xenstore and the
+    # frontend (Linux blkfront) sets the disk's capacity.
+    return ("the new size: blkback sees dom0's device grew within ~100 ms and writes the "
+            "new sectors to xenstore; a Linux guest's blkfront then sets the capacity")
+
+
+# ---------------------------------------------------------------------- connector
+def connector(call):
+    x = call.x
+    rec = call.do("reading the host", x.host.get_record, call.host)
+    ips = [rec["address"]] if rec["address"] else []
+    for pif in rec["PIFs"]:
+        try:
+            p = x.PIF.get_record(pif)
+        except XenAPI.Failure:
+            continue
+        for ip in [p.get("IP")] + [a.split("/")[0] for a in p.get("IPv6") or []]:
+            if ip and ip not in ips:
+                ips.append(ip)
+    out = {"host_uuid": rec["uuid"], "host": rec["hostname"], "name_label": rec["name_label"],
+           "ip": rec["address"], "ips": ips, "os_type": "linux2", "platform": "x86_64",
+           # xapi keeps the IQN in other_config (the host.iscsi_iqn field mirrors it).
+           "initiator": rec["other_config"].get("iscsi_iqn") or rec.get("iscsi_iqn") or "",
+           "multipath": bool(rec.get("multipathing")) or
+           rec["other_config"].get("multipathing") == "true"}
+    wwpns, wwnns = _fc_ports()
+    if wwpns:
+        out["wwpns"], out["wwnns"] = wwpns, wwnns
+    for key, path in (("nqn", NVME_HOSTNQN), ("nvme_hostid", NVME_HOSTID)):
+        value = _read(path)
+        if value:
+            out[key] = value
+    return out
+
+
+def _fc_ports():
+    """The host's FC ports as the kernel lists them (os-brick linuxfc reads the same files;
+    sm devscan.adapters does for SR.probe type=hba)."""
+    wwpns, wwnns = [], []
+    for d in sorted(glob.glob(os.path.join(FC_HOST_DIR, "host*"))):
+        port, node = _read(os.path.join(d, "port_name")), _read(os.path.join(d, "node_name"))
+        if port:
+            wwpns.append(port.lower().replace("0x", ""))
+            wwnns.append((node or "").lower().replace("0x", ""))
+    return wwpns, wwnns
+
+
+def _read(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except (IOError, OSError):
+        return ""
+
+
+# ---------------------------------------------------------------------- placement
+def pool_hosts(call):
+    """Hosts a VM may run on: enabled and live."""
+    x = call.x
+    out = []
+    for host, rec in x.host.get_all_records().items():
+        try:
+            live = x.host_metrics.get_live(rec["metrics"])
+        except XenAPI.Failure:
+            live = False
+        if rec["enabled"] and live:
+            out.append(host)
+    return out
+
+
+def vm_srs(call, vm):
+    """The SRs of the VM's xenvol disks."""
+    x = call.x
+    out = []
+    for vbd in x.VM.get_VBDs(vm):
+        rec = x.VBD.get_record(vbd)
+        if rec["other_config"].get(vbds.MARK) != "true" or rec["VDI"] == NULL:
+            continue
+        sr = x.VDI.get_SR(rec["VDI"])
+        if sr not in out:
+            out.append(sr)
+    return out
+
+
+def plug_here(call, sr, steps, host=None):
+    """A plugged PBD of the SR on host (default this one), made from an existing PBD's
+    device_config: xapi's PBD.create duplicates the secrets its *_secret keys name
+    (xapi_pbd.ml create / Xapi_secret.duplicate_passwords), so each PBD owns its own."""
+    x = call.x
+    host = host or call.host
+    sr_uuid = x.SR.get_uuid(sr)
+    pbd = call.host_pbd(sr, host)
+    if pbd is None:
+        others = x.SR.get_PBDs(sr)
+        if not others:
+            raise XenvolError(VDI_NOT_FOUND, "SR %s has no PBD to copy" % sr_uuid,
+                              sr_uuid=sr_uuid)
+        dconf = x.PBD.get_device_config(others[0])
+        steps.will("create PBD", "destroy_pbd", sr_uuid=sr_uuid, host=host)
+        try:
+            pbd = x.PBD.create({"host": host, "SR": sr, "device_config": dconf,
+                                "other_config": {}})
+        except XenAPI.Failure as f:
+            steps.finished()
+            if f.details[0] != "PBD_EXISTS":
+                raise from_xapi(f, "creating the PBD")
+            pbd = f.details[3]
+        else:
+            call.do("marking the SR", x.SR.add_to_other_config, sr,
+                    storage.PBD_MARK + x.host.get_uuid(host), "true")
+    if not x.PBD.get_currently_attached(pbd):
+        with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
+                          host=host):
+            call.do("plugging the SR", x.PBD.plug, pbd)
+    return pbd
+
+
+def prepare_host(call, vm):
+    """Plug the SRs of the VM's xenvol disks on this host (a migration's destination)."""
+    done = []
+    for sr in vm_srs(call, vm):
+        sr_uuid = call.x.SR.get_uuid(sr)
+        with call.lock("sr-" + sr_uuid):
+            steps = Steps(call)
+            try:
+                plug_here(call, sr, steps)
+            except Exception:
+                steps.rollback()
+                raise
+            steps.commit()
+        done.append(sr_uuid)
+    return done
+
+
+def release_host(call, vm):
+    """Drop this host's PBDs of the VM's xenvol SRs that xenvol made and nothing on this host
+    needs: not the master (xapi scans shared SRs there), not an SR in pool-wide placement, no
+    VM resident here (or about to start here) using one of its VDIs, no connect claim."""
+    x = call.x
+    master = x.pool.get_master(x.pool.get_all()[0])
+    out = []
+    for sr in vm_srs(call, vm):
+        sr_uuid = x.SR.get_uuid(sr)
+        with call.lock("sr-" + sr_uuid):
+            out.append({"sr_uuid": sr_uuid, "note": _release_here(call, sr, master)})
+    return out
+
+
+def _release_here(call, sr, master):
+    x = call.x
+    other = x.SR.get_other_config(sr)
+    mark = storage.PBD_MARK + call.host_uuid
+    if call.host == master:
+        return "kept: the pool master scans shared SRs"
+    if other.get(PLACEMENT) == "pool":
+        return "kept: pool-wide placement"
+    if other.get(mark) != "true":
+        return "kept: xenvol did not make this host's PBD"
+    for vdi in x.SR.get_VDIs(sr):
+        vrec = x.VDI.get_record(vdi)
+        if storage.CONNECTED + call.host_uuid in vrec["other_config"]:
+            return "kept: connected on this host"
+        for vbd in vrec["VBDs"]:
+            vm = x.VBD.get_VM(vbd)
+            if x.VM.get_resident_on(vm) == call.host or \
+                    x.VM.get_scheduled_to_be_resident_on(vm) == call.host:
+                return "kept: a VM on this host uses it"
+    pbd = call.this_host_pbd(sr)
+    if pbd is not None:
+        if x.PBD.get_currently_attached(pbd):
+            call.do("unplugging the SR", x.PBD.unplug, pbd)
+        call.do("destroying the PBD", x.PBD.destroy, pbd)
+    storage.remove_mark(call, sr, mark)
+    return "PBD removed"
+
+
+def reconcile(call, apply):
+    """Pool-wide placement kept up to date: each SR xenvol placed pool-wide gets a plugged
+    PBD on every enabled, live host (hosts that joined or came back since)."""
+    x = call.x
+    hosts = pool_hosts(call)
+    items = []
+    for sr, rec in x.SR.get_all_records().items():
+        if rec["other_config"].get(PLACEMENT) != "pool":
+            continue
+        have = dict((x.PBD.get_host(p), x.PBD.get_currently_attached(p)) for p in rec["PBDs"])
+        for host in hosts:
+            if have.get(host):
+                continue
+            item = {"sr_uuid": rec["uuid"], "host_uuid": x.host.get_uuid(host),
+                    "action": "plug" if host in have else "create and plug"}
+            if apply:
+                with call.lock("sr-" + rec["uuid"]):
+                    steps = Steps(call)
+                    try:
+                        plug_here(call, sr, steps, host)
+                    except (XenvolError, XenAPI.Failure) as e:
+                        steps.rollback()
+                        if vanished(e):
+                            continue
+                        item["error"] = getattr(e, "message", None) or str(e)
+                    else:
+                        steps.commit()
+            items.append(item)
+    return {"items": items, "applied": apply}
+
+
+def placement_arg(a, settings):
+    return a.choice("placement", ("host", "pool"), settings["placement"])
