@@ -3,7 +3,7 @@ import time
 
 from . import plugins
 from .errors import XapiError
-from .messages import message
+from .handlers import message
 
 
 # xapi makes a failed login wait before it answers (brute-force damping).

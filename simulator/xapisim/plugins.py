@@ -143,13 +143,44 @@ class Dom0(object):
         self.python = python
         self.unshare = unshare
         self.wrapper = os.path.join(state_dir, "dom0-python3")
+        script = "#!/bin/sh\n"
+        measure = os.environ.get("XAPISIM_DOM0_COVERAGE")
+        if measure:
+            script += _coverage_hook(state_dir, python, measure)
+        script += "exec env -u PWD %s \"$@\"\n" % _quote(python)
         with open(self.wrapper, "w") as fh:
-            fh.write("#!/bin/sh\nexec env -u PWD '%s' \"$@\"\n" % python.replace("'", "'\\''"))
+            fh.write(script)
         os.chmod(self.wrapper, 0o755)
 
     def command(self, host):
         os.makedirs(host.path("sys"), exist_ok=True)
         return self.unshare + ["sh", "-c", _SETUP, "dom0", self.wrapper, host.root]
+
+
+def _quote(s):
+    return "'%s'" % s.replace("'", "'\\''")
+
+
+# A test-only measurement hook, off unless $XAPISIM_DOM0_COVERAGE names a data file (`make test`
+# sets it): the xenvol plugin then runs under `python -m coverage run` (a coverage that dom0's
+# Python has), its data in that file plus coverage's parallel suffix. Its environment stays
+# xapi's (PATH only): the settings are in a rcfile, not in variables. Other plugins run as ever.
+_COVERAGE_RC = """[run]
+data_file = %s
+parallel = True
+include =
+    /etc/xapi.d/plugins/xenvol
+    /etc/xapi.d/plugins/xenvol_dom0/*
+disable_warnings = no-data-collected, module-not-measured, module-not-imported
+"""
+
+
+def _coverage_hook(state_dir, python, data_file):
+    rc = os.path.join(state_dir, "dom0-coverage.rc")
+    with open(rc, "w") as fh:
+        fh.write(_COVERAGE_RC % os.path.abspath(data_file))
+    return ('[ "$1" != %s/xenvol ] || exec env -u PWD %s -m coverage run --rcfile=%s "$@"\n'
+            % (PLUGINS_ROOT, _quote(python), _quote(rc)))
 
 
 def dom0(state_dir, python=None):
