@@ -50,7 +50,7 @@ test: lint
 # The figure of the last `make test`; fails below .coveragerc's fail_under (full table in
 # .coverage-data/report.txt).
 coverage:
-	@$(COVERAGE) combine -q
+	@! ls $(COVDATA)/cov.* >/dev/null 2>&1 || $(COVERAGE) combine -q
 	@$(COVERAGE) report > $(COVDATA)/report.txt; status=$$?; \
 	for part in client/ simulator/ dom0_plugins/; do \
 	    printf 'coverage %-14s %s%%\n' $$part $$($(COVERAGE) report --include="$$part*" --format=total); \
