@@ -4,12 +4,13 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 # dom0's Python for the plugin in tests: CPython 3.6 (XenServer 8 / XCP-ng 8.3 dom0) with XenAPI
 # from PyPI, where a python3.6 is found; else the simulator builds one from its own Python.
+# Its coverage (6.2, the last for 3.6) is for `make test` only: see COVERAGE below.
 PYTHON36 ?= $(firstword $(shell python3.6 -c "import sys; print(sys.executable)" 2>/dev/null) $(wildcard $(HOME)/.pyenv/versions/3.6*/bin/python3.6))
 DOM0    := .venv-dom0
 NETNS   := tools/in-private-netns
 SM_TIMING ?= fast
 
-.PHONY: test demo pack bench deps sysdeps clean
+.PHONY: test lint coverage demo pack bench deps sysdeps clean
 
 # Two distributions from this repository: xenvol (client, CLI, pack tools) and xapisim
 # (the simulator, whose xe is xapisim-xe); one after the other, so that an older single
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml simulator/pyproject.toml
 $(DOM0)/.installed: $(STAMP)
 	@if [ -n "$(PYTHON36)" ]; then \
 	    rm -rf $(DOM0) && $(PYTHON36) -m venv $(DOM0) && \
-	    $(DOM0)/bin/python -m pip install -q 'XenAPI>=23.8' && \
+	    $(DOM0)/bin/python -m pip install -q 'XenAPI>=23.8' 'coverage==6.2' && \
 	    $(PY) -c 'import sys; from xapisim.plugins import site_packages; site_packages(sys.argv[1])' $(DOM0) && \
 	    touch $@; \
 	else echo "no python3.6 found: plugins run under the simulator's Python (set PYTHON36=...)"; fi
@@ -34,9 +35,32 @@ deps: $(STAMP) $(DOM0)/.installed sysdeps
 sysdeps:
 	tools/install-debian-deps
 
-test: deps
+# Coverage data of a test run (.coveragerc): this Python's processes, and the plugin processes
+# the simulator execs, measured by .venv-dom0's coverage when XAPISIM_DOM0_COVERAGE names the
+# data file (a test-only hook: without it the plugin runs exactly as xapi runs it).
+COVDATA := $(CURDIR)/.coverage-data
+COVERAGE = COVERAGE_FILE=$(COVDATA)/cov $(VENV)/bin/coverage
+
+test: lint
+	rm -rf $(COVDATA) && mkdir -p $(COVDATA)
+	COVERAGE_FILE=$(COVDATA)/cov $(if $(wildcard $(DOM0)/.installed),XAPISIM_DOM0_COVERAGE=$(COVDATA)/cov) \
+	    $(NETNS) $(VENV)/bin/coverage run -m pytest -q tests
+	@$(MAKE) --no-print-directory coverage
+
+# The figure of the last `make test`; fails below .coveragerc's fail_under (full table in
+# .coverage-data/report.txt).
+coverage:
+	@! ls $(COVDATA)/cov.* >/dev/null 2>&1 || $(COVERAGE) combine -q
+	@$(COVERAGE) report > $(COVDATA)/report.txt; status=$$?; \
+	for part in client/ simulator/ dom0_plugins/; do \
+	    printf 'coverage %-14s %s%%\n' $$part $$($(COVERAGE) report --include="$$part*" --format=total); \
+	done; tail -n 1 $(COVDATA)/report.txt; exit $$status
+
+# Checks that need no simulator: dom0 code stays Python 3.6 (vermin); the dom0 package's
+# imports go down its layers (docs/architecture.md).
+lint: deps
 	$(VENV)/bin/vermin --no-tips -q -t=3.6- --violations --eval-annotations dom0_plugins examples/drivers.d
-	$(NETNS) $(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py
 
 # The tools use dom0's Python that `make deps` built, as the tests do.
 DOM0PY  = XAPISIM_DOM0_PYTHON=$(if $(wildcard $(DOM0)/.installed),$(CURDIR)/$(DOM0)/bin/python3)
@@ -55,4 +79,4 @@ pack: deps
 	$(PY) -m xenvol.pack.build --out out $(if $(TEST_KEY),--test-key)
 
 clean:
-	rm -rf $(VENV) $(DOM0) .pytest_cache out
+	rm -rf $(VENV) $(DOM0) .pytest_cache .coverage-data out

@@ -3,8 +3,8 @@ import time
 
 from . import plugins
 from .errors import XapiError
+from .handlers import message
 from .sm import onslave
-from .messages import message
 
 
 # xapi makes a failed login wait before it answers (brute-force damping).

@@ -1,6 +1,6 @@
 """secret messages."""
 from .errors import XapiError
-from .messages import message, require_fields
+from .handlers import message, require_fields
 
 
 @message("secret.create")

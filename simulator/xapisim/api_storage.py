@@ -2,7 +2,7 @@
 import uuid as uuidlib
 
 from .errors import XapiError, internal
-from .messages import Context, message, require_fields
+from .handlers import Context, message, require_fields
 
 
 # ------------------------------------------------------------------- secrets in device_config

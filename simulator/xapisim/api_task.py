@@ -15,7 +15,7 @@ import xmlrpc.client
 
 from . import wire
 from .errors import XapiError
-from .messages import message
+from .handlers import message
 
 COMPLETED = ("success", "failure", "cancelled")
 # xen-api ocaml/xapi/xapi_globs.ml max_tasks, completed_task_timeout, pending_task_timeout

@@ -2,7 +2,7 @@
 from . import devices
 from .db import NULL
 from .errors import XapiError
-from .messages import message, require_fields
+from .handlers import message, require_fields
 
 # Enums unmarshal case-insensitively and are stored in their datamodel spelling
 # (ocaml-rpc ppx/ppx_deriving_rpc.ml variant of_rpc matches on Rpc.lowerfn of the value).

@@ -1,9 +1,10 @@
-"""Message registry: explicit implementations per class, generic ones for implicit messages."""
+"""Message lookup: explicit implementations per class (registered by the api_* modules through
+handlers.message), generic ones for implicit messages."""
+from . import api_pool, api_secret, api_storage, api_task, api_vm  # noqa: F401 (they register)
 from . import schema
-from .db import NULL
 from .errors import XapiError, internal
+from .handlers import IMPL, Context, check_map_keys  # noqa: F401 (Context: sim.py)
 
-_IMPL = {}
 # Messages that run without the database lock because they wait on something else
 # (a plugin process calling back into the simulator).
 # SM work runs outside it too (under the SR's SM lock), as xapi's database is not held while
@@ -31,25 +32,6 @@ CANCELLABLE = {
 }
 
 
-def message(*names):
-    """Register an implementation under one or more Class.message names."""
-    def deco(fn):
-        for name in names:
-            _IMPL[name] = fn
-        return fn
-    return deco
-
-
-class Context(object):
-    def __init__(self, sim, endpoint, session, caller, task=None):
-        self.sim = sim
-        self.db = sim.db
-        self.endpoint = endpoint
-        self.session = session
-        self.caller = caller
-        self.task = task  # the task xapi creates for this call, if any
-
-
 def lookup(cls, msg):
     """(implementation, signature, takes_session) or (None, None, None)."""
     if cls not in schema.SCHEMA:
@@ -58,7 +40,7 @@ def lookup(cls, msg):
     if sig is None:
         return None, None, None
     name = "%s.%s" % (cls, msg)
-    impl = _IMPL.get(name) or _generic(cls, msg)
+    impl = IMPL.get(name) or _generic(cls, msg)
     if impl is None:
         return None, None, None
     spec = schema.SCHEMA[cls]["messages"].get(msg)
@@ -148,32 +130,6 @@ def _generic(cls, msg):
     return None
 
 
-def check_map_keys(value):
-    """xen-api ocaml/database/string_marshall_helper.ml ensure_nonempty: a map with an empty
-    key cannot be written; Db_exn.Empty_key_in_map reaches the caller through exnHelper's
-    catch-all as INTERNAL_ERROR [Printexc.to_string e]."""
-    if "" in value:
-        raise internal("Db_exn.Empty_key_in_map")
-
-
-def require_fields(cls, rec):
-    """Constructor structs: a missing required field fails unmarshalling, as in xapi."""
-    spec = schema.constructor(cls) or {"required": [], "optional": []}
-    for name in spec["required"]:
-        if name not in rec:
-            raise internal("Server_helpers.Dispatcher_FieldNotFound(\"%s\")" % name)
-    known = set(spec["required"]) | set(spec["optional"])
-    return dict((k, v) for k, v in rec.items() if k in known)
-
-
 def admin(sim, name, params):
     from . import admin as admin_api
     return admin_api.call(sim, name, params)
-
-
-def is_null(ref):
-    return ref == NULL
-
-
-# Import the implementation modules so their @message decorators register.
-from . import api_pool, api_vm, api_storage, api_secret, api_task  # noqa: E402,F401

@@ -143,13 +143,60 @@ class Dom0(object):
         self.python = python
         self.unshare = unshare
         self.wrapper = os.path.join(state_dir, "dom0-python3")
+        script = "#!/bin/sh\n"
+        measure = os.environ.get("XAPISIM_DOM0_COVERAGE")
+        if measure:
+            script += _coverage_hook(state_dir, python, measure)
+        script += "exec env -u PWD %s \"$@\"\n" % _quote(python)
         with open(self.wrapper, "w") as fh:
-            fh.write("#!/bin/sh\nexec env -u PWD '%s' \"$@\"\n" % python.replace("'", "'\\''"))
+            fh.write(script)
         os.chmod(self.wrapper, 0o755)
 
     def command(self, host):
         os.makedirs(host.path("sys"), exist_ok=True)
         return self.unshare + ["sh", "-c", _SETUP, "dom0", self.wrapper, host.root]
+
+
+def _quote(s):
+    return "'%s'" % s.replace("'", "'\\''")
+
+
+# A test-only measurement hook, off unless $XAPISIM_DOM0_COVERAGE names a data file (`make test`
+# sets it): the xenvol plugin then runs under the coverage that dom0's Python has, its data in
+# that file plus coverage's parallel suffix. It runs as it would without: same argv, sys.path[0]
+# its directory, and xapi's environment (PATH only; `coverage run` would add COVERAGE_RUN, so
+# a small runner starts coverage instead). Other plugins run as ever.
+_COVERAGE_RC = """[run]
+data_file = %s
+parallel = True
+include =
+    /etc/xapi.d/plugins/xenvol
+    /etc/xapi.d/plugins/xenvol_dom0/*
+disable_warnings = no-data-collected, module-not-measured, module-not-imported
+"""
+_COVERAGE_RUNNER = """import os, runpy, sys
+import coverage
+cov = coverage.Coverage(config_file=%r)
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(sys.argv[0])
+cov.start()
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    cov.stop()
+    cov.save()
+"""
+
+
+def _coverage_hook(state_dir, python, data_file):
+    rc = os.path.join(state_dir, "dom0-coverage.rc")
+    runner = os.path.join(state_dir, "dom0-coverage.py")
+    with open(rc, "w") as fh:
+        fh.write(_COVERAGE_RC % os.path.abspath(data_file))
+    with open(runner, "w") as fh:
+        fh.write(_COVERAGE_RUNNER % rc)
+    return ('[ "$1" != %s/xenvol ] || exec env -u PWD %s %s "$@"\n'
+            % (PLUGINS_ROOT, _quote(python), _quote(runner)))
 
 
 def dom0(state_dir, python=None):

@@ -145,7 +145,7 @@ def release_sr(call, sr_uuid):
         storage.release_sr(call, sr)
 
 
-@_undo("restore_vdi_name")
+@compensation("restore_vdi_name")
 def restore_vdi_name(call, vdi_uuid, label, text, named):
     """Undo integrate.name_vdi: the VDI's name, and the name xenvol gave it, as they were."""
     vdi = call.find("VDI", vdi_uuid)
