@@ -84,8 +84,11 @@ class Volume(object):
 
     def close(self):
         if self.fs:
-            self.L.glfs_fini(self.fs)
-            self.fs = None
+            fs, self.fs = self.fs, None
+            # gfapi 10's glfs_fini waits 10 s for a frame it never unwinds (glfs.c
+            # pub_glfs_fini countdown): it finishes on a thread of its own, not a daemon one,
+            # so the interpreter joins it before unloading anything at exit.
+            threading.Thread(target=self.L.glfs_fini, args=(fs,), name="glfs_fini").start()
 
     def __enter__(self):
         return self

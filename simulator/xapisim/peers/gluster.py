@@ -16,10 +16,7 @@ import subprocess
 import time
 
 from . import gfapi_client
-
-
-class GlusterError(Exception):
-    pass
+from .gfapi_client import GlusterError  # noqa: F401 (the peer's errors are the client's)
 
 
 _VOL = """volume management
@@ -47,7 +44,7 @@ class Server(object):
         self.address = address
         self.port = port
         self.proc = None
-        self.volumes = []
+        self.clients = {}
 
     @property
     def socket(self):
@@ -109,23 +106,23 @@ class Server(object):
         brick = os.path.join(self.workdir, "bricks", name)
         os.makedirs(brick, exist_ok=True)
         self.cli("volume", "create", name, "%s:%s" % (self.address, brick), "force")
-        self.volumes.append(name)
         self.cli("volume", "start", name)
         deadline = time.time() + 30
-        while True:
+        while name not in self.clients:
             try:
-                self.open(name).close()
-                return self
+                self.clients[name] = gfapi_client.Volume(
+                    [self.address], name,
+                    os.path.join(self.workdir, "log", "gfapi-%s.log" % name), port=self.port)
             except gfapi_client.GlusterError:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.2)
+        return self
 
-    def open(self, volume):
-        """A gfapi client of `volume`, to lay out SR directories and VHD files."""
-        return gfapi_client.Volume([self.address], volume,
-                                   os.path.join(self.workdir, "log", "gfapi-%s.log" % volume),
-                                   port=self.port)
+    def client(self, volume):
+        """A gfapi client of `volume`, to lay out SR directories and VHD files through the
+        volume (a file written straight into a brick has no gfid: gluster would not serve it)."""
+        return self.clients[volume]
 
     def _brick_pids(self):
         pids = []
@@ -141,6 +138,9 @@ class Server(object):
         return pids
 
     def stop(self):
+        for c in self.clients.values():
+            c.close()
+        self.clients = {}
         # Bricks are daemons glusterd forked (re-parented away from us): their pid files
         # under run/vols name them; each is checked to be a glusterfsd of this workdir.
         pids = []

@@ -133,8 +133,7 @@ class Mount(object):
 
     def close(self):
         if self.volume is not None:
-            # glfs_fini waits ~10 s for a frame gfapi 10 never unwinds: not on the caller's time.
-            threading.Thread(target=self.volume.close, daemon=True).start()
+            self.volume.close()
             self.volume = None
 
 
