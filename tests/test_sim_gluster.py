@@ -22,7 +22,8 @@ def vhd_bytes(size):
 def gluster_sr_dir(peers, sr_uuid, vhds=()):
     """<volume>/<sr_uuid>/<vdi>.vhd written through the volume."""
     vol = peers.gluster.client(peers.GLUSTER_VOLUME)
-    vol.mkdir("/" + sr_uuid)
+    if not vol.is_dir("/" + sr_uuid):
+        vol.mkdir("/" + sr_uuid)
     for vdi_uuid, size in vhds:
         vol.write("/%s/%s.vhd" % (sr_uuid, vdi_uuid), vhd_bytes(size))
 
