@@ -67,14 +67,14 @@ def test_glusterfs_failures_leave_the_pool_as_it_was(ppool, peers):
             assert e.code == "XENVOL_BACKEND_FAILURE" and e.details["sm_code"] == code, e.details
             assert "mount failed with return code 1" in e.message
         assert state(ppool) == before
-    # the SR directory is there but not the VHD: VDIUnavailable-style refusal, nothing left
+    # the SR directory is there but not that VHD: the scan finds no such VDI
     info = gluster(peers)
     info["data"]["vdi_uuid"] = str(uuid.uuid4())
     try:
         plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
         raise AssertionError("attached a missing VDI")
     except PluginError as e:
-        assert "vdi_uuid" in e.message or "VDI" in e.message, e.message
+        assert e.code == "XENVOL_VDI_NOT_FOUND" and e.details["field"] == "data.vdi_uuid"
     assert state(ppool) == before
 
 
