@@ -39,6 +39,21 @@ def test_glusterfs_attach_detach(ppool, peers):
     assert state(ppool) == before
 
 
+def test_glusterfs_through_the_client(ppool, peers):
+    import xenvol
+    info = gluster(peers)
+    before = state(ppool)
+    c = xenvol.Client(ppool.url, "root", ppool.info["password"])
+    try:
+        att = c.attach(info, "vm-3", mountpoint="xvdc")
+        assert att.device == "xvdc" and att.plugged
+        assert [a.vbd_uuid for a in c.attachments("vm-3")] == [att.vbd_uuid]
+        assert [a.vbd_uuid for a in c.detach(vm="vm-3", mountpoint="xvdc")] == [att.vbd_uuid]
+    finally:
+        c.close()
+    assert state(ppool) == before
+
+
 def test_glusterfs_through_a_backup_server(ppool, peers):
     # the server is down (nothing on 127.0.0.1:24007); the SR mounts from the last backup
     xapi = ppool.session().xenapi
