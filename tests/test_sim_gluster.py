@@ -19,13 +19,15 @@ def vhd_bytes(size):
             return fh.read()
 
 
-def gluster_sr_dir(peers, sr_uuid, vhds=()):
-    """<volume>/<sr_uuid>/<vdi>.vhd written through the volume."""
+def gluster_sr_dir(peers, sr_uuid, vhds=(), under=""):
+    """<volume>[/<under>]/<sr_uuid>/<vdi>.vhd written through the volume."""
     vol = peers.gluster.client(peers.GLUSTER_VOLUME)
-    if not vol.is_dir("/" + sr_uuid):
-        vol.mkdir("/" + sr_uuid)
+    base = under + "/" + sr_uuid
+    for d in (under, base):
+        if d and not vol.is_dir(d):
+            vol.mkdir(d)
     for vdi_uuid, size in vhds:
-        vol.write("/%s/%s.vhd" % (sr_uuid, vdi_uuid), vhd_bytes(size))
+        vol.write("%s/%s.vhd" % (base, vdi_uuid), vhd_bytes(size))
 
 
 def server(peers, host=None):
@@ -72,6 +74,7 @@ def test_gluster_mount_failures_are_the_sm_codes(pool, xapi, peers):
                   {"server": "%s:/%s/nosuchdir" % (peers.gluster.address,
                                                    peers.GLUSTER_VOLUME)},  # subdir mount
                   {"server": peers.gluster.address},                     # no volume
+                  {"server": "%s://%s" % (peers.gluster.address, peers.GLUSTER_VOLUME)},
                   {"server": ""},
                   # a backup server list mount.glusterfs cannot parse, or an option smuggled
                   # in a value, refuse the mount even though the first server is fine
@@ -108,6 +111,28 @@ def test_gluster_backup_servers_in_order(pool, xapi, peers):
     sr, pbd = gluster_sr(pool, xapi, peers, server="127.0.0.1:/%s" % peers.GLUSTER_VOLUME,
                          backupservers="127.0.0.3:gluster2.example.com", fetchattempts="100")
     assert fails("SR_BACKEND_FAILURE_12", xapi.PBD.plug, pbd)[2] == MOUNT_FAILED
+
+
+def test_gluster_server_lists_and_subdir_mounts(pool, xapi, peers):
+    # mount.glusterfs: "h1,h2:/vol" tries h1 then h2; "h:/vol/dir" mounts a directory of it
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    sr, pbd = gluster_sr(pool, xapi, peers, vhds=[(a, 1 << 20)],
+                         server="127.0.0.1,%s:/%s" % (peers.gluster.address,
+                                                      peers.GLUSTER_VOLUME))
+    xapi.PBD.plug(pbd)
+    assert [xapi.VDI.get_uuid(r) for r in xapi.SR.get_VDIs(sr)] == [a]  # the plug's scan
+    xapi.PBD.unplug(pbd)
+    sr_uuid = str(uuid.uuid4())
+    gluster_sr_dir(peers, sr_uuid, [(b, 2 << 20)], under="/tenant1")
+    sr = xapi.SR.introduce(sr_uuid, "gluster", "", "glusterfs", "user", True, {})
+    pbd = xapi.PBD.create({"host": pool.host(0).ref, "SR": sr, "other_config": {},
+                           "device_config": {"server": server(peers) + "/tenant1"}})
+    xapi.PBD.plug(pbd)
+    assert [xapi.VDI.get_virtual_size(r) for r in xapi.SR.get_VDIs(sr)] == [str(2 << 20)]
+    probe = xapi.SR.probe(pool.host(0).ref, {"server": server(peers) + "/tenant1"},
+                          "glusterfs", {})
+    assert "<UUID>%s</UUID>" % sr_uuid in probe and "<UUID>%s</UUID>" % a not in probe
+    xapi.PBD.unplug(pbd)
 
 
 def test_gluster_missing_sr_directory(pool, xapi, peers):

@@ -30,14 +30,18 @@ def _mount_failed():
 def parse_server(server):
     """mount.glusterfs main: <servers>:<volume>[/<subdir>] split at the last ':'; servers
     are ','-separated (parse_volfile_servers). Returns (servers, volume, subdir)."""
+    if not server or server != "".join(server.split()):
+        # Stricter than mount.glusterfs, whose sed and word splitting keep pieces of a
+        # server string with blanks in it.
+        raise _mount_failed()
     hosts, sep, volume_str = server.rpartition(":")
     servers = [h for h in hosts.split(",") if h and len(h) < HOST_NAME_MAX]
-    volume = volume_str.lstrip("/") if volume_str.startswith("/") else volume_str
+    volume = volume_str[1:] if volume_str.startswith("/") else volume_str
     name, slash, subdir = volume.partition("/")
     if slash and name == "snaps":
         # /snaps/<snap>/<vol> is a read-only snapshot volume, not a subdir mount.
         name, subdir = volume, ""
-    if not sep or " " in volume_str or not name or not servers:
+    if not sep or not name or not servers:
         raise _mount_failed()
     return servers, name, subdir.strip("/")
 
