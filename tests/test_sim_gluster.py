@@ -79,6 +79,7 @@ def test_gluster_mount_failures_are_the_sm_codes(pool, xapi, peers):
                   # a backup server list mount.glusterfs cannot parse, or an option smuggled
                   # in a value, refuse the mount even though the first server is fine
                   {"server": server(peers), "backupservers": "[::1"},
+                  {"server": server(peers), "backupservers": "[gluster2]"},
                   {"server": server(peers), "backupservers": "a,nosuchopt=1"},
                   {"server": server(peers), "fetchattempts": "3 x"}):
         sr, pbd = gluster_sr(pool, xapi, peers, **dconf)

@@ -48,16 +48,21 @@ def parse_server(server):
 
 def parse_backups(value):
     """mount.glusterfs parse_backup_volfile_servers: ':'-separated, IPv6 inside [...];
-    unbalanced brackets are a syntax error (exit 1), over-long names are dropped."""
-    out, cur, depth = [], "", 0
+    nested or unbalanced brackets, or brackets around no ':', are a syntax error (exit 1);
+    over-long names are dropped."""
+    out, cur, depth, colons = [], "", 0, 0
     for ch in value:
         if depth not in (0, 1):
             raise _mount_failed()
+        if depth and ch == ":":
+            colons += 1
         if ch == "[":
-            depth += 1
+            depth, colons = depth + 1, 0
             continue
         if ch == "]":
             depth -= 1
+            if not colons:
+                raise _mount_failed()
             continue
         if ch == ":" and depth == 0:
             out.append(cur)
