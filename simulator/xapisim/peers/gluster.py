@@ -1,4 +1,4 @@
-"""Start a real GlusterFS server (Debian glusterfs-server's glusterd) for tests and the demo.
+"""Start a real GlusterFS server (Debian glusterfs-server's glusterd) for the tests.
 
 glusterd listens on port 24007 of `address`, so run it only inside the private network
 namespace (tools/in-private-netns). glusterd refuses bricks on localhost/127.0.0.1, hence
@@ -6,8 +6,8 @@ namespace (tools/in-private-netns). glusterd refuses bricks on localhost/127.0.0
 (glusterd.vol options). glusterd and the gluster CLI also write a few fixed paths under
 /var/lib/glusterd and /var/log/glusterfs (geo-replication template, ss_brick), so both run in
 a mount namespace of their own where those two are bind mounts of directories under
-`workdir`. Bricks are plain directories (`volume create ... force`); the brick daemons glusterd spawns are stopped by the
-PIDs in their pid files, then glusterd by its own."""
+`workdir`. Bricks are plain directories (`volume create ... force`); the brick daemons
+glusterd spawns are stopped by the PIDs in their pid files, then glusterd by its own."""
 import os
 import shutil
 import signal
