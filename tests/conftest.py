@@ -10,7 +10,7 @@ import pytest
 import XenAPI
 
 from xapisim import cli
-from xapisim.peers import ganesha, samba, tgt
+from xapisim.peers import ganesha, gluster, samba, tgt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
@@ -118,6 +118,8 @@ class Peers(object):
         self._iqns = 0
         self._iscsi6 = None
         self._smb = None
+        self._gluster = None
+        self._gluster_refused = None
 
     SMB_USER, SMB_PASSWORD = "svc-xenvol", "Smb-Pass-4417"
 
@@ -132,6 +134,24 @@ class Peers(object):
             self.smb_share = server.add_share("vols")
             self._smb = server.add_user(self.SMB_USER, self.SMB_PASSWORD).start()
         return self._smb
+
+    GLUSTER_VOLUME = "gv0"
+
+    @property
+    def gluster(self):
+        """A real glusterd on 127.0.0.2:24007 (it refuses bricks on 127.0.0.1) serving the
+        started volume GLUSTER_VOLUME, started on first use; skips where it cannot start."""
+        if self._gluster is None:
+            if self._gluster_refused is None:
+                server = gluster.Server(os.path.join(self.workdir, "gluster"))
+                try:
+                    self._gluster = server.start().add_volume(self.GLUSTER_VOLUME)
+                except (gluster.GlusterError, OSError, subprocess.SubprocessError) as e:
+                    server.stop()
+                    self._gluster_refused = "glusterd cannot serve a volume here: %s" % e
+            if self._gluster is None:
+                pytest.skip(self._gluster_refused)
+        return self._gluster
 
     @property
     def iscsi6(self):
@@ -156,6 +176,8 @@ class Peers(object):
         return iqn
 
     def stop(self):
+        if self._gluster is not None:
+            self._gluster.stop()
         if self._smb is not None:
             self._smb.stop()
         self.nfs.stop()

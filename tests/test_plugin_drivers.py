@@ -98,15 +98,15 @@ def test_xensm_generic_pass_through(ppool):
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
     info = {"driver_volume_type": "xensm", "data": {
-        "sr_uuid": sr_uuid, "sr_type": "glusterfs", "vdi_uuid": vdi,
-        "introduce_sr_keys": ["sr_type", "server", "backupservers"],
-        "server": "gluster1:/gv0", "backupservers": "gluster2:gluster3",
-        "name_label": "gluster volume", "ignored": "not listed"}}
+        "sr_uuid": sr_uuid, "sr_type": "cephfs", "vdi_uuid": vdi,
+        "introduce_sr_keys": ["sr_type", "server", "serverpath"],
+        "server": "mon1", "serverpath": "/vols",
+        "name_label": "ceph volume", "ignored": "not listed"}}
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(sr_uuid)
-    assert xapi.SR.get_type(sr) == "glusterfs" and xapi.SR.get_name_label(sr) == "gluster volume"
+    assert xapi.SR.get_type(sr) == "cephfs" and xapi.SR.get_name_label(sr) == "ceph volume"
     pbd = xapi.PBD.get_record(xapi.SR.get_PBDs(sr)[0])
-    assert pbd["device_config"] == {"server": "gluster1:/gv0", "backupservers": "gluster2:gluster3"}
+    assert pbd["device_config"] == {"server": "mon1", "serverpath": "/vols"}
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(ppool) == before
 

@@ -38,21 +38,25 @@ def test_vendor_driver_is_listed_and_failures_reported(vendor):
     assert "already provided" in failed["greedy.py"]
 
 
-def test_vendor_driver_attaches(vendor):
+def test_vendor_driver_attaches(vendor, peers):
+    from test_sim_gluster import gluster_sr_dir
     xapi = vendor.session().xenapi
     sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
-    vendor.admin.put_vdi(sr_uuid, vdi, {"virtual_size": str(2 << 30)})
+    gluster_sr_dir(peers, sr_uuid, [(vdi, 2 << 30)])  # on a real glusterd's volume
     before = state(vendor)
     ref = xapi.VM.get_by_name_label("vm-3")[0]
     host = [h for h in vendor.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
+    address = peers.gluster.address
     info = {"driver_volume_type": "acme-gluster", "data": {
-        "volfile_server": "gl1.example.com", "volume": "gv0", "sr_uuid": sr_uuid,
+        "volfile_server": address, "volume": peers.GLUSTER_VOLUME, "sr_uuid": sr_uuid,
         "vdi_uuid": vdi, "backup_servers": ["gl2.example.com"]}}
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=xapi.VM.get_uuid(ref))
     sr = xapi.SR.get_by_uuid(sr_uuid)
     assert xapi.SR.get_type(sr) == "glusterfs"
     dconf = xapi.PBD.get_device_config(xapi.SR.get_PBDs(sr)[0])
-    assert dconf == {"server": "gl1.example.com:/gv0", "backupservers": "gl2.example.com"}
+    assert dconf == {"server": "%s:/%s" % (address, peers.GLUSTER_VOLUME),
+                     "backupservers": "gl2.example.com"}
+    assert xapi.VDI.get_virtual_size(xapi.VDI.get_by_uuid(vdi)) == str(2 << 30)
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(vendor) == before
     info["data"]["volume"] = "gv0/../x"

@@ -53,16 +53,16 @@ def test_a_named_sr_xenvol_did_not_introduce_is_refused_unless_allowed(ppool):
     sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
     ppool.admin.put_vdi(sr_uuid, vdi, {})
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    sr = xapi.SR.introduce(sr_uuid, "admin's", "", "glusterfs", "", True, {})
+    sr = xapi.SR.introduce(sr_uuid, "admin's", "", "cephfs", "", True, {})
     before = state(ppool)
-    info = {"driver_volume_type": "xensm", "data": {"sr_uuid": sr_uuid, "sr_type": "glusterfs",
+    info = {"driver_volume_type": "xensm", "data": {"sr_uuid": sr_uuid, "sr_type": "cephfs",
                                                     "vdi_uuid": vdi}}
     refused(xapi, host, "attach_volume", "XENVOL_POLICY_REFUSED", "data.sr_uuid",
             connection_info=info, vm_uuid=vm_uuid)
     assert state(ppool) == before
     configure(ppool, allowed_sr_uuids=[sr_uuid])
     pbd = xapi.PBD.create({"host": host.ref, "SR": sr, "other_config": {},
-                           "device_config": {"server": "gluster1:/gv0"}})
+                           "device_config": {"server": "mon1", "serverpath": "/vols"}})
     xapi.PBD.plug(pbd)
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])

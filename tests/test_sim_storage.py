@@ -4,9 +4,11 @@ import time
 from test_sim_wire import fails
 
 SR_UUID = "5f1c6a4e-0a2b-4c3d-8e9f-0123456789ab"
+# An in-memory type (glusterfs now has a real peer: test_sim_gluster.py).
+CEPH = {"server": "mon1", "serverpath": "/v"}
 
 
-def introduce(xapi, type_="glusterfs", uuid=SR_UUID, shared=True):
+def introduce(xapi, type_="cephfs", uuid=SR_UUID, shared=True):
     return xapi.SR.introduce(uuid, "vol", "", type_, "", shared, {})
 
 
@@ -27,16 +29,16 @@ def test_pbd_lifecycle_and_sr_forget(pool, xapi):
     sr = introduce(xapi)
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000001", {"virtual_size": "1024"})
     h0, h1 = pool.host(0).ref, pool.host(1).ref
-    p0 = pbd(xapi, h0, sr, {"server": "gluster:/gv0"})
+    p0 = pbd(xapi, h0, sr, CEPH)
     assert xapi.PBD.get_other_config(p0) == {}  # PBD.create ignores other_config
-    d = fails("PBD_EXISTS", pbd, xapi, h0, sr, {"server": "gluster:/gv0"})
+    d = fails("PBD_EXISTS", pbd, xapi, h0, sr, CEPH)
     assert d[1:] == [sr, h0, p0]
     fails("SR_HAS_NO_PBDS", xapi.SR.scan, sr)
     xapi.PBD.plug(p0)
     xapi.PBD.plug(p0)  # plugging a plugged PBD is fine
     xapi.SR.scan(sr)
     assert len(xapi.SR.get_VDIs(sr)) == 1
-    p1 = pbd(xapi, h1, sr, {"server": "gluster:/gv0"})
+    p1 = pbd(xapi, h1, sr, CEPH)
     xapi.PBD.plug(p1)
     fails("SR_HAS_PBD", xapi.SR.forget, sr)
     d = fails("OPERATION_NOT_ALLOWED", xapi.PBD.destroy, p0)
@@ -79,7 +81,7 @@ def test_unplug_refused_while_a_vbd_is_attached(pool, xapi):
     from test_sim_vm_vbd import vbd_rec
     sr = introduce(xapi)
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000003", {})
-    p = pbd(xapi, pool.host(0).ref, sr, {"server": "g:/v"})
+    p = pbd(xapi, pool.host(0).ref, sr, CEPH)
     xapi.PBD.plug(p)
     xapi.SR.scan(sr)
     vdi = xapi.SR.get_VDIs(sr)[0]
@@ -164,7 +166,7 @@ def test_background_scan_of_dirty_srs(pool, xapi):
     timing) scans it and removes the mark, picking up VDIs that appeared meanwhile."""
     sr = introduce(xapi)
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000010", {})
-    p = pbd(xapi, pool.host(0).ref, sr, {"server": "g:/v"})
+    p = pbd(xapi, pool.host(0).ref, sr, CEPH)
     xapi.PBD.plug(p)
     assert len(xapi.SR.get_VDIs(sr)) == 1  # SR.after_master_attach scanned already
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000011", {})
@@ -178,7 +180,7 @@ def test_background_scan_of_dirty_srs(pool, xapi):
 def test_member_plug_of_a_shared_sr_does_not_mark_it(pool, xapi):
     sr = introduce(xapi)
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000012", {})
-    p = pbd(xapi, pool.host(1).ref, sr, {"server": "g:/v"})
+    p = pbd(xapi, pool.host(1).ref, sr, CEPH)
     xapi.PBD.plug(p)
     # not the SR master: no dirty mark, no scan; and SR.scan needs the master's PBD.
     assert xapi.SR.get_VDIs(sr) == [] and "dirty" not in xapi.SR.get_other_config(sr)
@@ -245,8 +247,8 @@ def test_vdi_introduce_errors(pool, xapi):
 
 def test_pbd_set_device_config_is_for_sm_only(pool, xapi):
     sr = introduce(xapi)
-    p = pbd(xapi, pool.host(0).ref, sr, {"server": "g:/v"})
+    p = pbd(xapi, pool.host(0).ref, sr, CEPH)
     before = set(xapi.secret.get_all())
     fails("PERMISSION_DENIED", xapi.PBD.set_device_config, p, {"server": "h", "password": "pw"})
-    assert xapi.PBD.get_device_config(p) == {"server": "g:/v"}
+    assert xapi.PBD.get_device_config(p) == CEPH
     assert len(set(xapi.secret.get_all()) - before) == 1  # moved to a secret first, orphaned

@@ -105,7 +105,7 @@ class CephFS(InMemory):
 
 def in_memory_types(sim):
     """The other SR types xenvol may drive, with their required keys (SM load-time checks)."""
-    mount_failure = lambda: raw_error(12, "mount failed")  # noqa: E731 GlusterFS/CephFS style
+    mount_failure = lambda: raw_error(12, "mount failed")  # noqa: E731 CephFS/MooseFS style
     return [
         InMemory(sim, "ext", (("device", "ConfigDeviceMissing"),)),
         InMemory(sim, "lvm", (("device", "ConfigDeviceMissing"),)),
@@ -113,8 +113,6 @@ def in_memory_types(sim):
                                     ("targetIQN", "ConfigTargetIQNMissing"),
                                     ("SCSIid", "ConfigSCSIid"))),
         InMemory(sim, "lvmohba", (("SCSIid", "ConfigSCSIid"),)),
-        InMemory(sim, "glusterfs", (("server", "ConfigServerMissing"),),
-                 attach_error=mount_failure),
         CephFS(sim, "cephfs", (("server", "ConfigServerMissing"),), attach_error=mount_failure),
         InMemory(sim, "moosefs", (("masterhost", "ConfigServerMissing"),
                                   ("rootpath", "ConfigServerPathMissing")),

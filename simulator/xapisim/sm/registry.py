@@ -3,7 +3,7 @@ import threading
 import time
 
 from ..errors import XapiError
-from . import hba, iscsi, local, nfs, smb
+from . import glusterfs, hba, iscsi, local, nfs, smb
 
 # `xapisim serve --sm-timing`: the factor applied to the real SM's own waits.
 TIMINGS = {"real": 1.0, "fast": 0.01}
@@ -17,7 +17,7 @@ class StorageManagers(object):
         self._locks_guard = threading.Lock()
         self.drivers = dict((d.type, d) for d in
                             [iscsi.ISCSI(sim), nfs.NFS(sim), smb.SMB(sim), hba.HBA(sim),
-                             local.File(sim)] +
+                             glusterfs.GlusterFS(sim), local.File(sim)] +
                             local.in_memory_types(sim))
         self.store = {}
 
