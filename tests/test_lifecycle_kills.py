@@ -148,7 +148,7 @@ def test_nfs_attach_and_detach_killed_at_every_step_then_again(ppool, peers, whe
 
 # ---------------------------------------------------------------------- another host's lease
 def _leased_by_a_dead_operation(pool, xapi, peers):
-    """An attach on host B killed right after it took the SR lease (the iSCSI target's SR is
+    """An attach on host B killed once it holds the SR lease (before its PBD; the target's SR is
     pool-wide, so host A's attach of another LUN meets that lease). Returns (host A, its VM's
     uuid, host B, the connection_info for host A, the SR's ref)."""
     _ref, vm_a, host_a = placed(pool, xapi, "vm-1")
@@ -156,7 +156,7 @@ def _leased_by_a_dead_operation(pool, xapi, peers):
     assert host_a.uuid != host_b.uuid
     iqn = peers.new_target(luns=(1, 2), chap=CHAP)
     pool.admin.clear()
-    pool.admin.kill_plugin("SR.add_to_other_config", {"when": "after", "host": host_b.uuid})
+    pool.admin.kill_plugin("PBD.create", {"host": host_b.uuid})
     with pytest.raises(PluginError):
         plugin(xapi, host_b, "attach_volume", connection_info=ci(peers, iqn, 1, chap=CHAP),
                vm_uuid=vm_b)
