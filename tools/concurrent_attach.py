@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
@@ -39,9 +40,14 @@ def run_all(label, fn, items):
         try:
             r = fn(item)
         except BaseException as e:  # counted and shown: every failure is a finding
+            where = [f for f in traceback.extract_tb(e.__traceback__)
+                     if "xenvol" in f.filename]
             with lock:
-                errors["%s.%s: %s" % (type(e).__module__, type(e).__name__,
-                                      str(e).splitlines()[0][:100])] += 1
+                errors["%s.%s: %s%s" % (type(e).__module__, type(e).__name__,
+                                        str(e).splitlines()[0][:100],
+                                        " (at %s:%d %s)" % (os.path.basename(where[-1].filename),
+                                                            where[-1].lineno, where[-1].line)
+                                        if where else "")] += 1
             return
         with lock:
             latencies.append(time.perf_counter() - t)

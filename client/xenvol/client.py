@@ -41,6 +41,10 @@ class ConnectionFailed(errors.XenvolError):
     pass
 
 
+class _TaskGone(Exception):
+    """The plugin call's task was destroyed before its answer was read."""
+
+
 class _Record(object):
     FIELDS = ()
 
@@ -226,9 +230,12 @@ class Client(object):
         except (TypeError, ValueError):
             return 120 + WAIT_GRACE
 
-    def _run_task(self, host_ref, host_uuid, fn, args):
+    def _run_task(self, host_ref, host_uuid, fn, args, again=True):
         """Run a plugin call as a XAPI task and wait for it (bounded): no HTTP request lasts
-        longer than a poll. Ctrl-C cancels the operation (the plugin rolls back)."""
+        longer than a poll. Ctrl-C cancels the operation (the plugin rolls back). A task gone
+        before its answer was read (xapi's task GC destroys completed tasks beyond max_tasks:
+        xen-api db_gc_util.ml timeout_tasks) is asked again by its op id, whose finished
+        result the plugin keeps."""
         op_id = args["op_id"]
         deadline = time.monotonic() + self._wait_limit(host_ref)
         try:
@@ -238,6 +245,10 @@ class Client(object):
         try:
             try:
                 rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
+            except _TaskGone:
+                if not again:
+                    raise self._timed_out(fn, op_id, host_uuid, "its task vanished")
+                return self._run_task(host_ref, host_uuid, fn, args, again=False)
             except KeyboardInterrupt:
                 self._cancel(host_ref, op_id)
                 rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
@@ -264,6 +275,10 @@ class Client(object):
                 if time.monotonic() >= deadline:
                     raise self._timed_out(fn, op_id, host_uuid, e)
                 rec = None
+            except XenAPI.Failure as f:
+                if f.details[:2] == ["HANDLE_INVALID", "task"]:
+                    raise _TaskGone()
+                raise
             if rec is not None:
                 if rec["status"] != "pending":
                     return rec
