@@ -203,7 +203,12 @@ class Client(object):
             if fn in ASYNC_FUNCTIONS:
                 out = self._run_task(host_ref, host_uuid, fn, args)
             else:
-                out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
+                try:
+                    out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
+                except (socket.timeout, OSError) as e:
+                    # A quick call (it changes nothing) unanswered: never a bare TimeoutError.
+                    raise ConnectionFailed("%s on host %s: no answer from XAPI (%s)"
+                                           % (fn, host_uuid, e), host=host_uuid)
         except XenAPI.Failure as f:
             code = f.details[0]
             if code == "XENAPI_MISSING_PLUGIN":
@@ -230,14 +235,23 @@ class Client(object):
         except (TypeError, ValueError):
             return 120 + WAIT_GRACE
 
-    def _run_task(self, host_ref, host_uuid, fn, args, again=True):
+    def _run_task(self, host_ref, host_uuid, fn, args):
         """Run a plugin call as a XAPI task and wait for it (bounded): no HTTP request lasts
         longer than a poll. Ctrl-C cancels the operation (the plugin rolls back). A task gone
         before its answer was read (xapi's task GC destroys completed tasks beyond max_tasks:
         xen-api db_gc_util.ml timeout_tasks) is asked again by its op id, whose finished
-        result the plugin keeps."""
+        result the plugin keeps, until the deadline."""
         op_id = args["op_id"]
         deadline = time.monotonic() + self._wait_limit(host_ref)
+        while True:
+            try:
+                return self._task_once(host_ref, host_uuid, fn, args, deadline)
+            except _TaskGone:
+                if time.monotonic() >= deadline:
+                    raise self._timed_out(fn, op_id, host_uuid, "its task vanished")
+
+    def _task_once(self, host_ref, host_uuid, fn, args, deadline):
+        op_id = args["op_id"]
         try:
             task = self.x.Async.host.call_plugin(host_ref, PLUGIN, fn, args)
         except (socket.timeout, OSError) as e:
@@ -245,10 +259,6 @@ class Client(object):
         try:
             try:
                 rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
-            except _TaskGone:
-                if not again:
-                    raise self._timed_out(fn, op_id, host_uuid, "its task vanished")
-                return self._run_task(host_ref, host_uuid, fn, args, again=False)
             except KeyboardInterrupt:
                 self._cancel(host_ref, op_id)
                 rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
