@@ -10,7 +10,7 @@ DOM0    := .venv-dom0
 NETNS   := tools/in-private-netns
 SM_TIMING ?= fast
 
-.PHONY: test lint coverage demo pack bench deps sysdeps clean
+.PHONY: test lint coverage demo pack bench bench-concurrent deps sysdeps clean
 
 # Two distributions from this repository: xenvol (client, CLI, pack tools) and xapisim
 # (the simulator, whose xe is xapisim-xe); one after the other, so that an older single
@@ -71,6 +71,10 @@ demo: deps
 # Cost of an attach and a detach: wall time and XAPI round trips (client vs plugin).
 bench: deps
 	$(DOM0PY) $(NETNS) $(PY) tools/bench.py
+
+# N concurrent attaches then detaches of LUNs of one real iSCSI target (XENVOL_CONCURRENT_N, 200).
+bench-concurrent: deps
+	$(DOM0PY) $(NETNS) $(PY) tools/concurrent_attach.py
 
 # The RPM, the signed update ISO and the public key, in out/. Signed with the release key in
 # $$XENVOL_GPG_HOME named by $$XENVOL_GPG_KEY; `make pack TEST_KEY=1` signs with a throwaway

@@ -372,3 +372,27 @@ def test_plugin_argv_is_written_as_xml_light_writes_it(pool, xapi):
     assert second.endswith("<struct><member><name>q</name><value>a&quot;b</value></member>"
                            "<member><name>e</name><value/></member></struct></value></param>"
                            "</params></methodCall>")
+
+
+def test_a_burst_of_connections_is_queued_not_reset(pool):
+    """xen-api xapi_globs.ml listen_backlog: xapi listens with a backlog of 128, so a burst of
+    clients connecting at once waits to be accepted (socketserver's default of 5 reset them)."""
+    import threading
+    gate, errors, done = threading.Event(), [], []
+
+    def login():
+        gate.wait()
+        try:
+            s = XenAPI.Session(pool.url)
+            s.login_with_password(pool.info["user"], pool.info["password"], "2.21", "burst")
+            s.xenapi.session.logout()
+            done.append(1)
+        except Exception as e:  # every failure is reported below
+            errors.append(e)
+    threads = [threading.Thread(target=login) for _ in range(120)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(done) == 120

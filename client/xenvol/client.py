@@ -41,6 +41,10 @@ class ConnectionFailed(errors.XenvolError):
     pass
 
 
+class _TaskGone(Exception):
+    """The plugin call's task was destroyed before its answer was read."""
+
+
 class _Record(object):
     FIELDS = ()
 
@@ -199,7 +203,12 @@ class Client(object):
             if fn in ASYNC_FUNCTIONS:
                 out = self._run_task(host_ref, host_uuid, fn, args)
             else:
-                out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
+                try:
+                    out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
+                except (socket.timeout, OSError) as e:
+                    # A quick call (it changes nothing) unanswered: never a bare TimeoutError.
+                    raise ConnectionFailed("%s on host %s: no answer from XAPI (%s)"
+                                           % (fn, host_uuid, e), host=host_uuid)
         except XenAPI.Failure as f:
             code = f.details[0]
             if code == "XENAPI_MISSING_PLUGIN":
@@ -228,9 +237,21 @@ class Client(object):
 
     def _run_task(self, host_ref, host_uuid, fn, args):
         """Run a plugin call as a XAPI task and wait for it (bounded): no HTTP request lasts
-        longer than a poll. Ctrl-C cancels the operation (the plugin rolls back)."""
+        longer than a poll. Ctrl-C cancels the operation (the plugin rolls back). A task gone
+        before its answer was read (xapi's task GC destroys completed tasks beyond max_tasks:
+        xen-api db_gc_util.ml timeout_tasks) is asked again by its op id, whose finished
+        result the plugin keeps, until the deadline."""
         op_id = args["op_id"]
         deadline = time.monotonic() + self._wait_limit(host_ref)
+        while True:
+            try:
+                return self._task_once(host_ref, host_uuid, fn, args, deadline)
+            except _TaskGone:
+                if time.monotonic() >= deadline:
+                    raise self._timed_out(fn, op_id, host_uuid, "its task vanished")
+
+    def _task_once(self, host_ref, host_uuid, fn, args, deadline):
+        op_id = args["op_id"]
         try:
             task = self.x.Async.host.call_plugin(host_ref, PLUGIN, fn, args)
         except (socket.timeout, OSError) as e:
@@ -264,6 +285,10 @@ class Client(object):
                 if time.monotonic() >= deadline:
                     raise self._timed_out(fn, op_id, host_uuid, e)
                 rec = None
+            except XenAPI.Failure as f:
+                if f.details[:2] == ["HANDLE_INVALID", "task"]:
+                    raise _TaskGone()
+                raise
             if rec is not None:
                 if rec["status"] != "pending":
                     return rec

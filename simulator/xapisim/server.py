@@ -87,13 +87,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             http.server.BaseHTTPRequestHandler.address_string(self)
 
 
+# xen-api ocaml/xapi/xapi_globs.ml listen_backlog (128), given to Http_svr.bind for the TCP
+# and unix listeners (xapi_http.ml); socketserver's default of 5 resets a burst of clients.
+LISTEN_BACKLOG = 128
+
+
 class _TCPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def handle_error(self, request, client_address):
         # A plugin killed mid-call (xapisim.kill_plugin, a host reboot) is gone: xapi drops
