@@ -222,7 +222,7 @@ def test_list_drivers_and_version(ppool):
     v = plugin(xapi, ppool.host(1), "version")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(here, "dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION")) as fh:
-        assert v == {"plugin": "xenvol", "version": fh.read().strip(), "api_level": "1.0",
+        assert v == {"plugin": "xenvol", "version": fh.read().strip(), "api_level": "1.1",
                      "wait_limit": 60}
 
 

@@ -67,6 +67,7 @@ class Call(object):
         self.settings = settings.load()
         self.held = []
         self.op = CURRENT[0]
+        self.vm_records = {}  # VM ref -> the record read for this call
 
     def hold(self, lease):
         """Keep a lease until finish()."""

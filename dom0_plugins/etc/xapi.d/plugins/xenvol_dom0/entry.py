@@ -13,10 +13,11 @@ import uuid
 import XenAPI
 import XenAPIPlugin
 
-from . import call, journal, log, operations
+from . import call, journal, log, operations, settings
 from .call import local_session
 from .errors import INTERNAL_ERROR, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
 from .redact import SCRUB, mask, without_paths
+from .version import API_LEVEL
 
 
 def _wrap(name, fn):
@@ -42,6 +43,10 @@ def _wrap(name, fn):
             return _fail(name, XenvolError(INTERNAL_ERROR, "%s failed: %s: %s"
                                            % (name, type(e).__name__, without_paths(e))))
         log.step("%s succeeded" % name)
+        if isinstance(result, dict):
+            # The client checks the plugin's level on its first answer: no version() call.
+            result = dict(result, api_level=API_LEVEL,
+                          wait_limit=settings.wait_limit(settings.load()))
         return json.dumps(result, sort_keys=True)
     plugin_function.__name__ = name
     return plugin_function

@@ -4,12 +4,12 @@ import os
 
 import XenAPI
 
-from . import (call as call_mod, gc as gc_mod, journal, log, policy, settings, storage,
+from . import (call as call_mod, check, gc as gc_mod, journal, log, policy, settings, storage,
                vbd as vbds, xsecret)
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
 from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VM_NOT_FOUND,
-                     XenvolError, invalid, vanished)
+                     WRONG_HOST, XenvolError, invalid, vanished)
 from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
@@ -88,18 +88,68 @@ def _driver_and_config(call, volume_type, data):
 
 
 def _vm(call, a):
-    vm_uuid = a.uuid("vm_uuid")
-    vm = call.find("VM", vm_uuid)
-    if vm is None:
-        raise XenvolError(VM_NOT_FOUND, "vm_uuid: no VM %s" % vm_uuid, field="vm_uuid",
-                          vm_uuid=vm_uuid)
-    if call.x.VM.get_is_a_template(vm):
-        raise invalid("vm_uuid", "%s is a template, not a VM" % vm_uuid, INVALID_ARGUMENT)
-    if call.x.VM.get_is_control_domain(vm):
-        raise XenvolError(POLICY_REFUSED, "vm_uuid: %s is a control domain (dom0); xenvol "
-                          "never attaches volumes to it" % vm_uuid, field="vm_uuid",
-                          vm_uuid=vm_uuid)
-    return vm, vm_uuid
+    """The VM given as vm_uuid, or as vm (a uuid or a name label, resolved here so that the
+    client makes no lookup): (ref, uuid). One filtered read, whatever the pool's size."""
+    field = "vm_uuid" if a.has("vm_uuid") else "vm"
+    given = a.uuid("vm_uuid") if field == "vm_uuid" else a.string("vm", max_len=255)
+    found = {}
+    if check.is_uuid(given):
+        found = call.do("looking up the VM", call.x.VM.get_all_records_where,
+                        'field "uuid" = "%s"' % given.lower())
+    if not found and field == "vm":
+        for ref in call.do("looking up the VM", call.x.VM.get_by_name_label, given):
+            rec = call.do("reading the VM", call.x.VM.get_record, ref)
+            if not rec["is_a_template"] and not rec["is_control_domain"]:
+                found[ref] = rec
+        if len(found) > 1:
+            raise invalid("vm", "%d VMs are named %r; give its uuid" % (len(found), given),
+                          INVALID_ARGUMENT)
+    if not found:
+        raise XenvolError(VM_NOT_FOUND, "%s: no VM %s" % (field, given), field=field,
+                          vm_uuid=given)
+    vm, rec = list(found.items())[0]
+    if rec["is_a_template"]:
+        raise invalid(field, "%s is a template, not a VM" % given, INVALID_ARGUMENT)
+    if rec["is_control_domain"]:
+        raise XenvolError(POLICY_REFUSED, "%s: %s is a control domain (dom0); xenvol "
+                          "never attaches volumes to it" % (field, given), field=field,
+                          vm_uuid=rec["uuid"])
+    call.vm_records[vm] = rec
+    if a.raw("route") == "strict":
+        _check_route(call, vm, rec)
+    return vm, rec["uuid"]
+
+
+def _home(call, rec):
+    """Where a VM's work runs (the client's former host_for_vm): where it runs, else where it
+    would start (affinity), else the pool master."""
+    x = call.x
+    if rec["power_state"] in ("Running", "Paused") and rec["resident_on"] != NULL:
+        return rec["resident_on"]
+    if rec["affinity"] != NULL:
+        try:
+            x.host.get_uuid(rec["affinity"])
+            return rec["affinity"]
+        except XenAPI.Failure:
+            pass
+    return x.pool.get_master(x.pool.get_all()[0])
+
+
+def _check_route(call, vm, rec):
+    """route=strict: refuse work that belongs to another host, naming it, so that a client
+    with no lookups of its own (or a stale cache) re-sends there."""
+    home = _home(call, rec)
+    if home != call.host:
+        host_uuid = call.do("reading the host", call.x.host.get_uuid, home)
+        raise XenvolError(WRONG_HOST, "VM %s runs on host %s; call its plugin there"
+                          % (rec["uuid"], host_uuid), host_ref=home, host_uuid=host_uuid,
+                          vm_ref=vm, vm_uuid=rec["uuid"])
+
+
+def _route_info(call, vm):
+    rec = call.vm_records.get(vm) or {}
+    return {"vm_ref": vm, "host_ref": call.host,
+            "vm_running": rec.get("power_state") == "Running"}
 
 
 def _connect_then(call, driver, cfg, then):
@@ -213,10 +263,15 @@ def disconnect_volume(session, args):
 def attach_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("connection_info", "vm_uuid", "mountpoint", "mode", "hotplug"))
+    a.reject_unknown(("connection_info", "vm_uuid", "vm", "route", "mountpoint", "mode",
+                      "hotplug"))
+    if a.has("route"):
+        a.choice("route", ("strict",))
+    # The VM first: a WRONG_HOST answer leaves the client's secrets for the host it re-sends
+    # to (they are consumed only once connection_info is read).
+    vm, vm_uuid = _vm(call, a)
     volume_type, data = _connection_info(a)
     driver, cfg = _driver_and_config(call, volume_type, data)
-    vm, vm_uuid = _vm(call, a)
     number = vbds.device_number(a.string("mountpoint", required=False, default="autodetect",
                                          max_len=64))
     mode = a.choice("mode", ("rw", "ro"), "ro" if driver.read_only(cfg) else "rw")
@@ -235,6 +290,7 @@ def attach_volume(session, args):
             return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
     result = _connect_then(call, driver, cfg, attach)
     result["host_uuid"] = call.host_uuid
+    result["route"] = _route_info(call, vm)
     if ignored:
         result["ignored"] = ignored
     return result
@@ -298,7 +354,9 @@ def detach_volume(session, args):
     call = Call(session)
     x = call.x
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("vm_uuid", "mountpoint", "vbd_uuid", "vdi_uuid"))
+    a.reject_unknown(("vm_uuid", "vm", "mountpoint", "vbd_uuid", "vdi_uuid", "route"))
+    if a.has("route"):
+        a.choice("route", ("strict",))
     if a.has("vbd_uuid"):
         ref = call.find("VBD", a.uuid("vbd_uuid"))
         targets, field = ([ref] if ref else []), "vbd_uuid"
@@ -307,7 +365,7 @@ def detach_volume(session, args):
         targets = [v for v in (x.VDI.get_VBDs(vdi) if vdi else [])
                    if x.VBD.get_other_config(v).get(vbds.MARK) == "true"]
         field = "vdi_uuid"
-    elif a.has("vm_uuid"):
+    elif a.has("vm_uuid") or a.has("vm"):
         vm, _vm_uuid = _vm(call, a)
         number = vbds.device_number(a.string("mountpoint", max_len=64))
         if number is None:
@@ -320,6 +378,10 @@ def detach_volume(session, args):
                       INVALID_ARGUMENT)
     if not targets:
         return {"detached": [], "note": "nothing to detach: not attached"}
+    if a.raw("route") == "strict" and field != "mountpoint":
+        vm = call.do("reading the disk", x.VBD.get_VM, targets[0])
+        call.vm_records[vm] = call.do("reading the VM", x.VM.get_record, vm)
+        _check_route(call, vm, call.vm_records[vm])
     detached, notes = [], []
     for ref in targets:
         other = x.VBD.get_other_config(ref)
