@@ -39,7 +39,8 @@ class Lease(object):
         delay = 0.02
         verdicts = {}
         if self.call.journal:
-            self.call.journal.lease(x.SR.get_uuid(self.sr), self.value)
+            self.call.journal.lease(self.call.uuids.get(self.sr) or x.SR.get_uuid(self.sr),
+                                    self.value)
         while True:
             try:
                 x.SR.add_to_other_config(self.sr, KEY, self.value)

@@ -183,14 +183,22 @@ def _rollback(call, driver, steps, error):
         error.details["rollback_incomplete"] = failed
 
 
-def _describe(call, vbd):
+def _describe(call, vbd, rec=None):
+    """What an attachment is; records this call has read already are not asked again."""
     x = call.x
-    rec = x.VBD.get_record(vbd)
+    rec = rec or x.VBD.get_record(vbd)
     vdi = rec["VDI"]
-    sr = x.VDI.get_SR(vdi) if vdi != NULL else NULL
-    return {"vbd_uuid": rec["uuid"], "vm_uuid": x.VM.get_uuid(rec["VM"]),
-            "vdi_uuid": x.VDI.get_uuid(vdi) if vdi != NULL else "",
-            "sr_uuid": x.SR.get_uuid(sr) if sr != NULL else "",
+    vdi_rec = call.records.get(vdi)
+    if vdi != NULL and vdi_rec is None:
+        vdi_rec = call.records[vdi] = x.VDI.get_record(vdi)
+    sr = vdi_rec["SR"] if vdi_rec else NULL
+    if sr != NULL and sr not in call.uuids:
+        call.uuids[sr] = x.SR.get_uuid(sr)
+    vm_rec = call.vm_records.get(rec["VM"])
+    return {"vbd_uuid": rec["uuid"],
+            "vm_uuid": vm_rec["uuid"] if vm_rec else x.VM.get_uuid(rec["VM"]),
+            "vdi_uuid": vdi_rec["uuid"] if vdi_rec else "",
+            "sr_uuid": call.uuids[sr] if sr != NULL else "",
             "userdevice": rec["userdevice"],
             "device": rec["device"] or vbds.device_name(vbds.device_number(rec["userdevice"])),
             "plugged": rec["currently_attached"], "mode": rec["mode"].lower(),
@@ -313,10 +321,12 @@ def _ro_on_hvm():
 
 def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
     x = call.x
-    vm_rec = call.do("reading the VM", x.VM.get_record, vm)
+    # Read again under the VM's lock: it may have stopped or started since the call began.
+    vm_rec = call.vm_records[vm] = call.do("reading the VM", x.VM.get_record, vm)
     running = vm_rec["power_state"] == "Running"
     vbd = vbds.find(call, vm, vdi)
     note = ""
+    created = vbd is None
     if vbd is not None:
         note = "already attached"
         log.step("volume already attached to the VM", userdevice=x.VBD.get_userdevice(vbd))
@@ -332,7 +342,7 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
         else:
             raise XenvolError("XENVOL_DEVICE_IN_USE", "no free device after 5 attempts",
                               field="mountpoint")
-    if hotplug and running and not x.VBD.get_currently_attached(vbd):
+    if hotplug and running and (created or not x.VBD.get_currently_attached(vbd)):
         try:
             vbds.plug(call, vbd, steps)
         except XenvolError as e:
@@ -357,13 +367,19 @@ def detach_volume(session, args):
     a.reject_unknown(("vm_uuid", "vm", "mountpoint", "vbd_uuid", "vdi_uuid", "route"))
     if a.has("route"):
         a.choice("route", ("strict",))
+    # VBD records read once (filtered reads), and used for every step below.
     if a.has("vbd_uuid"):
-        ref = call.find("VBD", a.uuid("vbd_uuid"))
-        targets, field = ([ref] if ref else []), "vbd_uuid"
+        found = call.do("looking up the disk", x.VBD.get_all_records_where,
+                        'field "uuid" = "%s"' % a.uuid("vbd_uuid"))
+        call.vbd_records.update(found)
+        targets, field = sorted(found), "vbd_uuid"
     elif a.has("vdi_uuid"):
         vdi = call.find("VDI", a.uuid("vdi_uuid"))
-        targets = [v for v in (x.VDI.get_VBDs(vdi) if vdi else [])
-                   if x.VBD.get_other_config(v).get(vbds.MARK) == "true"]
+        found = call.do("listing the volume's disks", x.VBD.get_all_records_where,
+                        'field "VDI" = "%s"' % vdi) if vdi else {}
+        call.vbd_records.update(found)
+        targets = [v for v, r in sorted(found.items())
+                   if r["other_config"].get(vbds.MARK) == "true"]
         field = "vdi_uuid"
     elif a.has("vm_uuid") or a.has("vm"):
         vm, _vm_uuid = _vm(call, a)
@@ -379,17 +395,17 @@ def detach_volume(session, args):
     if not targets:
         return {"detached": [], "note": "nothing to detach: not attached"}
     if a.raw("route") == "strict" and field != "mountpoint":
-        vm = call.do("reading the disk", x.VBD.get_VM, targets[0])
+        vm = call.vbd_records[targets[0]]["VM"]
         call.vm_records[vm] = call.do("reading the VM", x.VM.get_record, vm)
         _check_route(call, vm, call.vm_records[vm])
     detached, notes = [], []
     for ref in targets:
-        other = x.VBD.get_other_config(ref)
-        if other.get(vbds.MARK) != "true":
+        rec = call.vbd_records.get(ref) or x.VBD.get_record(ref)
+        if rec["other_config"].get(vbds.MARK) != "true":
             raise invalid(field, "that disk was not attached by xenvol; detach it with xe",
                           INVALID_ARGUMENT)
-        described = _describe(call, ref)
-        if x.VBD.get_currently_attached(ref):
+        described = _describe(call, ref, rec)
+        if rec["currently_attached"]:
             # Before anything goes: a call killed here is a plain retry (the VBD is still
             # there, marked).
             log.step("unplugging VBD", vbd_uuid=described["vbd_uuid"])
@@ -407,6 +423,7 @@ def detach_volume(session, args):
         if sr_uuid:
             sr = call.find("SR", sr_uuid)
             if sr is not None:
+                call.uuids[sr] = sr_uuid
                 with call.lock("sr-" + sr_uuid):
                     notes.append(storage.release_sr(call, sr))
             steps.finished(release)

@@ -13,7 +13,7 @@ import uuid as uuidlib
 
 from .. import log
 from ..errors import XenvolError, VDI_NOT_FOUND
-from .base import SR_NAMESPACE, Config, Driver, vdi_by_sm_config, wait_for
+from .base import SR_NAMESPACE, Config, Driver, scan, vdi_by_sm_config, wait_for
 
 LUN_MAX = 16383
 _WWN = re.compile(r"^(0x)?([0-9a-f]{2}:?){7}[0-9a-f]{2}$")
@@ -69,8 +69,8 @@ class FibreChannelDriver(Driver):
         return sr, vdi
 
     def find_vdi(self, call, sr, cfg):
-        def scan_and_look():
-            call.do("scanning the HBA SR", call.x.SR.scan, sr)
+        def scan_and_look(attempt):
+            scan(call, sr, "scanning the HBA SR", attempt)
             scsi_id = self._scsi_id(cfg)
             return scsi_id and vdi_by_sm_config(call, sr, "SCSIid", scsi_id)
         return wait_for(call, scan_and_look, "FC LUN %s" % _describe(cfg), "data.target_lun")

@@ -16,7 +16,7 @@ from .. import xsecret
 from ..check import host_port
 from ..errors import AUTH_MISMATCH, XenvolError
 
-from .base import SR_NAMESPACE, Config, Driver, vdi_by_sm_config, wait_for
+from .base import SR_NAMESPACE, Config, Driver, scan, vdi_by_sm_config, wait_for
 
 LUN_MAX = 16383
 
@@ -138,8 +138,8 @@ class ISCSIDriver(Driver):
     def find_vdi(self, call, sr, cfg):
         lun = str(cfg.lun)
 
-        def scan_and_look():
-            call.do("scanning the iSCSI SR", call.x.SR.scan, sr)
+        def scan_and_look(attempt):
+            scan(call, sr, "scanning the iSCSI SR", attempt)
             return vdi_by_sm_config(call, sr, "LUNid", lun, adopt_unmanaged=True)
         return wait_for(call, scan_and_look, "LUN %s of %s" % (lun, cfg.iqn), "data.target_lun")
 
