@@ -9,11 +9,10 @@ that sm_config SCSIid. HBASR leaves scanned LUNs unmanaged and cannot VDI.introd
 RAWVDI.create does."""
 import os
 import re
-import uuid as uuidlib
 
 from .. import log
 from ..errors import XenvolError, VDI_NOT_FOUND
-from .base import SR_NAMESPACE, Config, Driver, scan, vdi_by_sm_config, wait_for
+from .base import Config, Driver, name_uuid, scan, vdi_by_sm_config, wait_for
 
 LUN_MAX = 16383
 _WWN = re.compile(r"^(0x)?([0-9a-f]{2}:?){7}[0-9a-f]{2}$")
@@ -52,7 +51,7 @@ class FibreChannelDriver(Driver):
                       name_label=d.string("name_label", required=False, max_len=128))
 
     def sr_uuid(self, cfg):
-        return str(uuidlib.uuid5(SR_NAMESPACE, "hba/%s" % cfg.host_uuid))
+        return name_uuid("hba/%s" % cfg.host_uuid)
 
     def sr_label(self, cfg):
         return cfg.get("name_label") or "xenvol FC LUNs"
