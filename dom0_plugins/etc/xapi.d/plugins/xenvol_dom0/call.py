@@ -85,6 +85,7 @@ class Call(object):
         self.records = {}  # VDI ref -> its record as last read by this call
         self.uuids = {}  # SR ref -> uuid
         self.vbd_records = {}  # VBD ref -> its record as read by this call
+        self.vdi_vbds = {}  # VDI ref -> {VBD ref: record}, read under the SR's and VM's locks
 
     def hold(self, lease):
         """Keep a lease until finish()."""

@@ -321,8 +321,9 @@ def _ro_on_hvm():
 
 def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
     x = call.x
-    # Read again under the VM's lock: it may have stopped or started since the call began.
-    vm_rec = call.vm_records[vm] = call.do("reading the VM", x.VM.get_record, vm)
+    # As read at the call's start: a VM that stopped since then refuses the plug
+    # (VM_BAD_POWER_STATE), which leaves the disk for its next start, as for a halted VM.
+    vm_rec = call.vm_records.get(vm) or call.do("reading the VM", x.VM.get_record, vm)
     running = vm_rec["power_state"] == "Running"
     vbd = vbds.find(call, vm, vdi)
     note = ""
@@ -349,6 +350,9 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
             refused = e.details.get("xapi_error", [])
             if refused[:1] == ["DISK_VBD_MUST_BE_READWRITE_FOR_HVM"]:
                 raise _ro_on_hvm()
+            if refused[:1] == ["VM_BAD_POWER_STATE"]:
+                log.step("the VM stopped meanwhile; the disk waits for its next start")
+                return _describe(call, vbd)
             if not any(refused[:len(c)] == list(c) for c in _NO_HOTPLUG):
                 raise
             log.step("guest cannot hot-plug; leaving the disk for the next start",
@@ -421,7 +425,9 @@ def detach_volume(session, args):
         steps.finished()
         detached.append(described)
         if sr_uuid:
-            sr = call.find("SR", sr_uuid)
+            # The SR's ref from the VDI's record (an SR forgotten meanwhile is "already gone"
+            # to release_sr).
+            sr = (call.records.get(rec["VDI"]) or {}).get("SR") or call.find("SR", sr_uuid)
             if sr is not None:
                 call.uuids[sr] = sr_uuid
                 with call.lock("sr-" + sr_uuid):

@@ -21,8 +21,9 @@ def ensure_sr(call, driver, config, steps):
     x = call.x
     sr_uuid = driver.sr_uuid(config)
     sr = call.find("SR", sr_uuid)
+    fresh = False
     if sr is None:
-        sr = _introduce(call, driver, config, sr_uuid, steps)
+        sr, fresh = _introduce(call, driver, config, sr_uuid, steps)
         call.uuids[sr] = sr_uuid
     else:
         sr_type = call.do("reading the SR", x.SR.get_type, sr)
@@ -40,7 +41,8 @@ def ensure_sr(call, driver, config, steps):
         if master != call.host:
             hosts.append(master)
     for host in hosts:
-        pbd = call.host_pbd(sr, host)
+        # An SR this call introduced has no PBD yet.
+        pbd = None if fresh else call.host_pbd(sr, host)
         created = pbd is None
         if created:
             pbd = _create_pbd(call, driver, config, sr, host, steps)
@@ -65,9 +67,9 @@ def _introduce(call, driver, config, sr_uuid, steps):
             raise from_xapi(f, "introducing SR %s" % sr_uuid)
         # Another call (here or on another host) introduced it first: use theirs.
         log.step("SR introduced concurrently; using it", sr_uuid=sr_uuid)
-        return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid)
+        return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid), False
     call.do("marking the SR", x.SR.add_to_other_config, sr, INTRODUCED, "true")
-    return sr
+    return sr, True
 
 
 def _create_pbd(call, driver, config, sr, host, steps):
