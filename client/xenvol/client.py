@@ -43,6 +43,10 @@ class ConnectionFailed(errors.XenvolError):
     pass
 
 
+# pool URL -> the master's host ref, shared by the clients of one process.
+_MASTERS = {}
+
+
 class _WrongHost(Exception):
     """The plugin's XENVOL_WRONG_HOST: the VM's work runs on another host (details say)."""
 
@@ -321,9 +325,13 @@ class Client(object):
 
     # ------------------------------------------------------------------ routing
     def _master_ref(self):
-        """The master, where this session was made (one call per client)."""
+        """The master, where this session was made: one call per process and pool URL (a
+        host's ref lasts as long as the host's database record)."""
         if self._master_host is None:
-            self._master_host = self._xapi(self.x.session.get_this_host, self.session._session)
+            self._master_host = _MASTERS.get(self.url) or self._xapi(
+                self.x.session.get_this_host, self.session._session)
+            if self.url:
+                _MASTERS[self.url] = self._master_host
         return self._master_host
 
     def _vm_call(self, vm, fn, args, scrub=None):
@@ -338,6 +346,14 @@ class Client(object):
             vm_ref = route["vm_ref"] if route and route.get("vm_running") else None
             try:
                 out = self._plugin(host_ref, fn, args, scrub, vm_ref)
+            except errors.XenvolError as e:
+                if e.code != "HANDLE_INVALID" or _hop:
+                    raise
+                # A remembered host or VM that is gone (a host left the pool): ask afresh.
+                self._routes.pop(vm, None)
+                _MASTERS.pop(self.url, None)
+                self._master_host, route = None, None
+                continue
             except _WrongHost as e:
                 route = {"host_ref": e.details.get("host_ref"), "vm_ref": e.details.get("vm_ref"),
                          "vm_running": False}
