@@ -284,6 +284,9 @@ class Client(object):
                     return self._call_plugin(host_ref, vm_ref, fn, args)
             except (socket.timeout, OSError) as e:
                 cause = e
+                if not isinstance(e, socket.timeout):
+                    # Refused or reset: the master restarting, say; not a busy loop.
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             except XenAPI.Failure as f:
                 if cause is None or f.details[0] != "XENVOL_BUSY":
                     raise
