@@ -90,7 +90,7 @@ def _driver_and_config(call, volume_type, data):
 def _vm(call, a):
     """The VM given as vm_uuid, or as vm (a uuid or a name label, resolved here so that the
     client makes no lookup): (ref, uuid). One filtered read, whatever the pool's size."""
-    field = "vm_uuid" if a.has("vm_uuid") else "vm"
+    field = "vm" if a.has("vm") and not a.has("vm_uuid") else "vm_uuid"
     given = a.uuid("vm_uuid") if field == "vm_uuid" else a.string("vm", max_len=255)
     found = {}
     if check.is_uuid(given):
