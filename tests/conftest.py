@@ -43,11 +43,12 @@ def pytest_terminal_summary(terminalreporter):
 class Pool(object):
     """A running simulator plus helpers to talk to it as a client would."""
 
-    def __init__(self, hosts=3, vms=4, plugins=None, tls=None):
+    def __init__(self, hosts=3, vms=4, plugins=None, tls=None, sm_timing="fast"):
         # Short paths: a unix socket path must stay under 108 bytes.
         self.state_dir = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
         self.sim, self.servers, self.info = cli.start(hosts, vms, state_dir=self.state_dir,
-                                                      plugins=plugins, tls=tls)
+                                                      plugins=plugins, tls=tls,
+                                                      sm_timing=sm_timing)
         self.url = self.info["url"]
         self._sessions = []
 

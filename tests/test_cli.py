@@ -71,7 +71,7 @@ def test_operator_session(served, peers, tmp_path):
     assert p.returncode == 0 and "SR forgotten" in p.stdout
     p = xenvol(served, "version")
     assert p.stdout.startswith("xenvol client ") and len(p.stdout.strip().splitlines()) == 5
-    assert [line.split()[-1] for line in p.stdout.splitlines()[2:]] == ["1.0"] * 3
+    assert [line.split()[-1] for line in p.stdout.splitlines()[2:]] == ["1.1"] * 3
     assert p.returncode == 0
     p = xenvol(served, "--json", "drivers", "xs02")
     assert "iscsi" in [d["driver_volume_type"] for d in list(json.loads(p.stdout).values())[0]["drivers"]]
@@ -120,8 +120,6 @@ def test_error_paths(served, peers, tmp_path):
         (["--url", "http://127.0.0.1:9", "list"], None, None, {}, 7, "cannot reach"),
         (["--trust-fingerprint", "abc", "list"], None, None, {}, 2, "not a SHA-256"),
         (["detach", "vm-1"], None, None, {}, 2, "give VM and MOUNTPOINT"),
-        (["detach", "--vdi", "00000000-0000-0000-0000-000000000000"], None, None, {}, 1,
-         "XAPI error"),
         (["connect", "nohost", "-"], json.dumps(good), None, {}, 3, "no single host"),
         (["pack", "verify", "/nonexistent.iso", "--key", "/etc/hostname"], None, None, {}, 6,
          "holds no public key"),
@@ -135,6 +133,9 @@ def test_error_paths(served, peers, tmp_path):
         assert text in p.stderr, (args, p.stderr)
         if code != 2 or "usage:" not in p.stderr:
             assert len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)
+    # Retry-safe: a VDI gone (its SR forgotten by a first detach) is nothing to detach.
+    p = run_case(served, ["detach", "--vdi", "00000000-0000-0000-0000-000000000000"])
+    assert p.returncode == 0 and "nothing to detach" in p.stdout
     # --json errors are one JSON document on stdout
     p = run_case(served, ["--json", "attach", "vm-1", "-"], json.dumps(wrong))
     assert p.returncode == 4 and json.loads(p.stdout)["details"]["sm_code"] == "141"
@@ -153,7 +154,7 @@ def test_a_host_without_the_plugin(served):
     p = run_case(served, ["version"])
     rows = dict((line.split()[0], line) for line in p.stdout.splitlines()[2:])
     assert p.returncode == 5 and sorted(rows) == ["xs01", "xs02", "xs03"]
-    assert rows["xs01"].split()[-1] == "1.0" and "no xenvol plugin" in rows["xs02"]
+    assert rows["xs01"].split()[-1] == "1.1" and "no xenvol plugin" in rows["xs02"]
     p = run_case(served, ["drivers"])
     assert p.returncode == 5
     assert "xs01" in p.stdout and "xs03" in p.stdout and "xs02" not in p.stdout

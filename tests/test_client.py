@@ -115,16 +115,16 @@ def test_connect_on_a_migration_destination(ppool, peers, client):
 def test_version_mismatch_and_missing_plugin(ppool, client):
     versions = client.versions()
     assert set(versions) == set(h.uuid for h in ppool.sim.hosts)
-    assert all(v["api_level"] == "1.0" for v in versions.values())
+    assert all(v["api_level"] == "1.1" for v in versions.values())
     host = ppool.host(2)
     vfile = os.path.join(host.plugins_dir, "xenvol_dom0", "version.py")
     text = open(vfile).read()
     with open(vfile, "w") as fh:
-        fh.write(text.replace('API_LEVEL = "1.0"', 'API_LEVEL = "2.3"'))
+        fh.write(text.replace('API_LEVEL = "1.1"', 'API_LEVEL = "2.3"'))
     fresh = xenvol.Client(ppool.url, "root", ppool.info["password"])
     with pytest.raises(errors.PluginIncompatible) as e:
         fresh.connect({"driver_volume_type": "iscsi", "data": {}}, host.uuid)
-    assert "API 2.3" in e.value.message and "needs API 1.x" in e.value.message
+    assert "API 2.3" in e.value.message and "needs API 1.1" in e.value.message
     assert e.value.exit_code == 5
     os.unlink(os.path.join(host.plugins_dir, "xenvol"))
     fresh = xenvol.Client(ppool.url, "root", ppool.info["password"])
@@ -226,7 +226,7 @@ def test_existing_session_and_tls(tmp_path, peers):
             xenvol.Client(pool.url, "root", pool.info["password"], timeout=5)
         assert "CERTIFICATE_VERIFY_FAILED" in e.value.message
         with xenvol.Client(pool.url, "root", pool.info["password"], cafile=cert) as c:
-            assert c.versions()[pool.host(0).uuid]["api_level"] == "1.0"
+            assert c.versions()[pool.host(0).uuid]["api_level"] == "1.1"
         with xenvol.Client(pool.info["member_urls"][0], "root", pool.info["password"],
                            verify_tls=False) as c:
             assert c.url == pool.url

@@ -16,6 +16,7 @@ PLUGIN = textwrap.dedent('''\
     import json
     import os
     import sys
+    import time
     import XenAPI
     import XenAPIPlugin
 
@@ -81,8 +82,16 @@ PLUGIN = textwrap.dedent('''\
                            "auth_user_name": rec["auth_user_name"],
                            "originator": rec["originator"]})
 
+    def hold(session, args):
+        # Until the test drops /var/tmp/release in this host's dom0 (at most 60 s).
+        for _ in range(600):
+            if os.path.exists("/var/tmp/release"):
+                break
+            time.sleep(0.1)
+        return "held"
+
     if __name__ == "__main__":
-        XenAPIPlugin.dispatch({"echo": echo, "fail": fail, "boom": boom, "nothing": nothing,
+        XenAPIPlugin.dispatch({"hold": hold, "echo": echo, "fail": fail, "boom": boom, "nothing": nothing,
                                "host_of": host_of, "vms": vms, "chatty": chatty, "die": die,
                                "fail_tuple": fail_tuple, "fail_str": fail_str,
                                "fail_int": fail_int, "fail_none": fail_none, "five": five,
@@ -235,3 +244,41 @@ def test_local_superuser_login_over_the_unix_socket(pool, xapi, plugin):
         assert rec["pool"] is False and rec["auth_user_name"] == user
         assert rec["originator"] == "probe"
     assert set(pool.sim.sessions) == before
+
+
+def test_vm_call_host_plugin_runs_on_the_vms_host(pool, xapi, plugin):
+    # xen-api message_forwarding.ml VM.call_host_plugin: forwarded to the resident host.
+    for name in ("vm-1", "vm-3"):
+        vm = xapi.VM.get_by_name_label(name)[0]
+        if xapi.VM.get_power_state(vm) != "Running":
+            continue
+        host = xapi.VM.get_resident_on(vm)
+        out = xapi.VM.call_host_plugin(vm, "probe", "host_of", {})
+        assert out.split()[0] == xapi.host.get_uuid(host)
+        assert xapi.VM.get_current_operations(vm) == {}
+
+
+def test_vm_call_host_plugin_needs_a_running_vm(pool, xapi, plugin):
+    vm = xapi.VM.get_by_name_label("vm-2")[0]
+    assert fails("VM_BAD_POWER_STATE", xapi.VM.call_host_plugin, vm, "probe", "echo",
+                 {})[1:] == [vm, "running", "halted"]
+
+
+def test_vm_call_host_plugin_is_one_vm_operation_at_a_time(pool, xapi, plugin):
+    # with_vm_operation ~op:`call_plugin ~policy:fail_immediately; call_plugin is allowed
+    # concurrently with nothing (xapi_vm_lifecycle.ml is_allowed_concurrently).
+    vm = xapi.VM.get_by_name_label("vm-1")[0]
+    host = pool.sim.host(xapi.VM.get_resident_on(vm))
+    task = xapi.Async.VM.call_host_plugin(vm, "probe", "hold", {})
+    while not xapi.VM.get_current_operations(vm):
+        assert xapi.task.get_status(task) == "pending"
+    assert list(xapi.VM.get_current_operations(vm).values()) == ["call_plugin"]
+    details = fails("OTHER_OPERATION_IN_PROGRESS", xapi.VM.call_host_plugin, vm, "probe",
+                    "echo", {})
+    assert details[1:4] == ["VM", vm, "call_plugin"]
+    os.makedirs(os.path.join(host.root, "var/tmp"), exist_ok=True)
+    open(os.path.join(host.root, "var/tmp/release"), "w").close()
+    while xapi.task.get_status(task) == "pending":
+        pass
+    assert xapi.task.get_status(task) == "success"
+    assert xapi.VM.get_current_operations(vm) == {}

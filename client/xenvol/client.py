@@ -1,5 +1,6 @@
 """The xenvol client: marshal connection_info to the right host's plugin, check versions,
 keep passwords out of dom0's argv, and raise clear exceptions."""
+import contextlib
 import copy
 import json
 import re
@@ -15,7 +16,8 @@ from . import errors, secrets
 from .transport import for_url
 
 PLUGIN = "xenvol"
-REQUIRED_API = (1, 0)
+# 1.1: results carry the API level; attach/detach resolve the VM and answer WRONG_HOST.
+REQUIRED_API = (1, 1)
 NULL = "OpaqueRef:NULL"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # What works: the signed pack (there is no yum repository carrying xenvol) or the bare RPM file.
@@ -43,6 +45,18 @@ class ConnectionFailed(errors.XenvolError):
 
 class _TaskGone(Exception):
     """The plugin call's task was destroyed before its answer was read."""
+
+
+# pool URL -> the master's host ref, shared by the clients of one process.
+_MASTERS = {}
+
+
+class _WrongHost(Exception):
+    """The plugin's XENVOL_WRONG_HOST: the VM's work runs on another host (details say)."""
+
+    def __init__(self, details):
+        Exception.__init__(self, "wrong host")
+        self.details = details
 
 
 class _Record(object):
@@ -80,7 +94,8 @@ class Client(object):
     existing XenAPI.Session with Client.from_session(session)."""
 
     def __init__(self, url=None, username="root", password=None, verify_tls=True, cafile=None,
-                 timeout=60.0, originator="xenvol", pinned_certs=None, progress=None):
+                 timeout=60.0, originator="xenvol", pinned_certs=None, progress=None,
+                 routing="host"):
         self.timeout = timeout
         self._pins = dict(pinned_certs or {})  # "host:port" -> SHA-256 of a trusted certificate
         # progress(step): called with the step a long operation is at, when it changes.
@@ -88,6 +103,18 @@ class Client(object):
         self._verify = verify_tls
         self._cafile = cafile
         self._versions = {}
+        # routing="native": VM calls through VM.call_host_plugin where xapi has it (25.22.0
+        # and later); it holds the VM operation call_plugin for the whole call, so a VM
+        # shutdown or migrate meanwhile fails OTHER_OPERATION_IN_PROGRESS. "host" (default):
+        # host.call_plugin on the VM's host, known from earlier answers.
+        if routing not in ("host", "native"):
+            raise errors.InvalidArgument("routing: host or native", details={"field": "routing"})
+        self.routing = routing
+        self._native = None  # VM.call_host_plugin: unknown, True, False (xapi lacks it)
+        self._routes = {}  # VM uuid or name -> {host_ref, vm_ref, vm_running} last answered
+        self._host_uuids = {}
+        self._master_host = None
+        self._transport = None
         self._owned = False
         self.session = None
         self.url = None
@@ -105,8 +132,9 @@ class Client(object):
     # ------------------------------------------------------------------ session
     def _login(self, url, username, password, originator):
         for _hop in range(3):
-            session = XenAPI.Session(url, transport=for_url(url, self.timeout, self._verify,
-                                                            self._cafile, self._pin(url)))
+            self._transport = for_url(url, self.timeout, self._verify, self._cafile,
+                                      self._pin(url))
+            session = XenAPI.Session(url, transport=self._transport)
             try:
                 session.login_with_password(username, password, "1.0", originator)
                 return session, url
@@ -193,39 +221,165 @@ class Client(object):
         return self._master()
 
     # ------------------------------------------------------------------ plugin calls
-    def _plugin(self, host_ref, fn, args, scrub=None):
-        self.check_version(host_ref)
-        return self._raw_plugin(host_ref, fn, args, scrub)
-
-    def _raw_plugin(self, host_ref, fn, args, scrub=None):
-        host_uuid = self._xapi(self.x.host.get_uuid, host_ref)
+    def _plugin(self, host_ref, fn, args, scrub=None, vm_ref=None):
+        """One plugin call, checked against the plugin's API level on its first answer.
+        With vm_ref and routing="native", through VM.call_host_plugin (xapi forwards it to
+        the VM's host); else host.call_plugin on host_ref."""
         try:
-            if fn in ASYNC_FUNCTIONS:
-                out = self._run_task(host_ref, host_uuid, fn, args)
-            else:
-                try:
-                    out = self.x.host.call_plugin(host_ref, PLUGIN, fn, args)
-                except (socket.timeout, OSError) as e:
-                    # A quick call (it changes nothing) unanswered: never a bare TimeoutError.
-                    raise ConnectionFailed("%s on host %s: no answer from XAPI (%s)"
-                                           % (fn, host_uuid, e), host=host_uuid)
+            out = self._send(host_ref, fn, args, vm_ref)
         except XenAPI.Failure as f:
-            code = f.details[0]
-            if code == "XENAPI_MISSING_PLUGIN":
-                raise errors.PluginMissing("host %s has no xenvol plugin: %s" % (host_uuid,
-                                                                                 _INSTALL_HINT),
-                                           code, {"xapi_error": f.details}, host_uuid)
-            if code == "UNKNOWN_XENAPI_PLUGIN_FUNCTION":
-                raise errors.PluginIncompatible(
-                    "the xenvol plugin on host %s has no function %s: upgrade it (%s)"
-                    % (host_uuid, fn, _INSTALL_HINT), code, {"xapi_error": f.details}, host_uuid)
-            raise errors.from_failure(f.details, host_uuid, scrub)
+            raise self._plugin_error(host_ref, fn, f, scrub)
         try:
-            return json.loads(out)
+            out = json.loads(out)
         except ValueError:
             raise errors.PluginIncompatible("the xenvol plugin on host %s answered %s with "
-                                            "something that is not JSON" % (host_uuid, fn),
-                                            host=host_uuid)
+                                            "something that is not JSON"
+                                            % (self._host_uuid(host_ref), fn))
+        if host_ref is not None and host_ref not in self._versions:
+            if not isinstance(out, dict) or "api_level" not in out:
+                self.check_version(host_ref)  # an older plugin: say which, and what to do
+            else:
+                self._check_level(host_ref, out)
+        return out
+
+    def _send(self, host_ref, fn, args, vm_ref):
+        native = vm_ref is not None and self.routing == "native" and self._native is not False
+        if native:
+            try:
+                return self._sync_or_task(fn, args, host_ref, vm_ref)
+            except XenAPI.Failure as f:
+                code = f.details[0]
+                if code == "MESSAGE_METHOD_UNKNOWN":
+                    self._native = False  # xapi before 25.22.0
+                elif code not in ("VM_BAD_POWER_STATE", "OTHER_OPERATION_IN_PROGRESS"):
+                    raise
+                # Not running, or another call_plugin on the VM: its host, directly.
+            else:
+                self._native = True
+        return self._sync_or_task(fn, args, host_ref, None)
+
+    def _sync_or_task(self, fn, args, host_ref, vm_ref):
+        if fn in ASYNC_FUNCTIONS and self.progress is not None:
+            return self._run_task(host_ref, vm_ref, fn, args)
+        if fn in ASYNC_FUNCTIONS:
+            return self._run_sync(host_ref, vm_ref, fn, args)
+        try:
+            return self._call_plugin(host_ref, vm_ref, fn, args)
+        except (socket.timeout, OSError) as e:
+            # A quick call (it changes nothing) unanswered: never a bare TimeoutError.
+            host_uuid = self._host_uuid(host_ref)
+            raise ConnectionFailed("%s on host %s: no answer from XAPI (%s)" % (fn, host_uuid, e),
+                                   host=host_uuid)
+
+    def _call_plugin(self, host_ref, vm_ref, fn, args, prefix=None):
+        api = prefix or self.x
+        if vm_ref is not None:
+            return api.VM.call_host_plugin(vm_ref, PLUGIN, fn, args)
+        return api.host.call_plugin(host_ref, PLUGIN, fn, args)
+
+    def _run_sync(self, host_ref, vm_ref, fn, args):
+        """A changing call as one plain request, whose HTTP timeout is the plugin's own
+        wait limit plus a grace: no poll, no task to destroy. A request that times out is
+        asked again with the same op id (the plugin answers with the first run's result, or
+        waits for it) until the wait limit is spent."""
+        op_id = args["op_id"]
+        deadline = time.monotonic() + self._wait_limit(host_ref)
+        cause = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._timed_out(fn, op_id, self._host_uuid(host_ref), cause)
+            try:
+                with _request_timeout(self._transport, left):
+                    return self._call_plugin(host_ref, vm_ref, fn, args)
+            except (socket.timeout, OSError) as e:
+                cause = e
+                if not isinstance(e, socket.timeout):
+                    # Refused or reset: the master restarting, say; not a busy loop.
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            except XenAPI.Failure as f:
+                if cause is None or f.details[0] != "XENVOL_BUSY":
+                    raise
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _plugin_error(self, host_ref, fn, f, scrub):
+        code = f.details[0]
+        if code == "XENVOL_WRONG_HOST" and len(f.details) > 2:
+            try:
+                return _WrongHost(json.loads(f.details[2]))
+            except ValueError:
+                pass
+        host_uuid = self._host_uuid(host_ref)
+        if code == "XENAPI_MISSING_PLUGIN":
+            return errors.PluginMissing("host %s has no xenvol plugin: %s" % (host_uuid,
+                                                                            _INSTALL_HINT),
+                                        code, {"xapi_error": f.details}, host_uuid)
+        if code == "UNKNOWN_XENAPI_PLUGIN_FUNCTION":
+            return errors.PluginIncompatible(
+                "the xenvol plugin on host %s has no function %s: upgrade it (%s)"
+                % (host_uuid, fn, _INSTALL_HINT), code, {"xapi_error": f.details}, host_uuid)
+        if code.startswith("XENVOL_") and host_ref is not None \
+                and host_ref not in self._versions:
+            # A failure carries no API level: an incompatible plugin says so first (a cost
+            # only on a host's first answer, and only when it is a failure).
+            self.check_version(host_ref)
+        return errors.from_failure(f.details, host_uuid, scrub)
+
+    def _host_uuid(self, host_ref):
+        """A host's uuid for messages, read only when one is needed."""
+        if host_ref is None:
+            return None
+        if host_ref not in self._host_uuids:
+            try:
+                self._host_uuids[host_ref] = self.x.host.get_uuid(host_ref)
+            except (XenAPI.Failure, socket.error, OSError):
+                return host_ref
+        return self._host_uuids[host_ref]
+
+    # ------------------------------------------------------------------ routing
+    def _master_ref(self):
+        """The master, where this session was made: one call per process and pool URL (a
+        host's ref lasts as long as the host's database record)."""
+        if self._master_host is None:
+            self._master_host = _MASTERS.get(self.url) or self._xapi(
+                self.x.session.get_this_host, self.session._session)
+            if self.url:
+                _MASTERS[self.url] = self._master_host
+        return self._master_host
+
+    def _vm_call(self, vm, fn, args, scrub=None):
+        """A call about a VM (uuid or name, resolved in dom0), sent with no lookup: to the
+        host this client last saw the VM's work on, else the master, with route=strict. A
+        plugin that finds the VM's work elsewhere answers WRONG_HOST naming the host, and the
+        call goes there (a second hop only if the VM migrated meanwhile)."""
+        route = self._routes.get(vm)
+        args = dict(args, route="strict")
+        for _hop in range(3):
+            host_ref = route["host_ref"] if route else self._master_ref()
+            vm_ref = route["vm_ref"] if route and route.get("vm_running") else None
+            try:
+                out = self._plugin(host_ref, fn, args, scrub, vm_ref)
+            except errors.XenvolError as e:
+                if e.code != "HANDLE_INVALID" or _hop:
+                    raise
+                # A remembered host or VM that is gone (a host left the pool): ask afresh.
+                self._routes.pop(vm, None)
+                _MASTERS.pop(self.url, None)
+                self._master_host, route = None, None
+                continue
+            except _WrongHost as e:
+                route = {"host_ref": e.details.get("host_ref"), "vm_ref": e.details.get("vm_ref"),
+                         "vm_running": False}
+                self._host_uuids[route["host_ref"]] = e.details.get("host_uuid")
+                self._routes[vm] = route
+                continue
+            if isinstance(out, dict) and isinstance(out.get("route"), dict):
+                self._routes[vm] = out.pop("route")
+                if out.get("vm_uuid"):
+                    self._routes[out["vm_uuid"]] = self._routes[vm]
+            return out
+        raise errors.XenvolError("%s: the VM's host kept changing; try again" % fn,
+                                 "XENVOL_BUSY", {"vm": vm})
 
     # ------------------------------------------------------------------ tasks
     def _wait_limit(self, host_ref):
@@ -235,32 +389,33 @@ class Client(object):
         except (TypeError, ValueError):
             return 120 + WAIT_GRACE
 
-    def _run_task(self, host_ref, host_uuid, fn, args):
-        """Run a plugin call as a XAPI task and wait for it (bounded): no HTTP request lasts
-        longer than a poll. Ctrl-C cancels the operation (the plugin rolls back). A task gone
-        before its answer was read (xapi's task GC destroys completed tasks beyond max_tasks:
-        xen-api db_gc_util.ml timeout_tasks) is asked again by its op id, whose finished
-        result the plugin keeps, until the deadline."""
+    def _run_task(self, host_ref, vm_ref, fn, args):
+        """Run a plugin call as a XAPI task and wait for it (bounded), for a caller that shows
+        progress: no HTTP request lasts longer than a poll. Ctrl-C cancels the operation (the
+        plugin rolls back). A task gone before its answer was read (xapi's task GC destroys
+        completed tasks beyond max_tasks: xen-api db_gc_util.ml timeout_tasks) is asked again
+        by its op id, whose finished result the plugin keeps, until the deadline."""
         op_id = args["op_id"]
+        host_uuid = self._host_uuid(host_ref)
         deadline = time.monotonic() + self._wait_limit(host_ref)
         while True:
             try:
-                return self._task_once(host_ref, host_uuid, fn, args, deadline)
+                return self._task_once(host_ref, vm_ref, host_uuid, fn, args, deadline)
             except _TaskGone:
                 if time.monotonic() >= deadline:
                     raise self._timed_out(fn, op_id, host_uuid, "its task vanished")
 
-    def _task_once(self, host_ref, host_uuid, fn, args, deadline):
+    def _task_once(self, host_ref, vm_ref, host_uuid, fn, args, deadline):
         op_id = args["op_id"]
         try:
-            task = self.x.Async.host.call_plugin(host_ref, PLUGIN, fn, args)
+            task = self._call_plugin(host_ref, vm_ref, fn, args, self.x.Async)
         except (socket.timeout, OSError) as e:
             raise self._timed_out(fn, op_id, host_uuid, e)
         try:
             try:
                 rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
             except KeyboardInterrupt:
-                self._cancel(host_ref, op_id)
+                self._cancel(host_ref or self._resident(vm_ref), op_id)
                 rec = self._wait_task(task, op_id, deadline, fn, host_uuid)
                 if rec["status"] == "success":
                     raise errors.Cancelled("%s completed before it could be cancelled" % fn,
@@ -322,23 +477,45 @@ class Client(object):
         except (XenAPI.Failure, socket.error, OSError):
             pass
 
+    def _resident(self, vm_ref):
+        return self._xapi(self.x.VM.get_resident_on, vm_ref)
+
     def check_version(self, host_ref):
-        """The plugin's version on a host, checked once per session and host."""
-        if host_ref not in self._versions:
-            info = self._raw_plugin(host_ref, "version", {})
-            host_uuid = self._xapi(self.x.host.get_uuid, host_ref)
+        """The plugin's version on a host (its version() function), checked once per
+        session and host; plugin calls check the level their answer carries instead."""
+        info = self._versions.get(host_ref)
+        if info is None or "version" not in info:
             try:
-                major = int(str(info.get("api_level", "")).split(".")[0])
+                out = self._call_plugin(host_ref, None, "version", {})
+            except XenAPI.Failure as f:
+                raise self._plugin_error(host_ref, "version", f, None)
+            try:
+                info = json.loads(out)
             except ValueError:
-                major = None
-            if major != REQUIRED_API[0]:
-                raise errors.PluginIncompatible(
-                    "host %s has xenvol plugin %s (API %s); this client %s needs API %d.x: %s"
-                    % (host_uuid, info.get("version"), info.get("api_level"), _client_version(),
-                       REQUIRED_API[0], _INSTALL_HINT), host=host_uuid,
-                    details={"installed": info, "required_api": "%d.%d" % REQUIRED_API})
-            self._versions[host_ref] = info
+                raise errors.PluginIncompatible("the xenvol plugin on host %s answered version "
+                                                "with something that is not JSON"
+                                                % self._host_uuid(host_ref))
+            self._check_level(host_ref, info)
         return self._versions[host_ref]
+
+    def _check_level(self, host_ref, info):
+        try:
+            level = tuple(int(p) for p in str(info.get("api_level", "")).split(".")[:2])
+        except ValueError:
+            level = ()
+        if len(level) != 2 or level[0] != REQUIRED_API[0] or level < REQUIRED_API:
+            host_uuid = self._host_uuid(host_ref)
+            raise errors.PluginIncompatible(
+                "host %s has xenvol plugin %s (API %s); this client %s needs API %d.%d or a "
+                "later %d.x: %s" % (host_uuid, info.get("version"), info.get("api_level"),
+                                    _client_version(), REQUIRED_API[0], REQUIRED_API[1],
+                                    REQUIRED_API[0], _INSTALL_HINT), host=host_uuid,
+                details={"installed": dict((k, info[k]) for k in ("version", "api_level")
+                                           if k in info),
+                         "required_api": "%d.%d" % REQUIRED_API})
+        known = self._versions.get(host_ref) or {}
+        self._versions[host_ref] = dict(known, **dict(
+            (k, info[k]) for k in ("plugin", "version", "api_level", "wait_limit") if k in info))
 
     # ------------------------------------------------------------------ secrets
     def _stash_secrets(self, connection_info, tags=None):
@@ -362,55 +539,57 @@ class Client(object):
                 "connection_info: is too large (%d bytes, at most %d): XAPI passes it on dom0's "
                 "command line" % (size, secrets.MAX_DOCUMENT),
                 details={"field": "connection_info"})
-        created, by_value = [], {}
+        created, by_value = {}, {}
 
         def make(value, field):
-            # One secret per distinct value, so equal passwords stay equal.
+            # One secret per distinct value, so equal passwords stay equal. secret.introduce
+            # with a uuid of our own (xen-api datamodel.ml Secret.introduce, _R_POOL_OP;
+            # xapi_secret.ml create is introduce with a fresh uuid): one round trip, where
+            # create then get_uuid would be two.
             if value not in by_value:
-                ref = self._xapi(self.x.secret.create, {"value": value,
-                                                        "other_config": tags or {}})
-                created.append(ref)
-                by_value[value] = self._xapi(self.x.secret.get_uuid, ref)
+                uuid = str(uuidlib.uuid4())
+                created[uuid] = self._xapi(self.x.secret.introduce, uuid, value, tags or {})
+                by_value[value] = uuid
             return by_value[value]
         try:
             info = secrets.rewrite(info, make, error)
         except Exception:
-            self._drop_secrets(created)
+            self._drop_secrets(created.values())
             raise
-        return info, created, secrets.Scrub(list(by_value))
+        # The plugin destroys what it consumes (data's *password_secret, call.py
+        # consume_secrets) when its call ends; the client destroys the rest.
+        data = info.get("data") if isinstance(info.get("data"), dict) else {}
+        consumed = set(v for k, v in data.items() if str(k).endswith("password_secret"))
+        leftover = [ref for uuid, ref in created.items() if uuid not in consumed]
+        return info, list(created.values()), leftover, secrets.Scrub(list(by_value))
 
-    def _drop_secrets(self, created):
-        """Destroy the secrets we made, unless a PBD still names one (an old XAPI that does
-        not copy secrets into the PBD's own)."""
-        if not created:
-            return
-        uuids = {}
-        for ref in created:
+    def _drop_secrets(self, refs):
+        """Destroy secrets we made. xapi copied into a PBD's own secrets whatever PBD.create
+        took (xen-api ocaml/xapi/xapi_pbd.ml create, Xapi_secret.duplicate_passwds)."""
+        for ref in refs:
             try:
-                uuids[self.x.secret.get_uuid(ref)] = ref
-            except XenAPI.Failure:
+                self.x.secret.destroy(ref)
+            except (XenAPI.Failure, socket.error, OSError):
                 pass
-        in_use = set()
-        for rec in self._xapi(self.x.PBD.get_all_records).values():
-            in_use.update(v for v in rec["device_config"].values() if v in uuids)
-        for uuid, ref in uuids.items():
-            if uuid not in in_use:
-                try:
-                    self.x.secret.destroy(ref)
-                except XenAPI.Failure:
-                    pass
 
-    def _with_secrets(self, connection_info, host_ref, fn, args):
-        self.check_version(host_ref)
+    def _with_secrets(self, connection_info, host_ref, fn, args, vm=None):
         # Tagged, so that the plugin consumes them and gc finds any a kill -9 left.
         expires = time.time() + self._wait_limit(host_ref) + SECRET_TTL_GRACE
-        info, created, scrub = self._stash_secrets(connection_info, {
+        info, created, leftover, scrub = self._stash_secrets(connection_info, {
             "xenvol": "client", "xenvol-op": args["op_id"], "xenvol-expires": "%d" % expires})
+        args = dict(args, connection_info=json.dumps(info))
         try:
-            args = dict(args, connection_info=json.dumps(info))
-            return self._plugin(host_ref, fn, args, scrub)
-        finally:
+            if vm is not None:
+                out = self._vm_call(vm, fn, args, scrub)
+            else:
+                out = self._plugin(host_ref, fn, args, scrub)
+        except errors.OperationTimedOut:
+            raise  # the plugin may still use them; they expire, and gc removes them
+        except Exception:
             self._drop_secrets(created)
+            raise
+        self._drop_secrets(leftover)
+        return out
 
     # ------------------------------------------------------------------ the API
     def attach(self, connection_info, vm, mountpoint="autodetect", read_only=None, hotplug=True,
@@ -420,36 +599,31 @@ class Client(object):
         first one's result (after OperationTimedOut, say). placement: "host" (the SR plugged
         on the VM's host and the master) or "pool" (on every host); default: the hosts'
         xenvol.conf."""
-        vm_ref = self._vm(vm)
-        host = self.host_for_vm(vm_ref)
-        args = {"vm_uuid": self.x.VM.get_uuid(vm_ref), "mountpoint": str(mountpoint),
+        args = {"vm": _vm_arg(vm), "mountpoint": str(mountpoint),
                 "hotplug": "true" if hotplug else "false", "op_id": _op_id(op_id)}
         if placement is not None:
             args["placement"] = _placement(placement)
         if read_only is not None:
             args["mode"] = "ro" if read_only else "rw"
-        return Attachment(**self._with_secrets(connection_info, host, "attach_volume", args))
+        return Attachment(**self._with_secrets(connection_info, None, "attach_volume", args,
+                                               vm=args["vm"]))
 
     def detach(self, vm=None, mountpoint=None, attachment=None, vdi=None, op_id=None):
         """Detach by VM and mount point, by Attachment, or every xenvol VBD of a VDI uuid.
         Returns the Attachments detached (empty when nothing was attached)."""
         if attachment is not None:
-            vm_ref = self._vm(attachment.vm_uuid)
-            args = {"vbd_uuid": attachment.vbd_uuid}
+            key, args = attachment.vm_uuid, {"vbd_uuid": attachment.vbd_uuid}
         elif vdi is not None:
-            vdi_ref = self._xapi(self.x.VDI.get_by_uuid, vdi)
-            vbds = self._xapi(self.x.VDI.get_VBDs, vdi_ref)
-            vm_ref = self.x.VBD.get_VM(vbds[0]) if vbds else None
-            args = {"vdi_uuid": vdi}
+            # Its VM's host is found in dom0 (WRONG_HOST), not by lookups from here.
+            key, args = vdi, {"vdi_uuid": vdi}
         elif vm is not None and mountpoint is not None:
-            vm_ref = self._vm(vm)
-            args = {"vm_uuid": self.x.VM.get_uuid(vm_ref), "mountpoint": str(mountpoint)}
+            key = _vm_arg(vm)
+            args = {"vm": key, "mountpoint": str(mountpoint)}
         else:
             raise errors.InvalidArgument("detach: give vm and mountpoint, attachment, or vdi",
                                          details={"field": "mountpoint"})
-        host = self.host_for_vm(vm_ref) if vm_ref else self._master()
         args["op_id"] = _op_id(op_id)
-        out = self._plugin(host, "detach_volume", args)
+        out = self._vm_call(key, "detach_volume", args)
         return [Attachment(**a) for a in out["detached"]]
 
     def connect(self, connection_info, host, op_id=None, placement=None):
@@ -471,7 +645,7 @@ class Client(object):
         if connection_info is None or host is None:
             raise errors.InvalidArgument("disconnect: give a Connection, or connection_info and "
                                          "host", details={"field": "connection"})
-        info, created, scrub = self._stash_secrets(connection_info)
+        info, created, _leftover, scrub = self._stash_secrets(connection_info)
         self._drop_secrets(created)  # disconnect needs no password; never send one
         return self._plugin(self._host(host), "disconnect_volume",
                             {"connection_info": json.dumps(info), "op_id": _op_id(op_id)}, scrub)
@@ -535,7 +709,7 @@ class Client(object):
         new_size, grew, vbds: [{vm_uuid, device, plugged, sees}]}. Give connection_info or
         the VDI's uuid."""
         if connection_info is not None:
-            info, created, scrub = self._stash_secrets(connection_info)
+            info, created, _leftover, scrub = self._stash_secrets(connection_info)
             self._drop_secrets(created)  # extending needs no password; never send one
             args = {"connection_info": json.dumps(info)}
         elif vdi is not None:
@@ -621,6 +795,33 @@ def _placement(value):
     if value not in ("host", "pool"):
         raise errors.InvalidArgument("placement: host or pool", details={"field": "placement"})
     return value
+
+
+@contextlib.contextmanager
+def _request_timeout(transport, seconds):
+    """The HTTP timeout of the requests made meanwhile (a session the client made; a
+    borrowed session keeps its owner's timeouts)."""
+    if transport is None:
+        yield
+        return
+    old = transport.timeout
+    transport.timeout = seconds
+    conn = getattr(transport, "_connection", (None, None))[1]
+    if conn is not None and conn.sock is not None:
+        conn.sock.settimeout(seconds)
+    try:
+        yield
+    finally:
+        transport.timeout = old
+        conn = getattr(transport, "_connection", (None, None))[1]
+        if conn is not None and conn.sock is not None:
+            conn.sock.settimeout(old)
+
+
+def _vm_arg(vm):
+    if not isinstance(vm, str) or not vm or len(vm) > 255:
+        raise errors.InvalidArgument("vm: give a VM uuid or name label", details={"field": "vm"})
+    return vm
 
 
 def _op_id(op_id):

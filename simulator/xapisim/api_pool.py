@@ -41,6 +41,10 @@ def get_this_host(ctx, self_ref):
 def call_plugin(ctx, host_ref, plugin, fn, args):
     with ctx.db.lock:
         host = ctx.sim.host(host_ref)
+    return _run_plugin(ctx, host, plugin, fn, args)
+
+
+def _run_plugin(ctx, host, plugin, fn, args):
     sim = ctx.sim
     if plugin == onslave.NAME:
         return onslave.call(sim, host, fn, args)
@@ -52,6 +56,36 @@ def call_plugin(ctx, host_ref, plugin, fn, args):
         return plugins.run(sim, host, temp, plugin, fn, args)
     finally:
         sim.end_session(temp)
+
+
+@message("VM.call_host_plugin")
+def vm_call_host_plugin(ctx, vm, plugin, fn, args):
+    """xen-api ocaml/xapi/message_forwarding.ml VM.call_host_plugin (xapi 25.22.0,
+    datamodel_lifecycle.ml): the VM must be Running (VM_BAD_POWER_STATE otherwise), the call
+    holds the VM operation `call_plugin` with Policy.fail_immediately (with_vm_operation), and
+    it is forwarded to the VM's resident host (forward_vm_op), where xapi_vm.ml
+    call_host_plugin runs Xapi_plugins.call_plugin as host.call_plugin does. call_plugin is
+    allowed concurrently with nothing (xapi_vm_lifecycle.ml is_allowed_concurrently), so a
+    second call on a VM with any current operation fails at once with
+    OTHER_OPERATION_IN_PROGRESS (VM, ref, op, task): the simulator checks only the VM's
+    current_operations it records, not the other VM operations' own rules."""
+    with ctx.db.lock:
+        rec = ctx.db.raw("VM", vm)
+        if rec["power_state"] != "Running":
+            raise XapiError("VM_BAD_POWER_STATE", vm, "running", rec["power_state"].lower())
+        ops = rec["current_operations"]
+        if ops:
+            task, op = sorted(ops.items())[0]
+            raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op, task)
+        host = ctx.sim.host(rec["resident_on"])
+        task = ctx.task
+        ops[task] = "call_plugin"
+    try:
+        return _run_plugin(ctx, host, plugin, fn, args)
+    finally:
+        with ctx.db.lock:
+            if ctx.db.exists("VM", vm):
+                ctx.db.raw("VM", vm)["current_operations"].pop(task, None)
 
 
 @message("host.get_control_domain")

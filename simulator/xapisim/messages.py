@@ -9,7 +9,7 @@ from .handlers import IMPL, Context, check_map_keys  # noqa: F401 (Context: sim.
 # (a plugin process calling back into the simulator).
 # SM work runs outside it too (under the SR's SM lock), as xapi's database is not held while
 # an SM command runs.
-UNLOCKED = {"host": ("call_plugin",), "session": ("login_with_password",),
+UNLOCKED = {"host": ("call_plugin",), "VM": ("call_host_plugin",), "session": ("login_with_password",),
             "PBD": ("plug",), "SR": ("scan",), "VDI": ("introduce",)}
 
 # Custom messages declared without `Async (xen-api ocaml/idl/datamodel*.ml `call ~flags:[...]`;

@@ -24,6 +24,10 @@ _EXTRA = {
         "pool_migrate": [["vm", "VM ref", True], ["host", "host ref", True],
                          ["options", "(string -> string) map", True]],
         "hard_shutdown": [["vm", "VM ref", True]],
+        # datamodel_vm.ml call_host_plugin (xapi 25.22.0)
+        "call_host_plugin": [["vm", "VM ref", True], ["plugin", "string", True],
+                             ["fn", "string", True],
+                             ["args", "(string -> string) map", True]],
     },
     # datamodel_host.ml evacuate: network and evacuate_batch_size are versioned params with
     # defaults (null, 0).

@@ -33,6 +33,20 @@ class Op(object):
 
 
 CURRENT = [Op("none", "none")]
+INVENTORY = "/etc/xensource-inventory"
+
+
+def _inventory_uuid():
+    """This host's uuid as dom0's inventory has it (INSTALLATION_UUID): no XAPI call."""
+    try:
+        with open(INVENTORY) as fh:
+            for line in fh:
+                key, _, value = line.strip().partition("=")
+                if key == "INSTALLATION_UUID":
+                    return value.strip("'\"") or None
+    except (IOError, OSError):
+        pass
+    return None
 _HOSTS = {}
 
 
@@ -62,11 +76,16 @@ class Call(object):
         self.x = session.xenapi
         if session._session not in _HOSTS:
             host = self.x.session.get_this_host(session._session)
-            _HOSTS[session._session] = (host, self.x.host.get_uuid(host))
+            _HOSTS[session._session] = (host, _inventory_uuid() or self.x.host.get_uuid(host))
         self.host, self.host_uuid = _HOSTS[session._session]
         self.settings = settings.load()
         self.held = []
         self.op = CURRENT[0]
+        self.vm_records = {}  # VM ref -> the record read for this call
+        self.records = {}  # VDI ref -> its record as last read by this call
+        self.uuids = {}  # SR ref -> uuid
+        self.vbd_records = {}  # VBD ref -> its record as read by this call
+        self.vdi_vbds = {}  # VDI ref -> {VBD ref: record}, read under the SR's and VM's locks
 
     def hold(self, lease):
         """Keep a lease until finish()."""
@@ -93,10 +112,10 @@ class Call(object):
             raise from_xapi(f, "looking up %s %s" % (cls, uuid))
 
     def host_pbd(self, sr, host):
-        for pbd in self.do("listing the SR's PBDs", self.x.SR.get_PBDs, sr):
-            if self.x.PBD.get_host(pbd) == host:
-                return pbd
-        return None
+        """The SR's PBD on host, or None: one filtered read, whatever the pool's size."""
+        found = self.do("looking up the SR's PBD", self.x.PBD.get_all_records_where,
+                        'field "SR" = "%s" and field "host" = "%s"' % (sr, host))
+        return sorted(found)[0] if found else None
 
     def this_host_pbd(self, sr):
         return self.host_pbd(sr, self.host)

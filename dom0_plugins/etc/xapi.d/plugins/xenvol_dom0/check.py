@@ -153,6 +153,10 @@ class Fields(object):
                 raise self.bad(key, "is not a known argument")
 
 
+def is_uuid(text):
+    return isinstance(text, str) and bool(_UUID.match(text))
+
+
 def password_problem(value):
     """Why a password (clear, or a XAPI secret's value) is unusable, or None. The client's
     xenvol.secrets.password_problem applies the same rules."""

@@ -5,28 +5,31 @@ Every function is wrapped so that a xenvol error leaves as XenAPIPlugin.Failure(
 unexpected as XENVOL_INTERNAL_ERROR — never a traceback, never a secret. The function works
 on the plugin's own local session (call.local_session), not on the caller's."""
 import io
-import json
 import os
 import sys
-import uuid
 
-import XenAPI
-import XenAPIPlugin
-
-from . import call, journal, log, operations
-from .call import local_session
-from .errors import INTERNAL_ERROR, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
-from .redact import SCRUB, mask, without_paths
+# Nothing else at import time: a cold start pays only for what the called function uses
+# (version: no XAPI session, no journal, no logging; the others import operations on call).
 
 
 def _wrap(name, fn):
+    import json
+
+    import XenAPI
+
+    from . import call, log, operations, settings
+    from .call import local_session
+    from .errors import INTERNAL_ERROR, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
+    from . import journal
+    from .redact import SCRUB, without_paths
+    from .version import API_LEVEL
     journaled = name in operations.JOURNALED
 
     def plugin_function(_caller_session, args):
         SCRUB.remember_in(args)
         args = dict(args)
         # The caller's id of this operation (a retry with the same id gets the same result).
-        op_id = args.pop("op_id", "") or str(uuid.uuid4())
+        op_id = args.pop("op_id", "") or _new_op_id()
         log.step("call %s" % name, args=sorted(args), op_id=op_id)
         try:
             if not journal.valid_op_id(op_id):
@@ -42,12 +45,25 @@ def _wrap(name, fn):
             return _fail(name, XenvolError(INTERNAL_ERROR, "%s failed: %s: %s"
                                            % (name, type(e).__name__, without_paths(e))))
         log.step("%s succeeded" % name)
+        if isinstance(result, dict):
+            # The client checks the plugin's level on its first answer: no version() call.
+            result = dict(result, api_level=API_LEVEL,
+                          wait_limit=settings.wait_limit(settings.load()))
         return json.dumps(result, sort_keys=True)
     plugin_function.__name__ = name
     return plugin_function
 
 
+def _new_op_id():
+    import uuid
+    return str(uuid.uuid4())
+
+
 def _fail(name, error):
+    import XenAPIPlugin
+
+    from . import log
+    from .redact import SCRUB, mask
     params = [SCRUB(p) for p in error.params()]
     log.warning("%s failed: %s %s" % (name, error.code, params[0]),
                 details=mask(error.details))
@@ -64,5 +80,38 @@ def utf8_io():
         sys.stdout = io.open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
 
 
+def version(_caller_session, args):
+    """version() without a session, the journal or the log: the cheapest call there is."""
+    import json
+
+    from . import settings
+    from .version import API_LEVEL, VERSION
+    if args:
+        return table()["version_checked"](_caller_session, args)
+    return json.dumps({"plugin": "xenvol", "version": VERSION, "api_level": API_LEVEL,
+                       "wait_limit": settings.wait_limit(settings.load())}, sort_keys=True)
+
+
+class _Table(dict):
+    """name -> plugin function, made on first use (XenAPIPlugin.dispatch asks `in`, then [])."""
+
+    def __contains__(self, name):
+        return name == "version" or name in _operations().FUNCTIONS
+
+    def __getitem__(self, name):
+        if name == "version":
+            return version
+        if name == "version_checked":
+            name = "version"
+        elif name not in _operations().FUNCTIONS:
+            raise KeyError(name)
+        return _wrap(name, getattr(_operations(), name))
+
+
+def _operations():
+    from . import operations
+    return operations
+
+
 def table():
-    return dict((name, _wrap(name, getattr(operations, name))) for name in operations.FUNCTIONS)
+    return _Table()

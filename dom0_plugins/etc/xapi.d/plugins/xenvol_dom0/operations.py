@@ -4,12 +4,12 @@ import os
 
 import XenAPI
 
-from . import (call as call_mod, gc as gc_mod, integrate, journal, log, policy, settings,
-               storage, vbd as vbds, xsecret)
+from . import (call as call_mod, check, gc as gc_mod, integrate, journal, log, policy,
+               settings, storage, vbd as vbds, xsecret)
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
 from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VDI_NOT_FOUND,
-                     VM_NOT_FOUND, XenvolError, invalid, vanished)
+                     VM_NOT_FOUND, WRONG_HOST, XenvolError, invalid, vanished)
 from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
@@ -92,18 +92,68 @@ def _driver_and_config(call, volume_type, data):
 
 
 def _vm(call, a):
-    vm_uuid = a.uuid("vm_uuid")
-    vm = call.find("VM", vm_uuid)
-    if vm is None:
-        raise XenvolError(VM_NOT_FOUND, "vm_uuid: no VM %s" % vm_uuid, field="vm_uuid",
-                          vm_uuid=vm_uuid)
-    if call.x.VM.get_is_a_template(vm):
-        raise invalid("vm_uuid", "%s is a template, not a VM" % vm_uuid, INVALID_ARGUMENT)
-    if call.x.VM.get_is_control_domain(vm):
-        raise XenvolError(POLICY_REFUSED, "vm_uuid: %s is a control domain (dom0); xenvol "
-                          "never attaches volumes to it" % vm_uuid, field="vm_uuid",
-                          vm_uuid=vm_uuid)
-    return vm, vm_uuid
+    """The VM given as vm_uuid, or as vm (a uuid or a name label, resolved here so that the
+    client makes no lookup): (ref, uuid). One filtered read, whatever the pool's size."""
+    field = "vm" if a.has("vm") and not a.has("vm_uuid") else "vm_uuid"
+    given = a.uuid("vm_uuid") if field == "vm_uuid" else a.string("vm", max_len=255)
+    found = {}
+    if check.is_uuid(given):
+        found = call.do("looking up the VM", call.x.VM.get_all_records_where,
+                        'field "uuid" = "%s"' % given.lower())
+    if not found and field == "vm":
+        for ref in call.do("looking up the VM", call.x.VM.get_by_name_label, given):
+            rec = call.do("reading the VM", call.x.VM.get_record, ref)
+            if not rec["is_a_template"] and not rec["is_control_domain"]:
+                found[ref] = rec
+        if len(found) > 1:
+            raise invalid("vm", "%d VMs are named %r; give its uuid" % (len(found), given),
+                          INVALID_ARGUMENT)
+    if not found:
+        raise XenvolError(VM_NOT_FOUND, "%s: no VM %s" % (field, given), field=field,
+                          vm_uuid=given)
+    vm, rec = list(found.items())[0]
+    if rec["is_a_template"]:
+        raise invalid(field, "%s is a template, not a VM" % given, INVALID_ARGUMENT)
+    if rec["is_control_domain"]:
+        raise XenvolError(POLICY_REFUSED, "%s: %s is a control domain (dom0); xenvol "
+                          "never attaches volumes to it" % (field, given), field=field,
+                          vm_uuid=rec["uuid"])
+    call.vm_records[vm] = rec
+    if a.raw("route") == "strict":
+        _check_route(call, vm, rec)
+    return vm, rec["uuid"]
+
+
+def _home(call, rec):
+    """Where a VM's work runs (the client's former host_for_vm): where it runs, else where it
+    would start (affinity), else the pool master."""
+    x = call.x
+    if rec["power_state"] in ("Running", "Paused") and rec["resident_on"] != NULL:
+        return rec["resident_on"]
+    if rec["affinity"] != NULL:
+        try:
+            x.host.get_uuid(rec["affinity"])
+            return rec["affinity"]
+        except XenAPI.Failure:
+            pass
+    return x.pool.get_master(x.pool.get_all()[0])
+
+
+def _check_route(call, vm, rec):
+    """route=strict: refuse work that belongs to another host, naming it, so that a client
+    with no lookups of its own (or a stale cache) re-sends there."""
+    home = _home(call, rec)
+    if home != call.host:
+        host_uuid = call.do("reading the host", call.x.host.get_uuid, home)
+        raise XenvolError(WRONG_HOST, "VM %s runs on host %s; call its plugin there"
+                          % (rec["uuid"], host_uuid), host_ref=home, host_uuid=host_uuid,
+                          vm_ref=vm, vm_uuid=rec["uuid"])
+
+
+def _route_info(call, vm):
+    rec = call.vm_records.get(vm) or {}
+    return {"vm_ref": vm, "host_ref": call.host,
+            "vm_running": rec.get("power_state") == "Running"}
 
 
 def _connect_then(call, driver, cfg, then):
@@ -137,14 +187,22 @@ def _rollback(call, driver, steps, error):
         error.details["rollback_incomplete"] = failed
 
 
-def _describe(call, vbd):
+def _describe(call, vbd, rec=None):
+    """What an attachment is; records this call has read already are not asked again."""
     x = call.x
-    rec = x.VBD.get_record(vbd)
+    rec = rec or x.VBD.get_record(vbd)
     vdi = rec["VDI"]
-    sr = x.VDI.get_SR(vdi) if vdi != NULL else NULL
-    return {"vbd_uuid": rec["uuid"], "vm_uuid": x.VM.get_uuid(rec["VM"]),
-            "vdi_uuid": x.VDI.get_uuid(vdi) if vdi != NULL else "",
-            "sr_uuid": x.SR.get_uuid(sr) if sr != NULL else "",
+    vdi_rec = call.records.get(vdi)
+    if vdi != NULL and vdi_rec is None:
+        vdi_rec = call.records[vdi] = x.VDI.get_record(vdi)
+    sr = vdi_rec["SR"] if vdi_rec else NULL
+    if sr != NULL and sr not in call.uuids:
+        call.uuids[sr] = x.SR.get_uuid(sr)
+    vm_rec = call.vm_records.get(rec["VM"])
+    return {"vbd_uuid": rec["uuid"],
+            "vm_uuid": vm_rec["uuid"] if vm_rec else x.VM.get_uuid(rec["VM"]),
+            "vdi_uuid": vdi_rec["uuid"] if vdi_rec else "",
+            "sr_uuid": call.uuids[sr] if sr != NULL else "",
             "userdevice": rec["userdevice"],
             "device": rec["device"] or vbds.device_name(vbds.device_number(rec["userdevice"])),
             "plugged": rec["currently_attached"], "mode": rec["mode"].lower(),
@@ -219,12 +277,16 @@ def disconnect_volume(session, args):
 def attach_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("connection_info", "vm_uuid", "mountpoint", "mode", "hotplug",
-                      "placement"))
+    a.reject_unknown(("connection_info", "vm_uuid", "vm", "route", "mountpoint", "mode",
+                      "hotplug", "placement"))
+    if a.has("route"):
+        a.choice("route", ("strict",))
+    # The VM first: a WRONG_HOST answer leaves the client's secrets for the host it re-sends
+    # to (they are consumed only once connection_info is read).
+    vm, vm_uuid = _vm(call, a)
     volume_type, data = _connection_info(a)
     driver, cfg = _driver_and_config(call, volume_type, data)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
-    vm, vm_uuid = _vm(call, a)
     number = vbds.device_number(a.string("mountpoint", required=False, default="autodetect",
                                          max_len=64))
     mode = a.choice("mode", ("rw", "ro"), "ro" if driver.read_only(cfg) else "rw")
@@ -247,6 +309,7 @@ def attach_volume(session, args):
             return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
     result = _connect_then(call, driver, cfg, attach)
     result["host_uuid"] = call.host_uuid
+    result["route"] = _route_info(call, vm)
     if ignored:
         result["ignored"] = ignored
     return result
@@ -269,10 +332,13 @@ def _ro_on_hvm():
 
 def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
     x = call.x
-    vm_rec = call.do("reading the VM", x.VM.get_record, vm)
+    # As read at the call's start: a VM that stopped since then refuses the plug
+    # (VM_BAD_POWER_STATE), which leaves the disk for its next start, as for a halted VM.
+    vm_rec = call.vm_records.get(vm) or call.do("reading the VM", x.VM.get_record, vm)
     running = vm_rec["power_state"] == "Running"
     vbd = vbds.find(call, vm, vdi)
     note = ""
+    created = vbd is None
     if vbd is not None:
         note = "already attached"
         log.step("volume already attached to the VM", userdevice=x.VBD.get_userdevice(vbd))
@@ -288,13 +354,16 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
         else:
             raise XenvolError("XENVOL_DEVICE_IN_USE", "no free device after 5 attempts",
                               field="mountpoint")
-    if hotplug and running and not x.VBD.get_currently_attached(vbd):
+    if hotplug and running and (created or not x.VBD.get_currently_attached(vbd)):
         try:
             vbds.plug(call, vbd, steps)
         except XenvolError as e:
             refused = e.details.get("xapi_error", [])
             if refused[:1] == ["DISK_VBD_MUST_BE_READWRITE_FOR_HVM"]:
                 raise _ro_on_hvm()
+            if refused[:1] == ["VM_BAD_POWER_STATE"]:
+                log.step("the VM stopped meanwhile; the disk waits for its next start")
+                return _describe(call, vbd)
             if not any(refused[:len(c)] == list(c) for c in _NO_HOTPLUG):
                 raise
             log.step("guest cannot hot-plug; leaving the disk for the next start",
@@ -310,16 +379,24 @@ def detach_volume(session, args):
     call = Call(session)
     x = call.x
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("vm_uuid", "mountpoint", "vbd_uuid", "vdi_uuid"))
+    a.reject_unknown(("vm_uuid", "vm", "mountpoint", "vbd_uuid", "vdi_uuid", "route"))
+    if a.has("route"):
+        a.choice("route", ("strict",))
+    # VBD records read once (filtered reads), and used for every step below.
     if a.has("vbd_uuid"):
-        ref = call.find("VBD", a.uuid("vbd_uuid"))
-        targets, field = ([ref] if ref else []), "vbd_uuid"
+        found = call.do("looking up the disk", x.VBD.get_all_records_where,
+                        'field "uuid" = "%s"' % a.uuid("vbd_uuid"))
+        call.vbd_records.update(found)
+        targets, field = sorted(found), "vbd_uuid"
     elif a.has("vdi_uuid"):
         vdi = call.find("VDI", a.uuid("vdi_uuid"))
-        targets = [v for v in (x.VDI.get_VBDs(vdi) if vdi else [])
-                   if x.VBD.get_other_config(v).get(vbds.MARK) == "true"]
+        found = call.do("listing the volume's disks", x.VBD.get_all_records_where,
+                        'field "VDI" = "%s"' % vdi) if vdi else {}
+        call.vbd_records.update(found)
+        targets = [v for v, r in sorted(found.items())
+                   if r["other_config"].get(vbds.MARK) == "true"]
         field = "vdi_uuid"
-    elif a.has("vm_uuid"):
+    elif a.has("vm_uuid") or a.has("vm"):
         vm, _vm_uuid = _vm(call, a)
         number = vbds.device_number(a.string("mountpoint", max_len=64))
         if number is None:
@@ -332,14 +409,18 @@ def detach_volume(session, args):
                       INVALID_ARGUMENT)
     if not targets:
         return {"detached": [], "note": "nothing to detach: not attached"}
+    if a.raw("route") == "strict" and field != "mountpoint":
+        vm = call.vbd_records[targets[0]]["VM"]
+        call.vm_records[vm] = call.do("reading the VM", x.VM.get_record, vm)
+        _check_route(call, vm, call.vm_records[vm])
     detached, notes = [], []
     for ref in targets:
-        other = x.VBD.get_other_config(ref)
-        if other.get(vbds.MARK) != "true":
+        rec = call.vbd_records.get(ref) or x.VBD.get_record(ref)
+        if rec["other_config"].get(vbds.MARK) != "true":
             raise invalid(field, "that disk was not attached by xenvol; detach it with xe",
                           INVALID_ARGUMENT)
-        described = _describe(call, ref)
-        if x.VBD.get_currently_attached(ref):
+        described = _describe(call, ref, rec)
+        if rec["currently_attached"]:
             # Before anything goes: a call killed here is a plain retry (the VBD is still
             # there, marked).
             log.step("unplugging VBD", vbd_uuid=described["vbd_uuid"])
@@ -355,8 +436,11 @@ def detach_volume(session, args):
         steps.finished()
         detached.append(described)
         if sr_uuid:
-            sr = call.find("SR", sr_uuid)
+            # The SR's ref from the VDI's record (an SR forgotten meanwhile is "already gone"
+            # to release_sr).
+            sr = (call.records.get(rec["VDI"]) or {}).get("SR") or call.find("SR", sr_uuid)
             if sr is not None:
+                call.uuids[sr] = sr_uuid
                 with call.lock("sr-" + sr_uuid):
                     notes.append(storage.release_sr(call, sr))
             steps.finished(release)

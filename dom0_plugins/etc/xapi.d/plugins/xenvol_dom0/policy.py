@@ -58,8 +58,12 @@ def check_vdi(call, vdi, vm, mode, multiattach):
     """Never another VM's disk that xenvol did not attach; read-write next to another VM's
     read-write attachment only for a multi-attach volume."""
     x = call.x
-    for vbd in call.do("listing the VDI's disks", x.VDI.get_VBDs, vdi):
-        rec = call.do("reading a VBD", x.VBD.get_record, vbd)
+    # One filtered read, whatever the VDI's VBDs; kept for the attach that follows.
+    found = call.do("listing the VDI's disks", x.VBD.get_all_records_where,
+                    'field "VDI" = "%s"' % vdi)
+    call.vbd_records.update(found)
+    call.vdi_vbds[vdi] = found
+    for vbd, rec in sorted(found.items()):
         if vm is not None and rec["VM"] == vm:
             continue
         if rec["other_config"].get("xenvol") != "true":

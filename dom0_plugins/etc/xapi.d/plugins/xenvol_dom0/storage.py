@@ -21,13 +21,16 @@ def ensure_sr(call, driver, config, steps):
     x = call.x
     sr_uuid = driver.sr_uuid(config)
     sr = call.find("SR", sr_uuid)
+    fresh = False
     if sr is None:
-        sr = _introduce(call, driver, config, sr_uuid, steps)
+        sr, fresh = _introduce(call, driver, config, sr_uuid, steps)
+        call.uuids[sr] = sr_uuid
     else:
         sr_type = call.do("reading the SR", x.SR.get_type, sr)
         if sr_type != driver.sr_type:
             raise XenvolError(UNSUPPORTED_VOLUME, "SR %s exists with type %s, not %s"
                               % (sr_uuid, sr_type, driver.sr_type), sr_uuid=sr_uuid)
+        call.uuids[sr] = sr_uuid
     # Held until the call ends, so that no release on another host forgets the SR between
     # here and the VBD or connect mark that will make it in use.
     call.hold(Lease(call, sr).acquire())
@@ -46,10 +49,12 @@ def ensure_sr(call, driver, config, steps):
                 call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT,
                         "pool")
     for host in hosts:
-        pbd = call.host_pbd(sr, host)
-        if pbd is None:
+        # An SR this call introduced has no PBD yet.
+        pbd = None if fresh else call.host_pbd(sr, host)
+        created = pbd is None
+        if created:
             pbd = _create_pbd(call, driver, config, sr, host, steps)
-        if not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
+        if created or not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
             with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
                               host=host):
                 call.do("plugging the SR", x.PBD.plug, pbd)
@@ -70,9 +75,9 @@ def _introduce(call, driver, config, sr_uuid, steps):
             raise from_xapi(f, "introducing SR %s" % sr_uuid)
         # Another call (here or on another host) introduced it first: use theirs.
         log.step("SR introduced concurrently; using it", sr_uuid=sr_uuid)
-        return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid)
+        return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid), False
     call.do("marking the SR", x.SR.add_to_other_config, sr, INTRODUCED, "true")
-    return sr
+    return sr, True
 
 
 def _create_pbd(call, driver, config, sr, host, steps):
@@ -103,7 +108,8 @@ def _create_pbd(call, driver, config, sr, host, steps):
             raise from_xapi(f, "creating the PBD")
         pbd = f.details[3]
     else:
-        mark = PBD_MARK + call.do("reading the host", x.host.get_uuid, host)
+        mark = PBD_MARK + (call.host_uuid if host == call.host else
+                           call.do("reading the host", x.host.get_uuid, host))
         call.do("marking the SR", x.SR.add_to_other_config, sr, mark, "true")
     for ref in temporary:
         call.do("destroying a temporary secret", x.secret.destroy, ref)
@@ -121,8 +127,8 @@ def users(call, sr):
     """What holds an SR: VBDs on its VDIs, and connect_volume claims."""
     x = call.x
     held = []
-    for vdi in x.SR.get_VDIs(sr):
-        rec = x.VDI.get_record(vdi)
+    # One filtered read, not a record per VDI.
+    for vdi, rec in sorted(x.VDI.get_all_records_where('field "SR" = "%s"' % sr).items()):
         if rec["VBDs"]:
             held.append(("vbd", rec["uuid"]))
         if any(k.startswith(CONNECTED) for k in rec["other_config"]):
@@ -154,14 +160,15 @@ def release_sr(call, sr):
 def _release(call, sr):
     x = call.x
     other = x.SR.get_other_config(sr)
-    sr_uuid = x.SR.get_uuid(sr)
+    sr_uuid = call.uuids.get(sr) or x.SR.get_uuid(sr)
     held = users(call, sr)
     if held:
         log.step("SR still in use; keeping it", sr_uuid=sr_uuid, users=len(held))
         return "SR kept: still in use by %d volume(s)" % len(held)
     if other.get(INTRODUCED) == "true":
-        for pbd in x.SR.get_PBDs(sr):
-            if x.PBD.get_currently_attached(pbd):
+        pbds = x.PBD.get_all_records_where('field "SR" = "%s"' % sr)
+        for pbd, rec in sorted(pbds.items()):
+            if rec["currently_attached"]:
                 log.step("unplugging PBD", sr_uuid=sr_uuid)
                 call.do("unplugging the SR", x.PBD.unplug, pbd)
         log.step("forgetting SR", sr_uuid=sr_uuid)

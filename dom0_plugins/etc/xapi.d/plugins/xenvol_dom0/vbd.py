@@ -58,15 +58,23 @@ def choose_device(call, vm):
 
 
 def find(call, vm, vdi):
-    for vbd in call.do("listing the VM's disks", call.x.VM.get_VBDs, vm):
-        if call.x.VBD.get_VDI(vbd) == vdi:
-            return vbd
-    return None
+    """The VM's VBD of vdi, or None: one filtered read whatever disks the VM has (none when
+    the policy check just read the VDI's VBDs, under the same locks)."""
+    known = call.vdi_vbds.get(vdi)
+    if known is not None:
+        mine = sorted(v for v, r in known.items() if r["VM"] == vm)
+        return mine[0] if mine else None
+    found = call.do("listing the VM's disks", call.x.VBD.get_all_records_where,
+                    'field "VM" = "%s" and field "VDI" = "%s"' % (vm, vdi))
+    return sorted(found)[0] if found else None
 
 
 def at_device(call, vm, number):
-    for vbd in call.do("listing the VM's disks", call.x.VM.get_VBDs, vm):
-        if device_number(call.x.VBD.get_userdevice(vbd), "userdevice") == number:
+    found = call.do("listing the VM's disks", call.x.VBD.get_all_records_where,
+                    'field "VM" = "%s"' % vm)
+    call.vbd_records.update(found)
+    for vbd, rec in sorted(found.items()):
+        if device_number(rec["userdevice"], "userdevice") == number:
             return vbd
     return None
 

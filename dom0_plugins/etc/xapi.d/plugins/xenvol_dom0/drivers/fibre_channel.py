@@ -9,11 +9,10 @@ that sm_config SCSIid. HBASR leaves scanned LUNs unmanaged and cannot VDI.introd
 RAWVDI.create does."""
 import os
 import re
-import uuid as uuidlib
 
 from .. import log
 from ..errors import XenvolError, VDI_NOT_FOUND
-from .base import SR_NAMESPACE, Config, Driver, vdi_by_sm_config, wait_for
+from .base import Config, Driver, name_uuid, scan, vdi_by_sm_config, wait_for
 
 LUN_MAX = 16383
 _WWN = re.compile(r"^(0x)?([0-9a-f]{2}:?){7}[0-9a-f]{2}$")
@@ -52,7 +51,7 @@ class FibreChannelDriver(Driver):
                       name_label=d.string("name_label", required=False, max_len=128))
 
     def sr_uuid(self, cfg):
-        return str(uuidlib.uuid5(SR_NAMESPACE, "hba/%s" % cfg.host_uuid))
+        return name_uuid("hba/%s" % cfg.host_uuid)
 
     def sr_label(self, cfg):
         return cfg.get("name_label") or "xenvol FC LUNs"
@@ -69,8 +68,8 @@ class FibreChannelDriver(Driver):
         return sr, vdi
 
     def find_vdi(self, call, sr, cfg):
-        def scan_and_look():
-            call.do("scanning the HBA SR", call.x.SR.scan, sr)
+        def scan_and_look(attempt):
+            scan(call, sr, "scanning the HBA SR", attempt)
             scsi_id = self._scsi_id(cfg)
             return scsi_id and vdi_by_sm_config(call, sr, "SCSIid", scsi_id)
         return wait_for(call, scan_and_look, "FC LUN %s" % _describe(cfg), "data.target_lun")

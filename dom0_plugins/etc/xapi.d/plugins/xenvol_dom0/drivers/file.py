@@ -4,10 +4,9 @@ by a `file` SR ("file based SR attach for XCP"). Local to the host: one SR per h
 Only directories under the operator's file_roots (default /var/lib/xenvol/volumes), after
 symlinks and '..' are resolved, and never a system directory or another SR's mount."""
 import os
-import uuid as uuidlib
 
 from .. import policy
-from .base import SR_NAMESPACE, Config, Driver, vdi_by_uuid_with_scan
+from .base import Config, Driver, name_uuid, vdi_by_uuid_with_scan
 
 
 class FileDriver(Driver):
@@ -26,8 +25,7 @@ class FileDriver(Driver):
 
     def sr_uuid(self, cfg):
         # A file SR is per host, so its identity includes the host that runs the call.
-        return cfg.sr_uuid or str(uuidlib.uuid5(SR_NAMESPACE, "file/%s/%s"
-                                                % (cfg.host_uuid, cfg.path)))
+        return cfg.sr_uuid or name_uuid("file/%s/%s" % (cfg.host_uuid, cfg.path))
 
     def connect_volume(self, call, cfg, steps):
         policy.file_directory(cfg.path, policy.setting_list(call, "file_roots"), "data.path")

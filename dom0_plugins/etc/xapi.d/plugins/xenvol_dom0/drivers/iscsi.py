@@ -8,7 +8,6 @@ gives; so every connect compares the given credentials with each PBD's (the secr
 read inside dom0, compared in constant time) and refuses any difference with
 XENVOL_AUTH_MISMATCH before it changes anything."""
 import hmac
-import uuid as uuidlib
 
 import XenAPI
 
@@ -16,7 +15,7 @@ from .. import xsecret
 from ..check import host_port
 from ..errors import AUTH_MISMATCH, XenvolError
 
-from .base import SR_NAMESPACE, Config, Driver, vdi_by_sm_config, wait_for
+from .base import Config, Driver, name_uuid, scan, vdi_by_sm_config, wait_for
 
 LUN_MAX = 16383
 
@@ -112,7 +111,7 @@ class ISCSIDriver(Driver):
         return Driver.connect_volume(self, call, cfg, steps)
 
     def sr_uuid(self, cfg):
-        return str(uuidlib.uuid5(SR_NAMESPACE, "%s/%s/%s" % (cfg.host, cfg.port, cfg.iqn)))
+        return name_uuid("%s/%s/%s" % (cfg.host, cfg.port, cfg.iqn))
 
     def sr_label(self, cfg):
         return cfg.get("name_label") or "xenvol iSCSI %s" % cfg.iqn
@@ -138,8 +137,8 @@ class ISCSIDriver(Driver):
     def find_vdi(self, call, sr, cfg):
         lun = str(cfg.lun)
 
-        def scan_and_look():
-            call.do("scanning the iSCSI SR", call.x.SR.scan, sr)
+        def scan_and_look(attempt):
+            scan(call, sr, "scanning the iSCSI SR", attempt)
             return vdi_by_sm_config(call, sr, "LUNid", lun, adopt_unmanaged=True)
         return wait_for(call, scan_and_look, "LUN %s of %s" % (lun, cfg.iqn), "data.target_lun")
 

@@ -6,7 +6,7 @@ import re
 
 from ..policy import LOCAL_SR_TYPES
 from ..redact import is_secret_key, is_secret_ref
-from .base import Config, Driver, vdi_by_sm_config, vdi_by_uuid_with_scan, wait_for
+from .base import Config, Driver, scan, vdi_by_sm_config, vdi_by_uuid_with_scan, wait_for
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 # "user:pw@host", "scheme://user:pw@", or "password=..." inside an option string
@@ -86,8 +86,8 @@ class XenSMDriver(Driver):
         if cfg.vdi_uuid:
             return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
 
-        def scan_and_look():
-            call.do("scanning the SR", call.x.SR.scan, sr)
+        def scan_and_look(attempt):
+            scan(call, sr, "scanning the SR", attempt)
             return vdi_by_sm_config(call, sr, "LUNid", str(cfg.target_lun),
                                     adopt_unmanaged=True)
         return wait_for(call, scan_and_look, "LUN %d" % cfg.target_lun, "data.target_lun")
