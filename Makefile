@@ -53,7 +53,7 @@ coverage:
 	@! ls $(COVDATA)/cov.* >/dev/null 2>&1 || $(COVERAGE) combine -q
 	@$(COVERAGE) report > $(COVDATA)/report.txt; status=$$?; \
 	for part in client/ simulator/ dom0_plugins/; do \
-	    printf 'coverage %-14s %s%%\n' $$part $$($(COVERAGE) report --include="$$part*" --format=total); \
+	    printf 'coverage %-14s %s%%\n' $$part $$($(COVERAGE) report --fail-under=0 --include="$$part*" --format=total); \
 	done; tail -n 1 $(COVDATA)/report.txt; exit $$status
 
 # Checks that need no simulator: dom0 code stays Python 3.6 (vermin); the dom0 package's
