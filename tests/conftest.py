@@ -1,4 +1,5 @@
 """Shared fixtures: a simulated pool served over the real wire, and real storage peers."""
+
 import json
 import os
 import shutil
@@ -18,18 +19,23 @@ PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
 # dom0's Python for plugins: the CPython 3.6 env `make deps` builds where a python3.6 exists
 # (the simulators started here, in process or as `xapisim serve`, inherit the variable).
 DOM0_PYTHON = os.path.join(REPO, ".venv-dom0", "bin", "python3")
-if "XAPISIM_DOM0_PYTHON" not in os.environ and \
-        os.path.exists(os.path.join(REPO, ".venv-dom0", ".installed")):
+if "XAPISIM_DOM0_PYTHON" not in os.environ and os.path.exists(
+    os.path.join(REPO, ".venv-dom0", ".installed")
+):
     os.environ["XAPISIM_DOM0_PYTHON"] = DOM0_PYTHON
 
 
 def plugin_python():
     """(interpreter, version) the plugins run under; version "" when it cannot run."""
     from xapisim import plugins
+
     python = os.environ.get("XAPISIM_DOM0_PYTHON") or plugins._default_python()
     try:
-        out = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                             stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout.strip()
     except OSError:
         out = ""
     return python, out
@@ -40,15 +46,15 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line("plugins ran under dom0 python %s (%s)" % (version or "?", python))
 
 
-class Pool(object):
+class Pool:
     """A running simulator plus helpers to talk to it as a client would."""
 
     def __init__(self, hosts=3, vms=4, plugins=None, tls=None, sm_timing="fast"):
         # Short paths: a unix socket path must stay under 108 bytes.
         self.state_dir = tempfile.mkdtemp(prefix="xs-", dir="/tmp")
-        self.sim, self.servers, self.info = cli.start(hosts, vms, state_dir=self.state_dir,
-                                                      plugins=plugins, tls=tls,
-                                                      sm_timing=sm_timing)
+        self.sim, self.servers, self.info = cli.start(
+            hosts, vms, state_dir=self.state_dir, plugins=plugins, tls=tls, sm_timing=sm_timing
+        )
         self.url = self.info["url"]
         self._sessions = []
 
@@ -61,15 +67,18 @@ class Pool(object):
     @property
     def admin(self):
         import ssl
+
         proxy = xmlrpc.client.ServerProxy(self.url, context=ssl._create_unverified_context())
 
-        class Admin(object):
+        class Admin:
             def __getattr__(_self, name):
                 def call(*args):
                     r = getattr(proxy, "xapisim." + name)(*args)
                     assert r["Status"] == "Success", r
                     return r["Value"]
+
                 return call
+
         return Admin()
 
     def host(self, i):
@@ -107,7 +116,7 @@ def _peers_reason():
     return None
 
 
-class Peers(object):
+class Peers:
     """A userspace iSCSI target and NFS server on 127.0.0.1, shared by a test session."""
 
     def __init__(self, workdir):
@@ -158,8 +167,9 @@ class Peers(object):
     def iscsi6(self):
         """A second target daemon, on [::1], started on first use."""
         if self._iscsi6 is None:
-            self._iscsi6 = tgt.Target(os.path.join(self.workdir, "tgt6"), address="::1",
-                                      control=self.iscsi.control + 1).start()
+            self._iscsi6 = tgt.Target(
+                os.path.join(self.workdir, "tgt6"), address="::1", control=self.iscsi.control + 1
+            ).start()
         return self._iscsi6
 
     def new_target(self, luns=(1,), chap=None, size_mb=8, mutual=None, daemon=None):
@@ -200,8 +210,12 @@ def peers():
 
 
 # ---------------------------------------------------------------------- the xenvol plugin
-FAST_SETTINGS = {"lun_rescan_delays": [0.1, 0.2], "unplug_retry_delay": 0.05,
-                 "unplug_attempts": 4, "lock_timeout": 60}
+FAST_SETTINGS = {
+    "lun_rescan_delays": [0.1, 0.2],
+    "unplug_retry_delay": 0.05,
+    "unplug_attempts": 4,
+    "lock_timeout": 60,
+}
 
 
 def plugin_pool(**kw):
@@ -225,18 +239,20 @@ class PluginError(Exception):
         Exception.__init__(self, details)
         self.code = details[0]
         self.message = details[1] if len(details) > 1 else ""
-        self.details = json.loads(details[2]) if len(details) > 2 and \
-            details[2].startswith("{") else {}
+        self.details = (
+            json.loads(details[2]) if len(details) > 2 and details[2].startswith("{") else {}
+        )
 
 
 def plugin(xapi, host, fn, **args):
     """Call a xenvol function on a host; dict/list args are sent as JSON."""
-    wire = dict((k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-                for k, v in args.items())
+    wire = dict(
+        (k, json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in args.items()
+    )
     try:
         return json.loads(xapi.host.call_plugin(host.ref, "xenvol", fn, wire))
     except XenAPI.Failure as f:
-        raise PluginError(f.details)
+        raise PluginError(f.details) from None
 
 
 def state(pool):

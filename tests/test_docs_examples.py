@@ -1,5 +1,6 @@
 """Every `xe host-call-plugin` example of docs/plugin-api.md, run as written through the
 simulator's xe against a pool with the real iSCSI target behind it."""
+
 import json
 import os
 import re
@@ -35,16 +36,21 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
     subst = {"<host-uuid>": xapi.host.get_uuid(host), "<vm-uuid>": xapi.VM.get_uuid(vm)}
     # The docs say `xe`, as on a host; here that is the simulator's, installed as xapisim-xe.
     os.symlink(os.path.join(os.path.dirname(sys.executable), "xapisim-xe"), str(tmp_path / "xe"))
-    env = dict(os.environ, XAPISIM_URL=ppool.url, XAPISIM_PASSWORD=ppool.info["password"],
-               PATH=str(tmp_path) + ":" + os.environ["PATH"])
+    env = dict(
+        os.environ,
+        XAPISIM_URL=ppool.url,
+        XAPISIM_PASSWORD=ppool.info["password"],
+        PATH=str(tmp_path) + ":" + os.environ["PATH"],
+    )
     before = ppool.admin.snapshot()
     ran = []
     for block in blocks():
         script = block
         for k, v in subst.items():
             script = script.replace(k, v)
-        p = subprocess.run(["bash", "-euc", script], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+        p = subprocess.run(
+            ["bash", "-euc", script], env=env, capture_output=True, text=True, timeout=120
+        )
         fn = re.search(r"fn=(\w+)", block).group(1)
         ran.append(fn)
         if "-1}}" in block:  # the documented error
@@ -58,7 +64,17 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
             subst["<sr-uuid>"], subst["<vdi-uuid>"] = out["sr_uuid"], out["vdi_uuid"]
         if fn == "version":
             assert out["plugin"] == "xenvol"
-    assert ran == ["gc", "version", "list_drivers", "attach_volume", "detach_volume", "connect_volume",
-                   "extend_volume", "disconnect_volume", "list_attachments", "connector",
-                   "attach_volume"]
+    assert ran == [
+        "gc",
+        "version",
+        "list_drivers",
+        "attach_volume",
+        "detach_volume",
+        "connect_volume",
+        "extend_volume",
+        "disconnect_volume",
+        "list_attachments",
+        "connector",
+        "attach_volume",
+    ]
     assert ppool.admin.snapshot() == before

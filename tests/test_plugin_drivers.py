@@ -1,5 +1,6 @@
 """The nfs, xensm and file drivers, connect/disconnect, and list_drivers, through the real
 plugin path; nfs against the real NFS server."""
+
 import os
 import subprocess
 import uuid
@@ -7,14 +8,25 @@ import uuid
 import pytest
 
 from conftest import PluginError, plugin, state
-from test_plugin_iscsi import ci as iscsi_ci, placed
+from test_plugin_iscsi import ci as iscsi_ci
+from test_plugin_iscsi import placed
 
 
 def make_vhd(directory, size=64 << 20):
     vdi = str(uuid.uuid4())
-    subprocess.check_call(["qemu-img", "create", "-q", "-f", "vpc", "-o",
-                           "subformat=dynamic,force_size=on", os.path.join(directory, vdi + ".vhd"),
-                           str(size)])
+    subprocess.check_call(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "vpc",
+            "-o",
+            "subformat=dynamic,force_size=on",
+            os.path.join(directory, vdi + ".vhd"),
+            str(size),
+        ]
+    )
     return vdi
 
 
@@ -32,9 +44,16 @@ def test_nfs_attach_detach(ppool, peers):
     sr_uuid, (a, b) = nfs_volume(peers, n=2)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
     for vdi, version in ((a, "3"), (b, "4.1")):
-        info = {"driver_volume_type": "nfs", "data": {
-            "server": "127.0.0.1", "serverpath": "/srv", "sr_uuid": sr_uuid, "vdi_uuid": vdi,
-            "nfsversion": "3"}}
+        info = {
+            "driver_volume_type": "nfs",
+            "data": {
+                "server": "127.0.0.1",
+                "serverpath": "/srv",
+                "sr_uuid": sr_uuid,
+                "vdi_uuid": vdi,
+                "nfsversion": version,
+            },
+        }
         out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
         assert out["sr_uuid"] == sr_uuid and out["vdi_uuid"] == vdi and out["plugged"]
     sr = xapi.SR.get_by_uuid(sr_uuid)
@@ -50,8 +69,10 @@ def test_xenapinfs_export_form_and_missing_vhd(ppool, peers):
     before = state(ppool)
     sr_uuid, (a,) = nfs_volume(peers)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    info = {"driver_volume_type": "xenapinfs", "data": {
-        "export": "127.0.0.1:/srv", "sr_uuid": sr_uuid, "vdi_uuid": str(uuid.uuid4())}}
+    info = {
+        "driver_volume_type": "xenapinfs",
+        "data": {"export": "127.0.0.1:/srv", "sr_uuid": sr_uuid, "vdi_uuid": str(uuid.uuid4())},
+    }
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     assert e.value.code == "XENVOL_VDI_NOT_FOUND" and e.value.details["field"] == "data.vdi_uuid"
@@ -66,9 +87,15 @@ def test_nfs_wrong_export_is_a_backend_failure(ppool, peers):
     xapi = ppool.session().xenapi
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    info = {"driver_volume_type": "nfs", "data": {"server": "127.0.0.1", "serverpath": "/nope",
-                                                  "sr_uuid": str(uuid.uuid4()),
-                                                  "vdi_uuid": str(uuid.uuid4())}}
+    info = {
+        "driver_volume_type": "nfs",
+        "data": {
+            "server": "127.0.0.1",
+            "serverpath": "/nope",
+            "sr_uuid": str(uuid.uuid4()),
+            "vdi_uuid": str(uuid.uuid4()),
+        },
+    }
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     assert e.value.code == "XENVOL_BACKEND_FAILURE" and e.value.details["sm_code"] == "73"
@@ -79,13 +106,18 @@ def test_cinder_generic_nfs_is_refused_clearly(ppool):
     xapi = ppool.session().xenapi
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    for data, field in (({"export": "10.0.0.1:/vols", "name": "volume-1234", "format": "raw"},
-                         "data.sr_uuid"),
-                        ({"export": "10.0.0.1:/vols", "name": "volume-1", "format": "qcow2"},
-                         "data.format")):
+    for data, field in (
+        ({"export": "10.0.0.1:/vols", "name": "volume-1234", "format": "raw"}, "data.sr_uuid"),
+        ({"export": "10.0.0.1:/vols", "name": "volume-1", "format": "qcow2"}, "data.format"),
+    ):
         with pytest.raises(PluginError) as e:
-            plugin(xapi, host, "attach_volume", vm_uuid=vm_uuid,
-                   connection_info={"driver_volume_type": "nfs", "data": data})
+            plugin(
+                xapi,
+                host,
+                "attach_volume",
+                vm_uuid=vm_uuid,
+                connection_info={"driver_volume_type": "nfs", "data": data},
+            )
         assert e.value.code == "XENVOL_UNSUPPORTED_VOLUME" and e.value.details["field"] == field
         assert "XenServer" in e.value.message
     assert state(ppool) == before
@@ -97,11 +129,19 @@ def test_xensm_generic_pass_through(ppool):
     ppool.admin.put_vdi(sr_uuid, vdi, {"virtual_size": str(1 << 30)})
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
-    info = {"driver_volume_type": "xensm", "data": {
-        "sr_uuid": sr_uuid, "sr_type": "cephfs", "vdi_uuid": vdi,
-        "introduce_sr_keys": ["sr_type", "server", "serverpath"],
-        "server": "mon1", "serverpath": "/vols",
-        "name_label": "ceph volume", "ignored": "not listed"}}
+    info = {
+        "driver_volume_type": "xensm",
+        "data": {
+            "sr_uuid": sr_uuid,
+            "sr_type": "cephfs",
+            "vdi_uuid": vdi,
+            "introduce_sr_keys": ["sr_type", "server", "serverpath"],
+            "server": "mon1",
+            "serverpath": "/vols",
+            "name_label": "ceph volume",
+            "ignored": "not listed",
+        },
+    }
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(sr_uuid)
     assert xapi.SR.get_type(sr) == "cephfs" and xapi.SR.get_name_label(sr) == "ceph volume"
@@ -123,8 +163,15 @@ def test_xensm_lun_of_an_hba_sr_is_claimed_with_set_managed(ppool):
     for wwpn in ppool.admin.fc_fabric()[member.uuid]:
         ppool.admin.fc_zone(wwpn, target)
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    info = {"driver_volume_type": "xensm", "data": {
-        "sr_uuid": sr_uuid, "sr_type": "hba", "target_lun": 7, "introduce_sr_keys": ["sr_type"]}}
+    info = {
+        "driver_volume_type": "xensm",
+        "data": {
+            "sr_uuid": sr_uuid,
+            "sr_type": "hba",
+            "target_lun": 7,
+            "introduce_sr_keys": ["sr_type"],
+        },
+    }
     out = plugin(xapi, host, "connect_volume", connection_info=info)
     vdi = xapi.VDI.get_by_uuid(out["vdi_uuid"])
     assert xapi.VDI.get_managed(vdi)
@@ -145,10 +192,18 @@ def test_xensm_password_key_becomes_a_secret(ppool):
     ppool.admin.put_vdi(sr_uuid, vdi, {})
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    info = {"driver_volume_type": "xensm", "data": {
-        "sr_uuid": sr_uuid, "sr_type": "iso", "vdi_uuid": vdi,
-        "introduce_sr_keys": ["location", "username", "cifspassword"],
-        "location": "//files/isos", "username": "svc", "cifspassword": "Smb-Pass-77"}}
+    info = {
+        "driver_volume_type": "xensm",
+        "data": {
+            "sr_uuid": sr_uuid,
+            "sr_type": "iso",
+            "vdi_uuid": vdi,
+            "introduce_sr_keys": ["location", "username", "cifspassword"],
+            "location": "//files/isos",
+            "username": "svc",
+            "cifspassword": "Smb-Pass-77",
+        },
+    }
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(sr_uuid)
     for p in xapi.SR.get_PBDs(sr):
@@ -168,7 +223,10 @@ def test_file_driver_on_a_member_host(ppool):
     with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
         fh.truncate(1 << 20)
     before = state(ppool)
-    info = {"driver_volume_type": "file", "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
+    info = {
+        "driver_volume_type": "file",
+        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
+    }
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(out["sr_uuid"])
     assert xapi.SR.get_type(sr) == "file" and xapi.SR.get_shared(sr) is False
@@ -204,8 +262,9 @@ def test_a_connected_volume_keeps_its_sr_through_a_detach(ppool, peers):
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     plugin(xapi, host, "connect_volume", connection_info=iscsi_ci(peers, iqn, 2))
-    out = plugin(xapi, host, "attach_volume", connection_info=iscsi_ci(peers, iqn, 1),
-                 vm_uuid=vm_uuid)
+    out = plugin(
+        xapi, host, "attach_volume", connection_info=iscsi_ci(peers, iqn, 1), vm_uuid=vm_uuid
+    )
     d = plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert "kept" in d["note"]
     plugin(xapi, host, "disconnect_volume", connection_info=iscsi_ci(peers, iqn, 2))
@@ -216,14 +275,28 @@ def test_list_drivers_and_version(ppool):
     xapi = ppool.session().xenapi
     out = plugin(xapi, ppool.host(0), "list_drivers")
     types = [d["driver_volume_type"] for d in out["drivers"]]
-    assert types == ["cephfs", "fibre_channel", "file", "glusterfs", "iscsi", "nfs", "smb",
-                     "smbfs", "xenapinfs", "xensm"]
+    assert types == [
+        "cephfs",
+        "fibre_channel",
+        "file",
+        "glusterfs",
+        "iscsi",
+        "nfs",
+        "smb",
+        "smbfs",
+        "xenapinfs",
+        "xensm",
+    ]
     assert out["failed"] == []
     v = plugin(xapi, ppool.host(1), "version")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(here, "dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION")) as fh:
-        assert v == {"plugin": "xenvol", "version": fh.read().strip(), "api_level": "1.1",
-                     "wait_limit": 60}
+        assert v == {
+            "plugin": "xenvol",
+            "version": fh.read().strip(),
+            "api_level": "1.1",
+            "wait_limit": 60,
+        }
 
 
 def test_log_lines_also_reach_syslog(ppool):
@@ -231,6 +304,7 @@ def test_log_lines_also_reach_syslog(ppool):
     here a datagram socket under the host's /var stands for /dev/log."""
     import json as _json
     import socket
+
     xapi = ppool.session().xenapi
     host = ppool.host(1)
     path = os.path.join(host.root, "var/run/test-syslog")

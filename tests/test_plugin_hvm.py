@@ -1,5 +1,6 @@
 """attach_volume on HVM guests, through the real plugin path: the seeded vm-5 is HVM with PV
 drivers, vm-6 HVM without (both running on host 2)."""
+
 import os
 import uuid
 
@@ -22,7 +23,10 @@ def file_volume(host):
     vdi = str(uuid.uuid4())
     with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
         fh.truncate(1 << 20)
-    return {"driver_volume_type": "file", "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
+    return {
+        "driver_volume_type": "file",
+        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
+    }
 
 
 def test_read_only_disk_on_an_hvm_guest_is_refused(hvm_pool):
@@ -32,8 +36,15 @@ def test_read_only_disk_on_an_hvm_guest_is_refused(hvm_pool):
     before = state(hvm_pool)
     for hotplug in ("true", "false"):
         with pytest.raises(PluginError) as e:
-            plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid,
-                   mode="ro", hotplug=hotplug)
+            plugin(
+                xapi,
+                host,
+                "attach_volume",
+                connection_info=info,
+                vm_uuid=vm_uuid,
+                mode="ro",
+                hotplug=hotplug,
+            )
         assert e.value.code == "XENVOL_INVALID_ARGUMENT" and e.value.details["field"] == "mode"
         assert "HVM" in e.value.message
         assert state(hvm_pool) == before

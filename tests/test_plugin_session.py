@@ -1,5 +1,6 @@
 """The plugin works on its own local session (issue 10): the caller's session only
 authenticates the call, and the plugin's session is logged out when the call ends."""
+
 import os
 import threading
 import time
@@ -16,7 +17,10 @@ def file_volume(host):
     vdi = str(uuid.uuid4())
     with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
         fh.truncate(1 << 20)
-    return {"driver_volume_type": "file", "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
+    return {
+        "driver_volume_type": "file",
+        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
+    }
 
 
 def attach_while_the_client_logs_out(pool, host, vm_uuid, info):
@@ -28,10 +32,12 @@ def attach_while_the_client_logs_out(pool, host, vm_uuid, info):
 
     def attach():
         try:
-            out["result"] = plugin(client.xenapi, host, "attach_volume", connection_info=info,
-                                   vm_uuid=vm_uuid)
+            out["result"] = plugin(
+                client.xenapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid
+            )
         except PluginError as e:
             out["result"] = e
+
     t = threading.Thread(target=attach)
     t.start()
     while pool.admin.counts().get("VBD.plug", {}).get("plugin", 0) == 0:

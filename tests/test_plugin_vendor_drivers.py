@@ -1,5 +1,6 @@
 """Third-party drivers dropped in /etc/xenvol/drivers.d load like ours; broken ones are
 reported without breaking the others."""
+
 import os
 import shutil
 import uuid
@@ -19,8 +20,10 @@ def vendor(ppool):
         with open(os.path.join(d, "broken.py"), "w") as fh:
             fh.write("import nosuchlibrary\n")
         with open(os.path.join(d, "greedy.py"), "w") as fh:
-            fh.write("from xenvol_dom0.drivers.base import Driver\n\n\n"
-                     "class Greedy(Driver):\n    volume_types = ('iscsi',)\n")
+            fh.write(
+                "from xenvol_dom0.drivers.base import Driver\n\n\n"
+                "class Greedy(Driver):\n    volume_types = ('iscsi',)\n"
+            )
         with open(os.path.join(d, "README.txt"), "w") as fh:
             fh.write("not a driver\n")
     return ppool
@@ -40,6 +43,7 @@ def test_vendor_driver_is_listed_and_failures_reported(vendor):
 
 def test_vendor_driver_attaches(vendor, peers):
     from test_sim_gluster import gluster_sr_dir
+
     xapi = vendor.session().xenapi
     sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
     gluster_sr_dir(peers, sr_uuid, [(vdi, 2 << 30)])  # on a real glusterd's volume
@@ -47,15 +51,24 @@ def test_vendor_driver_attaches(vendor, peers):
     ref = xapi.VM.get_by_name_label("vm-3")[0]
     host = [h for h in vendor.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
     address = peers.gluster.address
-    info = {"driver_volume_type": "acme-gluster", "data": {
-        "volfile_server": address, "volume": peers.GLUSTER_VOLUME, "sr_uuid": sr_uuid,
-        "vdi_uuid": vdi, "backup_servers": ["gl2.example.com"]}}
+    info = {
+        "driver_volume_type": "acme-gluster",
+        "data": {
+            "volfile_server": address,
+            "volume": peers.GLUSTER_VOLUME,
+            "sr_uuid": sr_uuid,
+            "vdi_uuid": vdi,
+            "backup_servers": ["gl2.example.com"],
+        },
+    }
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=xapi.VM.get_uuid(ref))
     sr = xapi.SR.get_by_uuid(sr_uuid)
     assert xapi.SR.get_type(sr) == "glusterfs"
     dconf = xapi.PBD.get_device_config(xapi.SR.get_PBDs(sr)[0])
-    assert dconf == {"server": "%s:/%s" % (address, peers.GLUSTER_VOLUME),
-                     "backupservers": "gl2.example.com"}
+    assert dconf == {
+        "server": "%s:/%s" % (address, peers.GLUSTER_VOLUME),
+        "backupservers": "gl2.example.com",
+    }
     assert xapi.VDI.get_virtual_size(xapi.VDI.get_by_uuid(vdi)) == str(2 << 30)
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(vendor) == before
@@ -108,8 +121,10 @@ def test_vendor_compensation_runs_on_failure_and_after_a_kill(ppool):
     vdi = str(uuid.uuid4())
     with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
         fh.truncate(1 << 20)
-    info = {"driver_volume_type": "acme-mapped",
-            "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi}}
+    info = {
+        "driver_volume_type": "acme-mapped",
+        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
+    }
     mapped = os.path.join(host.root, "var/lib/acme-maps", vdi)
     before = state(ppool)
     ppool.admin.inject_fault("VBD.create", ["INTERNAL_ERROR", "injected"], {"caller": "plugin"})

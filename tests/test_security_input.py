@@ -1,20 +1,22 @@
 """A hostile-input corpus through host.call_plugin (compact and pretty-printed, as
 `xe host-call-plugin args:connection_info="$(cat vol.json)"` sends it) and through the client,
 and property-based tests of the validators (plugin and client agree)."""
+
 import json
 import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xenvol
-from xenvol import errors, secrets
 from conftest import PLUGINS, PluginError, state
 from test_plugin_iscsi import placed
+from xenvol import errors, secrets
 
 sys.path.insert(0, PLUGINS)
-from xenvol_dom0 import check, redact  # noqa: E402
-from xenvol_dom0.errors import XenvolError  # noqa: E402
+from xenvol_dom0 import check, redact
+from xenvol_dom0.errors import XenvolError
 
 SR, VDI = "5f1c6a4e-0a2b-4c3d-8e9f-0123456789ab", "5f1c6a4e-0a2b-4c3d-8e9f-0123456789ac"
 IQN = "iqn.2026-11.org.example:t1"
@@ -35,37 +37,76 @@ def nfs(**data):
 # (connection_info, code, field): each refused before anything changes
 CORPUS = [
     (iscsi(target_iqn=IQN + "\n"), "XENVOL_INVALID_CONNECTION_INFO", "data.target_iqn"),
-    (iscsi(auth_method="CHAP", auth_username="u\r\nnode.startup = automatic",
-           auth_password="Chap-Secret-12"), "XENVOL_INVALID_CONNECTION_INFO",
-     "data.auth_username"),
-    (iscsi(auth_method="CHAP", auth_username="u", auth_password="a\u0085b-secret"),
-     "XENVOL_INVALID_CONNECTION_INFO", "data.auth_password"),
+    (
+        iscsi(
+            auth_method="CHAP",
+            auth_username="u\r\nnode.startup = automatic",
+            auth_password="Chap-Secret-12",
+        ),
+        "XENVOL_INVALID_CONNECTION_INFO",
+        "data.auth_username",
+    ),
+    (
+        iscsi(auth_method="CHAP", auth_username="u", auth_password="a\u0085b-secret"),
+        "XENVOL_INVALID_CONNECTION_INFO",
+        "data.auth_password",
+    ),
     (iscsi(auth_password="Chap-Secret-12"), "XENVOL_INVALID_CONNECTION_INFO", "data.auth_method"),
-    (iscsi(target_portal="fd00::31::3260"), "XENVOL_INVALID_CONNECTION_INFO",
-     "data.target_portal"),
+    (iscsi(target_portal="fd00::31::3260"), "XENVOL_INVALID_CONNECTION_INFO", "data.target_portal"),
     (iscsi(target_portal="fe80::1%eth0"), "XENVOL_INVALID_CONNECTION_INFO", "data.target_portal"),
-    ({"driver_volume_type": "iscsi", "data": {"target\u0000portal": "x"}},
-     "XENVOL_INVALID_CONNECTION_INFO", "data"),
-    (nfs(options="-o vers=4.1,proto=tcp,exec=/bin/sh"), "XENVOL_INVALID_CONNECTION_INFO",
-     "data.options"),
+    (
+        {"driver_volume_type": "iscsi", "data": {"target\u0000portal": "x"}},
+        "XENVOL_INVALID_CONNECTION_INFO",
+        "data",
+    ),
+    (
+        nfs(options="-o vers=4.1,proto=tcp,exec=/bin/sh"),
+        "XENVOL_INVALID_CONNECTION_INFO",
+        "data.options",
+    ),
     (nfs(options="-o vers=2"), "XENVOL_INVALID_CONNECTION_INFO", "data.options"),
     (nfs(options="--bind /etc"), "XENVOL_INVALID_CONNECTION_INFO", "data.options"),
-    (nfs(options="-o vers=4.1", nfsversion="3"), "XENVOL_INVALID_CONNECTION_INFO",
-     "data.options"),
+    (nfs(options="-o vers=4.1", nfsversion="3"), "XENVOL_INVALID_CONNECTION_INFO", "data.options"),
     (nfs(keyring="Ceph-Keyring-1"), "XENVOL_INVALID_CONNECTION_INFO", "data.keyring"),
     (nfs(encrypted=True), "XENVOL_POLICY_REFUSED", "data.encrypted"),
-    ({"driver_volume_type": "xensm", "data": {"sr_uuid": SR, "sr_type": "lvm", "vdi_uuid": VDI}},
-     "XENVOL_POLICY_REFUSED", "data.sr_type"),
-    ({"driver_volume_type": "xensm", "data": {
-        "sr_uuid": SR, "sr_type": "cifs", "vdi_uuid": VDI, "introduce_sr_keys": ["server"],
-        "server": "//user:Pw-in-url-1@files/share"}}, "XENVOL_INVALID_CONNECTION_INFO",
-     "data.server"),
-    ({"driver_volume_type": "xensm", "data": {
-        "sr_uuid": SR, "sr_type": "cephfs", "vdi_uuid": VDI, "introduce_sr_keys": ["keyring"],
-        "keyring": "Ceph-Keyring-1"}}, "XENVOL_INVALID_CONNECTION_INFO",
-     "data.introduce_sr_keys[0]"),
-    ({"driver_volume_type": "file", "data": {"path": "/etc", "vdi_uuid": VDI}},
-     "XENVOL_POLICY_REFUSED", "data.path"),
+    (
+        {"driver_volume_type": "xensm", "data": {"sr_uuid": SR, "sr_type": "lvm", "vdi_uuid": VDI}},
+        "XENVOL_POLICY_REFUSED",
+        "data.sr_type",
+    ),
+    (
+        {
+            "driver_volume_type": "xensm",
+            "data": {
+                "sr_uuid": SR,
+                "sr_type": "cifs",
+                "vdi_uuid": VDI,
+                "introduce_sr_keys": ["server"],
+                "server": "//user:Pw-in-url-1@files/share",
+            },
+        },
+        "XENVOL_INVALID_CONNECTION_INFO",
+        "data.server",
+    ),
+    (
+        {
+            "driver_volume_type": "xensm",
+            "data": {
+                "sr_uuid": SR,
+                "sr_type": "cephfs",
+                "vdi_uuid": VDI,
+                "introduce_sr_keys": ["keyring"],
+                "keyring": "Ceph-Keyring-1",
+            },
+        },
+        "XENVOL_INVALID_CONNECTION_INFO",
+        "data.introduce_sr_keys[0]",
+    ),
+    (
+        {"driver_volume_type": "file", "data": {"path": "/etc", "vdi_uuid": VDI}},
+        "XENVOL_POLICY_REFUSED",
+        "data.path",
+    ),
 ]
 
 
@@ -77,8 +118,9 @@ def test_hostile_corpus_through_call_plugin(ppool, indent):
     for info, code, field in CORPUS:
         text = json.dumps(info, indent=indent)
         try:
-            xapi.host.call_plugin(host.ref, "xenvol", "attach_volume",
-                                  {"connection_info": text, "vm_uuid": vm_uuid})
+            xapi.host.call_plugin(
+                host.ref, "xenvol", "attach_volume", {"connection_info": text, "vm_uuid": vm_uuid}
+            )
         except Exception as f:
             err = PluginError(f.details)
         else:
@@ -96,8 +138,9 @@ def test_pretty_printed_documents_and_bare_ipv6_portals_are_understood(ppool):
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     text = json.dumps(iscsi(target_portal="[::1]:1"), indent=4)
     try:
-        xapi.host.call_plugin(host.ref, "xenvol", "attach_volume",
-                              {"connection_info": text, "vm_uuid": vm_uuid})
+        xapi.host.call_plugin(
+            host.ref, "xenvol", "attach_volume", {"connection_info": text, "vm_uuid": vm_uuid}
+        )
     except Exception as f:
         assert PluginError(f.details).code == "XENVOL_BACKEND_FAILURE"
     assert check.host_port("fd00::31:3260", "p") == ("fd00::31", 3260)
@@ -148,8 +191,10 @@ def test_client_and_plugin_share_one_key_list(key):
 words = st.lists(st.from_regex(r"[A-Za-z]{1,12}", fullmatch=True), min_size=1, max_size=12)
 
 
-@given(words, st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=4,
-                      max_size=24))
+@given(
+    words,
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=4, max_size=24),
+)
 def test_scrubbing_masks_whole_values_and_mangles_no_word(ws, password):
     sentence = " ".join(ws)
     for scrub in (redact.Scrubber(), secrets.Scrub([password])):
@@ -174,6 +219,7 @@ def test_host_port_never_crashes_and_returns_a_valid_port(value):
 @given(st.text(max_size=80))
 def test_mount_options_accept_only_the_allow_list(value):
     from xenvol_dom0.drivers.nfs import MOUNT_OPTIONS
+
     try:
         out = check.mount_options(value, MOUNT_OPTIONS, "o")
     except XenvolError as e:
@@ -184,10 +230,15 @@ def test_mount_options_accept_only_the_allow_list(value):
 
 
 @settings(max_examples=50)
-@given(st.recursive(st.one_of(st.text(max_size=10), st.integers(), st.booleans()),
-                    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                            st.dictionaries(st.text(max_size=5), inner,
-                                                            max_size=3)), max_leaves=10))
+@given(
+    st.recursive(
+        st.one_of(st.text(max_size=10), st.integers(), st.booleans()),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
 def test_control_characters_are_found_anywhere_in_a_document(doc):
     hidden = any(ord(c) < 32 or ord(c) == 127 for c in _strings(doc))
     try:

@@ -1,6 +1,7 @@
 """Issue 11 with issue 10's kills: no password in dom0 argv, logs, errors, PBD device_config or
 a secret left, when the plugin or the client is killed (SIGKILL) mid-attach, and on the
 libvirt-style adapter path (xenvol.adapter). Real iSCSI target with CHAP."""
+
 import json
 import logging
 import subprocess
@@ -9,12 +10,12 @@ import sys
 import pytest
 
 import xenvol
-from xenvol import errors
-from xenvol.adapter import XenVolumeDriver
 from conftest import state
 from test_client import everything_said
 from test_lifecycle import default_settings, journals, plugin_calls
 from test_plugin_iscsi import ci
+from xenvol import errors
+from xenvol.adapter import XenVolumeDriver
 
 CHAP = ("leak-user", "Leak-Chap-Secret-5150")
 
@@ -26,8 +27,11 @@ def client(pool):
 def secrets_holding(pool, password):
     """{uuid: other_config} of every secret whose value is the password."""
     x = pool.session().xenapi
-    return dict((rec["uuid"], rec["other_config"]) for ref, rec in x.secret.get_all_records().items()
-                if x.secret.get_value(ref) == password)
+    return dict(
+        (rec["uuid"], rec["other_config"])
+        for ref, rec in x.secret.get_all_records().items()
+        if x.secret.get_value(ref) == password
+    )
 
 
 def owned(pool, password, where):
@@ -92,9 +96,11 @@ def test_client_killed_mid_attach_leaks_nothing(ppool, peers):
     info = ci(peers, iqn, chap=CHAP)
     host = ppool.host(0)
     before = state(ppool)
-    script = ("import json, sys, xenvol\n"
-              "c = xenvol.Client(sys.argv[1], 'root', sys.argv[2])\n"
-              "c.attach(json.loads(sys.argv[3]), 'vm-1')\n")
+    script = (
+        "import json, sys, xenvol\n"
+        "c = xenvol.Client(sys.argv[1], 'root', sys.argv[2])\n"
+        "c.attach(json.loads(sys.argv[3]), 'vm-1')\n"
+    )
     with client(ppool) as c:
         c.detach(attachment=c.attach(info, "vm-1"))  # the client's version check, once
         ppool.admin.clear()
@@ -102,9 +108,11 @@ def test_client_killed_mid_attach_leaks_nothing(ppool, peers):
         n_calls = plugin_calls(ppool)
         c.detach(attachment=att)
         for n in range(1, n_calls - 1, 4):
-            proc = subprocess.Popen([sys.executable, "-c", script, ppool.url,
-                                     ppool.info["password"], json.dumps(info)],
-                                    stderr=subprocess.PIPE, universal_newlines=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", script, ppool.url, ppool.info["password"], json.dumps(info)],
+                stderr=subprocess.PIPE,
+                universal_newlines=True,
+            )
             ppool.admin.clear()
             ppool.admin.kill_plugin("*", {"nth": n, "pid": proc.pid, "host": host.uuid})
             ppool.admin.kill_plugin("*", {"nth": n + 2, "when": "before", "host": host.uuid})
@@ -142,8 +150,10 @@ def test_adapter_path_leaks_no_password(ppool, peers, caplog):
             out = drv.connect_volume(info, "/dev/xvdc")
             said.append(json.dumps(out))
             said.append(json.dumps(drv.disconnect_volume(info, "/dev/xvdc")))
-        for password, error in (("Leak-Wrong-Pass-1", errors.BackendFailure),
-                                ("Leak-Bad\nnode.session.auth=x", errors.InvalidInput)):
+        for password, error in (
+            ("Leak-Wrong-Pass-1", errors.BackendFailure),
+            ("Leak-Bad\nnode.session.auth=x", errors.InvalidInput),
+        ):
             with pytest.raises(error) as e:
                 drv.connect_volume(ci(peers, iqn, chap=(CHAP[0], password)), "/dev/xvdc")
             said.extend([str(e.value), repr(e.value), json.dumps(e.value.details)])

@@ -1,4 +1,5 @@
 """Test controls of the simulator: injected failures, latency, call counts, state snapshots."""
+
 import json
 import os
 import subprocess
@@ -25,8 +26,9 @@ def test_fault_on_every_call_and_clear(pool, xapi):
 
 
 def test_fault_filtered_by_caller(pool, xapi):
-    pool.admin.inject_fault("VM.get_all", ["INTERNAL_ERROR", "x"], {"every": True,
-                                                                    "caller": "plugin"})
+    pool.admin.inject_fault(
+        "VM.get_all", ["INTERNAL_ERROR", "x"], {"every": True, "caller": "plugin"}
+    )
     xapi.VM.get_all()
 
 
@@ -62,20 +64,39 @@ def test_counts_and_snapshot(pool, xapi):
 
 def test_cli_serve_and_controls(tmp_path):
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "xapisim", "serve", "--hosts", "2", "--vms",
-                             "4", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "s")],
-                            stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xapisim",
+            "serve",
+            "--hosts",
+            "2",
+            "--vms",
+            "4",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
     try:
         info = json.loads(proc.stdout.readline())
         assert info["url"].startswith("http://127.0.0.1:") and len(info["member_urls"]) == 1
         assert len(info["hosts"]) == 2 and info["user"] == "root" and info["password"]
         env["XAPISIM_URL"] = info["url"]
-        run = lambda *a: subprocess.run([sys.executable, "-m", "xapisim"] + list(a), env=env,  # noqa: E731
-                                        stdout=subprocess.PIPE, check=True).stdout
+
+        def run(*a):
+            cmd = [sys.executable, "-m", "xapisim", *a]
+            return subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=True).stdout
+
         run("fault", "VM.get_all", "INTERNAL_ERROR", "boom", "--every")
         run("latency", "*", "0")
         run("latency", "VM.get_all", "0", "--caller", "plugin")
         import XenAPI
+
         s = XenAPI.Session(info["url"])
         s.login_with_password("root", info["password"])
         fails("INTERNAL_ERROR", s.xenapi.VM.get_all)

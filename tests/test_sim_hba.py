@@ -1,4 +1,5 @@
 """The hba storage manager over the simulated FC fabric (sm HBASR.py, LUNperVDI.py, devscan.py)."""
+
 import os
 import uuid
 
@@ -9,8 +10,9 @@ T = "500a0982991b8dc5"
 
 def hba_sr(pool, xapi, dconf=None, host=0):
     sr = xapi.SR.introduce(str(uuid.uuid4()), "hba", "", "hba", "", False, {})
-    pbd = xapi.PBD.create({"host": pool.host(host).ref, "SR": sr, "device_config": dconf or {},
-                           "other_config": {}})
+    pbd = xapi.PBD.create(
+        {"host": pool.host(host).ref, "SR": sr, "device_config": dconf or {}, "other_config": {}}
+    )
     xapi.PBD.plug(pbd)
     return sr, pbd
 
@@ -26,8 +28,10 @@ def test_rescan_follows_zoning_masking_and_removal(pool, xapi):
     pool.admin.fc_zone(p1, T)
     pool.admin.fc_zone(p2, T)
     xapi.SR.scan(sr)
-    luns = dict((xapi.VDI.get_sm_config(v)["SCSIid"], xapi.VDI.get_sm_config(v)["LUNid"])
-                for v in xapi.SR.get_VDIs(sr))
+    luns = dict(
+        (xapi.VDI.get_sm_config(v)["SCSIid"], xapi.VDI.get_sm_config(v)["LUNid"])
+        for v in xapi.SR.get_VDIs(sr)
+    )
     assert luns == {"3600a01": "1", "3600a02": "300"}
     # what the host's kernel shows: fc_host ports, by-path (udev LUN format above 255), by-scsid
     assert open(h.path("/sys/class/fc_host/host0/port_name")).read().strip() == "0x" + p1
@@ -53,6 +57,7 @@ def test_type_filter_and_no_hba(pool, xapi):
 
 def test_vdi_attach_of_a_vanished_lun_is_vdi_unavailable(pool, xapi):
     from test_sim_vm_vbd import vbd_rec
+
     vm = xapi.VM.get_by_name_label("vm-1")[0]
     host = [i for i in range(3) if pool.host(i).ref == xapi.VM.get_resident_on(vm)][0]
     for p in pool.admin.fc_fabric()[pool.host(host).uuid]:

@@ -1,4 +1,5 @@
 """The iscsi and nfs storage managers against real peers: tgt and nfs-ganesha on loopback."""
+
 import os
 import subprocess
 import uuid
@@ -7,8 +8,7 @@ from test_sim_wire import fails
 
 
 def iscsi_sr(xapi, host, iqn, port="3260", chap=None, target="127.0.0.1"):
-    sr = xapi.SR.introduce(str(uuid.uuid4()), "iscsi", "", "iscsi", "", True,
-                           {"targetIQN": iqn})
+    sr = xapi.SR.introduce(str(uuid.uuid4()), "iscsi", "", "iscsi", "", True, {"targetIQN": iqn})
     dconf = {"target": target, "port": port, "targetIQN": iqn}
     if chap:
         secret = xapi.secret.create({"value": chap[1]})
@@ -28,8 +28,9 @@ def test_iscsi_login_scan_and_stable_vdis(pool, xapi, peers):
     assert len(xapi.SR.get_VDIs(sr)) == 2
     xapi.SR.scan(sr)
     assert "dirty" not in xapi.SR.get_other_config(sr)
-    vdis = dict((v["sm_config"]["LUNid"], v) for v in
-                (xapi.VDI.get_record(r) for r in xapi.SR.get_VDIs(sr)))
+    vdis = dict(
+        (v["sm_config"]["LUNid"], v) for v in (xapi.VDI.get_record(r) for r in xapi.SR.get_VDIs(sr))
+    )
     assert sorted(vdis) == ["1", "2"]
     # RawISCSISR's ISCSIVDI.load: the `iscsi` type's LUN VDIs are managed.
     assert all(v["managed"] for v in vdis.values())
@@ -37,6 +38,7 @@ def test_iscsi_login_scan_and_stable_vdis(pool, xapi, peers):
     assert vdis["1"]["sm_config"]["backend-kind"] == "vbd"
     assert vdis["1"]["uuid"] == vdis["1"]["location"]
     import hashlib
+
     h = hashlib.md5(vdis["1"]["sm_config"]["SCSIid"].encode()).hexdigest()
     assert vdis["1"]["uuid"].replace("-", "") == h
     xapi.SR.scan(sr)
@@ -48,6 +50,7 @@ def test_iscsi_login_scan_and_stable_vdis(pool, xapi, peers):
     assert [xapi.VDI.get_uuid(r) for r in xapi.SR.get_VDIs(sr)] == [vdis["1"]["uuid"]]
     # and a VBD on the remaining LUN plugs for real
     from test_sim_vm_vbd import vbd_rec
+
     vm = xapi.VM.get_by_name_label("vm-1")[0]
     vbd = xapi.VBD.create(vbd_rec(vm, xapi.VDI.get_by_uuid(vdis["1"]["uuid"])))
     assert xapi.VBD.get_other_config(vbd)["backend-kind"] == "vbd"
@@ -62,7 +65,11 @@ def test_iscsi_failures_are_real(pool, xapi, peers):
     iqn = peers.new_target(chap=("chapuser", "chapsecret123"))
     h = pool.host(0).ref
     cases = [
-        (dict(chap=("chapuser", "wrongsecret99")), "SR_BACKEND_FAILURE_68", "Authentication failure"),
+        (
+            dict(chap=("chapuser", "wrongsecret99")),
+            "SR_BACKEND_FAILURE_68",
+            "Authentication failure",
+        ),
         (dict(), "SR_BACKEND_FAILURE_68", "Authentication failure"),
         (dict(port="3999", chap=("chapuser", "chapsecret123")), "SR_BACKEND_FAILURE_141", ""),
         (dict(port="99999"), "SR_BACKEND_FAILURE_142", ""),
@@ -81,8 +88,14 @@ def test_iscsi_failures_are_real(pool, xapi, peers):
 def test_iscsi_missing_iqn_lists_targets(pool, xapi, peers):
     iqn = peers.new_target()
     sr = xapi.SR.introduce(str(uuid.uuid4()), "iscsi", "", "iscsi", "", True, {})
-    pbd = xapi.PBD.create({"host": pool.host(0).ref, "SR": sr, "other_config": {},
-                           "device_config": {"target": "127.0.0.1"}})
+    pbd = xapi.PBD.create(
+        {
+            "host": pool.host(0).ref,
+            "SR": sr,
+            "other_config": {},
+            "device_config": {"target": "127.0.0.1"},
+        }
+    )
     d = fails("SR_BACKEND_FAILURE_96", xapi.PBD.plug, pbd)
     assert "<TargetIQN>%s</TargetIQN>" % iqn in d[3]
 
@@ -93,13 +106,32 @@ def nfs_sr(pool, xapi, peers, host=0, version="3", serverpath="/srv", make_dir=T
         d = os.path.join(peers.nfs_export, sr_uuid)
         os.makedirs(d)
         for vdi_uuid, size in vhds:
-            subprocess.check_call(["qemu-img", "create", "-q", "-f", "vpc", "-o",
-                                   "subformat=dynamic,force_size=on",
-                                   os.path.join(d, vdi_uuid + ".vhd"), str(size)])
+            subprocess.check_call(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "vpc",
+                    "-o",
+                    "subformat=dynamic,force_size=on",
+                    os.path.join(d, vdi_uuid + ".vhd"),
+                    str(size),
+                ]
+            )
     sr = xapi.SR.introduce(sr_uuid, "nfs", "", "nfs", "user", True, {})
-    pbd = xapi.PBD.create({"host": pool.host(host).ref, "SR": sr, "other_config": {},
-                           "device_config": {"server": "127.0.0.1", "serverpath": serverpath,
-                                             "nfsversion": version}})
+    pbd = xapi.PBD.create(
+        {
+            "host": pool.host(host).ref,
+            "SR": sr,
+            "other_config": {},
+            "device_config": {
+                "server": "127.0.0.1",
+                "serverpath": serverpath,
+                "nfsversion": version,
+            },
+        }
+    )
     return sr, pbd
 
 
@@ -109,8 +141,9 @@ def test_nfs_plug_scan_vhds(pool, xapi, peers):
         sr, pbd = nfs_sr(pool, xapi, peers, version=version, vhds=[(a, 1 << 30), (b, 64 << 20)])
         xapi.PBD.plug(pbd)
         xapi.SR.scan(sr)
-        sizes = dict((xapi.VDI.get_uuid(r), xapi.VDI.get_virtual_size(r))
-                     for r in xapi.SR.get_VDIs(sr))
+        sizes = dict(
+            (xapi.VDI.get_uuid(r), xapi.VDI.get_virtual_size(r)) for r in xapi.SR.get_VDIs(sr)
+        )
         assert sizes == {a: str(1 << 30), b: str(64 << 20)}
         xapi.PBD.unplug(pbd)
         xapi.SR.forget(sr)
@@ -125,8 +158,14 @@ def test_nfs_failures_are_real(pool, xapi, peers):
     sr, pbd = nfs_sr(pool, xapi, peers, version="2")
     fails("SR_BACKEND_FAILURE_1200", xapi.PBD.plug, pbd)
     sr = xapi.SR.introduce(str(uuid.uuid4()), "nfs", "", "nfs", "user", True, {})
-    pbd = xapi.PBD.create({"host": pool.host(0).ref, "SR": sr, "other_config": {},
-                           "device_config": {"server": "127.0.0.1"}})
+    pbd = xapi.PBD.create(
+        {
+            "host": pool.host(0).ref,
+            "SR": sr,
+            "other_config": {},
+            "device_config": {"server": "127.0.0.1"},
+        }
+    )
     fails("SR_BACKEND_FAILURE_101", xapi.PBD.plug, pbd)
 
 
@@ -137,14 +176,26 @@ def test_file_sr_under_the_host_root(pool, xapi):
     with open(os.path.join(root, "srv/images", vdi + ".raw"), "wb") as fh:
         fh.truncate(4096)
     sr = xapi.SR.introduce(str(uuid.uuid4()), "files", "", "file", "user", False, {})
-    pbd = xapi.PBD.create({"host": pool.host(1).ref, "SR": sr, "other_config": {},
-                           "device_config": {"location": "/srv/images"}})
+    pbd = xapi.PBD.create(
+        {
+            "host": pool.host(1).ref,
+            "SR": sr,
+            "other_config": {},
+            "device_config": {"location": "/srv/images"},
+        }
+    )
     xapi.PBD.plug(pbd)
     xapi.SR.scan(sr)
     assert [xapi.VDI.get_uuid(r) for r in xapi.SR.get_VDIs(sr)] == [vdi]
     bad = xapi.SR.introduce(str(uuid.uuid4()), "files", "", "file", "user", False, {})
-    p2 = xapi.PBD.create({"host": pool.host(1).ref, "SR": bad, "other_config": {},
-                          "device_config": {"location": "/nowhere"}})
+    p2 = xapi.PBD.create(
+        {
+            "host": pool.host(1).ref,
+            "SR": bad,
+            "other_config": {},
+            "device_config": {"location": "/nowhere"},
+        }
+    )
     fails("SR_BACKEND_FAILURE_61", xapi.PBD.plug, p2)
 
 
@@ -165,24 +216,85 @@ def test_vdi_introduce_of_an_iscsi_lun(pool, xapi, peers):
     vdi = xapi.SR.get_VDIs(sr)[0]
     rec = xapi.VDI.get_record(vdi)
     xapi.VDI.add_to_other_config(vdi, "kept", "no")
-    ref = xapi.VDI.introduce(rec["uuid"], "", "", sr, "system", True, False, {"mine": "1"},
-                             rec["location"], {"k": "v"}, {"LUNid": "1"})
+    ref = xapi.VDI.introduce(
+        rec["uuid"],
+        "",
+        "",
+        sr,
+        "system",
+        True,
+        False,
+        {"mine": "1"},
+        rec["location"],
+        {"k": "v"},
+        {"LUNid": "1"},
+    )
     assert ref == vdi
     after = xapi.VDI.get_record(vdi)
     assert after["managed"] is True and after["other_config"] == {"mine": "1"}
     assert after["xenstore_data"] == {"k": "v"} and after["sharable"] is True
     assert after["type"] == "system" and after["name_label"] == rec["name_label"]
-    xapi.VDI.introduce(rec["uuid"], "lun one", "", sr, "user", False, False, {},
-                       rec["location"], {}, {"LUNid": "1"})
+    xapi.VDI.introduce(
+        rec["uuid"],
+        "lun one",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        rec["location"],
+        {},
+        {"LUNid": "1"},
+    )
     assert xapi.VDI.get_name_label(vdi) == "lun one"
-    d = fails("LOCATION_NOT_UNIQUE", xapi.VDI.introduce, "bbbbbbbb-0000-0000-0000-000000000000",
-              "", "", sr, "user", False, False, {}, rec["location"], {}, {"LUNid": "1"})
+    d = fails(
+        "LOCATION_NOT_UNIQUE",
+        xapi.VDI.introduce,
+        "bbbbbbbb-0000-0000-0000-000000000000",
+        "",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        rec["location"],
+        {},
+        {"LUNid": "1"},
+    )
     assert d[1:] == [sr, rec["location"]]
     # a LUN the target does not have: SM fails, xapi reports Vdi_does_not_exist
-    d = fails("INTERNAL_ERROR", xapi.VDI.introduce, "cccccccc-0000-0000-0000-000000000000", "",
-              "", sr, "user", False, False, {}, "elsewhere", {}, {"LUNid": "9"})
+    d = fails(
+        "INTERNAL_ERROR",
+        xapi.VDI.introduce,
+        "cccccccc-0000-0000-0000-000000000000",
+        "",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        "elsewhere",
+        {},
+        {"LUNid": "9"},
+    )
     assert "Vdi_does_not_exist" in d[1]
     # a member's PBD is not enough: introduce runs on the SR master (the pool master here)
     xapi.PBD.unplug(pbd)
-    fails("SR_HAS_NO_PBDS", xapi.VDI.introduce, rec["uuid"], "", "", sr, "user", False, False,
-          {}, rec["location"], {}, {"LUNid": "1"})
+    fails(
+        "SR_HAS_NO_PBDS",
+        xapi.VDI.introduce,
+        rec["uuid"],
+        "",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        rec["location"],
+        {},
+        {"LUNid": "1"},
+    )

@@ -1,5 +1,6 @@
 """host.call_plugin: the exec protocol, results, failures and sessions, as xapi does them,
 with the plugin in its host's dom0 view under dom0's Python."""
+
 import json
 import os
 import stat
@@ -10,7 +11,7 @@ import pytest
 from conftest import plugin_python
 from test_sim_wire import fails
 
-PLUGIN = textwrap.dedent('''\
+PLUGIN = textwrap.dedent("""\
     #!/usr/bin/python3
     import io
     import json
@@ -91,12 +92,13 @@ PLUGIN = textwrap.dedent('''\
         return "held"
 
     if __name__ == "__main__":
-        XenAPIPlugin.dispatch({"hold": hold, "echo": echo, "fail": fail, "boom": boom, "nothing": nothing,
-                               "host_of": host_of, "vms": vms, "chatty": chatty, "die": die,
+        XenAPIPlugin.dispatch({"hold": hold, "echo": echo, "fail": fail, "boom": boom,
+                               "nothing": nothing, "host_of": host_of, "vms": vms,
+                               "chatty": chatty, "die": die,
                                "fail_tuple": fail_tuple, "fail_str": fail_str,
                                "fail_int": fail_int, "fail_none": fail_none, "five": five,
                                "where": where, "local_login": local_login})
-    ''')
+    """)
 
 
 def install(pool, name, text, mode=0o755):
@@ -119,8 +121,10 @@ def call(xapi, pool, fn, args=None, host=0, name="probe"):
 
 def test_success_roundtrip_of_the_string_map(pool, xapi, plugin):
     args = {"a": "1", "empty": "", "xml": "<&>\"'", "uni": "é€"}
-    assert call(xapi, pool, "echo", args) == \
-        '{"a": "1", "empty": "", "uni": "\\u00e9\\u20ac", "xml": "<&>\\"\'"}'
+    assert (
+        call(xapi, pool, "echo", args)
+        == '{"a": "1", "empty": "", "uni": "\\u00e9\\u20ac", "xml": "<&>\\"\'"}'
+    )
 
 
 def test_plugin_failure_passes_through(pool, xapi, plugin):
@@ -128,8 +132,11 @@ def test_plugin_failure_passes_through(pool, xapi, plugin):
 
 
 def test_exception_becomes_xenapi_plugin_failure(pool, xapi, plugin):
-    assert fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "boom")[1:] == \
-        ["boom", "ValueError", "kaput"]
+    assert fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "boom")[1:] == [
+        "boom",
+        "ValueError",
+        "kaput",
+    ]
     d = fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "nothing")
     assert d[1:3] == ["nothing", "TypeError"]
 
@@ -151,15 +158,22 @@ def test_crash_and_bad_output(pool, xapi, plugin):
     d = fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "chatty")
     assert d[1] == "failed to parse plugin output" and d[2].startswith("hello")
     install(pool, "noexec", PLUGIN, mode=0o644)
-    assert fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "echo", name="noexec")[1] == \
-        "non-zero exit"
+    assert (
+        fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "echo", name="noexec")[1]
+        == "non-zero exit"
+    )
     install(pool, "killed", "#!/bin/sh\nkill -9 $$\n")
-    assert fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "x", name="killed")[1] == \
-        "signal: SIGKILL"
-    install(pool, "intval", "#!/bin/sh\necho '<methodResponse><params><param><value><struct>"
-            "<member><name>Status</name><value>Success</value></member><member><name>Value"
-            "</name><value><int>3</int></value></member></struct></value></param></params>"
-            "</methodResponse>'\n")
+    assert (
+        fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "x", name="killed")[1] == "signal: SIGKILL"
+    )
+    install(
+        pool,
+        "intval",
+        "#!/bin/sh\necho '<methodResponse><params><param><value><struct>"
+        "<member><name>Status</name><value>Success</value></member><member><name>Value"
+        "</name><value><int>3</int></value></member></struct></value></param></params>"
+        "</methodResponse>'\n",
+    )
     fails("INTERNAL_ERROR", call, xapi, pool, "x", name="intval")
 
 
@@ -212,15 +226,25 @@ def test_plugin_sees_its_hosts_dom0_and_only_xapis_environment(pool, xapi, plugi
         # forkhelpers.ml default_path_env_pair: PATH and nothing else (tracing off)
         assert seen["env"] == {"PATH": "/sbin:/usr/sbin:/bin:/usr/bin"}
         # the module exports what the real one does, and nothing more
-        assert seen["names"] == ["Failure", "XenAPI", "dispatch", "failure_message",
-                                 "print_function", "success_message", "sys", "xmlrpclib"]
+        assert seen["names"] == [
+            "Failure",
+            "XenAPI",
+            "dispatch",
+            "failure_message",
+            "print_function",
+            "success_message",
+            "sys",
+            "xmlrpclib",
+        ]
 
 
 def test_plugins_run_under_dom0_python_3_6(pool, xapi, plugin):
     python, version = plugin_python()
     if not version.startswith("3.6."):
-        pytest.skip("no CPython 3.6 for dom0's Python (make deps builds .venv-dom0 where a "
-                    "python3.6 exists); plugins ran under %s %s" % (python, version))
+        pytest.skip(
+            "no CPython 3.6 for dom0's Python (make deps builds .venv-dom0 where a "
+            "python3.6 exists); plugins ran under %s %s" % (python, version)
+        )
     assert json.loads(call(xapi, pool, "where"))["python"] == "3.6"
 
 
@@ -229,8 +253,11 @@ def test_a_directory_named_as_plugin_fails_at_exec(pool, xapi, plugin):
     # (exit 126), and xapi reports ["non-zero exit"; stdout; stderr], both empty.
     for h in pool.sim.hosts:
         os.mkdir(os.path.join(h.plugins_dir, "adir"))
-    assert fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "x", name="adir")[1:] == \
-        ["non-zero exit", "", ""]
+    assert fails("XENAPI_PLUGIN_FAILURE", call, xapi, pool, "x", name="adir")[1:] == [
+        "non-zero exit",
+        "",
+        "",
+    ]
 
 
 def test_local_superuser_login_over_the_unix_socket(pool, xapi, plugin):
@@ -260,8 +287,11 @@ def test_vm_call_host_plugin_runs_on_the_vms_host(pool, xapi, plugin):
 
 def test_vm_call_host_plugin_needs_a_running_vm(pool, xapi, plugin):
     vm = xapi.VM.get_by_name_label("vm-2")[0]
-    assert fails("VM_BAD_POWER_STATE", xapi.VM.call_host_plugin, vm, "probe", "echo",
-                 {})[1:] == [vm, "running", "halted"]
+    assert fails("VM_BAD_POWER_STATE", xapi.VM.call_host_plugin, vm, "probe", "echo", {})[1:] == [
+        vm,
+        "running",
+        "halted",
+    ]
 
 
 def test_vm_call_host_plugin_is_one_vm_operation_at_a_time(pool, xapi, plugin):
@@ -273,8 +303,9 @@ def test_vm_call_host_plugin_is_one_vm_operation_at_a_time(pool, xapi, plugin):
     while not xapi.VM.get_current_operations(vm):
         assert xapi.task.get_status(task) == "pending"
     assert list(xapi.VM.get_current_operations(vm).values()) == ["call_plugin"]
-    details = fails("OTHER_OPERATION_IN_PROGRESS", xapi.VM.call_host_plugin, vm, "probe",
-                    "echo", {})
+    details = fails(
+        "OTHER_OPERATION_IN_PROGRESS", xapi.VM.call_host_plugin, vm, "probe", "echo", {}
+    )
     assert details[1:4] == ["VM", vm, "call_plugin"]
     os.makedirs(os.path.join(host.root, "var/tmp"), exist_ok=True)
     open(os.path.join(host.root, "var/tmp/release"), "w").close()

@@ -1,4 +1,5 @@
 """SR, PBD, VDI and secret messages of the simulator (in-memory SR types)."""
+
 import time
 
 from test_sim_wire import fails
@@ -13,7 +14,9 @@ def introduce(xapi, type_="cephfs", uuid=SR_UUID, shared=True):
 
 
 def pbd(xapi, host, sr, dconf):
-    return xapi.PBD.create({"host": host, "SR": sr, "device_config": dconf, "other_config": {"x": "y"}})
+    return xapi.PBD.create(
+        {"host": host, "SR": sr, "device_config": dconf, "other_config": {"x": "y"}}
+    )
 
 
 def test_introduce_twice_is_sr_uuid_exists(xapi):
@@ -49,7 +52,9 @@ def test_pbd_lifecycle_and_sr_forget(pool, xapi):
     xapi.SR.forget(sr)
     for ref, cls in ((sr, "SR"), (p0, "PBD"), (p1, "PBD")):
         fails("HANDLE_INVALID", getattr(xapi, cls).get_record, ref)
-    assert not [v for v in xapi.VDI.get_all_records().values() if v["location"].startswith("aaaaaaaa")]
+    assert not [
+        v for v in xapi.VDI.get_all_records().values() if v["location"].startswith("aaaaaaaa")
+    ]
 
 
 def test_sr_not_sharable_and_unknown_driver(pool, xapi):
@@ -79,6 +84,7 @@ def test_missing_device_config_key_is_the_sm_error(pool, xapi):
 
 def test_unplug_refused_while_a_vbd_is_attached(pool, xapi):
     from test_sim_vm_vbd import vbd_rec
+
     sr = introduce(xapi)
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000003", {})
     p = pbd(xapi, pool.host(0).ref, sr, CEPH)
@@ -98,8 +104,12 @@ def test_secrets_in_device_config(pool, xapi):
     sr = introduce(xapi, "smb")
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000004", {})
     before = set(xapi.secret.get_all())
-    p = pbd(xapi, pool.host(0).ref, sr, {"server": "\\\\srv\\share", "username": "u",
-                                         "password": "s3cret"})
+    p = pbd(
+        xapi,
+        pool.host(0).ref,
+        sr,
+        {"server": "\\\\srv\\share", "username": "u", "password": "s3cret"},
+    )
     dconf = xapi.PBD.get_device_config(p)
     assert "password" not in dconf
     # xapi moves the password into a secret, then duplicates it for the PBD: two secrets,
@@ -116,8 +126,12 @@ def test_secrets_in_device_config(pool, xapi):
     # a referenced secret is copied: the PBD owns its own
     mine = xapi.secret.create({"value": "other", "other_config": {}})
     mine_uuid = xapi.secret.get_uuid(mine)
-    p2 = pbd(xapi, pool.host(1).ref, sr, {"server": "\\\\srv\\share", "username": "u",
-                                          "password_secret": mine_uuid})
+    p2 = pbd(
+        xapi,
+        pool.host(1).ref,
+        sr,
+        {"server": "\\\\srv\\share", "username": "u", "password_secret": mine_uuid},
+    )
     copied = xapi.PBD.get_device_config(p2)["password_secret"]
     assert copied != mine_uuid
     assert xapi.secret.get_value(xapi.secret.get_by_uuid(copied)) == "other"
@@ -134,8 +148,12 @@ def test_bad_secret_at_plug_is_sm_error_20(pool, xapi):
     sr = introduce(xapi, "smb")
     pool.admin.put_vdi(SR_UUID, "aaaaaaaa-0000-0000-0000-000000000005", {})
     s = xapi.secret.create({"value": "pw"})
-    p = pbd(xapi, pool.host(0).ref, sr, {"server": "x", "username": "u",
-                                         "password_secret": xapi.secret.get_uuid(s)})
+    p = pbd(
+        xapi,
+        pool.host(0).ref,
+        sr,
+        {"server": "x", "username": "u", "password_secret": xapi.secret.get_uuid(s)},
+    )
     copy = xapi.PBD.get_device_config(p)["password_secret"]
     xapi.secret.destroy(xapi.secret.get_by_uuid(copy))
     d = fails("SR_BACKEND_FAILURE_20", xapi.PBD.plug, p)
@@ -145,20 +163,51 @@ def test_bad_secret_at_plug_is_sm_error_20(pool, xapi):
 def test_secret_introduce_and_destroy(xapi):
     ref = xapi.secret.introduce("0e0e0e0e-1111-2222-3333-444444444444", "v", {})
     assert xapi.secret.get_uuid(ref) == "0e0e0e0e-1111-2222-3333-444444444444"
-    fails("DB_UNIQUENESS_CONSTRAINT_VIOLATION", xapi.secret.introduce,
-          "0e0e0e0e-1111-2222-3333-444444444444", "w", {})
+    fails(
+        "DB_UNIQUENESS_CONSTRAINT_VIOLATION",
+        xapi.secret.introduce,
+        "0e0e0e0e-1111-2222-3333-444444444444",
+        "w",
+        {},
+    )
     xapi.secret.destroy(ref)
     fails("HANDLE_INVALID", xapi.secret.get_value, ref)
 
 
 def test_vdi_introduce_rules(pool, xapi):
     nfs = introduce(xapi, "nfs", "5f1c6a4e-0a2b-4c3d-8e9f-00000000000a")
-    d = fails("SR_OPERATION_NOT_SUPPORTED", xapi.VDI.introduce, "", "", "", nfs, "user", False,
-              False, {}, "loc", {}, {})
+    d = fails(
+        "SR_OPERATION_NOT_SUPPORTED",
+        xapi.VDI.introduce,
+        "",
+        "",
+        "",
+        nfs,
+        "user",
+        False,
+        False,
+        {},
+        "loc",
+        {},
+        {},
+    )
     assert d[1] == nfs
     hba = introduce(xapi, "hba", "5f1c6a4e-0a2b-4c3d-8e9f-00000000000b")
-    fails("SR_HAS_NO_PBDS", xapi.VDI.introduce, "", "", "", hba, "user", False, False, {}, "loc",
-          {}, {})
+    fails(
+        "SR_HAS_NO_PBDS",
+        xapi.VDI.introduce,
+        "",
+        "",
+        "",
+        hba,
+        "user",
+        False,
+        False,
+        {},
+        "loc",
+        {},
+        {},
+    )
 
 
 def test_background_scan_of_dirty_srs(pool, xapi):
@@ -203,21 +252,43 @@ def _hba_with_lun(pool, xapi):
 
 def test_hba_luns_are_unmanaged_until_claimed(pool, xapi):
     from test_sim_vm_vbd import vbd_rec
+
     sr, _p, vdi = _hba_with_lun(pool, xapi)
     rec = xapi.VDI.get_record(vdi)
     assert rec["managed"] is False and rec["sm_config"] == {
-        "LUNid": "3", "SCSIid": "3600a0", "backend-kind": "vbd"}
+        "LUNid": "3",
+        "SCSIid": "3600a0",
+        "backend-kind": "vbd",
+    }
     # sm LUNperVDI: uuid = location = md5(SCSIid)
-    assert rec["uuid"] == rec["location"] == "%s-%s-%s-%s-%s" % (
-        lambda h: (h[:8], h[8:12], h[12:16], h[16:20], h[20:]))(
-            __import__("hashlib").md5(b"3600a0").hexdigest())
+    assert (
+        rec["uuid"]
+        == rec["location"]
+        == "%s-%s-%s-%s-%s"
+        % (lambda h: (h[:8], h[8:12], h[12:16], h[16:20], h[20:]))(
+            __import__("hashlib").md5(b"3600a0").hexdigest()
+        )
+    )
     vm = xapi.VM.get_by_name_label("vm-1")[0]
     vbd = xapi.VBD.create(vbd_rec(vm, vdi))
     assert fails("VDI_NOT_MANAGED", xapi.VBD.plug, vbd)[1:] == [vbd]
     # HBASR._getLUNbySMconfig always raises VDIUnavailable: introduce cannot adopt an hba LUN,
     # and storage_smapiv1.ml turns the SM failure into Vdi_does_not_exist (INTERNAL_ERROR).
-    d = fails("INTERNAL_ERROR", xapi.VDI.introduce, rec["uuid"], "", "", sr, "user", False,
-              False, {}, rec["location"], {}, {"LUNid": "3"})
+    d = fails(
+        "INTERNAL_ERROR",
+        xapi.VDI.introduce,
+        rec["uuid"],
+        "",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        rec["location"],
+        {},
+        {"LUNid": "3"},
+    )
     assert "Vdi_does_not_exist" in d[1]
     xapi.VDI.set_managed(vdi, True)
     xapi.VBD.plug(vbd)
@@ -231,18 +302,73 @@ def test_hba_luns_are_unmanaged_until_claimed(pool, xapi):
 def test_vdi_introduce_errors(pool, xapi):
     sr, p, vdi = _hba_with_lun(pool, xapi)
     loc = xapi.VDI.get_location(vdi)
-    d = fails("LOCATION_NOT_UNIQUE", xapi.VDI.introduce, "bbbbbbbb-0000-0000-0000-000000000000",
-              "", "", sr, "user", False, False, {}, loc, {}, {"LUNid": "3"})
+    d = fails(
+        "LOCATION_NOT_UNIQUE",
+        xapi.VDI.introduce,
+        "bbbbbbbb-0000-0000-0000-000000000000",
+        "",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        loc,
+        {},
+        {"LUNid": "3"},
+    )
     assert d[1:] == [sr, loc]
-    d = fails("INTERNAL_ERROR", xapi.VDI.introduce, "cccccccc-0000-0000-0000-000000000000",
-              "", "", sr, "user", False, False, {}, "elsewhere", {}, {"LUNid": "99"})
+    d = fails(
+        "INTERNAL_ERROR",
+        xapi.VDI.introduce,
+        "cccccccc-0000-0000-0000-000000000000",
+        "",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        "elsewhere",
+        {},
+        {"LUNid": "99"},
+    )
     assert "Vdi_does_not_exist" in d[1]
     xapi.PBD.unplug(p)
-    fails("SR_HAS_NO_PBDS", xapi.VDI.introduce, xapi.VDI.get_uuid(vdi), "", "", sr, "user",
-          False, False, {}, loc, {}, {"LUNid": "3"})
+    fails(
+        "SR_HAS_NO_PBDS",
+        xapi.VDI.introduce,
+        xapi.VDI.get_uuid(vdi),
+        "",
+        "",
+        sr,
+        "user",
+        False,
+        False,
+        {},
+        loc,
+        {},
+        {"LUNid": "3"},
+    )
     other = introduce(xapi, "glusterfs", "5f1c6a4e-0a2b-4c3d-8e9f-000000000030")
-    assert fails("SR_OPERATION_NOT_SUPPORTED", xapi.VDI.introduce, "dddddddd-0000-0000-0000-"
-                 "000000000000", "", "", other, "user", False, False, {}, "x", {}, {})[1] == other
+    assert (
+        fails(
+            "SR_OPERATION_NOT_SUPPORTED",
+            xapi.VDI.introduce,
+            "dddddddd-0000-0000-0000-000000000000",
+            "",
+            "",
+            other,
+            "user",
+            False,
+            False,
+            {},
+            "x",
+            {},
+            {},
+        )[1]
+        == other
+    )
 
 
 def test_pbd_set_device_config_is_for_sm_only(pool, xapi):

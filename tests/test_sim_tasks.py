@@ -1,12 +1,13 @@
 """Async.* calls and the task class, the filter language of get_all_records_where, and
 map-key errors, as xapi does them."""
+
 import json
 import threading
 import time
 
 import pytest
 
-from test_sim_plugins import install, PLUGIN
+from test_sim_plugins import PLUGIN, install
 from test_sim_vm_vbd import disk, vbd_rec  # noqa: F401 (fixture)
 from test_sim_wire import fails, http, json_body, raw
 
@@ -44,12 +45,15 @@ def running_vm(xapi):
 # --------------------------------------------------------------------------- Async.*
 def test_async_call_plugin_completes_a_task(pool, xapi, plugin):
     host = pool.host(0).ref
-    task = xapi.Async.host.call_plugin(host, plugin, "echo", {"a": "<&>\"b\""})
+    task = xapi.Async.host.call_plugin(host, plugin, "echo", {"a": '<&>"b"'})
     assert task.startswith("OpaqueRef:")
     rec = wait_done(xapi, task)
     assert rec["status"] == "success"
     # taskHelper.ml set_result_on_task: Xmlrpc.to_string of the result, entities escaped
-    assert rec["result"] == '<value>{&quot;a&quot;: &quot;&lt;&amp;&gt;\\&quot;b\\&quot;&quot;}</value>'
+    assert (
+        rec["result"]
+        == "<value>{&quot;a&quot;: &quot;&lt;&amp;&gt;\\&quot;b\\&quot;&quot;}</value>"
+    )
     assert rec["name_label"] == "Async.host.call_plugin"
     assert rec["progress"] == 1.0 and rec["error_info"] == []
     assert rec["resident_on"] == host and rec["type"] == "<none/>"
@@ -99,8 +103,10 @@ def test_messages_without_async_mode(pool, xapi):
     assert d == ["Fault", "No async mode for this operation (rpc: VM.get_all)"]
     fails("Fault", xapi.Async.VM.get_name_label, running_vm(xapi))
     fails("Fault", xapi.Async.task.create, "x", "y")
-    assert fails("MESSAGE_METHOD_UNKNOWN", xapi.Async.VM.nope) == \
-        ["MESSAGE_METHOD_UNKNOWN", "VM.nope"]
+    assert fails("MESSAGE_METHOD_UNKNOWN", xapi.Async.VM.nope) == [
+        "MESSAGE_METHOD_UNKNOWN",
+        "VM.nope",
+    ]
     # unmarshalling and the session check still answer at once
     fails("MESSAGE_PARAMETER_COUNT_MISMATCH", xapi.Async.VBD.plug)
 
@@ -111,8 +117,9 @@ def test_sync_call_has_a_task_only_while_it_runs(pool, xapi, disk):  # noqa: F81
     pool.admin.set_latency("VBD.plug", 1.0)
     t = threading.Thread(target=pool.session().xenapi.VBD.plug, args=(vbd,))
     t.start()
-    wait_for(lambda: [r["name_label"] for r in xapi.task.get_all_records().values()]
-             == ["VBD.plug"])
+    wait_for(
+        lambda: [r["name_label"] for r in xapi.task.get_all_records().values()] == ["VBD.plug"]
+    )
     t.join()
     assert xapi.task.get_all() == []
     assert xapi.VBD.get_currently_attached(vbd)
@@ -167,8 +174,11 @@ def test_tasks_outlive_their_session(pool, xapi, plugin):
 def test_task_create(pool, xapi):
     task = xapi.task.create("mine", "a task of my own")
     rec = xapi.task.get_record(task)
-    assert (rec["name_label"], rec["name_description"], rec["status"]) == \
-        ("mine", "a task of my own", "pending")
+    assert (rec["name_label"], rec["name_description"], rec["status"]) == (
+        "mine",
+        "a task of my own",
+        "pending",
+    )
     xapi.task.destroy(task)
     assert xapi.task.get_current_operations(task) == {"task": "destroy"}
 
@@ -209,21 +219,25 @@ def test_get_all_records_where(pool, xapi):
     vms = xapi.VM.get_all_records_where('field "name_label" = "vm-1"')
     assert [v["name_label"] for v in vms.values()] == ["vm-1"]
     both = xapi.VM.get_all_records_where(
-        'field "name_label" = "vm-1" or field "name_label" = "vm-2"')
+        'field "name_label" = "vm-1" or field "name_label" = "vm-2"'
+    )
     assert sorted(v["name_label"] for v in both.values()) == ["vm-1", "vm-2"]
     # %right LNOT below %left LAND LOR: `not` reaches to the end of the expression
     rest = xapi.VM.get_all_records_where(
-        'not field "is_control_domain" = "true" and field "power_state" = "Running"')
+        'not field "is_control_domain" = "true" and field "power_state" = "Running"'
+    )
     # = not (dom0 and running): every guest, no control domain (they all run)
     assert sorted(v["name_label"] for v in rest.values()) == ["vm-1", "vm-2", "vm-3", "vm-4"]
     guests = xapi.VM.get_all_records_where(
-        '(not field "is_control_domain" = "true") and field "power_state" = "Running"')
+        '(not field "is_control_domain" = "true") and field "power_state" = "Running"'
+    )
     assert sorted(v["name_label"] for v in guests.values()) == ["vm-1", "vm-3"]
     vm1 = list(vms)[0]
     assert vms[vm1] == xapi.VM.get_record(vm1)
     assert set(xapi.VM.get_all_where("true")) == set(xapi.VM.get_all())
-    assert xapi.VBD.get_all_records_where('field "VM" = "%s"' % vm1) == \
-        dict((r, xapi.VBD.get_record(r)) for r in xapi.VM.get_VBDs(vm1))
+    assert xapi.VBD.get_all_records_where('field "VM" = "%s"' % vm1) == dict(
+        (r, xapi.VBD.get_record(r)) for r in xapi.VM.get_VBDs(vm1)
+    )
     assert xapi.SR.get_all_records_where('"a" = "b"') == {}
 
 
@@ -232,8 +246,10 @@ def test_get_all_records_where_errors(pool, xapi):
     assert d == ["INVALID_VALUE", "name_label = 'x'", 'Failure("lexing: empty token")']
     d = fails("INVALID_VALUE", xapi.VM.get_all_records_where, 'field "x" =')
     assert d[2] == "Xapi_database__Db_filter_parse.MenhirBasics.Error"
-    assert fails("INTERNAL_ERROR", xapi.VM.get_all_records_where, 'field "nope" = "x"') == \
-        ["INTERNAL_ERROR", "Not_found"]
+    assert fails("INTERNAL_ERROR", xapi.VM.get_all_records_where, 'field "nope" = "x"') == [
+        "INTERNAL_ERROR",
+        "Not_found",
+    ]
     assert xapi.VM.get_all_records_where('false and field "nope" = "x"') == {}
     fails("MESSAGE_METHOD_UNKNOWN", xapi.session.get_all_records)
 
@@ -243,8 +259,10 @@ def test_get_all_records_with_many_objects(pool, xapi):
     vm = running_vm(xapi)
     with db.lock:
         vdi = db.find("VBD", VM=vm)[0]
-        made = set(db.create("VBD", {"VM": vm, "VDI": db.raw("VBD", vdi)["VDI"],
-                                     "userdevice": str(i)}) for i in range(1000))
+        made = set(
+            db.create("VBD", {"VM": vm, "VDI": db.raw("VBD", vdi)["VDI"], "userdevice": str(i)})
+            for i in range(1000)
+        )
     recs = xapi.VBD.get_all_records()
     assert made <= set(recs)
     assert set(xapi.VM.get_record(vm)["VBDs"]) >= made
@@ -256,8 +274,13 @@ def test_map_duplicate_key_names_the_ref(pool, xapi):
     vm = running_vm(xapi)
     xapi.VM.add_to_other_config(vm, "k", "v")
     # db_cache_impl.ml raises Duplicate_key (tblname, fld, objref, key), even for the same value
-    assert fails("MAP_DUPLICATE_KEY", xapi.VM.add_to_other_config, vm, "k", "v") == \
-        ["MAP_DUPLICATE_KEY", "VM", "other_config", vm, "k"]
+    assert fails("MAP_DUPLICATE_KEY", xapi.VM.add_to_other_config, vm, "k", "v") == [
+        "MAP_DUPLICATE_KEY",
+        "VM",
+        "other_config",
+        vm,
+        "k",
+    ]
 
 
 def test_empty_map_key_is_an_internal_error(pool, xapi, disk):  # noqa: F811
@@ -267,8 +290,10 @@ def test_empty_map_key_is_an_internal_error(pool, xapi, disk):  # noqa: F811
     # An empty key inside a struct cannot even be parsed from XML-RPC (ocaml-rpc refuses
     # <name></name>: HTTP 500); JSON-RPC carries it to the database, which refuses it.
     session = pool.session()._session
-    for method, params in (("VM.set_other_config", [session, vm, {"": "v"}]),
-                           ("VBD.create", [session, vbd_rec(vm, disk, other_config={"": "x"})])):
+    for method, params in (
+        ("VM.set_other_config", [session, vm, {"": "v"}]),
+        ("VBD.create", [session, vbd_rec(vm, disk, other_config={"": "x"})]),
+    ):
         before = xapi.VBD.get_all()
         _head, body = http(pool, json_body(method, params), path="/jsonrpc")
         assert json.loads(body)["error"] == expected

@@ -1,4 +1,5 @@
 """VM power operations and the VBD lifecycle in the simulator."""
+
 import pytest
 import XenAPI
 
@@ -7,9 +8,18 @@ from test_sim_wire import fails
 
 
 def vbd_rec(vm, vdi, userdevice="autodetect", mode="RW", **kw):
-    rec = {"VM": vm, "VDI": vdi, "userdevice": userdevice, "bootable": False, "mode": mode,
-           "type": "Disk", "empty": False, "other_config": {}, "qos_algorithm_type": "",
-           "qos_algorithm_params": {}}
+    rec = {
+        "VM": vm,
+        "VDI": vdi,
+        "userdevice": userdevice,
+        "bootable": False,
+        "mode": mode,
+        "type": "Disk",
+        "empty": False,
+        "other_config": {},
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    }
     rec.update(kw)
     return rec
 
@@ -17,8 +27,11 @@ def vbd_rec(vm, vdi, userdevice="autodetect", mode="RW", **kw):
 @pytest.fixture
 def disk(pool, xapi):
     """A spare VDI on the master's local SR."""
-    sr = [r for r, v in xapi.SR.get_all_records().items() if v["type"] == "ext"
-          and xapi.PBD.get_host(v["PBDs"][0]) == pool.host(0).ref][0]
+    sr = [
+        r
+        for r, v in xapi.SR.get_all_records().items()
+        if v["type"] == "ext" and xapi.PBD.get_host(v["PBDs"][0]) == pool.host(0).ref
+    ][0]
     uuid = "11111111-2222-3333-4444-555555555555"
     pool.admin.put_vdi(xapi.SR.get_uuid(sr), uuid, {"virtual_size": str(1 << 30)})
     xapi.SR.scan(sr)
@@ -26,8 +39,11 @@ def disk(pool, xapi):
 
 
 def test_seeded_pool(pool, xapi):
-    vms = dict((v["name_label"], (r, v)) for r, v in xapi.VM.get_all_records().items()
-               if not v["is_control_domain"])
+    vms = dict(
+        (v["name_label"], (r, v))
+        for r, v in xapi.VM.get_all_records().items()
+        if not v["is_control_domain"]
+    )
     assert sorted(vms) == ["vm-1", "vm-2", "vm-3", "vm-4"]
     assert vms["vm-1"][1]["power_state"] == "Running"
     assert vms["vm-2"][1]["power_state"] == "Halted"
@@ -138,8 +154,10 @@ def test_vdi_forget_in_use(pool, xapi, disk):
 
 def test_pool_migrate_needs_a_running_vm_and_its_srs(pool, xapi):
     halted = xapi.VM.get_by_name_label("vm-2")[0]
-    assert fails("VM_BAD_POWER_STATE", xapi.VM.pool_migrate, halted, pool.host(1).ref, {})[2:] \
-        == ["running", "halted"]
+    assert fails("VM_BAD_POWER_STATE", xapi.VM.pool_migrate, halted, pool.host(1).ref, {})[2:] == [
+        "running",
+        "halted",
+    ]
     running = xapi.VM.get_by_name_label("vm-1")[0]  # its root disk is on host 0's local SR
     fails("VM_REQUIRES_SR", xapi.VM.pool_migrate, running, pool.host(1).ref, {})
     assert xapi.VM.get_resident_on(running) == pool.host(0).ref
@@ -168,7 +186,11 @@ def _spare(pool, xapi, host_index, uuid):
 
 def test_seeded_guest_kinds(guests):
     xapi = guests.session().xenapi
-    for name, kind, drivers in (("vm-1", "pv", True), ("vm-5", "hvm", True), ("vm-6", "hvm", False)):
+    for name, kind, drivers in (
+        ("vm-1", "pv", True),
+        ("vm-5", "hvm", True),
+        ("vm-6", "hvm", False),
+    ):
         rec = xapi.VM.get_record(_vm(xapi, name))
         assert rec["domain_type"] == kind and rec["power_state"] == "Running"
         assert xapi.VM_metrics.get_current_domain_type(rec["metrics"]) == kind
@@ -217,8 +239,10 @@ def test_set_domain_type(pool, xapi):
     vm = _vm(xapi, "vm-2")
     xapi.VM.set_domain_type(vm, "HVM")
     assert xapi.VM.get_domain_type(vm) == "hvm" and xapi.VM.get_HVM_boot_policy(vm) == "BIOS order"
-    assert fails("INVALID_VALUE", xapi.VM.set_domain_type, vm, "unspecified")[1:] == \
-        ["domain_type", "unspecified"]
+    assert fails("INVALID_VALUE", xapi.VM.set_domain_type, vm, "unspecified")[1:] == [
+        "domain_type",
+        "unspecified",
+    ]
     fails("INTERNAL_ERROR", xapi.VM.set_domain_type, vm, "xen")
     xapi.VM.start(vm, False, False)
     assert xapi.VM_metrics.get_current_domain_type(xapi.VM.get_metrics(vm)) == "hvm"
@@ -267,8 +291,9 @@ def test_start_picks_a_host_that_sees_the_srs(pool, xapi):
     with pool.sim.db.lock:
         pool.sim.db.raw("host_metrics", metrics)["live"] = True
         pool.sim.db.raw("host", pool.host(0).ref)["enabled"] = False
-    assert fails("HOST_DISABLED", xapi.VM.start_on, vm, pool.host(0).ref, False, False)[1:] == \
-        [pool.host(0).ref]
+    assert fails("HOST_DISABLED", xapi.VM.start_on, vm, pool.host(0).ref, False, False)[1:] == [
+        pool.host(0).ref
+    ]
 
 
 def test_plug_with_the_sr_not_attached_on_the_host(pool, xapi, disk):

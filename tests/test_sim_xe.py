@@ -1,4 +1,5 @@
 """The simulator's `xe`: list commands with params= and --minimal, host-call-plugin, errors."""
+
 import os
 import subprocess
 import sys
@@ -13,10 +14,10 @@ def xe(pool):
     env = dict(os.environ, XAPISIM_URL=pool.url, XAPISIM_PASSWORD=pool.info["password"])
 
     def run(*args, ok=True):
-        p = subprocess.run([XE] + list(args), env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        p = subprocess.run([XE] + list(args), env=env, capture_output=True, text=True, timeout=30)
         assert (p.returncode == 0) == ok, p.stderr
         return p.stdout if ok else p.stderr
+
     return run
 
 
@@ -39,13 +40,17 @@ def test_call_plugin_and_errors(pool, xe):
     for h in pool.sim.hosts:
         path = os.path.join(h.plugins_dir, "hello")
         with open(path, "w") as fh:
-            fh.write("#!/usr/bin/python3\nimport XenAPIPlugin\n\n\ndef hi(session, args):\n"
-                     "    return 'hi ' + args.get('who', '?')\n\n\nif __name__ == '__main__':\n"
-                     "    XenAPIPlugin.dispatch({'hi': hi})\n")
+            fh.write(
+                "#!/usr/bin/python3\nimport XenAPIPlugin\n\n\ndef hi(session, args):\n"
+                "    return 'hi ' + args.get('who', '?')\n\n\nif __name__ == '__main__':\n"
+                "    XenAPIPlugin.dispatch({'hi': hi})\n"
+            )
         os.chmod(path, 0o755)
     uuid = pool.host(1).uuid
-    assert xe("host-call-plugin", "host-uuid=" + uuid, "plugin=hello", "fn=hi",
-              "args:who=there") == "hi there\n"
+    assert (
+        xe("host-call-plugin", "host-uuid=" + uuid, "plugin=hello", "fn=hi", "args:who=there")
+        == "hi there\n"
+    )
     err = xe("host-call-plugin", "host-uuid=" + uuid, "plugin=nope", "fn=hi", ok=False)
     assert "name: nope" in err
     err = xe("host-call-plugin", "host-uuid=" + uuid, "plugin=hello", "fn=bye", ok=False)

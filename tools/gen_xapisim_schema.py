@@ -7,6 +7,7 @@ The output keeps only what the simulator needs: field names, wire kinds, qualifi
 constructor field lists and message parameter lists. With the whole datamodel (xenapi.json) as a
 third argument, the classes and messages in FROM_FULL are added from it.
 """
+
 import json
 import re
 import sys
@@ -48,7 +49,9 @@ def default_of(kind, raw):
 
 # Classes and messages the subset lacks, taken from the full datamodel (xenapi.json).
 FROM_FULL = {
-    "VM_metrics": None, "VM_guest_metrics": None, "host_metrics": None,
+    "VM_metrics": None,
+    "VM_guest_metrics": None,
+    "host_metrics": None,
     "VM": ("destroy", "set_domain_type"),
 }
 
@@ -58,11 +61,16 @@ def _from_full(full, data):
     by_name = dict((c["name"], c) for c in json.load(open(full)))
     for cls, only in FROM_FULL.items():
         spec = by_name[cls]
-        messages = dict((m["name"], {"params": m["params"], "result": m["result"][0]})
-                        for m in spec["messages"] if only is None or m["name"] in only)
+        messages = dict(
+            (m["name"], {"params": m["params"], "result": m["result"][0]})
+            for m in spec["messages"]
+            if only is None or m["name"] in only
+        )
         if only is None:
-            data[cls] = {"fields": [dict(f, state=f["lifecycle"]["state"]) for f in spec["fields"]],
-                         "messages": messages}
+            data[cls] = {
+                "fields": [dict(f, state=f["lifecycle"]["state"]) for f in spec["fields"]],
+                "messages": messages,
+            }
         else:
             data[cls]["messages"].update(messages)
 
@@ -82,18 +90,27 @@ def main(src, dst, full=None):
         messages = {}
         for name, m in spec["messages"].items():
             messages[name] = {
-                "params": [[p["name"], p["type"], p["required"]] for p in m["params"]
-                           if p["name"] != "session_id"],
+                "params": [
+                    [p["name"], p["type"], p["required"]]
+                    for p in m["params"]
+                    if p["name"] != "session_id"
+                ],
                 "session": any(p["name"] == "session_id" for p in m["params"]),
                 "result": m["result"],
             }
-        out[cls] = {"fields": fields, "messages": messages,
-                    "constructor": spec.get("constructor_fields")}
+        out[cls] = {
+            "fields": fields,
+            "messages": messages,
+            "constructor": spec.get("constructor_fields"),
+        }
     with open(dst, "w") as fh:
         json.dump(out, fh, indent=1, sort_keys=True)
         fh.write("\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "simulator/xapisim/data/schema.json",
-         sys.argv[3] if len(sys.argv) > 3 else None)
+    main(
+        sys.argv[1],
+        sys.argv[2] if len(sys.argv) > 2 else "simulator/xapisim/data/schema.json",
+        sys.argv[3] if len(sys.argv) > 3 else None,
+    )

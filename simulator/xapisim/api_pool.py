@@ -1,11 +1,11 @@
 """session, host and pool messages."""
+
 import time
 
 from . import plugins
 from .errors import XapiError
 from .handlers import message
 from .sm import onslave
-
 
 # xapi makes a failed login wait before it answers (brute-force damping).
 LOGIN_FAILURE_DELAY = 5.0
@@ -21,8 +21,7 @@ def login_with_password(ctx, uname, pwd, version="1.1", originator=""):
     # unauthenticated logins, which here are the TCP ones).
     if ctx.endpoint.transport == "tcp" and (uname != sim.username or pwd != sim.password):
         time.sleep(LOGIN_FAILURE_DELAY)
-        raise XapiError("SESSION_AUTHENTICATION_FAILED", uname,
-                        "Authentication failure")
+        raise XapiError("SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure")
     return sim.new_session(ctx.endpoint.host, uname, originator)
 
 

@@ -1,4 +1,5 @@
 """SR, PBD and VDI messages: the database side of storage; the SM layer does the I/O."""
+
 import uuid as uuidlib
 
 from .errors import XapiError, internal
@@ -51,15 +52,26 @@ def _drop_secrets(ctx, dconf):
 
 # ------------------------------------------------------------------- SR
 @message("SR.introduce")
-def sr_introduce(ctx, uuid, name_label, name_description, type_, content_type, shared,
-                 sm_config=None):
+def sr_introduce(
+    ctx, uuid, name_label, name_description, type_, content_type, shared, sm_config=None
+):
     if uuid and ctx.db.find("SR", uuid=uuid):
         raise XapiError("SR_UUID_EXISTS", uuid)
-    return ctx.db.create("SR", {
-        "uuid": uuid or str(uuidlib.uuid4()), "name_label": name_label,
-        "name_description": name_description, "type": type_.lower(),
-        "content_type": content_type, "shared": shared, "sm_config": dict(sm_config or {}),
-        "physical_size": "-1", "physical_utilisation": "-1", "virtual_allocation": "0"})
+    return ctx.db.create(
+        "SR",
+        {
+            "uuid": uuid or str(uuidlib.uuid4()),
+            "name_label": name_label,
+            "name_description": name_description,
+            "type": type_.lower(),
+            "content_type": content_type,
+            "shared": shared,
+            "sm_config": dict(sm_config or {}),
+            "physical_size": "-1",
+            "physical_utilisation": "-1",
+            "virtual_allocation": "0",
+        },
+    )
 
 
 @message("SR.forget")
@@ -159,10 +171,12 @@ def background_scan(sim):
     auto-scan-interval), SR.scan of each plugged SR whose other_config has `dirty` or
     auto-scan=true; errors are logged and dropped."""
     with sim.db.lock:
-        srs = [ref for ref, rec in sim.db.tables["SR"].items()
-               if ("dirty" in rec["other_config"] or rec["other_config"].get("auto-scan") == "true")
-               and any(sim.db.raw("PBD", p)["currently_attached"]
-                       for p in sim.db.find("PBD", SR=ref))]
+        srs = [
+            ref
+            for ref, rec in sim.db.tables["SR"].items()
+            if ("dirty" in rec["other_config"] or rec["other_config"].get("auto-scan") == "true")
+            and any(sim.db.raw("PBD", p)["currently_attached"] for p in sim.db.find("PBD", SR=ref))
+        ]
     for sr in srs:
         try:
             sr_scan(Context(sim, None, None, "xapi"), sr)
@@ -189,12 +203,24 @@ def pbd_create(ctx, rec):
     for existing in ctx.db.find("PBD", SR=sr, host=host):
         raise XapiError("PBD_EXISTS", sr, host, existing)
     if "SRmaster" in dconf:
-        raise XapiError("VALUE_NOT_SUPPORTED", "SRmaster", dconf["SRmaster"],
-                        "This key is for internal use only")
+        raise XapiError(
+            "VALUE_NOT_SUPPORTED",
+            "SRmaster",
+            dconf["SRmaster"],
+            "This key is for internal use only",
+        )
     dconf = _duplicate_passwords(ctx, dconf)
     # xapi ignores the other_config given to PBD.create.
-    return ctx.db.create("PBD", {"host": host, "SR": sr, "device_config": dconf,
-                                 "other_config": {}, "currently_attached": False})
+    return ctx.db.create(
+        "PBD",
+        {
+            "host": host,
+            "SR": sr,
+            "device_config": dconf,
+            "other_config": {},
+            "currently_attached": False,
+        },
+    )
 
 
 @message("PBD.set_device_config")
@@ -279,10 +305,27 @@ def pbd_destroy(ctx, pbd):
 
 # ------------------------------------------------------------------- VDI
 @message("VDI.introduce")
-def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_, sharable, read_only,
-                  other_config, location, xenstore_data=None, sm_config=None, managed=True,
-                  virtual_size="0", physical_utilisation="0", metadata_of_pool=None,
-                  is_a_snapshot=False, snapshot_time=None, snapshot_of=None):
+def vdi_introduce(
+    ctx,
+    uuid,
+    name_label,
+    name_description,
+    sr,
+    type_,
+    sharable,
+    read_only,
+    other_config,
+    location,
+    xenstore_data=None,
+    sm_config=None,
+    managed=True,
+    virtual_size="0",
+    physical_utilisation="0",
+    metadata_of_pool=None,
+    is_a_snapshot=False,
+    snapshot_time=None,
+    snapshot_of=None,
+):
     """xen-api ocaml/xapi/xapi_vdi.ml introduce, forwarded to the SR master
     (message_forwarding.ml VDI.introduce: SR.forward_sr_op with op vdi_introduce)."""
     with ctx.db.lock:
@@ -299,7 +342,9 @@ def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_, sharable, 
             vdi = sm.introduce(host, sr_rec, dconf, uuid, location, dict(sm_config or {}))
         except XapiError as e:
             # storage_smapiv1.ml VDI.introduce turns any SM failure into Vdi_does_not_exist.
-            raise internal("Storage_interface.Vdi_does_not_exist(\"%s\") [%s]" % (location, e.code))
+            raise internal(
+                'Storage_interface.Vdi_does_not_exist("%s") [%s]' % (location, e.code)
+            ) from None
         with ctx.db.lock:
             ctx.db.raw("SR", sr)
             # The SM (LUNperVDI.RAWVDI.introduce) updates the record of that LUN if there is
@@ -318,9 +363,14 @@ def vdi_introduce(ctx, uuid, name_label, name_description, sr, type_, sharable, 
                 ref = ctx.db.create("VDI", fields)
             # "Set the fields which belong to the higher-level API": overwritten, not merged.
             current = ctx.db.raw("VDI", ref)
-            current.update({"other_config": dict(other_config),
-                            "xenstore_data": dict(xenstore_data or {}),
-                            "sharable": sharable, "type": type_})
+            current.update(
+                {
+                    "other_config": dict(other_config),
+                    "xenstore_data": dict(xenstore_data or {}),
+                    "sharable": sharable,
+                    "type": type_,
+                }
+            )
             # CA-13140: names only when given.
             if name_label:
                 current["name_label"] = name_label
@@ -337,8 +387,9 @@ def vdi_set_managed(ctx, vdi, value):
     with ctx.db.lock:
         session = ctx.db.raw("session", ctx.session) if ctx.session else None
         if not session or not session.get("is_local_superuser"):
-            raise XapiError("RBAC_PERMISSION_DENIED", "VDI.set_managed",
-                            "No permission in user session")
+            raise XapiError(
+                "RBAC_PERMISSION_DENIED", "VDI.set_managed", "No permission in user session"
+            )
         ctx.db.raw("VDI", vdi)["managed"] = bool(value)
         return ""
 

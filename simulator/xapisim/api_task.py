@@ -6,6 +6,7 @@ keeps its prefix); a sync call destroys it when it returns, an `Async.` call ans
 ref at once and runs the work in a thread that completes the task (taskHelper.ml complete /
 failed / cancel) and leaves it in the database.
 """
+
 import calendar
 import threading
 import time
@@ -40,7 +41,7 @@ def dummy_ref(name):
     return "DummyRef:|%s|%s" % (uuidlib.uuid4(), name)
 
 
-class Tasks(object):
+class Tasks:
     """Task records of a simulator and the cancel signals of the calls running under them."""
 
     def __init__(self, sim):
@@ -50,11 +51,23 @@ class Tasks(object):
     def make(self, label, session, host_ref, description=""):
         """A pending task (taskHelper.ml make). Call with the database lock held."""
         self._gc()
-        return self.sim.db.create("task", {
-            "name_label": label, "name_description": description, "created": _now(),
-            "status": "pending", "resident_on": host_ref, "progress": 0.0, "type": "<none/>",
-            "result": "", "error_info": [], "allowed_operations": [], "current_operations": {},
-            "session": session})
+        return self.sim.db.create(
+            "task",
+            {
+                "name_label": label,
+                "name_description": description,
+                "created": _now(),
+                "status": "pending",
+                "resident_on": host_ref,
+                "progress": 0.0,
+                "type": "<none/>",
+                "result": "",
+                "error_info": [],
+                "allowed_operations": [],
+                "current_operations": {},
+                "session": session,
+            },
+        )
 
     def _gc(self):
         """xen-api ocaml/xapi/db_gc_util.ml timeout_tasks, run at each task creation (xapi
@@ -65,17 +78,21 @@ class Tasks(object):
         young = []
         for ref, t in list(tasks.items()):
             done = t["status"] in COMPLETED
-            if done and ("destroy" in t["current_operations"].values()
-                         or _epoch(t["finished"]) < now - COMPLETED_TASK_TIMEOUT):
+            if done and (
+                "destroy" in t["current_operations"].values()
+                or _epoch(t["finished"]) < now - COMPLETED_TASK_TIMEOUT
+            ):
                 db.destroy("task", ref)
             elif not done and _epoch(t["created"]) < now - PENDING_TASK_TIMEOUT:
                 db.destroy("task", ref)
             else:
                 young.append(ref)
         if len(young) >= MAX_TASKS:
-            completed = sorted((r for r in young if tasks[r]["status"] in COMPLETED),
-                               key=lambda r: _epoch(tasks[r]["finished"]))
-            for ref in completed[:len(young) - MAX_TASKS + 1]:
+            completed = sorted(
+                (r for r in young if tasks[r]["status"] in COMPLETED),
+                key=lambda r: _epoch(tasks[r]["finished"]),
+            )
+            for ref in completed[: len(young) - MAX_TASKS + 1]:
                 db.destroy("task", ref)
 
     def run(self, task, cancellable, delay, fault, work):
@@ -123,11 +140,16 @@ class Tasks(object):
             if error is None:
                 # taskHelper.ml set_result_on_task: the result as Xmlrpc.to_string writes it
                 # (a void result is Rpc.String "").
-                rec.update({"result": wire.to_xml("" if result is None else result),
-                            "status": "success"})
+                rec.update(
+                    {"result": wire.to_xml("" if result is None else result), "status": "success"}
+                )
             else:
-                rec.update({"error_info": list(error), "status":
-                            "cancelled" if error[0] == "TASK_CANCELLED" else "failure"})
+                rec.update(
+                    {
+                        "error_info": list(error),
+                        "status": "cancelled" if error[0] == "TASK_CANCELLED" else "failure",
+                    }
+                )
             # Task.destroy of a pending task left `destroy in current_operations; the next
             # db_gc pass destroys it once complete.
             if "destroy" in rec["current_operations"].values():
@@ -135,6 +157,7 @@ class Tasks(object):
 
     def spawn(self, task, cancellable, delay, fault, work):
         """The Async. half of server_helpers.ml do_dispatch: a thread runs the call."""
+
         def body():
             try:
                 self.run(task, cancellable, delay, fault, work)
@@ -142,6 +165,7 @@ class Tasks(object):
                 pass
             except Exception:
                 traceback.print_exc()
+
         threading.Thread(target=body, name="task " + task, daemon=True).start()
         return task
 

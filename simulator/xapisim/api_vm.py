@@ -1,4 +1,5 @@
 """VM power operations and VBD lifecycle."""
+
 from . import devices
 from .db import NULL
 from .errors import XapiError
@@ -6,16 +7,21 @@ from .handlers import message, require_fields
 
 # Enums unmarshal case-insensitively and are stored in their datamodel spelling
 # (ocaml-rpc ppx/ppx_deriving_rpc.ml variant of_rpc matches on Rpc.lowerfn of the value).
-_ENUMS = {"vbd_type": ("Disk", "CD", "Floppy"), "vbd_mode": ("RO", "RW"),
-          "domain_type": ("hvm", "pv", "pv_in_pvh", "pvh", "unspecified")}
+_ENUMS = {
+    "vbd_type": ("Disk", "CD", "Floppy"),
+    "vbd_mode": ("RO", "RW"),
+    "domain_type": ("hvm", "pv", "pv_in_pvh", "pvh", "unspecified"),
+}
 
 
 def _enum(kind, value):
     for name in _ENUMS[kind]:
         if name.lower() == str(value).lower():
             return name
-    raise XapiError("INTERNAL_ERROR", "Unhandled pattern when unmarshalling variant type: "
-                    "found 'S(%s)'" % str(value).lower())
+    raise XapiError(
+        "INTERNAL_ERROR",
+        "Unhandled pattern when unmarshalling variant type: found 'S(%s)'" % str(value).lower(),
+    )
 
 
 def _power(ctx, vm):
@@ -27,8 +33,9 @@ def _bad_power(vm, expected, actual):
 
 
 def _sr_plugged_on(ctx, sr, host):
-    return any(ctx.db.raw("PBD", p)["currently_attached"]
-               for p in ctx.db.find("PBD", SR=sr, host=host))
+    return any(
+        ctx.db.raw("PBD", p)["currently_attached"] for p in ctx.db.find("PBD", SR=sr, host=host)
+    )
 
 
 def _vbd_sr(ctx, vbd_rec):
@@ -42,8 +49,11 @@ def _domain_type(ctx, vm_rec):
     """xen-api ocaml/xapi/helpers.ml domain_type: VM_metrics.current_domain_type while the
     domain exists, VM.domain_type when halted; unspecified is an internal error."""
     if vm_rec["power_state"] in ("Running", "Paused", "Suspended"):
-        value = ctx.db.raw("VM_metrics", vm_rec["metrics"])["current_domain_type"] \
-            if ctx.db.exists("VM_metrics", vm_rec["metrics"]) else "unspecified"
+        value = (
+            ctx.db.raw("VM_metrics", vm_rec["metrics"])["current_domain_type"]
+            if ctx.db.exists("VM_metrics", vm_rec["metrics"])
+            else "unspecified"
+        )
     else:
         value = vm_rec["domain_type"]
     if value == "unspecified":
@@ -103,8 +113,10 @@ def _vbd_error(ctx, vbd, op):
             if err is not None:
                 return err
             if rec["type"] == "CD":
-                return XapiError("OPERATION_NOT_ALLOWED",
-                                 "HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected")
+                return XapiError(
+                    "OPERATION_NOT_ALLOWED",
+                    "HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected",
+                )
     if rec["empty"]:
         return None
     vdi = rec["VDI"]
@@ -123,8 +135,11 @@ def _vbd_error(ctx, vbd, op):
             continue
         others.append(o)
     need_write = rec["mode"] == "RW"
-    if not vdi_rec["sharable"] and not _is_system_domain(vm_rec) and \
-            (any(o["mode"] == "RW" for o in others) or (need_write and others)):
+    if (
+        not vdi_rec["sharable"]
+        and not _is_system_domain(vm_rec)
+        and (any(o["mode"] == "RW" for o in others) or (need_write and others))
+    ):
         return XapiError("VDI_IN_USE", vdi)
     if need_write and vdi_rec["read_only"]:
         return XapiError("VDI_READONLY", vdi)
@@ -155,8 +170,11 @@ def _attach_on(ctx, vbd_rec, host):
     vdi = ctx.db.raw("VDI", vbd_rec["VDI"])
     sr = ctx.db.raw("SR", vdi["SR"])
     if not _sr_plugged_on(ctx, vdi["SR"], host.ref):
-        raise XapiError("INTERNAL_ERROR", "xenopsd internal error: Storage_error "
-                        "([S(No_storage_plugin_for_sr);S(%s)])" % sr["uuid"])
+        raise XapiError(
+            "INTERNAL_ERROR",
+            "xenopsd internal error: Storage_error "
+            "([S(No_storage_plugin_for_sr);S(%s)])" % sr["uuid"],
+        )
     ctx.sim.sm.vdi_attach(host, sr, vdi)
 
 
@@ -202,8 +220,9 @@ def _assert_startable(ctx, vm):
     if rec["power_state"] != "Halted":
         raise _bad_power(vm, "halted", rec["power_state"])
     if rec["is_a_template"]:
-        raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on templates "
-                        "or control domains")
+        raise XapiError(
+            "OPERATION_NOT_ALLOWED", "This operation is not allowed on templates or control domains"
+        )
     for vbd in ctx.db.find("VBD", VM=vm):
         _check_vbd(ctx, vbd, "attach")
     if rec["domain_type"] == "unspecified":
@@ -231,12 +250,18 @@ def _start(ctx, vm, host_ref):
     for v, name in zip(vbds, names):
         v["currently_attached"] = True
         v["device"] = name
-    rec.update({"power_state": "Running", "resident_on": host_ref,
-                "domid": str(max([int(r["domid"]) for r in ctx.db.tables["VM"].values()] + [0]) + 1)})
+    rec.update(
+        {
+            "power_state": "Running",
+            "resident_on": host_ref,
+            "domid": str(max([int(r["domid"]) for r in ctx.db.tables["VM"].values()] + [0]) + 1),
+        }
+    )
     if not ctx.db.exists("VM_metrics", rec["metrics"]):
         rec["metrics"] = ctx.db.create("VM_metrics", {})
     ctx.db.raw("VM_metrics", rec["metrics"]).update(
-        {"current_domain_type": rec["domain_type"], "hvm": rec["domain_type"] == "hvm"})
+        {"current_domain_type": rec["domain_type"], "hvm": rec["domain_type"] == "hvm"}
+    )
     agent = ctx.sim.guest_agents.get(vm)
     if agent is not None:
         rec["guest_metrics"] = ctx.db.create("VM_guest_metrics", dict(agent))
@@ -254,8 +279,10 @@ def vm_start_on(ctx, vm, host, start_paused, force):
     ctx.db.raw("host", host)
     # message_forwarding.ml VM.start_on: assert_matches_control_domain_affinity comes first.
     if rec["is_control_domain"] and rec["affinity"] not in (NULL, host):
-        raise XapiError("OPERATION_NOT_ALLOWED",
-                        "Cannot boot a control domain on a host different from its affinity")
+        raise XapiError(
+            "OPERATION_NOT_ALLOWED",
+            "Cannot boot a control domain on a host different from its affinity",
+        )
     _assert_startable(ctx, vm)
     _can_boot_here(ctx, vm, host)  # reserve_memory_for_vm
     _start(ctx, vm, host)
@@ -329,10 +356,14 @@ def host_evacuate(ctx, host_ref, network=NULL, evacuate_batch_size=0):
     Each VM then goes by VM.pool_migrate (live) to its planned host. Modelled: no HA
     (unprotected-VM check), no memory binpack (the first target in pool order), no WLB."""
     ctx.db.raw("host", host_ref)
-    targets = [h.ref for h in ctx.sim.hosts
-               if h.ref != host_ref and ctx.db.raw("host", h.ref)["enabled"]]
-    vms = [v for v in ctx.db.find("VM", resident_on=host_ref)
-           if not ctx.db.raw("VM", v)["is_control_domain"]]
+    targets = [
+        h.ref for h in ctx.sim.hosts if h.ref != host_ref and ctx.db.raw("host", h.ref)["enabled"]
+    ]
+    vms = [
+        v
+        for v in ctx.db.find("VM", resident_on=host_ref)
+        if not ctx.db.raw("VM", v)["is_control_domain"]
+    ]
     plan = []
     for vm in vms:
         if not targets:
@@ -355,8 +386,11 @@ def ha_host_failed(ctx, host_ref):
     Returns {vm ref: host ref or "" when not restarted}."""
     host = ctx.db.raw("host", host_ref)
     ctx.db.raw("host_metrics", host["metrics"])["live"] = False
-    reset = [v for v in ctx.db.find("VM", resident_on=host_ref)
-             if not ctx.db.raw("VM", v)["is_control_domain"]]
+    reset = [
+        v
+        for v in ctx.db.find("VM", resident_on=host_ref)
+        if not ctx.db.raw("VM", v)["is_control_domain"]
+    ]
     for vm in reset:
         rec = ctx.db.raw("VM", vm)
         for vbd in ctx.db.find("VBD", VM=vm):
@@ -449,8 +483,16 @@ def get_allowed_vbd_devices(ctx, vm):
 
 
 # ------------------------------------------------------------------- VBD
-_VDI_TYPES_FOR_VBD = ("system", "user", "ephemeral", "suspend", "crashdump", "metadata", "rrd",
-                      "pvs_cache")
+_VDI_TYPES_FOR_VBD = (
+    "system",
+    "user",
+    "ephemeral",
+    "suspend",
+    "crashdump",
+    "metadata",
+    "rrd",
+    "pvs_cache",
+)
 
 
 @message("VBD.create")
@@ -492,16 +534,27 @@ def vbd_create(ctx, rec):
     other_config = dict(rec["other_config"])
     if vdi_rec and "backend-kind" in vdi_rec["sm_config"]:
         other_config["backend-kind"] = vdi_rec["sm_config"]["backend-kind"]
-    return ctx.db.create("VBD", {
-        "VM": vm, "VDI": vdi, "userdevice": userdevice, "bootable": rec["bootable"],
-        "mode": mode, "type": vbd_type, "empty": rec["empty"],
-        "unpluggable": rec.get("unpluggable", True), "other_config": other_config,
-        "qos_algorithm_type": rec["qos_algorithm_type"],
-        "qos_algorithm_params": dict(rec["qos_algorithm_params"]),
-        # device and currently_attached are honoured only for a suspended VM.
-        "device": rec.get("device", "") if suspended else "",
-        "currently_attached": bool(rec.get("currently_attached", False)) if suspended else False,
-    })
+    return ctx.db.create(
+        "VBD",
+        {
+            "VM": vm,
+            "VDI": vdi,
+            "userdevice": userdevice,
+            "bootable": rec["bootable"],
+            "mode": mode,
+            "type": vbd_type,
+            "empty": rec["empty"],
+            "unpluggable": rec.get("unpluggable", True),
+            "other_config": other_config,
+            "qos_algorithm_type": rec["qos_algorithm_type"],
+            "qos_algorithm_params": dict(rec["qos_algorithm_params"]),
+            # device and currently_attached are honoured only for a suspended VM.
+            "device": rec.get("device", "") if suspended else "",
+            "currently_attached": bool(rec.get("currently_attached", False))
+            if suspended
+            else False,
+        },
+    )
 
 
 def _attach_vdi(ctx, vbd_rec, host):
@@ -553,6 +606,7 @@ def vbd_destroy(ctx, vbd):
     rec = ctx.db.raw("VBD", vbd)
     if rec["currently_attached"]:
         vm_uuid = ctx.db.raw("VM", rec["VM"])["uuid"]
-        raise XapiError("OPERATION_NOT_ALLOWED",
-                        "VBD '%s' still attached to '%s'" % (rec["uuid"], vm_uuid))
+        raise XapiError(
+            "OPERATION_NOT_ALLOWED", "VBD '%s' still attached to '%s'" % (rec["uuid"], vm_uuid)
+        )
     ctx.db.destroy("VBD", vbd)

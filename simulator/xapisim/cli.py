@@ -9,6 +9,7 @@
 
 Control commands find the pool through --url or $XAPISIM_URL.
 """
+
 import argparse
 import json
 import os
@@ -27,26 +28,47 @@ def _addresses(first, n):
     return [".".join(parts[:3] + [str(int(parts[3]) + i)]) for i in range(n)]
 
 
-def start(hosts=1, vms=2, listen="127.0.0.1:0", state_dir=None, plugins=None, password=None,
-          tls=None, sm_timing="fast"):
+def start(
+    hosts=1,
+    vms=2,
+    listen="127.0.0.1:0",
+    state_dir=None,
+    plugins=None,
+    password=None,
+    tls=None,
+    sm_timing="fast",
+):
     """Create and serve a pool; returns (simulator, servers, info dict)."""
     address, _, port = listen.rpartition(":")
     state_dir = state_dir or tempfile.mkdtemp(prefix="xapisim-")
-    sim = Simulator(state_dir, hosts=hosts, vms=vms, password=password,
-                    addresses=_addresses(address, hosts), sm_timing=sm_timing)
+    sim = Simulator(
+        state_dir,
+        hosts=hosts,
+        vms=vms,
+        password=password,
+        addresses=_addresses(address, hosts),
+        sm_timing=sm_timing,
+    )
     if plugins:
         sim.install_plugins(plugins)
     servers = Servers(sim, int(port or 0), tls)
-    info = {"url": servers.master_url, "member_urls": servers.urls[1:], "user": sim.username,
-            "password": sim.password, "master": sim.master.uuid,
-            "hosts": [h.uuid for h in sim.hosts], "state_dir": sim.state_dir}
+    info = {
+        "url": servers.master_url,
+        "member_urls": servers.urls[1:],
+        "user": sim.username,
+        "password": sim.password,
+        "master": sim.master.uuid,
+        "hosts": [h.uuid for h in sim.hosts],
+        "state_dir": sim.state_dir,
+    }
     return sim, servers, info
 
 
 def _serve(a):
     tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
-    sim, servers, info = start(a.hosts, a.vms, a.listen, a.state_dir, a.plugins, a.password, tls,
-                               a.sm_timing)
+    sim, servers, info = start(
+        a.hosts, a.vms, a.listen, a.state_dir, a.plugins, a.password, tls, a.sm_timing
+    )
     print(json.dumps(info), flush=True)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -74,9 +96,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["xe"]:
         from . import xe
+
         return xe.main(argv[1:])
-    p = argparse.ArgumentParser(prog="xapisim", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="xapisim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", help="the pool master's URL (default $XAPISIM_URL)")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run a simulated pool until stopped")
@@ -88,9 +112,12 @@ def main(argv=None):
     s.add_argument("--password", help="the root password (default: random, printed)")
     s.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", help="the certificate's private key (PEM)")
-    s.add_argument("--sm-timing", default="fast",
-                   help="the real SM's waits (iSCSI login settle 5 s, scan 2 s, SR scanner 30 s): "
-                        "real, fast (1/100) or a factor")
+    s.add_argument(
+        "--sm-timing",
+        default="fast",
+        help="the real SM's waits (iSCSI login settle 5 s, scan 2 s, SR scanner 30 s): "
+        "real, fast (1/100) or a factor",
+    )
     f = sub.add_parser("fault", help="make a message fail")
     f.add_argument("method")
     f.add_argument("error", nargs="+", help="error code and parameters")
@@ -107,8 +134,13 @@ def main(argv=None):
     if a.cmd == "serve":
         return _serve(a)
     if a.cmd == "fault":
-        _admin(a, "inject_fault", a.method, a.error,
-               {"nth": a.nth, "every": a.every, "caller": a.caller})
+        _admin(
+            a,
+            "inject_fault",
+            a.method,
+            a.error,
+            {"nth": a.nth, "every": a.every, "caller": a.caller},
+        )
     elif a.cmd == "latency":
         _admin(a, "set_latency", a.method, a.seconds, a.caller)
     elif a.cmd == "clear":

@@ -1,6 +1,8 @@
 """The object database: one table per class, records keyed by opaque ref."""
+
 import threading
 import uuid as uuidlib
+from typing import Dict, List
 
 from . import schema
 from .errors import handle_invalid, internal, uuid_invalid
@@ -30,7 +32,7 @@ def new_ref():
     return "OpaqueRef:" + str(uuidlib.uuid4())
 
 
-class Database(object):
+class Database:
     def __init__(self):
         self.lock = threading.RLock()
         self.tables = dict((cls, {}) for cls in schema.CLASSES)
@@ -56,7 +58,7 @@ class Database(object):
         try:
             return self.tables[cls][ref]
         except KeyError:
-            raise handle_invalid(cls, ref)
+            raise handle_invalid(cls, ref) from None
 
     def record(self, cls, ref):
         """A copy of the record as the API returns it, reverse sets filled in."""
@@ -72,7 +74,7 @@ class Database(object):
 
     def _reverse_index(self, cls, only=None):
         """{field: {ref: [children]}} for the reverse sets of cls."""
-        index = {}
+        index: Dict[str, Dict[str, List[str]]] = {}
         for (owner, field), (other, link) in REVERSE.items():
             if owner != cls:
                 continue
@@ -101,10 +103,19 @@ class Database(object):
     def where(self, cls, expr):
         """Refs of cls matching a xapi filter expression (see dbfilter.py)."""
         from . import dbfilter
+
         test = dbfilter.compile_expr(expr)
-        return [ref for ref, rec in self.tables[cls].items()
-                if test(lambda name, rec=rec: dbfilter.db_string(cls, name, rec[name])
-                        if name in rec else dbfilter.missing(name))]
+        return [
+            ref
+            for ref, rec in self.tables[cls].items()
+            if test(
+                lambda name, rec=rec: (
+                    dbfilter.db_string(cls, name, rec[name])
+                    if name in rec
+                    else dbfilter.missing(name)
+                )
+            )
+        ]
 
     def destroy(self, cls, ref):
         self.raw(cls, ref)
@@ -117,18 +128,20 @@ class Database(object):
         raise uuid_invalid(cls, uuid)
 
     def find(self, cls, **match):
-        return [ref for ref, rec in self.tables[cls].items()
-                if all(rec.get(k) == v for k, v in match.items())]
+        return [
+            ref
+            for ref, rec in self.tables[cls].items()
+            if all(rec.get(k) == v for k, v in match.items())
+        ]
 
     def snapshot(self):
         """Every persistent object, by class and uuid, for before/after comparisons."""
         with self.lock:
             out = {}
-            for cls, table in self.tables.items():
+            for cls in self.tables:
                 if cls in TRANSIENT:
                     continue
-                out[cls] = dict((rec["uuid"], _plain(rec))
-                                for rec in self.records(cls).values())
+                out[cls] = dict((rec["uuid"], _plain(rec)) for rec in self.records(cls).values())
             return out
 
 
@@ -142,5 +155,7 @@ def _copy(value):
 
 
 def _plain(rec):
-    return dict((k, str(v) if not isinstance(v, (str, bool, int, float, list, dict)) else v)
-                for k, v in rec.items())
+    return dict(
+        (k, str(v) if not isinstance(v, (str, bool, int, float, list, dict)) else v)
+        for k, v in rec.items()
+    )

@@ -4,6 +4,7 @@ xen-api ocaml/database/db_filter_lex.mll, db_filter_parse.mly, db_filter.ml and
 db_cache_impl.ml find_refs_with_filter_internal: `field "name_label" = "x"`, `"a" = "b"`,
 `true`, `false`, `not`, `and`, `or`, parentheses; fields compare as their database strings.
 """
+
 import re
 
 from .errors import XapiError
@@ -35,7 +36,7 @@ def _tokens(text):
     return out
 
 
-class _Parser(object):
+class _Parser:
     """Precedence as the .mly declares it: `%right LNOT` below `%left LAND LOR`, so
     `not` takes everything to its right and `and`/`or` bind equally, left to right."""
 
@@ -91,7 +92,7 @@ def parse(text):
         p.take("EOF")
         return tree
     except _Invalid as e:
-        raise XapiError("INVALID_VALUE", text, str(e))
+        raise XapiError("INVALID_VALUE", text, str(e)) from None
 
 
 def compile_expr(text):
@@ -112,6 +113,7 @@ def compile_expr(text):
             return ev(node[1], lookup) or ev(node[2], lookup)
         a, b = [v[1] if v[0] == "literal" else lookup(v[1]) for v in node[1:]]
         return a == b
+
     return lambda lookup: ev(tree, lookup)
 
 
@@ -135,8 +137,9 @@ def db_string(cls, name, value):
     if isinstance(value, list):
         return "(%s)" % " ".join(_sexpr_string(str(v)) for v in value)
     if isinstance(value, dict):
-        return "(%s)" % " ".join("(%s %s)" % (_sexpr_string(k), _sexpr_string(str(v)))
-                                 for k, v in value.items())
+        return "(%s)" % " ".join(
+            "(%s %s)" % (_sexpr_string(k), _sexpr_string(str(v))) for k, v in value.items()
+        )
     if hasattr(value, "value"):  # xmlrpc DateTime: Clock.Date.to_rfc3339, the wire's form
         return value.value
     return str(value)

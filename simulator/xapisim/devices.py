@@ -3,6 +3,7 @@
 Follows xen-api ocaml/xapi-idl/xen/device_number.ml: a device is (bus, disk, partition); the same
 name can mean different devices on an HVM guest (disks 0-3 are IDE) and on a PV guest (Xen).
 """
+
 import re
 
 XEN, SCSI, FLOPPY, IDE = "Xen", "Scsi", "Floppy", "Ide"
@@ -40,7 +41,7 @@ def of_linux_device(name):
     a prefix with no letters (real: disk -1) is refused here, which is stricter."""
     for prefix, bus in (("xvd", XEN), ("sd", SCSI), ("fd", FLOPPY), ("hd", IDE)):
         if name.startswith(prefix):
-            m = re.match(r"^([a-z]+)([0-9]*)$", name[len(prefix):])
+            m = re.match(r"^([a-z]+)([0-9]*)$", name[len(prefix) :])
             if not m:
                 return None
             return (bus, _b26(m.group(1)), int(m.group(2) or 0))

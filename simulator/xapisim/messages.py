@@ -1,7 +1,7 @@
 """Message lookup: explicit implementations per class (registered by the api_* modules through
 handlers.message), generic ones for implicit messages."""
-from . import api_pool, api_secret, api_storage, api_task, api_vm  # noqa: F401 (they register)
-from . import schema
+
+from . import api_pool, api_secret, api_storage, api_task, api_vm, schema  # noqa: F401 (they register)
 from .errors import XapiError, internal
 from .handlers import IMPL, Context, check_map_keys  # noqa: F401 (Context: sim.py)
 
@@ -9,14 +9,25 @@ from .handlers import IMPL, Context, check_map_keys  # noqa: F401 (Context: sim.
 # (a plugin process calling back into the simulator).
 # SM work runs outside it too (under the SR's SM lock), as xapi's database is not held while
 # an SM command runs.
-UNLOCKED = {"host": ("call_plugin",), "VM": ("call_host_plugin",), "session": ("login_with_password",),
-            "PBD": ("plug",), "SR": ("scan",), "VDI": ("introduce",)}
+UNLOCKED = {
+    "host": ("call_plugin",),
+    "VM": ("call_host_plugin",),
+    "session": ("login_with_password",),
+    "PBD": ("plug",),
+    "SR": ("scan",),
+    "VDI": ("introduce",),
+}
 
 # Custom messages declared without `Async (xen-api ocaml/idl/datamodel*.ml `call ~flags:[...]`;
 # the default is [`Session; `Async]).
 NO_ASYNC = {
-    "session": ("login_with_password", "slave_local_login_with_password", "logout",
-                "local_logout", "change_password"),
+    "session": (
+        "login_with_password",
+        "slave_local_login_with_password",
+        "logout",
+        "local_logout",
+        "change_password",
+    ),
     "task": ("create", "destroy"),
     "event": ("from", "next", "inject", "get_current_id"),
     "secret": ("introduce",),
@@ -70,19 +81,21 @@ def check_type(value, typ, name):
     elif typ == "bool":
         ok = isinstance(value, bool)
     elif typ == "int":
-        ok = (isinstance(value, int) and not isinstance(value, bool)) or \
-            (isinstance(value, str) and value.lstrip("-").isdigit())
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, str) and value.lstrip("-").isdigit()
+        )
     elif typ == "float":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif typ.endswith(" set"):
         ok = isinstance(value, list)
-    elif typ.endswith(" map") or typ.endswith(" record"):
+    elif typ.endswith((" map", " record")):
         ok = isinstance(value, dict)
         if ok and typ == "(string -> string) map":
             ok = all(isinstance(v, str) for v in value.values())
     if not ok:
-        raise internal("Rpc.Runtime_error(\"%s\", %r) unmarshalling parameter %s"
-                       % (typ, value, name))
+        raise internal(
+            'Rpc.Runtime_error("%s", %r) unmarshalling parameter %s' % (typ, value, name)
+        )
 
 
 def _generic(cls, msg):
@@ -104,13 +117,16 @@ def _generic(cls, msg):
     if msg.startswith("get_"):
         return lambda ctx, ref: ctx.db.field(cls, ref, msg[4:])
     if msg.startswith("set_"):
+
         def setter(ctx, ref, value):
             rec = ctx.db.raw(cls, ref)
             if isinstance(value, dict) and schema.field_kind(cls, msg[4:]) == "map":
                 check_map_keys(value)
             rec[msg[4:]] = value
+
         return setter
     if msg.startswith("add_to_"):
+
         def add(ctx, ref, key, value):
             # xen-api ocaml/database/db_cache_types.ml add_to_map: the empty key first, then
             # the master's non-idempotent add (Db_globs.idempotent_map = false) refuses any
@@ -122,14 +138,18 @@ def _generic(cls, msg):
             if key in field:
                 raise XapiError("MAP_DUPLICATE_KEY", cls, msg[7:], ref, key)
             field[key] = value
+
         return add
     if msg.startswith("remove_from_"):
+
         def remove(ctx, ref, key):
             ctx.db.raw(cls, ref)[msg[12:]].pop(key, None)
+
         return remove
     return None
 
 
 def admin(sim, name, params):
     from . import admin as admin_api
+
     return admin_api.call(sim, name, params)

@@ -1,15 +1,17 @@
 """host.call_plugin as xapi runs it: exec the plugin file with the XML-RPC call as argv[1]."""
+
 import hashlib
 import os
 import shutil
-import sys
-import tempfile
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import xml.parsers.expat
 import xmlrpc.client
+from typing import Dict, List, Optional
 
 from . import wire
 from .errors import XapiError
@@ -17,8 +19,10 @@ from .errors import XapiError
 # xen-api ocaml/forkexecd/lib/forkhelpers.ml default_path
 PLUGIN_PATH = "/sbin:/usr/sbin:/bin:/usr/bin"
 PLUGINS_ROOT = "/etc/xapi.d/plugins"
-NO_NAMESPACE = ("xapisim: no private mount namespace here (needs root or unprivileged user "
-                "namespaces), so a plugin cannot see its host's /etc and /var")
+NO_NAMESPACE = (
+    "xapisim: no private mount namespace here (needs root or unprivileged user "
+    "namespaces), so a plugin cannot see its host's /etc and /var"
+)
 
 # The plugin runs in a private mount namespace that is its host's dom0 as far as it can tell:
 # the host root's /etc and /var on /etc and /var (the xapi socket at /var/lib/xcp/xapi, logs,
@@ -60,19 +64,25 @@ def run(sim, host, session, plugin, fn, args):
     # call_plugin execs <Xapi_globs.xapi_plugins_root>/<name> with the call as its one argument.
     argv = [PLUGINS_ROOT + "/" + plugin, encode_call(fn, session, args)]
     with sim.controls.lock:
-        sim.controls.plugin_argv.append({"host": host.uuid, "plugin": plugin, "fn": fn,
-                                         "argv": argv, "time": time.time()})
+        sim.controls.plugin_argv.append(
+            {"host": host.uuid, "plugin": plugin, "fn": fn, "argv": argv, "time": time.time()}
+        )
     if sim.dom0 is None:
         raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", NO_NAMESPACE)
     # Forkhelpers.execute_command_get_output: no timeout, and the environment is
     # default_path_env_pair (PATH only) plus TRACEPARENT/BAGGAGE when tracing is on (it is off
     # by default, and the simulator does not trace).
     try:
-        proc = subprocess.Popen(sim.dom0.command(host) + argv, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={"PATH": PLUGIN_PATH}, cwd="/")
+        proc = subprocess.Popen(
+            sim.dom0.command(host) + argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": PLUGIN_PATH},
+            cwd="/",
+        )
     except OSError as e:
-        raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", str(e))
+        raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", str(e)) from None
     with _RUNNING_LOCK:
         _RUNNING[proc.pid] = host.uuid
     try:
@@ -82,15 +92,16 @@ def run(sim, host, session, plugin, fn, args):
             _RUNNING.pop(proc.pid, None)
     out, err = _text(stdout), _text(stderr)
     if proc.returncode < 0:
-        raise XapiError("XENAPI_PLUGIN_FAILURE", "signal: %s" % signal.Signals(-proc.returncode).name,
-                        out, err)
+        raise XapiError(
+            "XENAPI_PLUGIN_FAILURE", "signal: %s" % signal.Signals(-proc.returncode).name, out, err
+        )
     if proc.returncode != 0:
         raise XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", out, err)
     return parse_result(out)
 
 
 # Plugin processes running, pid -> host uuid (for a simulated host reboot).
-_RUNNING = {}
+_RUNNING: Dict[int, str] = {}
 _RUNNING_LOCK = threading.Lock()
 
 
@@ -113,9 +124,11 @@ def parse_result(out):
     try:
         params, _method = xmlrpc.client.loads(out)
     except xmlrpc.client.Fault as f:
-        raise XapiError("XENAPI_PLUGIN_FAILURE", "fault", str(f.faultCode), f.faultString)
+        raise XapiError("XENAPI_PLUGIN_FAILURE", "fault", str(f.faultCode), f.faultString) from None
     except (xml.parsers.expat.ExpatError, ValueError, TypeError) as e:
-        raise XapiError("XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", out, str(e))
+        raise XapiError(
+            "XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", out, str(e)
+        ) from None
     if len(params) != 1:
         raise XapiError("XENAPI_PLUGIN_FAILURE", "unexpected XMLRPC result", out)
     result = params[0]
@@ -124,17 +137,16 @@ def parse_result(out):
     if result["Status"] == "Success":
         value = result.get("Value")
         if not isinstance(value, str):
-            raise XapiError("INTERNAL_ERROR",
-                            "XMLRPC.RunTimeTypeError(\"string\", %r)" % (value,))
+            raise XapiError("INTERNAL_ERROR", 'XMLRPC.RunTimeTypeError("string", %r)' % (value,))
         return value
     desc = result.get("ErrorDescription")
     if not isinstance(desc, list) or not desc or not all(isinstance(d, str) for d in desc):
-        raise XapiError("INTERNAL_ERROR", "XMLRPC.RunTimeTypeError(\"string list\", %r)" % (desc,))
+        raise XapiError("INTERNAL_ERROR", 'XMLRPC.RunTimeTypeError("string list", %r)' % (desc,))
     raise XapiError(*desc)
 
 
 # ---------------------------------------------------------------------- dom0's Python
-class Dom0(object):
+class Dom0:
     """How plugins are exec'd: dom0's Python (an interpreter whose site-packages has XenAPI and
     XenAPIPlugin, as dom0's /usr/bin/python3 does) behind /usr/bin/python3 in the plugin's
     mount namespace."""
@@ -147,7 +159,7 @@ class Dom0(object):
         measure = os.environ.get("XAPISIM_DOM0_COVERAGE")
         if measure:
             script += _coverage_hook(state_dir, python, measure)
-        script += "exec env -u PWD %s \"$@\"\n" % _quote(python)
+        script += 'exec env -u PWD %s "$@"\n' % _quote(python)
         with open(self.wrapper, "w") as fh:
             fh.write(script)
         os.chmod(self.wrapper, 0o755)
@@ -195,8 +207,11 @@ def _coverage_hook(state_dir, python, data_file):
         fh.write(_COVERAGE_RC % os.path.abspath(data_file))
     with open(runner, "w") as fh:
         fh.write(_COVERAGE_RUNNER % rc)
-    return ('[ "$1" != %s/xenvol ] || exec env -u PWD %s %s "$@"\n'
-            % (PLUGINS_ROOT, _quote(python), _quote(runner)))
+    return '[ "$1" != %s/xenvol ] || exec env -u PWD %s %s "$@"\n' % (
+        PLUGINS_ROOT,
+        _quote(python),
+        _quote(runner),
+    )
 
 
 def dom0(state_dir, python=None):
@@ -210,19 +225,25 @@ def dom0(state_dir, python=None):
     return Dom0(state_dir, os.path.abspath(python), unshare)
 
 
-_UNSHARE = []
+# The unshare command that works here, found once (None: none does).
+_UNSHARE: List[Optional[List[str]]] = []
 
 
 def _unshare():
     """unshare -m as root; as another user inside a user namespace where it maps us to root."""
     if not _UNSHARE:
         found = None
-        tries = ([] if os.geteuid() else [["unshare", "-m", "--propagation", "private"]]) + \
-            [["unshare", "-U", "-r", "-m", "--propagation", "private"]]
+        tries = ([] if os.geteuid() else [["unshare", "-m", "--propagation", "private"]]) + [
+            ["unshare", "-U", "-r", "-m", "--propagation", "private"]
+        ]
         for cmd in tries:
             try:
-                ok = subprocess.run(cmd + ["true"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL).returncode == 0
+                ok = (
+                    subprocess.run(
+                        cmd + ["true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    ).returncode
+                    == 0
+                )
             except OSError:
                 ok = False
             if ok:
@@ -237,6 +258,7 @@ def _default_python():
     machine. Its python is a copy: the base binary itself is covered by the wrapper in the
     plugin's namespace."""
     import XenAPI
+
     base = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
     xenapi = os.path.dirname(os.path.abspath(XenAPI.__file__))
     runtime = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugin_runtime")
@@ -245,8 +267,11 @@ def _default_python():
     python = os.path.join(env, "bin", "python3")
     if not os.path.exists(python):
         build = tempfile.mkdtemp(prefix=os.path.basename(env) + ".", dir=os.path.dirname(env))
-        subprocess.run([base, "-m", "venv", "--without-pip", "--copies", build], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [base, "-m", "venv", "--without-pip", "--copies", build],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         site_packages(build, xenapi_dir=xenapi)
         try:
             os.rename(build, env)
@@ -258,6 +283,7 @@ def _default_python():
 def site_packages(venv, xenapi_dir=None):
     """Give a venv XenAPIPlugin (a .pth naming plugin_runtime) and, if asked, a link to XenAPI."""
     import glob
+
     sp = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages"))[0]
     runtime = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugin_runtime")
     with open(os.path.join(sp, "xapisim-dom0.pth"), "w") as fh:

@@ -4,6 +4,7 @@ data/schema.json is generated from the XAPI datamodel (tools/gen_xapisim_schema.
 turns it into record templates and parameter lists, and derives the implicit messages
 (get_<field>, set_<field>, add_to_<map>, remove_from_<map>) that xapi generates for every class.
 """
+
 import copy
 import json
 import os
@@ -18,28 +19,50 @@ with open(_DATA) as _fh:
 _EXTRA = {
     "VM": {
         "start": [["vm", "VM ref", True], ["start_paused", "bool", True], ["force", "bool", True]],
-        "start_on": [["vm", "VM ref", True], ["host", "host ref", True],
-                     ["start_paused", "bool", True], ["force", "bool", True]],
+        "start_on": [
+            ["vm", "VM ref", True],
+            ["host", "host ref", True],
+            ["start_paused", "bool", True],
+            ["force", "bool", True],
+        ],
         "clean_shutdown": [["vm", "VM ref", True]],
-        "pool_migrate": [["vm", "VM ref", True], ["host", "host ref", True],
-                         ["options", "(string -> string) map", True]],
+        "pool_migrate": [
+            ["vm", "VM ref", True],
+            ["host", "host ref", True],
+            ["options", "(string -> string) map", True],
+        ],
         "hard_shutdown": [["vm", "VM ref", True]],
         # datamodel_vm.ml call_host_plugin (xapi 25.22.0)
-        "call_host_plugin": [["vm", "VM ref", True], ["plugin", "string", True],
-                             ["fn", "string", True],
-                             ["args", "(string -> string) map", True]],
+        "call_host_plugin": [
+            ["vm", "VM ref", True],
+            ["plugin", "string", True],
+            ["fn", "string", True],
+            ["args", "(string -> string) map", True],
+        ],
     },
     # datamodel_host.ml evacuate: network and evacuate_batch_size are versioned params with
     # defaults (null, 0).
-    "host": {"evacuate": [["host", "host ref", True], ["network", "network ref", False],
-                          ["evacuate_batch_size", "int", False]]},
+    "host": {
+        "evacuate": [
+            ["host", "host ref", True],
+            ["network", "network ref", False],
+            ["evacuate_batch_size", "int", False],
+        ]
+    },
     # datamodel.ml VDI.set_managed: hidden from the docs, _R_LOCAL_ROOT_ONLY.
-    "VDI": {"set_managed": [["self", "VDI ref", True], ["value", "bool", True]],
-            # datamodel.ml VDI: name_label/name_description are StaticRO with explicit setters.
-            "set_name_label": [["self", "VDI ref", True], ["value", "string", True]],
-            "set_name_description": [["self", "VDI ref", True], ["value", "string", True]]},
-    "secret": {"introduce": [["uuid", "string", True], ["value", "string", True],
-                             ["other_config", "(string -> string) map", False]]},
+    "VDI": {
+        "set_managed": [["self", "VDI ref", True], ["value", "bool", True]],
+        # datamodel.ml VDI: name_label/name_description are StaticRO with explicit setters.
+        "set_name_label": [["self", "VDI ref", True], ["value", "string", True]],
+        "set_name_description": [["self", "VDI ref", True], ["value", "string", True]],
+    },
+    "secret": {
+        "introduce": [
+            ["uuid", "string", True],
+            ["value", "string", True],
+            ["other_config", "(string -> string) map", False],
+        ]
+    },
 }
 
 CLASSES = sorted(SCHEMA)
@@ -99,7 +122,7 @@ def _implicit(cls, msg):
     for prefix in ("get_", "set_", "add_to_", "remove_from_"):
         if not msg.startswith(prefix):
             continue
-        name = msg[len(prefix):]
+        name = msg[len(prefix) :]
         spec = [f for f in SCHEMA[cls]["fields"] if f[0] == name]
         if not spec:
             return None

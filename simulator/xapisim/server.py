@@ -1,5 +1,6 @@
 """HTTP transports: one TCP listener per host (same port, one loopback address each, as
 real hosts share port 80/443) and one unix socket per host at <root>/var/lib/xcp/xapi."""
+
 import errno
 import http.server
 import os
@@ -11,11 +12,19 @@ import sys
 import threading
 
 from . import wire
-from .sim import Endpoint
+from .sim import Endpoint, Simulator
+
+
+class _Serving(socketserver.BaseServer):
+    """What a handler reads from its server (both set by Servers._serve)."""
+
+    sim: Simulator
+    endpoint: Endpoint
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server: _Serving
 
     def setup(self):
         # xen-api ocaml/libs/http-lib/http_svr.ml bind: TCP_NODELAY on inet sockets.
@@ -35,10 +44,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         endpoint = self.server.endpoint
         if self.request.family == socket.AF_UNIX:
             # Who called over the host's socket (xapisim.kill_plugin needs the plugin's pid).
-            creds = self.request.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                            struct.calcsize("3i"))
-            endpoint = Endpoint(endpoint.host, endpoint.transport,
-                                struct.unpack("3i", creds)[0])
+            creds = self.request.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+            )
+            endpoint = Endpoint(endpoint.host, endpoint.transport, struct.unpack("3i", creds)[0])
         try:
             body = self._read_body()
             out = self.server.sim.handle(endpoint, body, json_rpc)
@@ -47,12 +56,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except Exception as e:  # a simulator bug: still an HTTP 500, naming it
             return self._internal_error(version, type(e).__name__)
         # api_server.ml callback/jsoncallback headers after http_svr.ml response_of_request's.
-        self._send(version, "200 OK", [
-            ("connection", "close" if close else "keep-alive"),
-            ("cache-control", "no-cache, no-store"),
-            ("content-type", "application/json" if json_rpc else "text/xml"),
-            ("Access-Control-Allow-Origin", "*"),
-            ("Access-Control-Allow-Headers", "X-Requested-With")], out)
+        self._send(
+            version,
+            "200 OK",
+            [
+                ("connection", "close" if close else "keep-alive"),
+                ("cache-control", "no-cache, no-store"),
+                ("content-type", "application/json" if json_rpc else "text/xml"),
+                ("Access-Control-Allow-Origin", "*"),
+                ("Access-Control-Allow-Headers", "X-Requested-With"),
+            ],
+            out,
+        )
         self.close_connection = close
 
     def _read_body(self):
@@ -70,9 +85,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _internal_error(self, version, extra):
         # http_svr.ml handle_one -> response_internal_error: HTML, and the connection closes.
-        self._send(version, "500 Internal Error", [
-            ("content-type", "text/html"), ("connection", "close"),
-            ("cache-control", "no-cache, no-store")], wire.internal_error_body(extra))
+        self._send(
+            version,
+            "500 Internal Error",
+            [
+                ("content-type", "text/html"),
+                ("connection", "close"),
+                ("cache-control", "no-cache, no-store"),
+            ],
+            wire.internal_error_body(extra),
+        )
         self.close_connection = True
 
     def _send(self, version, status, headers, body):
@@ -83,8 +105,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def address_string(self):
-        return "unix" if isinstance(self.client_address, (str, bytes)) else \
-            http.server.BaseHTTPRequestHandler.address_string(self)
+        return (
+            "unix"
+            if isinstance(self.client_address, (str, bytes))
+            else http.server.BaseHTTPRequestHandler.address_string(self)
+        )
 
 
 # xen-api ocaml/xapi/xapi_globs.ml listen_backlog (128), given to Http_svr.bind for the TCP
@@ -92,13 +117,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 LISTEN_BACKLOG = 128
 
 
-class _TCPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+class _TCPServer(_Serving, socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
 
 
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class _UnixServer(_Serving, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
@@ -110,7 +135,7 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         socketserver.UnixStreamServer.handle_error(self, request, client_address)
 
 
-class Servers(object):
+class Servers:
     """Start every endpoint of a simulator; `urls` lists one base URL per host."""
 
     def __init__(self, sim, port=0, tls=None):
@@ -150,8 +175,10 @@ class Servers(object):
             if self.tls:
                 srv.socket = self.tls.wrap_socket(srv.socket, server_side=True)
             self._serve(srv, Endpoint(host, "tcp"))
-            self.urls.append("%s://%s:%d/" % ("https" if self.tls else "http", host.address,
-                                              srv.server_address[1]))
+            self.urls.append(
+                "%s://%s:%d/"
+                % ("https" if self.tls else "http", host.address, srv.server_address[1])
+            )
 
     def _serve(self, srv, endpoint):
         srv.sim = self.sim
@@ -179,5 +206,3 @@ class Servers(object):
             except OSError:
                 pass
         self.servers = []
-
-

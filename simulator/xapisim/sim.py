@@ -1,4 +1,5 @@
 """The simulated pool: hosts with their own dom0 roots, sessions, dispatch and test controls."""
+
 import collections
 import os
 import shutil
@@ -7,9 +8,10 @@ import sys
 import threading
 import time
 import uuid as uuidlib
+from typing import Counter, Dict, Tuple
 
 from . import api_task, messages, schema, wire
-from .db import Database, NULL
+from .db import NULL, Database
 from .errors import XapiError
 
 API_MAJOR, API_MINOR = "2", "21"
@@ -17,7 +19,7 @@ ASYNC = "Async."
 PRODUCT_VERSION = "8.3.0"
 
 
-class Host(object):
+class Host:
     """Where one simulated host keeps its dom0 files, and how it is reached."""
 
     def __init__(self, ref, uuid, index, root, address):
@@ -39,7 +41,7 @@ class Host(object):
         return self.path("var/lib/xcp/xapi")
 
 
-class Controls(object):
+class Controls:
     """Test controls: injected failures, latency, call counts, plugin argv log.
 
     Faults and latencies name a message (or "*" for latency) and a caller: "client" (TCP),
@@ -52,15 +54,23 @@ class Controls(object):
         self.lock = threading.Lock()
         self.faults = []
         self.latency = {}
-        self.counts = collections.Counter()
+        self.counts: Counter[Tuple[str, str]] = collections.Counter()
         self.plugin_argv = []
         self.kills = []
 
     def add_fault(self, method, error, nth=1, every=False, caller="any"):
         self._check_caller(caller)
         with self.lock:
-            self.faults.append({"method": method, "error": [str(e) for e in error], "nth": int(nth),
-                                "every": bool(every), "caller": caller, "seen": 0})
+            self.faults.append(
+                {
+                    "method": method,
+                    "error": [str(e) for e in error],
+                    "nth": int(nth),
+                    "every": bool(every),
+                    "caller": caller,
+                    "seen": 0,
+                }
+            )
 
     def set_latency(self, method, seconds, caller="any"):
         self._check_caller(caller)
@@ -78,15 +88,25 @@ class Controls(object):
         if when not in ("before", "after"):
             raise XapiError("INVALID_VALUE", "when", when)
         with self.lock:
-            self.kills.append({"method": method, "nth": int(nth), "when": when, "host": host,
-                               "pid": pid, "seen": 0})
+            self.kills.append(
+                {
+                    "method": method,
+                    "nth": int(nth),
+                    "when": when,
+                    "host": host,
+                    "pid": pid,
+                    "seen": 0,
+                }
+            )
 
     def kill_for(self, names, host_uuid, when):
         """The kill rule this plugin call fires (counted once, at `before`), or None."""
         with self.lock:
             for rule in self.kills:
-                if (rule["method"] != "*" and rule["method"] not in names) or \
-                        rule["host"] not in (None, host_uuid):
+                if (rule["method"] != "*" and rule["method"] not in names) or rule["host"] not in (
+                    None,
+                    host_uuid,
+                ):
                     continue
                 if when == "before":
                     rule["seen"] += 1
@@ -124,15 +144,24 @@ class Controls(object):
 
     def count_table(self):
         with self.lock:
-            out = {}
+            out: Dict[str, Dict[str, int]] = {}
             for (method, caller), n in self.counts.items():
                 out.setdefault(method, {})[caller] = n
             return out
 
 
-class Simulator(object):
-    def __init__(self, state_dir, hosts=1, vms=2, username="root", password=None,
-                 addresses=None, dom0_python=None, sm_timing="fast"):
+class Simulator:
+    def __init__(
+        self,
+        state_dir,
+        hosts=1,
+        vms=2,
+        username="root",
+        password=None,
+        addresses=None,
+        dom0_python=None,
+        sm_timing="fast",
+    ):
         self.state_dir = os.path.abspath(state_dir)
         self.username = username
         self.password = password or uuidlib.uuid4().hex[:16]
@@ -142,6 +171,7 @@ class Simulator(object):
         self.hosts = []
         self.sessions = {}
         from .sm import registry
+
         scale = registry.TIMINGS[sm_timing] if sm_timing in registry.TIMINGS else float(sm_timing)
         self.sm = registry.StorageManagers(self, scale)
         addresses = addresses or ["127.0.0.%d" % (i + 1) for i in range(hosts)]
@@ -149,6 +179,7 @@ class Simulator(object):
         self._install_dom0_python(dom0_python)
         self._install_dom0_bin()
         from .updates import Updates
+
         self.updates = Updates(self)
         self.stopping = threading.Event()
         threading.Thread(target=self._scanner, daemon=True).start()
@@ -156,6 +187,7 @@ class Simulator(object):
     def _scanner(self):
         """xapi's SR scanning thread (xen-api ocaml/xapi/xapi_sr.ml scanning_thread: every 30 s)."""
         from .api_storage import background_scan
+
         while not self.stopping.wait(max(30 * self.sm.time_scale, 0.05)):
             background_scan(self)
 
@@ -164,40 +196,84 @@ class Simulator(object):
         db = self.db
         for i in range(nhosts):
             root = os.path.join(self.state_dir, "h%d" % i)
-            for d in ("etc/xapi.d/plugins", "var/lib/xcp", "var/log", "var/lock",
-                      "var/run/sr-mount", "var/lib/xenvol", "etc/xenvol/drivers.d"):
+            for d in (
+                "etc/xapi.d/plugins",
+                "var/lib/xcp",
+                "var/log",
+                "var/lock",
+                "var/run/sr-mount",
+                "var/lib/xenvol",
+                "etc/xenvol/drivers.d",
+            ):
                 os.makedirs(os.path.join(root, d), exist_ok=True)
             huuid = str(uuidlib.uuid4())
             with open(os.path.join(root, "boot_id"), "w") as fh:
                 fh.write(str(uuidlib.uuid4()) + "\n")
             name = "xs%02d" % (i + 1)
             with open(os.path.join(root, "etc/xensource-inventory"), "w") as fh:
-                fh.write("INSTALLATION_UUID='%s'\nPRODUCT_BRAND='XCP-ng'\n"
-                         "PRODUCT_VERSION='%s'\n" % (huuid, PRODUCT_VERSION))
-            ref = db.create("host", {
-                "uuid": huuid, "name_label": name, "hostname": name, "address": addresses[i],
-                "enabled": True, "API_version_major": API_MAJOR, "API_version_minor": API_MINOR,
-                "API_version_vendor": "XenSource",
-                "software_version": {"product_version": PRODUCT_VERSION, "product_brand": "XCP-ng",
-                                     "platform_name": "XCP", "xapi": "26.1"},
-                "iscsi_iqn": "iqn.2026-11.org.xenvol.sim:%s" % name,
-                "other_config": {"iscsi_iqn": "iqn.2026-11.org.xenvol.sim:%s" % name},
-                "memory_overhead": "0",
-                "metrics": db.create("host_metrics", {"live": True,
-                                                      "memory_total": str(64 << 30)}),
-            })
+                fh.write(
+                    "INSTALLATION_UUID='%s'\nPRODUCT_BRAND='XCP-ng'\n"
+                    "PRODUCT_VERSION='%s'\n" % (huuid, PRODUCT_VERSION)
+                )
+            ref = db.create(
+                "host",
+                {
+                    "uuid": huuid,
+                    "name_label": name,
+                    "hostname": name,
+                    "address": addresses[i],
+                    "enabled": True,
+                    "API_version_major": API_MAJOR,
+                    "API_version_minor": API_MINOR,
+                    "API_version_vendor": "XenSource",
+                    "software_version": {
+                        "product_version": PRODUCT_VERSION,
+                        "product_brand": "XCP-ng",
+                        "platform_name": "XCP",
+                        "xapi": "26.1",
+                    },
+                    "iscsi_iqn": "iqn.2026-11.org.xenvol.sim:%s" % name,
+                    "other_config": {"iscsi_iqn": "iqn.2026-11.org.xenvol.sim:%s" % name},
+                    "memory_overhead": "0",
+                    "metrics": db.create(
+                        "host_metrics", {"live": True, "memory_total": str(64 << 30)}
+                    ),
+                },
+            )
             self.hosts.append(Host(ref, huuid, i, root, addresses[i]))
-            dom0 = db.create("VM", {"name_label": "Control domain on host: %s" % name,
-                                    "is_control_domain": True, "power_state": "Running",
-                                    "resident_on": ref, "domid": "0", "is_a_template": False,
-                                    "domain_type": "pv", "metrics": db.create("VM_metrics", {
-                                        "current_domain_type": "pv"})})
+            dom0 = db.create(
+                "VM",
+                {
+                    "name_label": "Control domain on host: %s" % name,
+                    "is_control_domain": True,
+                    "power_state": "Running",
+                    "resident_on": ref,
+                    "domid": "0",
+                    "is_a_template": False,
+                    "domain_type": "pv",
+                    "metrics": db.create("VM_metrics", {"current_domain_type": "pv"}),
+                },
+            )
             db.raw("host", ref)["control_domain"] = dom0
-            local = db.create("SR", {"name_label": "Local storage", "type": "ext",
-                                     "content_type": "user", "shared": False,
-                                     "physical_size": str(64 << 30)})
-            db.create("PBD", {"host": ref, "SR": local, "device_config": {"device": "/dev/sda3"},
-                              "currently_attached": True})
+            local = db.create(
+                "SR",
+                {
+                    "name_label": "Local storage",
+                    "type": "ext",
+                    "content_type": "user",
+                    "shared": False,
+                    "physical_size": str(64 << 30),
+                },
+            )
+            db.create(
+                "PBD",
+                {
+                    "host": ref,
+                    "SR": local,
+                    "device_config": {"device": "/dev/sda3"},
+                    "currently_attached": True,
+                },
+            )
             self.sm.backing(db.raw("SR", local)["uuid"])
         master = self.hosts[0].ref
         db.create("pool", {"name_label": "", "master": master, "default_SR": NULL})
@@ -211,43 +287,85 @@ class Simulator(object):
             running = i % 2 == 0 or kind != "pv"
             host = self.hosts[(i // 2) % nhosts]
             domain_type = "pv" if kind == "pv" else "hvm"
-            vm = db.create("VM", {
-                "name_label": "vm-%d" % (i + 1), "power_state": "Running" if running else "Halted",
-                "resident_on": host.ref if running else NULL, "domid": str(i + 1) if running else "-1",
-                "affinity": host.ref, "is_a_template": False, "domain_type": domain_type,
-                "HVM_boot_policy": "" if kind == "pv" else "BIOS order",
-                "HVM_boot_params": {} if kind == "pv" else {"order": "cd"},
-                "PV_bootloader": "pygrub" if kind == "pv" else "",
-                "memory_static_max": str(1 << 30),
-                "memory_dynamic_max": str(1 << 30), "VCPUs_max": "1", "VCPUs_at_startup": "1",
-                "metrics": db.create("VM_metrics", {
-                    "current_domain_type": domain_type if running else "unspecified",
-                    "hvm": running and kind != "pv"})})
+            vm = db.create(
+                "VM",
+                {
+                    "name_label": "vm-%d" % (i + 1),
+                    "power_state": "Running" if running else "Halted",
+                    "resident_on": host.ref if running else NULL,
+                    "domid": str(i + 1) if running else "-1",
+                    "affinity": host.ref,
+                    "is_a_template": False,
+                    "domain_type": domain_type,
+                    "HVM_boot_policy": "" if kind == "pv" else "BIOS order",
+                    "HVM_boot_params": {} if kind == "pv" else {"order": "cd"},
+                    "PV_bootloader": "pygrub" if kind == "pv" else "",
+                    "memory_static_max": str(1 << 30),
+                    "memory_dynamic_max": str(1 << 30),
+                    "VCPUs_max": "1",
+                    "VCPUs_at_startup": "1",
+                    "metrics": db.create(
+                        "VM_metrics",
+                        {
+                            "current_domain_type": domain_type if running else "unspecified",
+                            "hvm": running and kind != "pv",
+                        },
+                    ),
+                },
+            )
             if kind != "hvm":
                 self.guest_agents[vm] = {
                     "os_version": {"distro": "debian", "major": "12", "name": "Debian 12"},
                     "PV_drivers_version": {"major": "9", "minor": "4", "micro": "0"},
-                    "PV_drivers_up_to_date": True, "PV_drivers_detected": True,
-                    "other": {"feature-hotplug": "1"}, "live": True}
+                    "PV_drivers_up_to_date": True,
+                    "PV_drivers_detected": True,
+                    "other": {"feature-hotplug": "1"},
+                    "live": True,
+                }
                 if running:
                     db.raw("VM", vm)["guest_metrics"] = db.create(
-                        "VM_guest_metrics", dict(self.guest_agents[vm]))
+                        "VM_guest_metrics", dict(self.guest_agents[vm])
+                    )
             local = self.local_sr(host.ref)
             sr_uuid = db.raw("SR", local)["uuid"]
             vdi_uuid = str(uuidlib.uuid4())
-            vdi = db.create("VDI", {"uuid": vdi_uuid, "name_label": "vm-%d root" % (i + 1), "SR": local,
-                                    "virtual_size": str(8 << 30), "type": "system", "managed": True,
-                                    "location": vdi_uuid})
+            vdi = db.create(
+                "VDI",
+                {
+                    "uuid": vdi_uuid,
+                    "name_label": "vm-%d root" % (i + 1),
+                    "SR": local,
+                    "virtual_size": str(8 << 30),
+                    "type": "system",
+                    "managed": True,
+                    "location": vdi_uuid,
+                },
+            )
             self.sm.backing(sr_uuid)[vdi_uuid] = {"virtual_size": str(8 << 30)}
-            db.create("VBD", {"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW",
-                              "type": "Disk", "device": "xvda" if running else "",
-                              "currently_attached": running, "empty": False})
+            db.create(
+                "VBD",
+                {
+                    "VM": vm,
+                    "VDI": vdi,
+                    "userdevice": "0",
+                    "bootable": True,
+                    "mode": "RW",
+                    "type": "Disk",
+                    "device": "xvda" if running else "",
+                    "currently_attached": running,
+                    "empty": False,
+                },
+            )
 
     def install_plugins(self, tree):
         """Copy a plugins tree (the contents of an etc/xapi.d/plugins) onto every host."""
         for host in self.hosts:
-            shutil.copytree(tree, host.plugins_dir, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(
+                tree,
+                host.plugins_dir,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
 
     def local_sr(self, host_ref):
         for pbd in self.db.find("PBD", host=host_ref):
@@ -260,6 +378,7 @@ class Simulator(object):
         """How plugins run: in their host's dom0 view, under dom0's Python (plugins.Dom0);
         self.dom0 is None where no mount namespace can be made, and plugin calls then fail."""
         from . import plugins
+
         self.dom0 = plugins.dom0(self.state_dir, python)
         if self.dom0 is None:
             sys.stderr.write("xapisim: %s; host.call_plugin will fail\n" % plugins.NO_NAMESPACE)
@@ -296,9 +415,16 @@ class Simulator(object):
     # ---------------------------------------------------------------- sessions
     def new_session(self, host, user, originator="", pool=False):
         with self.db.lock:
-            ref = self.db.create("session", {"this_host": host.ref, "auth_user_name": user,
-                                             "originator": originator, "pool": pool,
-                                             "is_local_superuser": True})
+            ref = self.db.create(
+                "session",
+                {
+                    "this_host": host.ref,
+                    "auth_user_name": user,
+                    "originator": originator,
+                    "pool": pool,
+                    "is_local_superuser": True,
+                },
+            )
             self.sessions[ref] = host.ref
             return ref
 
@@ -326,9 +452,10 @@ class Simulator(object):
 
             def encode(success, contents):
                 return wire.xml_response(success, contents, strict)
+
         try:
             if method.startswith("xapisim."):
-                value = messages.admin(self, method[len("xapisim."):], params)
+                value = messages.admin(self, method[len("xapisim.") :], params)
             else:
                 value = self.call(endpoint, method, params)
             # gen_server.ml: a message without a result answers String "".
@@ -341,7 +468,7 @@ class Simulator(object):
         # xen-api ocaml/xapi/server_helpers.ml sync_ty_and_maybe_remove_prefix: the generated
         # dispatcher matches the name without "Async."; the task keeps the full wire name.
         is_async = method.startswith(ASYNC)
-        name = method[len(ASYNC):] if is_async else method
+        name = method[len(ASYNC) :] if is_async else method
         cls, _, msg = name.partition(".")
         impl, sig, has_session = messages.lookup(cls, msg)
         if impl is None:
@@ -391,8 +518,9 @@ class Simulator(object):
                 if fault is not None:
                     raise fault
                 return work()
-            threading.Thread(target=self._run_detached, args=(delay, fault, work),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._run_detached, args=(delay, fault, work), daemon=True
+            ).start()
             return ctx.task
         with self.db.lock:
             ctx.task = self.tasks.make(method, session, endpoint.host.ref)
@@ -434,6 +562,7 @@ class Simulator(object):
         with open(self.boot_id_file(host), "w") as fh:
             fh.write(str(uuidlib.uuid4()) + "\n")
         from . import plugins
+
         plugins.kill_host(host)
 
     @staticmethod
@@ -451,7 +580,7 @@ class Simulator(object):
             raise XapiError("SESSION_INVALID", ref)
 
 
-class Endpoint(object):
+class Endpoint:
     """Where a request came in: which host, over TCP or the host's unix socket (and then the
     calling process's pid)."""
 

@@ -15,6 +15,7 @@
 
 A simulated dom0's rpmdb starts with what a real one has that the pack can depend on:
 xcp-ng-release (product-version from /etc/xensource-inventory), xapi-core and python3."""
+
 import os
 import re
 import shutil
@@ -67,18 +68,27 @@ python
 def _gpg_verify(home, path):
     if not os.path.isfile(path + ".asc"):
         return False
-    p = subprocess.run(["gpg", "--homedir", home, "--batch", "--status-fd", "1", "--verify",
-                        path + ".asc", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                       universal_newlines=True)
-    subprocess.call(["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.run(
+        ["gpg", "--homedir", home, "--batch", "--status-fd", "1", "--verify", path + ".asc", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    subprocess.call(
+        ["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return "[GNUPG:] GOODSIG" in p.stdout and "[GNUPG:] TRUST_ULTIMATE" in p.stdout
 
 
 def _rpm(host, *args):
-    return subprocess.run(["rpm", "--force-debian", "--root", host.root, "--dbpath",
-                           "/var/lib/rpm"] + list(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True)
+    return subprocess.run(
+        ["rpm", "--force-debian", "--root", host.root, "--dbpath", "/var/lib/rpm"] + list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _inventory(host):
@@ -90,11 +100,11 @@ def _inventory(host):
     return values
 
 
-class Updates(object):
+class Updates:
     def __init__(self, sim):
         self.sim = sim
         self.dir = os.path.join(sim.state_dir, "updates")
-        self.known = {}      # uuid -> {"dir": files (None once pool-clean destroyed them), "doc"}
+        self.known = {}  # uuid -> {"dir": files (None once pool-clean destroyed them), "doc"}
 
     # ------------------------------------------------------------------ upload
     def upload(self, iso, sr_uuid=None):
@@ -103,15 +113,19 @@ class Updates(object):
         if not os.path.isfile(iso):
             raise XapiError("INVALID_UPDATE", "cannot read %s" % iso)
         work = tempfile.mkdtemp(prefix="upd-", dir=_ensure(self.dir))
-        p = subprocess.run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", work],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        p = subprocess.run(
+            ["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/", work],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             if p.returncode != 0:
                 raise XapiError("INVALID_UPDATE", "the file is not an ISO image")
             doc_path = os.path.join(work, "update.xml")
             if not os.path.isfile(doc_path):
-                raise XapiError("INVALID_UPDATE",
-                                "missing update document (update.xml) in the package.")
+                raise XapiError(
+                    "INVALID_UPDATE", "missing update document (update.xml) in the package."
+                )
             home = self.sim.master.path(GPG_HOME)
             for f in (doc_path, os.path.join(work, "repodata", "repomd.xml")):
                 if not os.path.isdir(home) or not _gpg_verify(home, f):
@@ -157,15 +171,26 @@ class Updates(object):
             os.makedirs(os.path.join(top, "SPECS"), exist_ok=True)
             spec = os.path.join(top, "SPECS", "base.spec")
             with open(spec, "w") as fh:
-                fh.write(_BASE_SPEC % {"product": product,
-                                       "platform": PLATFORM.get(product, "3.4.0")})
-            p = subprocess.run(["rpmbuild", "-bb", "--nodeps", "--define", "_topdir %s" % top,
-                                spec], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               universal_newlines=True)
+                fh.write(
+                    _BASE_SPEC % {"product": product, "platform": PLATFORM.get(product, "3.4.0")}
+                )
+            p = subprocess.run(
+                ["rpmbuild", "-bb", "--nodeps", "--define", "_topdir %s" % top, spec],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             if p.returncode != 0:
                 raise XapiError("INTERNAL_ERROR", "simulated dom0 packages: " + p.stdout[-500:])
-        p = _rpm(host, "-i", "--justdb", "--nodeps", "--noscripts", "--nosignature",
-                 *[os.path.join(rpms, n) for n in sorted(os.listdir(rpms))])
+        p = _rpm(
+            host,
+            "-i",
+            "--justdb",
+            "--nodeps",
+            "--noscripts",
+            "--nosignature",
+            *[os.path.join(rpms, n) for n in sorted(os.listdir(rpms))],
+        )
         if p.returncode != 0:
             raise XapiError("INTERNAL_ERROR", "simulated dom0 packages: " + p.stdout[-500:])
 
@@ -175,9 +200,12 @@ class Updates(object):
         for n in sorted(os.listdir(os.path.join(work, "Packages"))):
             if n.endswith(".rpm"):
                 path = os.path.join(work, "Packages", n)
-                name = subprocess.run(["rpm", "-qp", "--nosignature", "--qf", "%{NAME}", path],
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      universal_newlines=True).stdout
+                name = subprocess.run(
+                    ["rpm", "-qp", "--nosignature", "--qf", "%{NAME}", path],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                ).stdout
                 out[name] = path
         return out
 
@@ -193,18 +221,22 @@ class Updates(object):
         try:
             required = int(doc.get("installation-size", "0"))
         except ValueError:
-            raise XapiError("INVALID_UPDATE", "Issue with <installation-size> in update.xml")
+            raise XapiError(
+                "INVALID_UPDATE", "Issue with <installation-size> in update.xml"
+            ) from None
         if required > available:
-            raise XapiError("UPDATE_PRECHECK_FAILED_OUT_OF_SPACE", label, str(available),
-                            str(required))
+            raise XapiError(
+                "UPDATE_PRECHECK_FAILED_OUT_OF_SPACE", label, str(available), str(required)
+            )
         control = doc.get("control")
         if not control:
             return "ok"  # no control package: the real precheck passes any host
         self._seed(host)
         rpm = self._packages(entry["dir"]).get(control)
         if not rpm:
-            raise XapiError("UPDATE_PRECHECK_FAILED_UNKNOWN_ERROR", label,
-                            "No match for argument: %s" % control)
+            raise XapiError(
+                "UPDATE_PRECHECK_FAILED_UNKNOWN_ERROR", label, "No match for argument: %s" % control
+            )
         p = _rpm(host, "-U", "--test", "--nosignature", rpm)
         if p.returncode != 0:
             # pool_update.precheck classify_dnf_failure: "nothing provides X >= V needed by P"
@@ -213,11 +245,18 @@ class Updates(object):
             needs = re.findall(r"^\s+(.+?) is needed by (\S+)", p.stdout, re.M)
             versioned = [(req, by) for req, by in needs if re.search(r"[<>=]", req)]
             if versioned:
-                raise XapiError("UPDATE_PRECHECK_FAILED_WRONG_SERVER_VERSION", label,
-                                versioned[0][1], versioned[0][0])
+                raise XapiError(
+                    "UPDATE_PRECHECK_FAILED_WRONG_SERVER_VERSION",
+                    label,
+                    versioned[0][1],
+                    versioned[0][0],
+                )
             if needs:
-                raise XapiError("UPDATE_PRECHECK_FAILED_PREREQUISITE_MISSING", label,
-                                " ".join(req for req, _by in needs))
+                raise XapiError(
+                    "UPDATE_PRECHECK_FAILED_PREREQUISITE_MISSING",
+                    label,
+                    " ".join(req for req, _by in needs),
+                )
             raise XapiError("UPDATE_PRECHECK_FAILED_UNKNOWN_ERROR", label, p.stdout[-2000:])
         return "ok"
 
@@ -236,18 +275,31 @@ class Updates(object):
             # yum runs with gpgcheck=1 and the key import-update-key put on this host.
             keyfile = host.path(KEY_DIR, key)
             if not os.path.isfile(keyfile):
-                raise XapiError("UPDATE_APPLY_FAILED", "GPG key retrieval failed: [Errno 14] "
-                                "file://%s not found" % ("/" + KEY_DIR + "/" + key))
+                raise XapiError(
+                    "UPDATE_APPLY_FAILED",
+                    "GPG key retrieval failed: [Errno 14] "
+                    "file://%s not found" % ("/" + KEY_DIR + "/" + key),
+                )
             db = tempfile.mkdtemp(prefix="rpmdb-", dir=self.dir)
             try:
-                subprocess.run(["rpm", "--dbpath", db, "--import", keyfile], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(
+                    ["rpm", "--dbpath", db, "--import", keyfile],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 for r in rpms:
-                    p = subprocess.run(["rpm", "--dbpath", db, "-K", r], stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, universal_newlines=True)
+                    p = subprocess.run(
+                        ["rpm", "--dbpath", db, "-K", r],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                    )
                     if p.returncode != 0 or "NOKEY" in p.stdout or "BAD" in p.stdout.upper():
-                        raise XapiError("UPDATE_APPLY_FAILED", "Package %s is not signed with "
-                                        "the update key" % os.path.basename(r))
+                        raise XapiError(
+                            "UPDATE_APPLY_FAILED",
+                            "Package %s is not signed with the update key" % os.path.basename(r),
+                        )
             finally:
                 shutil.rmtree(db, ignore_errors=True)
         # Requires resolved against the host's installed packages, as yum does: a missing

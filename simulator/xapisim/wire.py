@@ -8,12 +8,14 @@ Python values map to ocaml-rpc's Rpc.t: str -> String, bool -> Bool, int -> Int 
 float -> Float, xmlrpc.client.DateTime -> DateTime, dict -> Dict, list/tuple -> Enum. xapi never
 writes Null for an API value, so None (a simulator bug) raises TypeError, as does anything else.
 """
+
 import base64
 import binascii
 import json
 import re
 import xml.parsers.expat
 import xmlrpc.client
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # xen-api ocaml/xapi-consts/constants.ml (XML-RPC) and ocaml/database/db_globs.ml (JSON-RPC)
 # http_limit_max_rpc_size; http_svr.ml read_body refuses `length > limit`.
@@ -27,7 +29,9 @@ class RequestError(Exception):
 
 
 # ------------------------------------------------------------------ XML-RPC writer
-_XML_ESCAPES = dict((c, None) for c in range(0x20) if chr(c) not in "\t\n\r")
+_XML_ESCAPES: Dict[int, Optional[str]] = dict(
+    (c, None) for c in range(0x20) if chr(c) not in "\t\n\r"
+)
 _XML_ESCAPES.update({ord(">"): "&gt;", ord("<"): "&lt;", ord("&"): "&amp;", ord('"'): "&quot;"})
 
 
@@ -78,28 +82,33 @@ def _xml_add(v, out, strict):
 
 def to_xml(value, strict=False):
     """ocaml-rpc Xmlrpc.to_string: one <value> (also what xapi stores as an Async task.result)."""
-    out = []
+    out: List[str] = []
     _xml_add(value, out, strict)
     return "".join(out)
 
 
 def xml_response(success, contents, strict=False):
     """ocaml-rpc Xmlrpc.string_of_response: the Status/Value|ErrorDescription struct."""
-    v = {"Status": "Success", "Value": contents} if success else \
-        {"Status": "Failure", "ErrorDescription": contents}
-    return ('<?xml version="1.0"?><methodResponse><params><param>%s</param></params>'
-            '</methodResponse>' % to_xml(v, strict)).encode("utf-8")
+    v = (
+        {"Status": "Success", "Value": contents}
+        if success
+        else {"Status": "Failure", "ErrorDescription": contents}
+    )
+    return (
+        '<?xml version="1.0"?><methodResponse><params><param>%s</param></params>'
+        "</methodResponse>" % to_xml(v, strict)
+    ).encode("utf-8")
 
 
 # ------------------------------------------------------------------ XML-RPC reader
-class _Events(object):
+class _Events:
     """The Xmlm signal stream call_of_string walks: start tag, end tag, one data run between.
 
     Xmlm reads lazily, so anything after the root element's end is never looked at; comments
     and processing instructions produce no signal."""
 
     def __init__(self, body):
-        self.events = []
+        self.events: List[Tuple[str, Any]] = []
         self.i = 0
         depth = [0]
         done = [False]
@@ -130,7 +139,7 @@ class _Events(object):
             p.Parse(body, True)
         except xml.parsers.expat.ExpatError:
             if not done[0]:
-                raise RequestError("Xmlm.Error(_, _)")
+                raise RequestError("Xmlm.Error(_, _)") from None
 
     def peek(self):
         return self.events[self.i] if self.i < len(self.events) else ("eoi", None)
@@ -154,11 +163,12 @@ def _parse_error(got, expected):
 
 def _show(ev):
     kind, x = ev
-    return {"start": "open_tag(%s)" % x, "end": "close_tag", "data": "data(%s)" % x,
-            "eoi": "eoi"}[kind]
+    return {"start": "open_tag(%s)" % x, "end": "close_tag", "data": "data(%s)" % x, "eoi": "eoi"}[
+        kind
+    ]
 
 
-class _XmlParser(object):
+class _XmlParser:
     """ocaml-rpc xmlrpc.ml Parser, step for step, over _Events."""
 
     def __init__(self, body):
@@ -218,8 +228,13 @@ class _XmlParser(object):
         self.close_tag("value")
         return r
 
-    _EMPTY = {"string": lambda: "", "array": list, "struct": dict, "nil": lambda: None,
-              "value": lambda: ""}
+    _EMPTY: Dict[str, Callable[[], Any]] = {
+        "string": lambda: "",
+        "array": list,
+        "struct": dict,
+        "nil": lambda: None,
+        "value": lambda: "",
+    }
 
     def typed(self):
         tag = self.open_tag()
@@ -247,15 +262,17 @@ class _XmlParser(object):
             try:
                 return xmlrpc.client.Binary(base64.b64decode(self.get_data(), validate=True))
             except (binascii.Error, ValueError):
-                raise RequestError('Invalid_argument("Base64.decode_exn")')
+                raise RequestError('Invalid_argument("Base64.decode_exn")') from None
         if tag == "array":
             return self.map_tag("data", self.values)
         if tag == "struct":
             return self.members()
         if tag == "nil":
             return None
-        raise _parse_error("open_tag(%s)" % tag, "open_tag(int/i8/i4/boolean/double/string/"
-                           "dateTime.iso8601/array/struct/nil)")
+        raise _parse_error(
+            "open_tag(%s)" % tag,
+            "open_tag(int/i8/i4/boolean/double/string/dateTime.iso8601/array/struct/nil)",
+        )
 
     def values(self):
         r = []
@@ -266,11 +283,12 @@ class _XmlParser(object):
         return r
 
     def members(self):
-        r = {}
+        r: Dict[str, Any] = {}
         self.skip_empty()
         while self.ev.peek()[0] != "end":
-            name, v = self.map_tag("member", lambda: (self.map_tag("name", self.get_data),
-                                                      self.value()))
+            name, v = self.map_tag(
+                "member", lambda: (self.map_tag("name", self.get_data), self.value())
+            )
             r.setdefault(name, v)  # the generated unmarshallers use List.assoc: first wins
             self.skip_empty()
         return r
@@ -294,12 +312,16 @@ class _XmlParser(object):
 def ocaml_int64(s):
     # OCaml Int64.of_string (runtime/ints.c parse_intnat): optional sign, 0x/0o/0b/0u prefix
     # (those read unsigned 64-bit, two's complement), '_' after the first digit, no blanks.
-    m = re.match(r"([-+]?)(0[xXoObBuU])?(.*)\Z", s, re.S)
+    m = re.fullmatch(r"([-+]?)(0[xXoObBuU])?(.*)", s, re.S)
+    assert m  # every string matches
     sign, prefix, digits = m.groups()
     base = {"x": 16, "o": 8, "b": 2, "u": 10}.get((prefix or "  ")[1].lower(), 10)
     alphabet = "0123456789abcdef"[:base]
-    ok = digits[:1].lower() in alphabet and digits[:1] != "" and \
-        all(c == "_" or c.lower() in alphabet for c in digits)
+    ok = (
+        digits[:1].lower() in alphabet
+        and digits[:1] != ""
+        and all(c == "_" or c.lower() in alphabet for c in digits)
+    )
     if ok:
         n = int(digits.replace("_", ""), base)
         if prefix:
@@ -335,9 +357,10 @@ V1, V2 = "1.0", "2.0"
 
 # Yojson write_string: " \ BS FF LF CR TAB escaped, other 0x00-0x1f and 0x7f as \u00xx
 # (lower-case hex), everything else (UTF-8 included) as is.
-_JSON_ESCAPES = dict((c, "\\u%04x" % c) for c in list(range(0x20)) + [0x7f])
-_JSON_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 12: "\\f", 10: "\\n",
-                      13: "\\r", 9: "\\t"})
+_JSON_ESCAPES = dict((c, "\\u%04x" % c) for c in list(range(0x20)) + [0x7F])
+_JSON_ESCAPES.update(
+    {ord('"'): '\\"', ord("\\"): "\\\\", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t"}
+)
 
 
 def _json_text(s):
@@ -388,7 +411,7 @@ def _json_add(v, out):
 
 
 def to_json(value):
-    out = []
+    out: List[str] = []
     _json_add(value, out)
     return "".join(out)
 
@@ -422,7 +445,7 @@ class _Object(list):
 def _from_json(v):
     # jsonrpc.ml json_to_rpc: an int beyond the native int is an Intlit read by Int64.of_string.
     if isinstance(v, _Object):
-        d = {}
+        d: Dict[str, Any] = {}
         for k, x in v:
             d.setdefault(k, _from_json(x))  # the generated unmarshallers' List.assoc: first wins
         return d
@@ -438,7 +461,7 @@ def json_call(body):
     try:
         doc = json.loads(body, object_pairs_hook=_Object)
     except ValueError as e:
-        raise RequestError('Yojson.Json_error("%s")' % e)
+        raise RequestError('Yojson.Json_error("%s")' % e) from None
     doc = _from_json(doc)
     if not isinstance(doc, dict):
         raise _malformed("Invalid request body")
@@ -485,10 +508,12 @@ def escape_html(s):
 
 def internal_error_body(extra):
     """http_svr.ml response_internal_error: the HTML body of an HTTP 500."""
-    return ("<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; "
-            "please wait a while and try again. If the problem persists, please contact your "
-            "support representative.<h1> Additional information </h1>%s</body></html>"
-            % escape_html(extra)).encode("utf-8")
+    return (
+        "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; "
+        "please wait a while and try again. If the problem persists, please contact your "
+        "support representative.<h1> Additional information </h1>%s</body></html>"
+        % escape_html(extra)
+    ).encode("utf-8")
 
 
 # ------------------------------------------------------------------ plugin argv
@@ -502,10 +527,17 @@ def plugin_call(fn, session, args):
     """The argv[1] of a plugin: xen-api ocaml/xapi/xapi_plugins.ml call_plugin builds it with
     XMLRPC.To (ocaml/libs/http-lib/xMLRPC.ml: To.string "" is an empty <value>) and writes it
     with Xml.to_string, whose esc_pcdata escapes as ocaml-rpc does."""
+
     def string(s):
         return _light("value", _xml_text(s)) if s else _light("value")
 
     members = [_light("member", _light("name", _xml_text(k)), string(v)) for k, v in args.items()]
-    return _light("methodCall", _light("methodName", _xml_text(fn)),
-                  _light("params", _light("param", string(session)),
-                         _light("param", _light("value", _light("struct", *members)))))
+    return _light(
+        "methodCall",
+        _light("methodName", _xml_text(fn)),
+        _light(
+            "params",
+            _light("param", string(session)),
+            _light("param", _light("value", _light("struct", *members))),
+        ),
+    )

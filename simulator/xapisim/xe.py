@@ -11,15 +11,16 @@
 The connection comes from -s/-u/-pw or $XAPISIM_URL, $XAPISIM_USERNAME, $XAPISIM_PASSWORD; in
 a simulated dom0 ($XAPISIM_HOST_ROOT set) from the host's local xapi socket, as dom0's xe does.
 """
+
 import http.client
 import json
 import os
 import socket
 import sys
 import xmlrpc.client
+from typing import Any, Dict
 
 import XenAPI
-
 
 _ERRORS = os.path.join(os.path.dirname(__file__), "data", "errors.json")
 
@@ -28,14 +29,30 @@ _DEFAULTS = {
     "host": ["uuid", "name-label", "name-description"],
     "VM": ["uuid", "name-label", "power-state"],
     "SR": ["uuid", "name-label", "name-description", "host", "type", "content-type"],
-    "VDI": ["uuid", "name-label", "name-description", "sr-uuid", "virtual-size", "sharable",
-            "read-only"],
+    "VDI": [
+        "uuid",
+        "name-label",
+        "name-description",
+        "sr-uuid",
+        "virtual-size",
+        "sharable",
+        "read-only",
+    ],
     "VBD": ["uuid", "vm-uuid", "vm-name-label", "vdi-uuid", "empty", "device"],
     "PBD": ["uuid", "host-uuid", "sr-uuid", "device-config", "currently-attached"],
 }
 _CLASSES = {"host": "host", "vm": "VM", "sr": "SR", "vdi": "VDI", "vbd": "VBD", "pbd": "PBD"}
-_RW = {"name-label", "name-description", "other-config", "userdevice", "bootable", "affinity",
-       "sm-config", "tags", "unpluggable"}
+_RW = {
+    "name-label",
+    "name-description",
+    "other-config",
+    "userdevice",
+    "bootable",
+    "affinity",
+    "sm-config",
+    "tags",
+    "unpluggable",
+}
 
 
 def _fmt(v):
@@ -54,6 +71,7 @@ def _value(x, cls, ref, rec, name):
             return getattr(x, c).get_uuid(r)
         except XenAPI.Failure:
             return "<not in database>"
+
     if name == "sr-uuid":
         return uuid_of("SR", rec["SR"])
     if name == "host-uuid":
@@ -162,7 +180,7 @@ def _session(url):
 
 def _host_uuid(session, host):
     """host= takes a uuid or a name label, as xe's host selector does."""
-    for ref, rec in session.xenapi.host.get_all_records().items():
+    for rec in session.xenapi.host.get_all_records().values():
         if host in (rec["uuid"], rec["name_label"]):
             return rec["uuid"]
     raise XenAPI.Failure(["UUID_INVALID", "host", host or ""])
@@ -183,13 +201,15 @@ def main(argv=None):
     while argv and argv[0] in ("-s", "-u", "-pw"):
         flag, value = argv[0], argv[1]
         argv = argv[2:]
-        url, user, password = ({"-s": (value, user, password), "-u": (url, value, password),
-                                "-pw": (url, user, value)})[flag]
+        url, user, password = (
+            {"-s": (value, user, password), "-u": (url, value, password), "-pw": (url, user, value)}
+        )[flag]
     if not argv or not (url or os.environ.get("XAPISIM_HOST_ROOT")):
         sys.stderr.write(__doc__)
         return 1
     cmd, rest = argv[0], argv[1:]
-    opts, plugin_args = {}, {}
+    opts: Dict[str, Any] = {}
+    plugin_args = {}
     for a in rest:
         if a == "--minimal":
             opts[a] = True
@@ -221,8 +241,15 @@ def main(argv=None):
         elif cmd == "secret-destroy":
             session.xenapi.secret.destroy(session.xenapi.secret.get_by_uuid(opts["uuid"]))
         elif cmd == "update-upload":
-            sys.stdout.write(_admin(session, "update_upload", os.path.abspath(opts["file-name"]),
-                                    *([opts["sr-uuid"]] if opts.get("sr-uuid") else [])) + "\n")
+            sys.stdout.write(
+                _admin(
+                    session,
+                    "update_upload",
+                    os.path.abspath(opts["file-name"]),
+                    *([opts["sr-uuid"]] if opts.get("sr-uuid") else []),
+                )
+                + "\n"
+            )
         elif cmd in ("update-apply", "update-precheck"):
             host = opts.get("host-uuid") or opts.get("host")
             out = _admin(session, cmd.replace("-", "_"), opts["uuid"], _host_uuid(session, host))

@@ -2,6 +2,7 @@
 
 NFSv3 needs rpcbind, which binds the machine-wide /run/rpcbind.sock; run it only inside a
 private mount and network namespace. Without rpcbind, ganesha serves NFSv4 alone."""
+
 import os
 import shutil
 import socket
@@ -33,7 +34,7 @@ _EXPORT = """EXPORT {{ Export_Id = {id}; Path = {path}; Pseudo = {pseudo}; Proto
 """
 
 
-class Server(object):
+class Server:
     def __init__(self, workdir, address="127.0.0.1", port=2049, mnt_port=20048, v3=True):
         self.workdir = os.path.abspath(workdir)
         self.address = address
@@ -57,25 +58,56 @@ class Server(object):
     def start(self, timeout=20.0):
         for tool in ("ganesha.nfsd",) + (("rpcbind",) if self.v3 else ()):
             if not shutil.which(tool):
-                raise GaneshaError("%s is not installed (Debian nfs-ganesha, nfs-ganesha-vfs, "
-                                   "rpcbind)" % tool)
+                raise GaneshaError(
+                    "%s is not installed (Debian nfs-ganesha, nfs-ganesha-vfs, rpcbind)" % tool
+                )
         os.makedirs(os.path.join(self.workdir, "recov"), exist_ok=True)
-        exports = "".join(_EXPORT.format(id=i + 1, path=path, pseudo=pseudo, clients=clients,
-                                         protocols=self.protocols)
-                          for i, (pseudo, path, clients) in enumerate(self.exports))
+        exports = "".join(
+            _EXPORT.format(
+                id=i + 1, path=path, pseudo=pseudo, clients=clients, protocols=self.protocols
+            )
+            for i, (pseudo, path, clients) in enumerate(self.exports)
+        )
         conf = os.path.join(self.workdir, "ganesha.conf")
         with open(conf, "w") as fh:
-            fh.write(_CONF.format(protocols=self.protocols, bind=self._bind(), port=self.port,
-                                  mnt_port=self.mnt_port, workdir=self.workdir, exports=exports))
+            fh.write(
+                _CONF.format(
+                    protocols=self.protocols,
+                    bind=self._bind(),
+                    port=self.port,
+                    mnt_port=self.mnt_port,
+                    workdir=self.workdir,
+                    exports=exports,
+                )
+            )
         if self.v3:
             os.makedirs("/run/rpcbind", exist_ok=True)
             self._spawn(["rpcbind", "-f"], "rpcbind.log")
-            self._wait(lambda: subprocess.call(["rpcinfo", "-p", "127.0.0.1"],
-                                               stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.DEVNULL) == 0, 5, "rpcbind")
-        self._spawn(["ganesha.nfsd", "-F", "-f", conf, "-L",
-                     os.path.join(self.workdir, "ganesha.log"), "-p",
-                     os.path.join(self.workdir, "ganesha.pid")], "ganesha.out")
+            self._wait(
+                lambda: (
+                    subprocess.call(
+                        ["rpcinfo", "-p", "127.0.0.1"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    == 0
+                ),
+                5,
+                "rpcbind",
+            )
+        self._spawn(
+            [
+                "ganesha.nfsd",
+                "-F",
+                "-f",
+                conf,
+                "-L",
+                os.path.join(self.workdir, "ganesha.log"),
+                "-p",
+                os.path.join(self.workdir, "ganesha.pid"),
+            ],
+            "ganesha.out",
+        )
         first = self.exports[0][0] if self.exports else "/"
         self._wait(lambda: self._mountable(first), timeout, "ganesha")
         return self
@@ -98,8 +130,7 @@ class Server(object):
 
     def _spawn(self, argv, logname):
         log = open(os.path.join(self.workdir, logname), "ab")
-        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log,
-                                           stdin=subprocess.DEVNULL))
+        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL))
         log.close()
 
     def _wait(self, ready, timeout, what):
@@ -108,8 +139,9 @@ class Server(object):
             for p in self.procs:
                 if p.poll() is not None:
                     self.stop()
-                    raise GaneshaError("%s exited with %s; see %s" % (p.args[0], p.returncode,
-                                                                      self.workdir))
+                    raise GaneshaError(
+                        "%s exited with %s; see %s" % (p.args[0], p.returncode, self.workdir)
+                    )
             if ready():
                 return
             time.sleep(0.05)

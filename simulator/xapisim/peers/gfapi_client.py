@@ -3,6 +3,7 @@
 Used by the simulated `glusterfs` storage manager: fetching the volfile from glusterd,
 listing the SR directory and reading VHD footers all happen for real against glusterd and
 its bricks, where dom0 would mount the volume with mount.glusterfs (FUSE)."""
+
 import ctypes
 import ctypes.util
 import os
@@ -32,20 +33,25 @@ def lib():
             try:
                 L = ctypes.CDLL(name, use_errno=True)
             except OSError as e:
-                raise GlusterError("libgfapi is not installed (%s)" % e)
+                raise GlusterError("libgfapi is not installed (%s)" % e) from None
             # glusterfs api/src/glfs.h; pread/pwrite have the 6.0 signatures (pre/post stat).
             sig = {
-                "glfs_new": (_P, [_S]), "glfs_fini": (_I, [_P]), "glfs_init": (_I, [_P]),
+                "glfs_new": (_P, [_S]),
+                "glfs_fini": (_I, [_P]),
+                "glfs_init": (_I, [_P]),
                 "glfs_set_volfile_server": (_I, [_P, _S, _S, _I]),
                 "glfs_set_logging": (_I, [_P, _S, _I]),
-                "glfs_opendir": (_P, [_P, _S]), "glfs_closedir": (_I, [_P]),
+                "glfs_opendir": (_P, [_P, _S]),
+                "glfs_closedir": (_I, [_P]),
                 "glfs_readdir_r": (_I, [_P, _P, ctypes.POINTER(_P)]),
-                "glfs_open": (_P, [_P, _S, _I]), "glfs_creat": (_P, [_P, _S, _I, ctypes.c_uint]),
+                "glfs_open": (_P, [_P, _S, _I]),
+                "glfs_creat": (_P, [_P, _S, _I, ctypes.c_uint]),
                 "glfs_close": (_I, [_P]),
                 "glfs_lseek": (_OFF, [_P, _OFF, _I]),
                 "glfs_pread": (ctypes.c_ssize_t, [_P, _P, _SZ, _OFF, _I, _P]),
                 "glfs_pwrite": (ctypes.c_ssize_t, [_P, _P, _SZ, _OFF, _I, _P, _P]),
-                "glfs_mkdir": (_I, [_P, _S, ctypes.c_uint]), "glfs_unlink": (_I, [_P, _S]),
+                "glfs_mkdir": (_I, [_P, _S, ctypes.c_uint]),
+                "glfs_unlink": (_I, [_P, _S]),
             }
             for fn, (res, args) in sig.items():
                 f = getattr(L, fn)
@@ -59,7 +65,7 @@ def _oserror(what):
     return GlusterError("%s: %s" % (what, os.strerror(err) if err else "failed"))
 
 
-class Volume(object):
+class Volume:
     """One volume fetched from the first volfile server that answers, tried in order
     (gfapi glfs-mgmt.c mgmt_rpc_notify: each server once, then glfs_init fails)."""
 
@@ -116,8 +122,10 @@ class Volume(object):
                     names.append((name, dtype == DT_DIR))
         finally:
             self.L.glfs_closedir(d)
-        return [(n, is_dir, 0 if is_dir else self.size(path.rstrip("/") + "/" + n))
-                for n, is_dir in names]
+        return [
+            (n, is_dir, 0 if is_dir else self.size(path.rstrip("/") + "/" + n))
+            for n, is_dir in names
+        ]
 
     def is_dir(self, path):
         d = self.L.glfs_opendir(self.fs, path.encode())

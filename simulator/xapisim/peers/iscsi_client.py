@@ -2,9 +2,11 @@
 
 Used by the simulated `iscsi` storage manager so that logins, CHAP and LUN lookups happen for
 real against a target such as tgt. Errors carry libiscsi's own text."""
+
 import ctypes
 import ctypes.util
 import threading
+from typing import Dict
 
 _P, _S, _I = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
 _lib = None
@@ -26,15 +28,25 @@ class _Designator(ctypes.Structure):
     pass
 
 
-_Designator._fields_ = [("next", ctypes.POINTER(_Designator)), ("protocol_identifier", _I),
-                        ("code_set", _I), ("piv", _I), ("association", _I),
-                        ("designator_type", _I), ("designator_length", _I),
-                        ("designator", ctypes.POINTER(ctypes.c_ubyte))]
+_Designator._fields_ = [
+    ("next", ctypes.POINTER(_Designator)),
+    ("protocol_identifier", _I),
+    ("code_set", _I),
+    ("piv", _I),
+    ("association", _I),
+    ("designator_type", _I),
+    ("designator_length", _I),
+    ("designator", ctypes.POINTER(ctypes.c_ubyte)),
+]
 
 
 class _DeviceIdentification(ctypes.Structure):
-    _fields_ = [("qualifier", _I), ("device_type", _I), ("pagecode", _I),
-                ("designators", ctypes.POINTER(_Designator))]
+    _fields_ = [
+        ("qualifier", _I),
+        ("device_type", _I),
+        ("pagecode", _I),
+        ("designators", ctypes.POINTER(_Designator)),
+    ]
 
 
 class _Standard(ctypes.Structure):
@@ -56,8 +68,11 @@ class _DiscoveryAddress(ctypes.Structure):
     pass
 
 
-_DiscoveryAddress._fields_ = [("next", ctypes.POINTER(_DiscoveryAddress)), ("target_name", _S),
-                              ("portals", ctypes.POINTER(_DiscoveryPortal))]
+_DiscoveryAddress._fields_ = [
+    ("next", ctypes.POINTER(_DiscoveryAddress)),
+    ("target_name", _S),
+    ("portals", ctypes.POINTER(_DiscoveryPortal)),
+]
 
 
 def lib():
@@ -68,23 +83,27 @@ def lib():
             try:
                 L = ctypes.CDLL(name)
             except OSError as e:
-                raise ISCSIError("libiscsi is not installed (%s)" % e)
+                raise ISCSIError("libiscsi is not installed (%s)" % e) from None
             sig = {
-                "iscsi_create_context": (_P, [_S]), "iscsi_destroy_context": (_I, [_P]),
-                "iscsi_get_error": (_S, [_P]), "iscsi_set_targetname": (_I, [_P, _S]),
+                "iscsi_create_context": (_P, [_S]),
+                "iscsi_destroy_context": (_I, [_P]),
+                "iscsi_get_error": (_S, [_P]),
+                "iscsi_set_targetname": (_I, [_P, _S]),
                 "iscsi_set_session_type": (_I, [_P, _I]),
                 "iscsi_set_header_digest": (_I, [_P, _I]),
                 "iscsi_set_initiator_username_pwd": (_I, [_P, _S, _S]),
                 "iscsi_set_target_username_pwd": (_I, [_P, _S, _S]),
                 "iscsi_set_timeout": (_I, [_P, _I]),
-                "iscsi_connect_sync": (_I, [_P, _S]), "iscsi_login_sync": (_I, [_P]),
+                "iscsi_connect_sync": (_I, [_P, _S]),
+                "iscsi_login_sync": (_I, [_P]),
                 "iscsi_logout_sync": (_I, [_P]),
                 "iscsi_discovery_sync": (ctypes.POINTER(_DiscoveryAddress), [_P]),
                 "iscsi_free_discovery_data": (None, [_P, ctypes.POINTER(_DiscoveryAddress)]),
                 "iscsi_reportluns_sync": (_P, [_P, _I, _I]),
                 "iscsi_inquiry_sync": (_P, [_P, _I, _I, _I, _I]),
                 "iscsi_readcapacity10_sync": (_P, [_P, _I, _I, _I]),
-                "scsi_datain_unmarshall": (_P, [_P]), "scsi_free_scsi_task": (None, [_P]),
+                "scsi_datain_unmarshall": (_P, [_P]),
+                "scsi_free_scsi_task": (None, [_P]),
             }
             for fn, (res, args) in sig.items():
                 f = getattr(L, fn)
@@ -93,7 +112,7 @@ def lib():
     return _lib
 
 
-class Session(object):
+class Session:
     """One login to one target (or a discovery session when iqn is None)."""
 
     def __init__(self, initiator, portal, iqn, chap=None, mutual=None, timeout=5):
@@ -177,8 +196,9 @@ class Session(object):
         return out
 
     def luns(self):
-        task, data = self._task(lambda: self.L.iscsi_reportluns_sync(self.ctx, 0, 16384),
-                                "REPORT LUNS")
+        task, data = self._task(
+            lambda: self.L.iscsi_reportluns_sync(self.ctx, 0, 16384), "REPORT LUNS"
+        )
         try:
             num = ctypes.c_uint32.from_address(data).value
             arr = (ctypes.c_uint16 * num).from_address(data + 4)
@@ -187,8 +207,9 @@ class Session(object):
             self.L.scsi_free_scsi_task(task)
 
     def device_type(self, lun):
-        task, data = self._task(lambda: self.L.iscsi_inquiry_sync(self.ctx, lun, 0, 0, 255),
-                                "INQUIRY")
+        task, data = self._task(
+            lambda: self.L.iscsi_inquiry_sync(self.ctx, lun, 0, 0, 255), "INQUIRY"
+        )
         try:
             return _Standard.from_address(data).device_type
         finally:
@@ -196,15 +217,17 @@ class Session(object):
 
     def scsi_id(self, lun):
         """The id `scsi_id -g` would print: '3'+hex for an NAA designator, else '1'+T10 text."""
-        task, data = self._task(lambda: self.L.iscsi_inquiry_sync(
-            self.ctx, lun, 1, PAGE_DEVICE_IDENTIFICATION, 255), "INQUIRY VPD 0x83")
+        task, data = self._task(
+            lambda: self.L.iscsi_inquiry_sync(self.ctx, lun, 1, PAGE_DEVICE_IDENTIFICATION, 255),
+            "INQUIRY VPD 0x83",
+        )
         try:
             ident = _DeviceIdentification.from_address(data)
-            found = {}
+            found: Dict[int, bytes] = {}
             d = ident.designators
             while d:
                 dd = d.contents
-                raw = bytes(dd.designator[:dd.designator_length])
+                raw = bytes(dd.designator[: dd.designator_length])
                 found.setdefault(dd.designator_type, raw)
                 d = dd.next
             if DESIGNATOR_NAA in found:
@@ -218,8 +241,9 @@ class Session(object):
 
     def size(self, lun):
         # READ CAPACITY(10) covers LUNs under 2 TiB, plenty for test volumes.
-        task, data = self._task(lambda: self.L.iscsi_readcapacity10_sync(self.ctx, lun, 0, 0),
-                                "READ CAPACITY(10)")
+        task, data = self._task(
+            lambda: self.L.iscsi_readcapacity10_sync(self.ctx, lun, 0, 0), "READ CAPACITY(10)"
+        )
         try:
             rc = _ReadCapacity10.from_address(data)
             return (rc.lba + 1) * rc.block_size

@@ -2,6 +2,7 @@
 
 Used by the simulated `nfs` storage manager: mounting the export, listing the SR directory
 and reading VHD footers all happen for real against an NFS server such as nfs-ganesha."""
+
 import ctypes
 import ctypes.util
 import os
@@ -22,15 +23,39 @@ class _Dirent(ctypes.Structure):
     pass
 
 
-_Dirent._fields_ = [("next", ctypes.POINTER(_Dirent)), ("name", _S), ("inode", ctypes.c_uint64),
-                    ("type", ctypes.c_uint32), ("mode", ctypes.c_uint32),
-                    ("size", ctypes.c_uint64)]
+_Dirent._fields_ = [
+    ("next", ctypes.POINTER(_Dirent)),
+    ("name", _S),
+    ("inode", ctypes.c_uint64),
+    ("type", ctypes.c_uint32),
+    ("mode", ctypes.c_uint32),
+    ("size", ctypes.c_uint64),
+]
 
 
 class _Stat64(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint64) for n in
-                ("dev", "ino", "mode", "nlink", "uid", "gid", "rdev", "size", "blksize", "blocks",
-                 "atime", "mtime", "ctime", "atime_nsec", "mtime_nsec", "ctime_nsec", "used")]
+    _fields_ = [
+        (n, ctypes.c_uint64)
+        for n in (
+            "dev",
+            "ino",
+            "mode",
+            "nlink",
+            "uid",
+            "gid",
+            "rdev",
+            "size",
+            "blksize",
+            "blocks",
+            "atime",
+            "mtime",
+            "ctime",
+            "atime_nsec",
+            "mtime_nsec",
+            "ctime_nsec",
+            "used",
+        )
+    ]
 
 
 class _Url(ctypes.Structure):
@@ -45,12 +70,15 @@ def lib():
             try:
                 L = ctypes.CDLL(name)
             except OSError as e:
-                raise NFSError("libnfs is not installed (%s)" % e)
+                raise NFSError("libnfs is not installed (%s)" % e) from None
             sig = {
-                "nfs_init_context": (_P, []), "nfs_destroy_context": (None, [_P]),
-                "nfs_get_error": (_S, [_P]), "nfs_set_version": (_I, [_P, _I]),
+                "nfs_init_context": (_P, []),
+                "nfs_destroy_context": (None, [_P]),
+                "nfs_get_error": (_S, [_P]),
+                "nfs_set_version": (_I, [_P, _I]),
                 "nfs_set_timeout": (None, [_P, _I]),
-                "nfs_mount": (_I, [_P, _S, _S]), "nfs_umount": (_I, [_P]),
+                "nfs_mount": (_I, [_P, _S, _S]),
+                "nfs_umount": (_I, [_P]),
                 "nfs_stat64": (_I, [_P, _S, ctypes.POINTER(_Stat64)]),
                 "nfs_opendir": (_I, [_P, _S, ctypes.POINTER(_P)]),
                 "nfs_readdir": (ctypes.POINTER(_Dirent), [_P, _P]),
@@ -68,7 +96,7 @@ def lib():
     return _lib
 
 
-class Mount(object):
+class Mount:
     """One mounted export: mount(server, export, version) then paths relative to it."""
 
     def __init__(self, server, export, version=3, nfsport=0, mountport=0, timeout_ms=5000):
@@ -86,8 +114,13 @@ class Mount(object):
             if mountport:
                 query += "&mountport=%d" % int(mountport)
             host = "[%s]" % server if ":" in server else server
-            url = self.L.nfs_parse_url_dir(self.ctx, ("nfs://%s%s?%s" % (
-                host, export if export.startswith("/") else "/" + export, query)).encode())
+            url = self.L.nfs_parse_url_dir(
+                self.ctx,
+                (
+                    "nfs://%s%s?%s"
+                    % (host, export if export.startswith("/") else "/" + export, query)
+                ).encode(),
+            )
             if not url:
                 raise NFSError("Invalid NFS location: " + self.error())
             try:
@@ -152,4 +185,3 @@ class Mount(object):
             return buf.raw[:n]
         finally:
             self.L.nfs_close(self.ctx, fh)
-

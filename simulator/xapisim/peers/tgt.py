@@ -3,6 +3,7 @@
 tgtd ignores SIGTERM, so it is stopped by deleting its targets and then the system, with a
 SIGKILL of its own PID as the fallback. Its control socket lives in /run/tgtd, shared across
 network namespaces, so each instance gets its own control number."""
+
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ class TgtError(Exception):
     pass
 
 
-class Target(object):
+class Target:
     def __init__(self, workdir, address="127.0.0.1", port=3260, control=None):
         self.workdir = workdir
         self.address = address
@@ -37,16 +38,25 @@ class Target(object):
         log = open(os.path.join(self.workdir, "tgtd.log"), "ab")
         self.proc = subprocess.Popen(
             ["tgtd", "-f", "-C", str(self.control), "--iscsi", "portal=%s" % self.portal],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise TgtError("tgtd exited with %s; see %s/tgtd.log" % (self.proc.returncode,
-                                                                         self.workdir))
-            if subprocess.call(["tgtadm", "-C", str(self.control), "--op", "show", "--mode",
-                                "sys"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL) == 0:
+                raise TgtError(
+                    "tgtd exited with %s; see %s/tgtd.log" % (self.proc.returncode, self.workdir)
+                )
+            if (
+                subprocess.call(
+                    ["tgtadm", "-C", str(self.control), "--op", "show", "--mode", "sys"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                == 0
+            ):
                 return self
             time.sleep(0.02)
         self.stop()
@@ -54,8 +64,13 @@ class Target(object):
 
     def adm(self, *args):
         cmd = ["tgtadm", "-C", str(self.control), "--lld", "iscsi"] + list(args)
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL, timeout=30)
+        p = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
         if p.returncode != 0:
             raise TgtError("tgtadm %s: %s" % (" ".join(args[:4]), p.stdout.decode().strip()))
         return p.stdout.decode()
@@ -74,8 +89,9 @@ class Target(object):
         path = os.path.join(self.workdir, "t%d-lun%d.img" % (tid, lun))
         with open(path, "wb") as fh:
             fh.truncate(size_mb << 20)
-        self.adm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun),
-                 "-b", path)
+        self.adm(
+            "--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun), "-b", path
+        )
         params = []
         if scsi_id:
             params.append("scsi_id=%s" % scsi_id)
@@ -87,8 +103,18 @@ class Target(object):
 
     def _params(self, tid, lun, params):
         if params:
-            self.adm("--op", "update", "--mode", "logicalunit", "--tid", str(tid), "--lun",
-                     str(lun), "--params", ",".join(params))
+            self.adm(
+                "--op",
+                "update",
+                "--mode",
+                "logicalunit",
+                "--tid",
+                str(tid),
+                "--lun",
+                str(lun),
+                "--params",
+                ",".join(params),
+            )
 
     def resize_lun(self, iqn, lun, size_mb):
         """Grow a LUN as an array does: a larger backing file, then the logical unit made
@@ -99,27 +125,46 @@ class Target(object):
         with open(path, "r+b") as fh:
             fh.truncate(size_mb << 20)
         self.remove_lun(iqn, lun)
-        self.adm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun),
-                 "-b", path)
+        self.adm(
+            "--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun), "-b", path
+        )
         self._params(tid, lun, params)
 
     def remove_lun(self, iqn, lun):
-        self.adm("--op", "delete", "--mode", "logicalunit", "--tid", str(self.targets[iqn]),
-                 "--lun", str(lun))
+        self.adm(
+            "--op",
+            "delete",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            str(self.targets[iqn]),
+            "--lun",
+            str(lun),
+        )
 
     def require_chap(self, iqn, user, secret):
         """Incoming CHAP: the initiator must authenticate as user/secret.
 
         The password reaches tgtadm's argv here; it is a test fixture's throwaway secret."""
         self._account(user, secret)
-        self.adm("--op", "bind", "--mode", "account", "--tid", str(self.targets[iqn]),
-                 "--user", user)
+        self.adm(
+            "--op", "bind", "--mode", "account", "--tid", str(self.targets[iqn]), "--user", user
+        )
 
     def mutual_chap(self, iqn, user, secret):
         """Outgoing CHAP: the target proves itself to initiators that ask for it."""
         self._account(user, secret)
-        self.adm("--op", "bind", "--mode", "account", "--tid", str(self.targets[iqn]),
-                 "--user", user, "--outgoing")
+        self.adm(
+            "--op",
+            "bind",
+            "--mode",
+            "account",
+            "--tid",
+            str(self.targets[iqn]),
+            "--user",
+            user,
+            "--outgoing",
+        )
 
     def _account(self, user, secret):
         # Accounts are global to a tgtd; targets share them by name.
@@ -137,9 +182,12 @@ class Target(object):
             try:
                 for tid in self.targets.values():
                     self.adm("--op", "delete", "--mode", "target", "--tid", str(tid), "--force")
-                subprocess.call(["tgtadm", "-C", str(self.control), "--op", "delete", "--mode",
-                                 "system"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                timeout=10)
+                subprocess.call(
+                    ["tgtadm", "-C", str(self.control), "--op", "delete", "--mode", "system"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=10,
+                )
                 self.proc.wait(timeout=5)
             except (TgtError, subprocess.TimeoutExpired):
                 self.proc.kill()

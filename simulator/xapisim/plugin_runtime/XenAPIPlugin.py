@@ -7,7 +7,9 @@ meets no surprise on a host. Behaviours that look odd are the real module's and 
   handler, outside any try, so the plugin dies with a traceback (xapi: "non-zero exit");
 - non-string params or results go out as they are; xapi rejects them when it parses the output.
 """
-from __future__ import print_function
+
+# The real module has it, so the module has its names (tests/test_sim_plugins.py).
+from __future__ import print_function  # noqa: UP010
 
 import sys
 import xmlrpc.client as xmlrpclib
@@ -52,5 +54,4 @@ def dispatch(fn_table):
     except Failure as e:
         print(failure_message(e.params))
     except Exception as e:
-        print(failure_message(["XENAPI_PLUGIN_FAILURE", methodname, e.__class__.__name__,
-                               str(e)]))
+        print(failure_message(["XENAPI_PLUGIN_FAILURE", methodname, e.__class__.__name__, str(e)]))

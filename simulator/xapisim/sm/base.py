@@ -1,17 +1,19 @@
 """What every simulated storage manager shares: config checks, secrets, loopback guard."""
+
 import ipaddress
 import socket
+from typing import Optional, Tuple
 
 from .errors import sm_error
 
 
-class StorageManager(object):
+class StorageManager:
     """One SR type. Subclasses override attach/detach/scan/vdi_attach as their SM does."""
 
-    type = None
-    capabilities = ("SR_PROBE", "VDI_ATTACH", "VDI_DETACH")
+    type: Optional[str] = None
+    capabilities: Tuple[str, ...] = ("SR_PROBE", "VDI_ATTACH", "VDI_DETACH")
     # (key, SM error name) checked in order before anything else, like the SM's load().
-    required = ()
+    required: Tuple[Tuple[str, str], ...] = ()
 
     def __init__(self, sim):
         self.sim = sim
@@ -71,8 +73,8 @@ def loopback_address(server, error, port=None):
     try:
         infos = socket.getaddrinfo(server.strip("[]"), port, 0, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise sm_error("DNSError", "Unable to resolve %s" % server)
-    addr = infos[0][4][0]
+        raise sm_error("DNSError", "Unable to resolve %s" % server) from None
+    addr = str(infos[0][4][0])
     if not ipaddress.ip_address(addr.split("%")[0]).is_loopback:
         raise sm_error(error, "%s is not reachable from the simulated host" % server)
     return addr

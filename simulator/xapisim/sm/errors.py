@@ -1,4 +1,5 @@
 """SM backend errors, numbered and worded as in XE_SR_ERRORCODES.xml."""
+
 import os
 import xml.etree.ElementTree as ET
 
@@ -10,8 +11,10 @@ _TABLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "XE_SR
 def _load():
     codes = {}
     for code in ET.parse(_TABLE).getroot().iter("code"):
-        codes[code.findtext("name").strip()] = (int(code.findtext("value")),
-                                                code.findtext("description").strip())
+        codes[code.findtext("name", "").strip()] = (
+            int(code.findtext("value", "")),
+            code.findtext("description", "").strip(),
+        )
     return codes
 
 

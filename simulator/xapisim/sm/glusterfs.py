@@ -3,10 +3,12 @@ drivers/GlusterFSSR.py), read through libgfapi where dom0 mounts with mount.glus
 
 GlusterFSSR mounts once at sr_attach and unmounts at sr_detach; the simulator keeps one gfapi
 client per (host, SR) for as long, so scans and VDI attaches read through that "mount"."""
+
 import ipaddress
 import os
 import socket
 import threading
+from typing import Optional
 
 from ..peers import gfapi_client
 from .base import StorageManager
@@ -14,7 +16,7 @@ from .errors import raw_error, sm_error
 from .vhdfiles import UUID_RE, vdi_record
 
 HOST_NAME_MAX = 64  # mount.glusterfs is_valid_hostname: longer names are refused/dropped
-MOUNT_FAILED = 1    # mount.glusterfs exits 1 for every failure GlusterFSSR.mount can meet
+MOUNT_FAILED = 1  # mount.glusterfs exits 1 for every failure GlusterFSSR.mount can meet
 
 
 class MountError(Exception):
@@ -102,14 +104,16 @@ def _loopback(host):
     """The address gfapi may contact for `host`, or None: the simulator never leaves the
     machine, so a server that is not loopback is one that does not answer."""
     try:
-        addr = socket.getaddrinfo(host.strip("[]"), gfapi_client.GLUSTERD_PORT, 0,
-                                  socket.SOCK_STREAM)[0][4][0]
+        infos = socket.getaddrinfo(
+            host.strip("[]"), gfapi_client.GLUSTERD_PORT, 0, socket.SOCK_STREAM
+        )
     except (socket.gaierror, UnicodeError):
         return None
+    addr = str(infos[0][4][0])
     return addr if ipaddress.ip_address(addr.split("%")[0]).is_loopback else None
 
 
-class Mount(object):
+class Mount:
     """A mounted volume (or subdir of it): gfapi client plus the path prefix."""
 
     def __init__(self, dconf, logfile):
@@ -118,12 +122,13 @@ class Mount(object):
         reachable = [a for a in (_loopback(s) for s in servers) if a]
         if not reachable:
             raise _mount_failed()
+        self.volume: Optional[gfapi_client.Volume]
         try:
             self.volume = gfapi_client.Volume(reachable, volume, logfile)
         except gfapi_client.GlusterError:
-            raise _mount_failed()
+            raise _mount_failed() from None
         self.root = "/" + subdir if subdir else ""
-        if subdir and not self.volume.is_dir(self.root):
+        if subdir and not self.is_dir(""):
             # glusterfs --subdir-mount: the server refuses a directory that is not there.
             self.close()
             raise _mount_failed()
@@ -131,14 +136,18 @@ class Mount(object):
     def path(self, rel):
         return (self.root + "/" + rel.strip("/")) if rel else (self.root or "/")
 
+    def _open(self):
+        assert self.volume is not None, "a closed mount is used"
+        return self.volume
+
     def listdir(self, rel):
-        return self.volume.listdir(self.path(rel))
+        return self._open().listdir(self.path(rel))
 
     def is_dir(self, rel):
-        return self.volume.is_dir(self.path(rel))
+        return self._open().is_dir(self.path(rel))
 
     def read(self, rel, offset, count):
-        return self.volume.read(self.path(rel), offset, count)
+        return self._open().read(self.path(rel), offset, count)
 
     def close(self):
         if self.volume is not None:
@@ -149,9 +158,22 @@ class Mount(object):
 class GlusterFS(StorageManager):
     type = "glusterfs"
     # xcp-ng sm drivers/GlusterFSSR.py CAPABILITIES
-    capabilities = ("SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH",
-                    "VDI_DETACH", "VDI_UPDATE", "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE",
-                    "VDI_MIRROR", "VDI_GENERATE_CONFIG", "VDI_RESET_ON_BOOT/2", "ATOMIC_PAUSE")
+    capabilities = (
+        "SR_PROBE",
+        "SR_UPDATE",
+        "VDI_CREATE",
+        "VDI_DELETE",
+        "VDI_ATTACH",
+        "VDI_DETACH",
+        "VDI_UPDATE",
+        "VDI_CLONE",
+        "VDI_SNAPSHOT",
+        "VDI_RESIZE",
+        "VDI_MIRROR",
+        "VDI_GENERATE_CONFIG",
+        "VDI_RESET_ON_BOOT/2",
+        "ATOMIC_PAUSE",
+    )
 
     def __init__(self, sim):
         StorageManager.__init__(self, sim)
@@ -164,15 +186,17 @@ class GlusterFS(StorageManager):
         try:
             gfapi_client.lib()
         except gfapi_client.GlusterError:
-            raise sm_error("SRUnavailable", "glusterfs is not installed")
+            raise sm_error("SRUnavailable", "glusterfs is not installed") from None
         if "server" not in dconf:
             raise sm_error("ConfigServerMissing")
 
     @staticmethod
     def _mountpoint(dconf, sr_uuid):
         # GlusterFSSR.load: /var/run/sr-mount/GlusterFS/<server host part>/<sr-uuid>
-        return "/var/run/sr-mount/GlusterFS/%s/%s" % ((dconf["server"] or "").split(":")[0],
-                                                      sr_uuid)
+        return "/var/run/sr-mount/GlusterFS/%s/%s" % (
+            (dconf["server"] or "").split(":")[0],
+            sr_uuid,
+        )
 
     def _logfile(self, host, mountpoint):
         # mount.glusterfs: the client logs to /var/log/glusterfs/<mount point with '-'>.log
@@ -188,7 +212,7 @@ class GlusterFS(StorageManager):
             m.listdir("")
         except gfapi_client.GlusterError:
             m.close()
-            raise MountError("Permission denied. Please check user privileges.")
+            raise MountError("Permission denied. Please check user privileges.") from None
         return m
 
     def _mounted(self, host, sr, dconf):
@@ -200,7 +224,7 @@ class GlusterFS(StorageManager):
             try:
                 m = self._mount(host, dconf, self._mountpoint(dconf, sr["uuid"]))
             except MountError as e:
-                raise raw_error(12, str(e))
+                raise raw_error(12, str(e)) from None
             with self._guard:
                 self._mounts[key] = m
         return m
@@ -243,13 +267,21 @@ class GlusterFS(StorageManager):
             # SRCommand.run turns the CommandException into SRScan. (vhd-util scan of the
             # glob before it is taken to list nothing; if it failed, it is SRScan too.)
             self.delay(20)
-            raise sm_error("SRScan", "Command <function FileSR._loadvdis.<locals>.<lambda>> "
-                           "failed (Timeout): Connection timed out")
+            raise sm_error(
+                "SRScan",
+                "Command <function FileSR._loadvdis.<locals>.<lambda>> "
+                "failed (Timeout): Connection timed out",
+            ) from None
         out = []
         for name, is_dir, size in entries:
             path = "%s/%s" % (base, name)
-            vdi = None if is_dir else vdi_record(
-                name, size, lambda: m.read(path, max(size - 512, 0), 512))
+            vdi = (
+                None
+                if is_dir
+                else vdi_record(
+                    name, size, lambda path=path, size=size: m.read(path, max(size - 512, 0), 512)
+                )
+            )
             if vdi:
                 out.append(vdi)
         return out
@@ -265,8 +297,11 @@ class GlusterFS(StorageManager):
         for ext in (".vhd", ".raw"):
             if vdi["location"] + ext in names:
                 return
-        raise sm_error("VDIUnavailable", "VDI %s unavailable /var/run/sr-mount/%s/%s.vhd"
-                       % (vdi["uuid"], sr["uuid"], vdi["location"]))
+        raise sm_error(
+            "VDIUnavailable",
+            "VDI %s unavailable /var/run/sr-mount/%s/%s.vhd"
+            % (vdi["uuid"], sr["uuid"], vdi["location"]),
+        )
 
     def probe(self, host, dconf):
         # GlusterFSSR.probe: mount at the probe mount point, list uuid-named entries, unmount.
@@ -275,10 +310,10 @@ class GlusterFS(StorageManager):
         try:
             m = self._mount(host, dconf, "/var/run/sr-mount/probe")
         except MountError as e:
-            raise raw_error(1200, str(e))
+            raise raw_error(1200, str(e)) from None
         try:
             found = sorted(n for n, _d, _s in m.listdir("") if UUID_RE.match(n))
         finally:
             m.close()
         items = "".join("\t<SR>\n\t\t<UUID>%s</UUID>\n\t</SR>\n" % u for u in found)
-        return "<?xml version=\"1.0\" ?>\n<SRlist>\n%s</SRlist>\n" % items
+        return '<?xml version="1.0" ?>\n<SRlist>\n%s</SRlist>\n' % items

@@ -1,4 +1,5 @@
 """`iscsi`: the raw LUN-per-VDI SR (ISCSISR/RawISCSISR), over a real userspace login."""
+
 import hashlib
 import threading
 
@@ -15,8 +16,14 @@ def vdi_uuid_for(scsi_id):
 
 class ISCSI(StorageManager):
     type = "iscsi"
-    capabilities = ("SR_PROBE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH",
-                    "VDI_INTRODUCE")
+    capabilities = (
+        "SR_PROBE",
+        "VDI_CREATE",
+        "VDI_DELETE",
+        "VDI_ATTACH",
+        "VDI_DETACH",
+        "VDI_INTRODUCE",
+    )
     required = (("target", "ConfigTargetMissing"),)
 
     def __init__(self, sim):
@@ -32,8 +39,9 @@ class ISCSI(StorageManager):
     # --------------------------------------------------------------- config
     def _config(self, host, dconf):
         self.check_config(dconf)
-        initiator = dconf.get("localIQN") or self.sim.db.raw("host", host.ref)["other_config"] \
-            .get("iscsi_iqn")
+        initiator = dconf.get("localIQN") or self.sim.db.raw("host", host.ref)["other_config"].get(
+            "iscsi_iqn"
+        )
         if not initiator:
             raise sm_error("ConfigISCSIIQNMissing")
         port = dconf.get("port", "3260")
@@ -54,13 +62,12 @@ class ISCSI(StorageManager):
     def _session(self, host, dconf, iqn=None):
         initiator, portal, chap, mutual = self._config(host, dconf)
         try:
-            return iscsi_client.Session(initiator, portal, iqn or dconf["targetIQN"], chap,
-                                        mutual)
+            return iscsi_client.Session(initiator, portal, iqn or dconf["targetIQN"], chap, mutual)
         except iscsi_client.ISCSIError as e:
             text = str(e)
             if text.startswith("connect:"):
-                raise sm_error("ISCSITarget", text)
-            raise sm_error("ISCSILogin", text)
+                raise sm_error("ISCSITarget", text) from None
+            raise sm_error("ISCSILogin", text) from None
 
     def _need_iqn(self, host, dconf):
         if dconf.get("targetIQN"):
@@ -125,7 +132,7 @@ class ISCSI(StorageManager):
                         continue
                     out.append(self._vdi(s, lun, host))
             except iscsi_client.ISCSIError as e:
-                raise sm_error("SRScan", str(e))
+                raise sm_error("SRScan", str(e)) from None
         return out
 
     def _vdi(self, s, lun, host):
@@ -137,10 +144,17 @@ class ISCSI(StorageManager):
         # The `iscsi` type is sm's RawISCSISR, whose ISCSIVDI.load sets managed = True (sm commit
         # 8d6cbdc "make sure that the single VDI created is manageable by XAPI"); the generic
         # LUNperVDI.RAWVDI of `hba` leaves new LUNs unmanaged (see local.HBA).
-        return {"uuid": uuid, "location": uuid, "virtual_size": str(size),
-                "physical_utilisation": "0", "managed": True, "type": "user",
-                "name_label": "", "name_description": "",
-                "sm_config": {"LUNid": str(lun), "SCSIid": scsi_id, "backend-kind": "vbd"}}
+        return {
+            "uuid": uuid,
+            "location": uuid,
+            "virtual_size": str(size),
+            "physical_utilisation": "0",
+            "managed": True,
+            "type": "user",
+            "name_label": "",
+            "name_description": "",
+            "sm_config": {"LUNid": str(lun), "SCSIid": scsi_id, "backend-kind": "vbd"},
+        }
 
     def introduce(self, host, sr, dconf, uuid, location, sm_config):
         if "LUNid" not in sm_config:
@@ -153,7 +167,7 @@ class ISCSI(StorageManager):
                     raise sm_error("VDIUnavailable", "LUN %d not found" % lun)
                 return self._vdi(s, lun, host)
             except iscsi_client.ISCSIError as e:
-                raise sm_error("VDIUnavailable", str(e))
+                raise sm_error("VDIUnavailable", str(e)) from None
 
     def vdi_attach(self, host, sr, dconf, vdi):
         self._logged_in(host, dconf)
@@ -163,7 +177,7 @@ class ISCSI(StorageManager):
                 if lun not in s.luns() or s.scsi_id(lun) != vdi["sm_config"].get("SCSIid"):
                     raise sm_error("VDIUnavailable", "LUN %d is gone" % lun)
             except iscsi_client.ISCSIError as e:
-                raise sm_error("VDIUnavailable", str(e))
+                raise sm_error("VDIUnavailable", str(e)) from None
 
     def refresh_size(self, host, scsi_id):
         """sm scsiutil.refresh_lun_size_by_SCSIid on a host: its devices of the SCSI id
@@ -174,8 +188,11 @@ class ISCSI(StorageManager):
                 return True
             keys = [k for k, n in self.sessions.items() if k[0] == host.uuid and n]
         with self.sim.db.lock:
-            dconfs = [dict(p["device_config"]) for p in self.sim.db.tables["PBD"].values()
-                      if p["host"] == host.ref and p["currently_attached"]]
+            dconfs = [
+                dict(p["device_config"])
+                for p in self.sim.db.tables["PBD"].values()
+                if p["host"] == host.ref and p["currently_attached"]
+            ]
         for dconf in dconfs:
             if (host.uuid, dconf.get("targetIQN")) not in keys:
                 continue
@@ -192,12 +209,17 @@ class ISCSI(StorageManager):
 
     def probe(self, host, dconf):
         self._need_iqn(host, dconf)
-        known = [r for r in self.sim.db.tables["SR"].values()
-                 if r["type"] == "iscsi" and r["sm_config"].get("targetIQN") == dconf["targetIQN"]]
-        items = "".join("\t<SR>\n\t\t<UUID>%s</UUID>\n\t\t<Target>%s</Target>\n\t\t<TargetIQN>%s"
-                        "</TargetIQN>\n\t</SR>\n" % (r["uuid"], dconf["target"], dconf["targetIQN"])
-                        for r in known)
-        return "<?xml version=\"1.0\" ?>\n<SRlist>\n%s</SRlist>\n" % items
+        known = [
+            r
+            for r in self.sim.db.tables["SR"].values()
+            if r["type"] == "iscsi" and r["sm_config"].get("targetIQN") == dconf["targetIQN"]
+        ]
+        items = "".join(
+            "\t<SR>\n\t\t<UUID>%s</UUID>\n\t\t<Target>%s</Target>\n\t\t<TargetIQN>%s"
+            "</TargetIQN>\n\t</SR>\n" % (r["uuid"], dconf["target"], dconf["targetIQN"])
+            for r in known
+        )
+        return '<?xml version="1.0" ?>\n<SRlist>\n%s</SRlist>\n' % items
 
 
 def _iqn_xml(target, found):
@@ -206,11 +228,16 @@ def _iqn_xml(target, found):
         for portal in portals:
             addr, _, rest = portal.rpartition(":")
             port = rest.split(",")[0]
-            body += "\t<TGT>\n\t\t<Index>%d</Index>\n\t\t<IPAddress>%s</IPAddress>\n" % (index, addr)
+            body += "\t<TGT>\n\t\t<Index>%d</Index>\n\t\t<IPAddress>%s</IPAddress>\n" % (
+                index,
+                addr,
+            )
             if port != "3260":
                 body += "\t\t<Port>%s</Port>\n" % port
             body += "\t\t<TargetIQN>%s</TargetIQN>\n\t</TGT>\n" % iqn
             index += 1
-    body += "\t<TGT>\n\t\t<Index>%d</Index>\n\t\t<IPAddress>%s</IPAddress>\n" \
-            "\t\t<TargetIQN>*</TargetIQN>\n\t</TGT>\n" % (index, target)
-    return "<?xml version=\"1.0\" ?>\n<iscsi-target-iqns>\n%s</iscsi-target-iqns>\n" % body
+    body += (
+        "\t<TGT>\n\t\t<Index>%d</Index>\n\t\t<IPAddress>%s</IPAddress>\n"
+        "\t\t<TargetIQN>*</TargetIQN>\n\t</TGT>\n" % (index, target)
+    )
+    return '<?xml version="1.0" ?>\n<iscsi-target-iqns>\n%s</iscsi-target-iqns>\n' % body

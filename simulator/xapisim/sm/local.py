@@ -1,4 +1,5 @@
 """`file` (a directory of VHD/raw files under the host root) and in-memory SR types."""
+
 import os
 
 from .base import StorageManager
@@ -10,8 +11,17 @@ class File(StorageManager):
     """FileSR: dconf `location` is a directory; each <uuid>.vhd|.raw in it is a VDI."""
 
     type = "file"
-    capabilities = ("SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH",
-                    "VDI_DETACH", "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE")
+    capabilities = (
+        "SR_PROBE",
+        "SR_UPDATE",
+        "VDI_CREATE",
+        "VDI_DELETE",
+        "VDI_ATTACH",
+        "VDI_DETACH",
+        "VDI_CLONE",
+        "VDI_SNAPSHOT",
+        "VDI_RESIZE",
+    )
     required = (("location", "ConfigLocationMissing"),)
 
     def _dir(self, host, dconf):
@@ -33,14 +43,16 @@ class File(StorageManager):
         for name in sorted(os.listdir(base)):
             path = os.path.join(base, name)
             if os.path.isfile(path):
-                vdi = vdi_record(name, os.path.getsize(path), lambda: _tail(path))
+                vdi = vdi_record(name, os.path.getsize(path), lambda path=path: _tail(path))
                 if vdi:
                     out.append(vdi)
         return out
 
     def vdi_attach(self, host, sr, dconf, vdi):
         base = self._dir(host, dconf)
-        if not any(os.path.exists(os.path.join(base, vdi["location"] + e)) for e in (".vhd", ".raw")):
+        if not any(
+            os.path.exists(os.path.join(base, vdi["location"] + e)) for e in (".vhd", ".raw")
+        ):
             raise sm_error("VDIUnavailable", "%s is missing" % vdi["location"])
 
 
@@ -68,7 +80,7 @@ class InMemory(StorageManager):
         self.check_config(dconf)
         for key in dconf:
             if key.endswith("password_secret"):
-                self.secret(dconf, key[:-len("_secret")])
+                self.secret(dconf, key[: -len("_secret")])
         store = self.sim.sm.backing(sr["uuid"], create=False)
         if store is None:
             # Nothing is known at that location: the mount or login fails as the SM reports it.
@@ -81,10 +93,15 @@ class InMemory(StorageManager):
         return [self._vdi(uuid, spec) for uuid, spec in sorted(store.items())]
 
     def _vdi(self, uuid, spec):
-        return {"uuid": uuid, "location": spec.get("location", uuid),
-                "virtual_size": str(spec.get("virtual_size", "0")),
-                "physical_utilisation": "0", "managed": self.managed, "type": "user",
-                "sm_config": dict(spec.get("sm_config", {}))}
+        return {
+            "uuid": uuid,
+            "location": spec.get("location", uuid),
+            "virtual_size": str(spec.get("virtual_size", "0")),
+            "physical_utilisation": "0",
+            "managed": self.managed,
+            "type": "user",
+            "sm_config": dict(spec.get("sm_config", {})),
+        }
 
     def vdi_attach(self, host, sr, dconf, vdi):
         store = self.sim.sm.backing(sr["uuid"], create=False) or {}
@@ -109,16 +126,29 @@ def in_memory_types(sim):
     return [
         InMemory(sim, "ext", (("device", "ConfigDeviceMissing"),)),
         InMemory(sim, "lvm", (("device", "ConfigDeviceMissing"),)),
-        InMemory(sim, "lvmoiscsi", (("target", "ConfigTargetMissing"),
-                                    ("targetIQN", "ConfigTargetIQNMissing"),
-                                    ("SCSIid", "ConfigSCSIid"))),
+        InMemory(
+            sim,
+            "lvmoiscsi",
+            (
+                ("target", "ConfigTargetMissing"),
+                ("targetIQN", "ConfigTargetIQNMissing"),
+                ("SCSIid", "ConfigSCSIid"),
+            ),
+        ),
         InMemory(sim, "lvmohba", (("SCSIid", "ConfigSCSIid"),)),
         CephFS(sim, "cephfs", (("server", "ConfigServerMissing"),), attach_error=mount_failure),
-        InMemory(sim, "moosefs", (("masterhost", "ConfigServerMissing"),
-                                  ("rootpath", "ConfigServerPathMissing")),
-                 attach_error=mount_failure),
+        InMemory(
+            sim,
+            "moosefs",
+            (("masterhost", "ConfigServerMissing"), ("rootpath", "ConfigServerPathMissing")),
+            attach_error=mount_failure,
+        ),
         InMemory(sim, "iso", (("location", "ConfigLocationMissing"),)),
-        InMemory(sim, "udev", (("location", "ConfigLocationMissing"),),
-                 capabilities=("VDI_INTRODUCE", "VDI_ATTACH", "VDI_DETACH")),
+        InMemory(
+            sim,
+            "udev",
+            (("location", "ConfigLocationMissing"),),
+            capabilities=("VDI_INTRODUCE", "VDI_ATTACH", "VDI_DETACH"),
+        ),
         InMemory(sim, "dummy", ()),
     ]

@@ -1,4 +1,5 @@
 """`nfs`: VHD files in <serverpath>/<sr-uuid>/ on a real NFS export (NFSSR)."""
+
 from ..peers import nfs_client
 from .base import StorageManager, loopback_address
 from .errors import raw_error, sm_error
@@ -17,8 +18,17 @@ def mount_options(options):
 
 class NFS(StorageManager):
     type = "nfs"
-    capabilities = ("SR_PROBE", "SR_UPDATE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH",
-                    "VDI_DETACH", "VDI_CLONE", "VDI_SNAPSHOT", "VDI_RESIZE")
+    capabilities = (
+        "SR_PROBE",
+        "SR_UPDATE",
+        "VDI_CREATE",
+        "VDI_DELETE",
+        "VDI_ATTACH",
+        "VDI_DETACH",
+        "VDI_CLONE",
+        "VDI_SNAPSHOT",
+        "VDI_RESIZE",
+    )
     required = (("server", "ConfigServerMissing"), ("serverpath", "ConfigServerPathMissing"))
 
     def _mount(self, dconf):
@@ -33,14 +43,17 @@ class NFS(StorageManager):
         except nfs_client.NFSError as e:
             text = str(e)
             if "nfs_service failed" in text or "not available" in text:
-                raise sm_error("NFSTarget", text)
-            raise sm_error("NFSMount", text)
+                raise sm_error("NFSTarget", text) from None
+            raise sm_error("NFSMount", text) from None
 
     def attach(self, host, sr, dconf):
         with self._mount(dconf) as m:
             if not m.is_dir("/" + sr["uuid"]):
-                raise sm_error("NFSMount", "mount.nfs: %s:%s/%s: No such file or directory"
-                               % (dconf["server"], dconf["serverpath"], sr["uuid"]))
+                raise sm_error(
+                    "NFSMount",
+                    "mount.nfs: %s:%s/%s: No such file or directory"
+                    % (dconf["server"], dconf["serverpath"], sr["uuid"]),
+                )
 
     def scan(self, host, sr, dconf):
         out = []
@@ -49,11 +62,18 @@ class NFS(StorageManager):
             try:
                 entries = m.listdir(base)
             except nfs_client.NFSError as e:
-                raise sm_error("SRUnavailable", str(e))
+                raise sm_error("SRUnavailable", str(e)) from None
             for name, is_dir, size in entries:
                 path = "%s/%s" % (base, name)
-                vdi = None if is_dir else vdi_record(
-                    name, size, lambda: m.read(path, max(size - 512, 0), 512))
+                vdi = (
+                    None
+                    if is_dir
+                    else vdi_record(
+                        name,
+                        size,
+                        lambda path=path, size=size: m.read(path, max(size - 512, 0), 512),
+                    )
+                )
                 if vdi:
                     out.append(vdi)
         return out
@@ -68,4 +88,4 @@ class NFS(StorageManager):
         with self._mount(dconf) as m:
             found = [n for n, is_dir, _s in m.listdir("/") if is_dir and UUID_RE.match(n)]
         items = "".join("\t<SR>\n\t\t<UUID>%s</UUID>\n\t</SR>\n" % u for u in found)
-        return "<?xml version=\"1.0\" ?>\n<SRlist>\n%s</SRlist>\n" % items
+        return '<?xml version="1.0" ?>\n<SRlist>\n%s</SRlist>\n' % items

@@ -1,6 +1,7 @@
 """sm's `on-slave` host plugin, which every host has (sm scripts/plugins/on-slave,
 libs/sm/on_slave.py): answered by the simulator itself rather than exec'd, since what it
 touches (the host's SCSI devices) is the simulator's model."""
+
 from ..errors import XapiError
 
 NAME = "on-slave"

@@ -1,4 +1,5 @@
 """SR type -> storage manager, plus the in-memory backing store of the simulated types."""
+
 import threading
 import time
 
@@ -9,16 +10,24 @@ from . import glusterfs, hba, iscsi, local, nfs, smb
 TIMINGS = {"real": 1.0, "fast": 0.01}
 
 
-class StorageManagers(object):
+class StorageManagers:
     def __init__(self, sim, time_scale=TIMINGS["fast"]):
         self.sim = sim
         self.time_scale = float(time_scale)
         self._locks = {}
         self._locks_guard = threading.Lock()
-        self.drivers = dict((d.type, d) for d in
-                            [iscsi.ISCSI(sim), nfs.NFS(sim), smb.SMB(sim), hba.HBA(sim),
-                             glusterfs.GlusterFS(sim), local.File(sim)] +
-                            local.in_memory_types(sim))
+        self.drivers = dict(
+            (d.type, d)
+            for d in [
+                iscsi.ISCSI(sim),
+                nfs.NFS(sim),
+                smb.SMB(sim),
+                hba.HBA(sim),
+                glusterfs.GlusterFS(sim),
+                local.File(sim),
+            ]
+            + local.in_memory_types(sim)
+        )
         self.store = {}
 
     def sleep(self, seconds):
@@ -36,7 +45,7 @@ class StorageManagers(object):
         try:
             return self.drivers[type_]
         except KeyError:
-            raise XapiError("SR_UNKNOWN_DRIVER", type_)
+            raise XapiError("SR_UNKNOWN_DRIVER", type_) from None
 
     def backing(self, sr_uuid, create=True):
         """VDIs kept in memory for an SR of a simulated-only type: {vdi uuid: spec}."""

@@ -1,5 +1,6 @@
 """`smb`: VHD files in <share>/<sr-uuid>/ on a real SMB server (sm drivers/SMBSR.py, cifutils.py),
 read over SMB 3.0 with a userspace client (smbprotocol) instead of mount.cifs."""
+
 import ipaddress
 import socket
 import uuid as uuidlib
@@ -18,7 +19,7 @@ class MountError(Exception):
     """SMBSR.SMBException: its text becomes the opterr of the SM error."""
 
 
-class Share(object):
+class Share:
     """What SMBSR.mount gives: the share root, listed once as its sanity check."""
 
     def __init__(self, unc, credentials):
@@ -34,8 +35,8 @@ class Share(object):
         try:
             infos = socket.getaddrinfo(host.strip("[]"), SMB_PORT, 0, socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
-            raise MountError("mount failed with return code %d" % EX_FAIL)
-        if not ipaddress.ip_address(infos[0][4][0].split("%")[0]).is_loopback:
+            raise MountError("mount failed with return code %d" % EX_FAIL) from None
+        if not ipaddress.ip_address(str(infos[0][4][0]).split("%")[0]).is_loopback:
             # The simulator only talks to peers on this machine.
             raise MountError("mount failed with return code %d" % EX_FAIL)
         self.root = "\\\\%s\\%s" % (host, "\\".join([share] + sub))
@@ -44,8 +45,8 @@ class Share(object):
         conn = Connection(uuidlib.uuid4(), host, SMB_PORT)
         try:
             conn.connect(Dialects.SMB_3_0_0, timeout=5)
-        except Exception:
-            raise MountError("mount failed with return code %d" % EX_FAIL)
+        except Exception as e:
+            raise MountError("mount failed with return code %d" % EX_FAIL) from e
         self.cache["%s:%d" % (host.lower(), SMB_PORT)] = conn
         if credentials:
             user, password, _domain = credentials
@@ -56,17 +57,19 @@ class Share(object):
         self.kw["connection_cache"] = self.cache
         try:
             self.listdir("")
-        except Exception:
+        except Exception as e:
             self.close()
-            raise MountError("mount failed with return code %d" % EX_FAIL)
+            raise MountError("mount failed with return code %d" % EX_FAIL) from e
 
     def path(self, rel):
         return self.root + ("\\" + rel.replace("/", "\\") if rel else "")
 
     def listdir(self, rel):
         """[(name, is_dir, size)]"""
-        return [(e.name, e.is_dir(), e.stat().st_size)
-                for e in self._smbclient.scandir(self.path(rel), **self.kw)]
+        return [
+            (e.name, e.is_dir(), e.stat().st_size)
+            for e in self._smbclient.scandir(self.path(rel), **self.kw)
+        ]
 
     def is_dir(self, rel):
         try:
@@ -96,11 +99,28 @@ class Share(object):
 class SMB(StorageManager):
     type = "smb"
     # sm drivers/SMBSR.py CAPABILITIES
-    capabilities = ("SR_PROBE", "SR_UPDATE", "SR_CACHING", "VDI_CREATE", "VDI_DELETE",
-                    "VDI_ATTACH", "VDI_DETACH", "VDI_UPDATE", "VDI_CLONE", "VDI_SNAPSHOT",
-                    "VDI_RESIZE", "VDI_MIRROR", "VDI_GENERATE_CONFIG", "VDI_RESET_ON_BOOT/2",
-                    "ATOMIC_PAUSE", "VDI_CONFIG_CBT", "VDI_ACTIVATE", "VDI_DEACTIVATE",
-                    "THIN_PROVISIONING", "VDI_READ_CACHING")
+    capabilities = (
+        "SR_PROBE",
+        "SR_UPDATE",
+        "SR_CACHING",
+        "VDI_CREATE",
+        "VDI_DELETE",
+        "VDI_ATTACH",
+        "VDI_DETACH",
+        "VDI_UPDATE",
+        "VDI_CLONE",
+        "VDI_SNAPSHOT",
+        "VDI_RESIZE",
+        "VDI_MIRROR",
+        "VDI_GENERATE_CONFIG",
+        "VDI_RESET_ON_BOOT/2",
+        "ATOMIC_PAUSE",
+        "VDI_CONFIG_CBT",
+        "VDI_ACTIVATE",
+        "VDI_DEACTIVATE",
+        "THIN_PROVISIONING",
+        "VDI_READ_CACHING",
+    )
     # SMBSR.load: 'server' not in dconf -> ConfigServerMissing
     required = (("server", "ConfigServerMissing"),)
 
@@ -112,8 +132,11 @@ class SMB(StorageManager):
             return None
         tokens = dconf["username"].split("\\")
         if len(tokens) > 2:
-            raise raw_error(1200, "A maximum of 2 tokens are expected (<domain>\\<username>). "
-                            "%d were given." % len(tokens))
+            raise raw_error(
+                1200,
+                "A maximum of 2 tokens are expected (<domain>\\<username>). "
+                "%d were given." % len(tokens),
+            )
         password = self.secret(dconf, "password")
         domain = tokens[0] if len(tokens) == 2 else None
         user = tokens[-1] if domain is None else "%s\\%s" % (domain, tokens[-1])
@@ -125,7 +148,7 @@ class SMB(StorageManager):
         try:
             return Share(dconf["server"], credentials)
         except MountError as e:
-            raise sm_error(error, str(e))
+            raise sm_error(error, str(e)) from None
 
     def attach(self, host, sr, dconf):
         # SMBSR.attach: mount, symlink <share>/<sr-uuid>, then FileSR.SharedFileSR
@@ -134,8 +157,8 @@ class SMB(StorageManager):
         with self._mount(dconf) as share:
             try:
                 share.touch_and_remove("%s/%s" % (sr["uuid"], uuidlib.uuid4()))
-            except Exception:
-                raise sm_error("SharedFileSystemNoWrite")
+            except Exception as e:
+                raise sm_error("SharedFileSystemNoWrite") from e
 
     def scan(self, host, sr, dconf):
         # FileSR.scan: the SR path must exist (SRUnavailable), then vhd-util scan.
@@ -146,8 +169,15 @@ class SMB(StorageManager):
                 raise sm_error("SRUnavailable")
             for name, is_dir, size in share.listdir(base):
                 path = "%s/%s" % (base, name)
-                vdi = None if is_dir else vdi_record(
-                    name, size, lambda: share.read(path, max(size - 512, 0), 512))
+                vdi = (
+                    None
+                    if is_dir
+                    else vdi_record(
+                        name,
+                        size,
+                        lambda path=path, size=size: share.read(path, max(size - 512, 0), 512),
+                    )
+                )
                 if vdi:
                     out.append(vdi)
         return out
@@ -163,4 +193,4 @@ class SMB(StorageManager):
         with self._mount(dconf) as share:
             found = sorted(n for n, is_dir, _s in share.listdir("") if UUID_RE.match(n))
         items = "".join("\t<SR>\n\t\t<UUID>%s</UUID>\n\t</SR>\n" % u for u in found)
-        return "<?xml version=\"1.0\" ?>\n<SRlist>\n%s</SRlist>\n" % items
+        return '<?xml version="1.0" ?>\n<SRlist>\n%s</SRlist>\n' % items

@@ -1,5 +1,6 @@
 """SR directories of <vdi-uuid>.vhd / .raw files (FileSR and its NFS, SMB… kin): which
 entries are VDIs, and their records."""
+
 import re
 import struct
 
@@ -22,6 +23,12 @@ def vdi_record(name, size, read_footer):
     virtual = vhd_virtual_size(read_footer()) if ext == "vhd" else size
     if virtual is None:
         return None
-    return {"uuid": stem, "location": stem, "virtual_size": str(virtual),
-            "physical_utilisation": str(size), "managed": True, "type": "user",
-            "sm_config": {"type": ext} if ext == "raw" else {}}
+    return {
+        "uuid": stem,
+        "location": stem,
+        "virtual_size": str(virtual),
+        "physical_utilisation": str(size),
+        "managed": True,
+        "type": "user",
+        "sm_config": {"type": ext} if ext == "raw" else {},
+    }
