@@ -6,6 +6,13 @@ import re
 
 from .errors import INVALID_ARGUMENT, INVALID_CONNECTION_INFO, invalid
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Container, Dict, List, Optional, Sequence, Set, Tuple  # noqa: F401
+
+    from .errors import XenvolError  # noqa: F401
+
 MAX_STRING = 1024
 # connection_info as sent: XAPI passes plugin arguments on dom0's command line, where one
 # argument may be at most 128 KiB (Linux MAX_ARG_STRLEN); the client checks the same limit.
@@ -28,27 +35,35 @@ class Fields(object):
     """Typed access to one dict of caller input; `where` prefixes field names in errors."""
 
     def __init__(self, data, where, code=INVALID_CONNECTION_INFO):
+        # type: (Any, str, str) -> None
         if not isinstance(data, dict):
             raise invalid(where or "input", "must be an object", code)
         self.data = data
         self.where = where
         self.code = code
-        self.used = set()
+        self.used = set()  # type: Set[str]
+        # The whole connection_info, when data is its `data` (operations.parse_info).
+        self.envelope = None  # type: Any
 
     def name(self, key):
+        # type: (str) -> str
         return "%s.%s" % (self.where, key) if self.where else key
 
     def bad(self, key, problem):
+        # type: (str, str) -> XenvolError
         return invalid(self.name(key), problem, self.code)
 
     def has(self, key):
+        # type: (str) -> bool
         return self.data.get(key) not in (None, "")
 
     def raw(self, key):
+        # type: (str) -> Any
         self.used.add(key)
         return self.data.get(key)
 
     def string(self, key, required=True, default=None, max_len=MAX_STRING):
+        # type: (str, bool, Optional[str], int) -> Any
         v = self.raw(key)
         if v is None or v == "":
             if required:
@@ -63,6 +78,7 @@ class Fields(object):
         return v
 
     def integer(self, key, required=True, default=None, low=None, high=None):
+        # type: (str, bool, Optional[int], Optional[int], Optional[int]) -> Any
         v = self.raw(key)
         if v is None or v == "":
             if required:
@@ -81,6 +97,7 @@ class Fields(object):
         return v
 
     def boolean(self, key, default):
+        # type: (str, bool) -> bool
         v = self.raw(key)
         if v is None or v == "":
             return default
@@ -91,24 +108,28 @@ class Fields(object):
         raise self.bad(key, "must be true or false")
 
     def choice(self, key, choices, default=None):
+        # type: (str, Sequence[str], Optional[str]) -> str
         v = self.string(key, required=default is None, default=default, max_len=64)
         if v.lower() not in choices:
             raise self.bad(key, "must be one of %s (got %r)" % (", ".join(choices), v))
         return v.lower()
 
     def uuid(self, key, required=True):
+        # type: (str, bool) -> Optional[str]
         v = self.string(key, required=required, max_len=36)
         if v is not None and not _UUID.match(v):
             raise self.bad(key, "is not a uuid")
         return v.lower() if v else v
 
     def iqn(self, key, value=None, required=True):
+        # type: (str, Optional[str], bool) -> Optional[str]
         v = self.string(key, required=required, max_len=223) if value is None else value
         if v is not None and not _IQN.match(v):
             raise self.bad(key, "is not an iSCSI name (iqn.YYYY-MM.domain[:id], eui. or naa.)")
         return v
 
     def string_list(self, key, required=False):
+        # type: (str, bool) -> Optional[List[Any]]
         v = self.raw(key)
         if v is None:
             if required:
@@ -121,6 +142,7 @@ class Fields(object):
         return v
 
     def path(self, key, required=True):
+        # type: (str, bool) -> Optional[str]
         v = self.string(key, required=required, max_len=512)
         if v is None:
             return None
@@ -131,6 +153,7 @@ class Fields(object):
         return posixpath.normpath(v)
 
     def password(self, key):
+        # type: (str) -> str
         """A password given in clear, checked as every secret value is (check.password)."""
         v = self.raw(key)
         if v is None or v == "":
@@ -141,6 +164,7 @@ class Fields(object):
         return v
 
     def mount_options(self, key, allowed):
+        # type: (str, Dict[str, bool]) -> List[Tuple[str, Optional[str]]]
         """Mount options as Cinder writes them ("-o vers=4.1,proto=tcp", or a bare comma list)
         -> [(name, value or None)], every name in `allowed` (name -> True when it takes a
         value)."""
@@ -148,16 +172,19 @@ class Fields(object):
         return [] if v is None else mount_options(v, allowed, self.name(key))
 
     def reject_unknown(self, allowed):
+        # type: (Container[str]) -> None
         for key in self.data:
             if key not in allowed:
                 raise self.bad(key, "is not a known argument")
 
 
 def is_uuid(text):
+    # type: (object) -> bool
     return isinstance(text, str) and bool(_UUID.match(text))
 
 
 def password_problem(value):
+    # type: (object) -> Optional[str]
     """Why a password (clear, or a XAPI secret's value) is unusable, or None. The client's
     xenvol.secrets.password_problem applies the same rules."""
     if not isinstance(value, str):
@@ -172,8 +199,9 @@ def password_problem(value):
 
 
 def mount_options(text, allowed, field):
+    # type: (str, Dict[str, bool], str) -> List[Tuple[str, Optional[str]]]
     words = text.split()
-    items = []
+    items = []  # type: List[str]
     i = 0
     while i < len(words):
         word = words[i]
@@ -204,6 +232,7 @@ def mount_options(text, allowed, field):
 
 
 def no_control_characters(obj, where):
+    # type: (Any, str) -> None
     """Control characters inside any string (key or value) of a parsed JSON document are
     refused; JSON whitespace between tokens (a pretty-printed file) is not a string."""
     if isinstance(obj, dict):
@@ -221,11 +250,13 @@ def no_control_characters(obj, where):
 
 
 def _kind(v):
+    # type: (object) -> str
     return {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
             dict: "an object", str: "a string"}.get(type(v), type(v).__name__)
 
 
 def host_port(value, field, default_port=3260, bare_v6_port=True):
+    # type: (str, str, int, bool) -> Tuple[str, int]
     """'host', 'host:port', '[v6]', '[v6]:port' -> (host, port); host checked to be an IP
     address or a DNS name. With bare_v6_port (portals), an unbracketed IPv6 address followed
     by :digits, as PowerStore writes `fd00::31:3260`, splits on the last colon when what
@@ -265,6 +296,7 @@ def host_port(value, field, default_port=3260, bare_v6_port=True):
 
 
 def _is_v6(text):
+    # type: (str) -> bool
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
@@ -273,12 +305,14 @@ def _is_v6(text):
 
 
 def _port(text, field):
+    # type: (str, str) -> int
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise invalid(field, "port must be a number from 1 to 65535 (got %r)" % text[:16])
     return int(text)
 
 
 def too_large(text, field, code=INVALID_ARGUMENT):
+    # type: (str, str, str) -> Optional[XenvolError]
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_DOCUMENT:
         return invalid(field, "is too large (%d bytes, at most %d): XAPI passes it on dom0's "
@@ -287,6 +321,7 @@ def too_large(text, field, code=INVALID_ARGUMENT):
 
 
 def parse_json(text, field, code=INVALID_ARGUMENT):
+    # type: (str, str, str) -> Any
     error = too_large(text, field)
     if error:
         raise error

@@ -2,6 +2,11 @@
 [message, details-json]) with a stable XENVOL_* code. See docs/plugin-api.md."""
 import json
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List  # noqa: F401
+
 INVALID_ARGUMENT = "XENVOL_INVALID_ARGUMENT"
 INVALID_CONNECTION_INFO = "XENVOL_INVALID_CONNECTION_INFO"
 UNKNOWN_DRIVER = "XENVOL_UNKNOWN_DRIVER"
@@ -25,21 +30,25 @@ WRONG_HOST = "XENVOL_WRONG_HOST"
 
 class XenvolError(Exception):
     def __init__(self, code, message, **details):
+        # type: (str, str, **Any) -> None
         Exception.__init__(self, message)
         self.code = code
         self.message = message
         self.details = details
 
     def params(self):
+        # type: () -> List[str]
         return [self.message, json.dumps(self.details, sort_keys=True)]
 
 
 def invalid(field, problem, code=INVALID_CONNECTION_INFO):
+    # type: (str, str, str) -> XenvolError
     """Bad input, naming the field (dotted path such as data.target_lun)."""
     return XenvolError(code, "%s: %s" % (field, problem), field=field)
 
 
 def from_xapi(failure, doing):
+    # type: (BaseException, str) -> XenvolError
     """A XenAPI.Failure met while doing something, as a xenvol error."""
     details = [str(d) for d in getattr(failure, "details", [str(failure)])]
     code = details[0] if details else "UNKNOWN"
@@ -55,6 +64,7 @@ def from_xapi(failure, doing):
 
 
 def vanished(e):
+    # type: (BaseException) -> bool
     """The error says an object is gone (HANDLE_INVALID): typically an SR another host's
     release forgot under us. Works on XenAPI.Failure and XenvolError alike."""
     details = getattr(e, "details", None)

@@ -10,21 +10,31 @@ import time
 from . import journal, lease as leases, log, storage, vbd as vbds
 from .lease import Lease
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional  # noqa: F401
+
+    from .call import Call  # noqa: F401
+
 NULL = "OpaqueRef:NULL"
 
 
 class Sweep(object):
     def __init__(self, call, apply):
+        # type: (Call, bool) -> None
         self.call = call
         self.apply = apply
-        self.items = []
+        self.items = []  # type: List[Dict[str, Any]]
 
     def found(self, kind, ident, why, action):
+        # type: (str, str, str, str) -> Dict[str, Any]
         item = {"kind": kind, "id": ident, "why": why, "action": action}
         self.items.append(item)
         return item
 
     def act(self, item, fn, *args):
+        # type: (Dict[str, Any], Callable[..., Any], *Any) -> None
         if not self.apply:
             return
         try:
@@ -37,6 +47,7 @@ class Sweep(object):
 
 
 def run(call, apply, pool_wide):
+    # type: (Call, bool, bool) -> Dict[str, Any]
     sweep = Sweep(call, apply)
     _local(sweep)
     if pool_wide:
@@ -45,6 +56,7 @@ def run(call, apply, pool_wide):
 
 
 def _local(sweep):
+    # type: (Sweep) -> None
     for path in journal.journals():
         if journal.dead(path):
             rec = journal.Record(path)
@@ -61,11 +73,13 @@ def _local(sweep):
 
 
 def _recover(call, path):
+    # type: (Call, str) -> None
     if journal.recover(call, path, force=True) == "failed":
         raise RuntimeError("some steps could not be undone; see /var/log/xenvol.log")
 
 
 def _pool(sweep):
+    # type: (Sweep) -> None
     call = sweep.call
     x = call.x
     hosts = dict((rec["uuid"], ref) for ref, rec in x.host.get_all_records().items())
@@ -121,6 +135,7 @@ def _pool(sweep):
 
 
 def _in_use(sr_rec, vdis, hosts):
+    # type: (Dict[str, Any], Dict[str, Dict[str, Any]], Dict[str, str]) -> bool
     for vdi in sr_rec["VDIs"]:
         rec = vdis.get(vdi)
         if rec is None:
@@ -134,6 +149,7 @@ def _in_use(sr_rec, vdis, hosts):
 
 
 def _release(call, sr, sr_uuid, pbd_hosts):
+    # type: (Call, str, str, Optional[List[Optional[str]]]) -> None
     """Under the SR's lease, and only if still unused: forget it, or drop xenvol's PBDs."""
     held = Lease(call, sr).acquire()
     try:
@@ -159,6 +175,7 @@ def _release(call, sr, sr_uuid, pbd_hosts):
 
 
 def _holder_dead(call, holder, apply):
+    # type: (Call, str, bool) -> bool
     """Whether a lease's operation is dead; a dry run recovers nothing to find out."""
     named = leases.parse(holder)
     if named is None:
@@ -171,6 +188,7 @@ def _holder_dead(call, holder, apply):
 
 
 def _orphan_secret(call, rec, now, hosts):
+    # type: (Call, Dict[str, Any], float, Dict[str, str]) -> Optional[str]
     other = rec["other_config"]
     made_by = other.get("xenvol")
     if made_by == "client":

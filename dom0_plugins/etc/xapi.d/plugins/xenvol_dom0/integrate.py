@@ -12,6 +12,14 @@ from .call import NULL
 from .errors import VDI_NOT_FOUND, XenvolError, from_xapi, vanished
 from .txn import Steps
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple  # noqa: F401
+
+    from .call import Call  # noqa: F401
+    from .check import Fields  # noqa: F401
+
 NAMED = "xenvol-named"
 PLACEMENT = "xenvol-placement"
 # What a host presents to arrays (os-brick's connector sources on Linux).
@@ -22,6 +30,7 @@ NVME_HOSTID = "/etc/nvme/hostid"
 
 # ---------------------------------------------------------------------- names and tags
 def vdi_name(settings, cfg, volume_type):
+    # type: (Dict[str, Any], Any, str) -> str
     """The VDI's name_label: the operator's tags first (Xen Orchestra skips a disk whose name
     starts with [NOBAK] in backups and contains [NOSNAP] in snapshots), then the volume."""
     volume = cfg.get("display_name") or (("volume-%s" % cfg.volume_id) if cfg.get("volume_id")
@@ -31,6 +40,7 @@ def vdi_name(settings, cfg, volume_type):
 
 
 def name_vdi(call, vdi, cfg, volume_type, steps):
+    # type: (Call, str, Any, str, Steps) -> None
     """Name the volume's VDI unless someone else named it: SMs leave raw LUNs nameless, and
     other_config xenvol-named keeps the name xenvol gave, so an admin's rename is kept."""
     x = call.x
@@ -53,6 +63,7 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
 
 # ---------------------------------------------------------------------- extend
 def is_volume(call, vdi):
+    # type: (Call, str) -> bool
     """A VDI xenvol attached (a marked VBD) or connected (a host's claim)."""
     x = call.x
     if any(k.startswith(storage.CONNECTED) for k in x.VDI.get_other_config(vdi)):
@@ -61,6 +72,7 @@ def is_volume(call, vdi):
 
 
 def extend(call, sr, vdi):
+    # type: (Call, str, str) -> Dict[str, Any]
     """After the backend grew the volume: each host with the SR plugged re-reads the LUN's
     capacity (sm's on-slave refresh_lun_size_by_SCSIid, what LVHDSR does before a resize),
     then SR.scan (run by xapi on the SR master) sets the VDI's virtual_size from it."""
@@ -100,6 +112,7 @@ def extend(call, sr, vdi):
 
 
 def _guest_sees(vm, vbd, vdi, grew):
+    # type: (Dict[str, Any], Dict[str, Any], Dict[str, Any], bool) -> str
     """What the guest sees after a grow. XAPI has no online resize of a raw LUN (no VBD
     resize message; VDI.resize/resize_online need the SM's VDI_RESIZE(_ONLINE), which the
     LUN-per-VDI SMs do not have); what carries it is the dom0 kernel."""
@@ -122,6 +135,7 @@ def _guest_sees(vm, vbd, vdi, grew):
 
 # ---------------------------------------------------------------------- connector
 def connector(call):
+    # type: (Call) -> Dict[str, Any]
     x = call.x
     rec = call.do("reading the host", x.host.get_record, call.host)
     ips = [rec["address"]] if rec["address"] else []
@@ -150,6 +164,7 @@ def connector(call):
 
 
 def _fc_ports():
+    # type: () -> Tuple[List[str], List[str]]
     """The host's FC ports as the kernel lists them (os-brick linuxfc reads the same files;
     sm devscan.adapters does for SR.probe type=hba)."""
     wwpns, wwnns = [], []
@@ -162,6 +177,7 @@ def _fc_ports():
 
 
 def _read(path):
+    # type: (str) -> str
     try:
         with open(path) as fh:
             return fh.read().strip()
@@ -171,6 +187,7 @@ def _read(path):
 
 # ---------------------------------------------------------------------- placement
 def pool_hosts(call):
+    # type: (Call) -> List[str]
     """Hosts a VM may run on: enabled and live."""
     x = call.x
     out = []
@@ -185,6 +202,7 @@ def pool_hosts(call):
 
 
 def vm_srs(call, vm):
+    # type: (Call, str) -> List[str]
     """The SRs of the VM's xenvol disks."""
     x = call.x
     out = []
@@ -199,6 +217,7 @@ def vm_srs(call, vm):
 
 
 def plug_here(call, sr, steps, host=None):
+    # type: (Call, str, Steps, Optional[str]) -> str
     """A plugged PBD of the SR on host (default this one), made from an existing PBD's
     device_config: xapi's PBD.create duplicates the secrets its *_secret keys name
     (xapi_pbd.ml create / Xapi_secret.duplicate_passwords), so each PBD owns its own."""
@@ -232,6 +251,7 @@ def plug_here(call, sr, steps, host=None):
 
 
 def prepare_host(call, vm):
+    # type: (Call, str) -> List[str]
     """Plug the SRs of the VM's xenvol disks on this host (a migration's destination)."""
     done = []
     for sr in vm_srs(call, vm):
@@ -249,6 +269,7 @@ def prepare_host(call, vm):
 
 
 def release_host(call, vm):
+    # type: (Call, str) -> List[Dict[str, str]]
     """Drop this host's PBDs of the VM's xenvol SRs that xenvol made and nothing on this host
     needs: not the master (xapi scans shared SRs there), not an SR in pool-wide placement, no
     VM resident here (or about to start here) using one of its VDIs, no connect claim."""
@@ -263,6 +284,7 @@ def release_host(call, vm):
 
 
 def _release_here(call, sr, master):
+    # type: (Call, str, str) -> str
     x = call.x
     other = x.SR.get_other_config(sr)
     mark = storage.PBD_MARK + call.host_uuid
@@ -291,6 +313,7 @@ def _release_here(call, sr, master):
 
 
 def reconcile(call, apply):
+    # type: (Call, bool) -> Dict[str, Any]
     """Pool-wide placement kept up to date: each SR xenvol placed pool-wide gets a plugged
     PBD on every enabled, live host (hosts that joined or came back since)."""
     x = call.x
@@ -322,4 +345,5 @@ def reconcile(call, apply):
 
 
 def placement_arg(a, settings):
+    # type: (Fields, Dict[str, Any]) -> str
     return a.choice("placement", ("host", "pool"), settings["placement"])

@@ -7,10 +7,16 @@ import os
 from . import paths, settings
 from .redact import SCRUB, mask
 
-_logger = None
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional  # noqa: F401
+
+_logger = None  # type: Optional[logging.Logger]
 
 
 def logger():
+    # type: () -> logging.Logger
     global _logger
     if _logger is None:
         _logger = logging.getLogger("xenvol")
@@ -20,7 +26,7 @@ def logger():
         try:
             if not os.path.isdir(os.path.dirname(path)):
                 os.makedirs(os.path.dirname(path))
-            handler = logging.FileHandler(path)
+            handler = logging.FileHandler(path)  # type: logging.Handler
         except (IOError, OSError):
             handler = logging.NullHandler()
         handler.setFormatter(logging.Formatter(
@@ -31,6 +37,7 @@ def logger():
 
 
 def _add_syslog(target):
+    # type: (logging.Logger) -> None
     """The same lines to syslog (daemon facility), so a pool's remote syslog forwards them;
     skipped where dom0 has no syslog socket."""
     address = settings.load().get("syslog_socket")
@@ -46,6 +53,7 @@ def _add_syslog(target):
 
 
 def step(message, **fields):
+    # type: (str, **Any) -> None
     text = message
     if fields:
         text += " " + json.dumps(mask(fields), sort_keys=True, default=str)
@@ -53,6 +61,7 @@ def step(message, **fields):
 
 
 def warning(message, **fields):
+    # type: (str, **Any) -> None
     text = message
     if fields:
         text += " " + json.dumps(mask(fields), sort_keys=True, default=str)

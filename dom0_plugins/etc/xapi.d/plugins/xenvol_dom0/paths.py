@@ -14,28 +14,35 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def log_file():
+    # type: () -> str
     return LOG_FILE
 
 
 def lock_dir():
+    # type: () -> str
     return LOCK_DIR
 
 
 def drivers_dir():
+    # type: () -> str
     return DRIVERS_DIR
 
 
 def config_file():
+    # type: () -> str
     return CONFIG_FILE
 
 
 def journal_dir():
+    # type: () -> str
     return JOURNAL_DIR
 
 
 def results_dir():
+    # type: () -> str
     return RESULTS_DIR
 
 
 def boot_id_file():
+    # type: () -> str
     return BOOT_ID

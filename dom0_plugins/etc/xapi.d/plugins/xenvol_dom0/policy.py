@@ -7,6 +7,14 @@ import os
 from . import storage
 from .errors import POLICY_REFUSED, XenvolError
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Tuple  # noqa: F401
+
+    from .call import Call  # noqa: F401
+    from .check import Fields  # noqa: F401
+
 # SM types whose storage is a disk or directory of one host: the host's own Local storage.
 LOCAL_SR_TYPES = ("file", "ext", "ext4", "lvm", "udev", "zfs", "xfs", "largeblock", "dummy",
                   "btrfs")
@@ -18,10 +26,12 @@ FORBIDDEN_DIRS = ("/etc", "/var/lib/xcp", "/var/xapi", "/opt/xensource", "/var/r
 
 
 def refused(field, problem, **details):
+    # type: (str, str, **Any) -> XenvolError
     return XenvolError(POLICY_REFUSED, "%s: %s" % (field, problem), field=field, **details)
 
 
 def check_sr(call, cfg):
+    # type: (Call, Any) -> None
     """An SR the caller names (data.sr_uuid) or has introduced (data.sr_type): xenvol uses an
     existing SR only if it introduced it or the operator allowed it, and introduces a local
     SR type only if the operator allowed that type."""
@@ -48,6 +58,7 @@ def check_sr(call, cfg):
 
 
 def setting_list(call, key):
+    # type: (Call, str) -> List[str]
     """A list of strings from xenvol.conf; anything else counts as empty (never a substring
     test on a mistyped string)."""
     value = call.settings.get(key)
@@ -55,6 +66,7 @@ def setting_list(call, key):
 
 
 def check_vdi(call, vdi, vm, mode, multiattach):
+    # type: (Call, str, Optional[str], Optional[str], bool) -> None
     """Never another VM's disk that xenvol did not attach; read-write next to another VM's
     read-write attachment only for a multi-attach volume."""
     x = call.x
@@ -76,6 +88,7 @@ def check_vdi(call, vdi, vm, mode, multiattach):
 
 
 def check_data(call, data, envelope):
+    # type: (Call, Fields, Any) -> Tuple[bool, List[Dict[str, str]]]
     """Policy on connection_info's optional keys; returns (multiattach, ignored)."""
     ignored = []
     if data.boolean("encrypted", False):
@@ -109,6 +122,7 @@ def check_data(call, data, envelope):
 
 
 def file_directory(path, roots, field):
+    # type: (str, Iterable[Any], str) -> str
     """The real directory behind `path` if it lies under one of the operator's roots and
     in none of the forbidden places; symlinks and '..' are resolved first."""
     real = os.path.realpath(path)
@@ -127,4 +141,5 @@ def file_directory(path, roots, field):
 
 
 def _under(path, base):
+    # type: (str, str) -> bool
     return path == base or path.startswith(base.rstrip("/") + "/")

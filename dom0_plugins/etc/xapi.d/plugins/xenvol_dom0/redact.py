@@ -11,6 +11,11 @@ any text that leaves the plugin, as a whole token only, so that no ordinary word
 import json
 import re
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Pattern, Set  # noqa: F401
+
 MASK = "***"
 SECRET_WORDS = ("password", "passwd", "secret", "keyring", "token", "key")
 _WORDS = re.compile(r"[_-]")
@@ -20,18 +25,21 @@ _TOKEN_CHAR = "A-Za-z0-9"
 
 
 def is_secret_ref(key):
+    # type: (object) -> bool
     """`auth_password_secret`: the uuid of a XAPI secret, not a secret itself."""
     key = str(key)
     return key.lower().endswith("_secret") and _names_secret(key[:-len("_secret")])
 
 
 def is_secret_key(key):
+    # type: (object) -> bool
     """`auth_password`, `chappassword`, `keyring`, `client_token` hold secret values."""
     key = str(key)
     return _names_secret(key) and not is_secret_ref(key)
 
 
 def _names_secret(key):
+    # type: (str) -> bool
     low = key.lower()
     return bool(low) and (_WORDS.split(low)[-1] in SECRET_WORDS
                           or low.endswith(("password", "passwd")))
@@ -41,11 +49,13 @@ _PATH = re.compile(r"(?<![\w.:/-])/(?:[\w.@+-]+/)*[\w.@+-]+")
 
 
 def without_paths(text):
+    # type: (object) -> str
     """An unexpected exception's text without dom0 file paths (an error leaves dom0)."""
     return _PATH.sub("<path>", str(text))
 
 
 def mask(obj):
+    # type: (Any) -> Any
     if isinstance(obj, dict):
         return dict((k, MASK if is_secret_key(k) and v else mask(v)) for k, v in obj.items())
     if isinstance(obj, list):
@@ -57,10 +67,12 @@ class Scrubber(object):
     """Remembers the secret values of one call and blanks them out of text."""
 
     def __init__(self):
-        self.values = set()
-        self._pattern = None
+        # type: () -> None
+        self.values = set()  # type: Set[str]
+        self._pattern = None  # type: Optional[Pattern[str]]
 
     def remember(self, value):
+        # type: (object) -> None
         if isinstance(value, str) and len(value) >= MIN_SCRUB:
             # also as it appears inside a JSON string (quotes, backslashes escaped)
             for form in (value, json.dumps(value)[1:-1]):
@@ -69,6 +81,7 @@ class Scrubber(object):
                     self._pattern = None
 
     def remember_in(self, obj):
+        # type: (Any) -> None
         if isinstance(obj, dict):
             for k, v in obj.items():
                 if is_secret_key(k):
@@ -80,6 +93,7 @@ class Scrubber(object):
                 self.remember_in(v)
 
     def __call__(self, text):
+        # type: (object) -> str
         text = str(text)
         if not self.values:
             return text

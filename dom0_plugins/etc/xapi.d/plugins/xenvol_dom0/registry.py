@@ -11,14 +11,20 @@ from . import paths, unsupported
 from .drivers.base import Driver
 from .errors import UNKNOWN_DRIVER, UNSUPPORTED_VOLUME, XenvolError
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List  # noqa: F401
+
 _BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "drivers")
 
 
 class Registry(object):
     def __init__(self):
-        self.drivers = {}
-        self.origin = {}
-        self.broken = []
+        # type: () -> None
+        self.drivers = {}  # type: Dict[str, Driver]
+        self.origin = {}  # type: Dict[str, str]
+        self.broken = []  # type: List[Dict[str, str]]
         for path in sorted(glob.glob(os.path.join(_BUILTIN_DIR, "*.py"))):
             stem = os.path.basename(path)[:-3]
             if stem not in ("__init__", "base"):
@@ -28,11 +34,14 @@ class Registry(object):
             self._load(path, "xenvol_vendor_" + stem, "drivers.d")
 
     def _load(self, path, module_name, origin):
+        # type: (str, str, str) -> None
         try:
             if origin == "built-in":
                 module = importlib.import_module(module_name)
             else:
                 spec = importlib.util.spec_from_file_location(module_name, path)
+                if spec is None or spec.loader is None:
+                    raise ValueError("cannot be loaded as a Python module")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[module_name] = module
                 spec.loader.exec_module(module)
@@ -59,6 +68,7 @@ class Registry(object):
             self.origin[t] = "%s %s" % (origin, path)
 
     def get(self, volume_type):
+        # type: (str) -> Driver
         try:
             return self.drivers[volume_type]
         except KeyError:
@@ -73,6 +83,7 @@ class Registry(object):
                               known=sorted(self.drivers))
 
     def describe(self):
+        # type: () -> Dict[str, Any]
         return {"drivers": [{"driver_volume_type": t, "class": type(d).__name__,
                              "sr_type": d.sr_type, "origin": self.origin[t]}
                             for t, d in sorted(self.drivers.items())],

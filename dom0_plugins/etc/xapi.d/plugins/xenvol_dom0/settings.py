@@ -3,6 +3,11 @@ import json
 
 from . import paths
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict  # noqa: F401
+
 DEFAULTS = {
     # Seconds to wait before each extra SR.scan when a LUN is not visible yet.
     "lun_rescan_delays": [1, 2, 4, 8],
@@ -36,6 +41,7 @@ DEFAULTS = {
 
 
 def wait_limit(settings):
+    # type: (Dict[str, Any]) -> int
     """The longest a call can spend waiting (locks, rescans, guest unplug retries), which
     version() reports: a client waits longer than this before it calls an outcome unknown."""
     return int(float(settings["lock_timeout"]) + sum(float(d) for d in settings["lun_rescan_delays"])
@@ -43,6 +49,7 @@ def wait_limit(settings):
 
 
 def load():
+    # type: () -> Dict[str, Any]
     settings = dict(DEFAULTS)
     try:
         with open(paths.config_file()) as fh:

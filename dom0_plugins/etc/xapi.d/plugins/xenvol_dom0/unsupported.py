@@ -2,6 +2,11 @@
 why. Asked for one of them (and no drop-in driver provides it), the plugin says so instead of
 "no driver". The SM types are those of sm and xcp-ng/sm (see docs/plugin-api.md)."""
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional  # noqa: F401
+
 DROP_IN = "/etc/xenvol/drivers.d"
 
 _NO_SR = "XenServer/XCP-ng has no SR type for it"
@@ -31,4 +36,5 @@ REASONS = {
 
 
 def reason(volume_type):
+    # type: (str) -> Optional[str]
     return REASONS.get(volume_type.lower())

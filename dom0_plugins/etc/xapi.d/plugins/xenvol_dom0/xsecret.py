@@ -10,8 +10,17 @@ from .check import password_problem
 from .errors import INVALID_CONNECTION_INFO, from_xapi, invalid
 from .redact import SCRUB, is_secret_ref
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict  # noqa: F401
+
+    from .call import Call  # noqa: F401
+    from .check import Fields  # noqa: F401
+
 
 def value(call, uuid, field):
+    # type: (Call, str, str) -> str
     """The value of the secret `uuid`, given as `field` (data.auth_password_secret)."""
     try:
         ref = call.x.secret.get_by_uuid(uuid)
@@ -28,11 +37,13 @@ def value(call, uuid, field):
 
 
 def check_given(call, data):
+    # type: (Call, Fields) -> Dict[str, str]
     """Read and check every secret named in data (a check.Fields); {uuid: value}."""
     values = {}
     for key in sorted(data.data):
         v = data.data[key]
         if is_secret_ref(key) and v not in (None, ""):
             uuid = data.uuid(key)
+            assert uuid  # v is a non-empty value: uuid() returns it checked, or raises
             values[uuid] = value(call, uuid, data.name(key))
     return values
