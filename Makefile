@@ -56,10 +56,17 @@ coverage:
 	    printf 'coverage %-14s %s%%\n' $$part $$($(COVERAGE) report --fail-under=0 --include="$$part*" --format=total); \
 	done; tail -n 1 $(COVDATA)/report.txt; exit $$status
 
-# Checks that need no simulator: dom0 code stays Python 3.6 (vermin); the dom0 package's
-# imports go down its layers (docs/architecture.md).
+# Checks that need no simulator: code that dom0's Python runs stays Python 3.6 (vermin); ruff's
+# lint and format over the tree; mypy (pyproject.toml: the client strict, the simulator and
+# dom0 with function bodies checked; the plugin file, which has no .py suffix, on its own); the
+# dom0 package's imports go down its layers (docs/architecture.md).
 lint: deps
-	$(VENV)/bin/vermin --no-tips -q -t=3.6- --violations --eval-annotations dom0_plugins examples/drivers.d
+	$(VENV)/bin/vermin --no-tips -q -t=3.6- --violations --eval-annotations \
+	    dom0_plugins examples/drivers.d simulator/xapisim/plugin_runtime
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy -p xenvol -p xapisim -p xenvol_dom0
+	$(VENV)/bin/mypy -c "$$(cat dom0_plugins/etc/xapi.d/plugins/xenvol)"
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py
 
 # The tools use dom0's Python that `make deps` built, as the tests do.
@@ -83,4 +90,4 @@ pack: deps
 	$(PY) -m xenvol.pack.build --out out $(if $(TEST_KEY),--test-key)
 
 clean:
-	rm -rf $(VENV) $(DOM0) .pytest_cache .coverage-data out
+	rm -rf $(VENV) $(DOM0) .pytest_cache .coverage-data .mypy_cache .ruff_cache out
