@@ -80,7 +80,7 @@ bench-concurrent: deps
 # $$XENVOL_GPG_HOME named by $$XENVOL_GPG_KEY; `make pack TEST_KEY=1` signs with a throwaway
 # test key instead (made once in out/test-signing, and said so).
 pack: deps
-	$(PY) -m xenvol.pack.build --out out $(if $(TEST_KEY),--test-key)
+	$(PY) -m xenvol_pack.build --out out $(if $(TEST_KEY),--test-key)
 
 clean:
 	rm -rf $(VENV) $(DOM0) .pytest_cache .coverage-data out

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 import xenvol
-from xenvol.pack import build, verify
-from xenvol.pack.common import PackError, gpg, key_info, stop_agent
+from xenvol_pack import build, verify
+from xenvol_pack.common import PackError, gpg, key_info, stop_agent
 from conftest import FAST_SETTINGS, Pool
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in build.TOOLS + ("rpm",)),

@@ -339,16 +339,16 @@ def _skipped(skipped, names):
 
 # ---------------------------------------------------------------------- commands
 def _pack(args):
-    from .pack import common
+    from xenvol_pack import common
     try:
         if args.pack_command == "build":
-            from .pack import build
+            from xenvol_pack import build
             r = build.build(args.out, repo=args.source, test_key=args.test_key)
             text = "built %s\n      %s\n      %s\nsigned by %s" % (
                 r["iso"], r["rpm"], r["key"], r["signer"])
             return r, text, r["warnings"], [r["iso"]]
         if args.pack_command == "verify":
-            from .pack import verify
+            from xenvol_pack import verify
             report = verify.verify(args.iso, key=args.key, keyring=args.keyring)
             data = {"ok": report.ok, "signer": report.signer, "warnings": report.warnings,
                     "checks": [{"check": n, "ok": ok, "detail": d}
@@ -359,7 +359,7 @@ def _pack(args):
                     "; ".join("%s: %s" % f for f in report.failures())),
                     "PACK_INVALID", data)
             return data, report.text() + "\npack OK", report.warnings, ["ok"]
-        from .pack import install
+        from xenvol_pack import install
         progress = install.Progress(args.hosts)
         inst = install.Installer(args.iso, args.key, args.import_key, args.user, args.port,
                                  args.identity, _ssh_password(), args.known_hosts,

@@ -1,6 +1,6 @@
 """Build the RPMs and the signed update-format ISO (`make pack`).
 
-  python -m xenvol.pack.build [--out DIR] [--test-key] [--source DIR]
+  python -m xenvol_pack.build [--out DIR] [--test-key] [--source DIR]
 
 Signing key: $XENVOL_GPG_HOME (a gnupg home holding the secret key) and $XENVOL_GPG_KEY (its
 user id or fingerprint) for releases. Without them the build refuses, unless --test-key
@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from .common import (CONTROL, GATE, KEY_FILE, LABEL, PAYLOAD, TEST_KEY_EMAIL, TEST_KEY_NAME,
                      PackError, gpg, iso_name, key_info, rpm_name, run, stop_agent, update_uuid)
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VERSION_FILE = "dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION"
 TOOLS = ("rpmbuild", "rpmsign", "createrepo_c", "xorriso", "gpg")
 PLUGIN_DIR = "/etc/xapi.d/plugins/xenvol_dom0"
@@ -313,7 +313,7 @@ def build(out_dir, repo=None, file_modes=None, test_key=False):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m xenvol.pack.build", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m xenvol_pack.build", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(REPO, "out"))
     p.add_argument("--source", help="the source tree (default: the one this runs from)")
