@@ -73,11 +73,11 @@ def test_the_client_follows_the_vm_to_its_host(ppool, routing):
         # the host named answers WRONG_HOST, and the call follows the VM.
         client.detach(attachment=att)
         other = [h for h in ppool.sim.hosts if h.ref != host.ref][0]
-        client._routes[vm_uuid] = {"host_ref": other.ref, "vm_ref": vm_ref,
+        client._router.routes[vm_uuid] = {"host_ref": other.ref, "vm_ref": vm_ref,
                                    "vm_running": False}
         att = client.attach(info, vm_uuid)
         assert att.host_uuid == host.uuid and att.plugged is True
-        assert client._routes[vm_uuid]["host_ref"] == host.ref
+        assert client._router.routes[vm_uuid]["host_ref"] == host.ref
         client.detach(attachment=att)
         assert xapi.VM.get_current_operations(vm_ref) == {}
     after = state(ppool)
@@ -94,14 +94,14 @@ def test_a_sync_call_that_times_out_is_asked_again_by_op_id(ppool, monkeypatch):
         # The first request's HTTP timeout passes while the plugin sits in VBD.plug; the same
         # op id asked again gets the first run's result.
         ppool.admin.set_latency("VBD.plug", 2.0, "plugin")
-        monkeypatch.setattr(client, "_wait_limit", lambda host_ref: 30.0)
-        real = xenvol.client._request_timeout
+        monkeypatch.setattr(client._plugin, "wait_limit", lambda host_ref: 30.0)
+        real = xenvol.tasks.request_timeout
         first = []
 
         def short_first(transport, seconds):
             first.append(seconds)
             return real(transport, 0.5 if len(first) == 1 else seconds)
-        monkeypatch.setattr(xenvol.client, "_request_timeout", short_first)
+        monkeypatch.setattr(xenvol.tasks, "request_timeout", short_first)
         att = client.attach(info, vm_uuid, op_id="op-retried-1")
         assert len(first) >= 2 and att.plugged is True
         ppool.admin.clear()

@@ -213,7 +213,7 @@ def wire(pool, peers, iqn, vm_name, vm_ref, host_ref, rtts, cycles):
                     "%d / %d" % (turns["n-attach"], turns["n-detach"]), "(reference)")
                 for label in ("first client of a process", "new client, same process"):
                     if label.startswith("first"):
-                        xenvol.client._MASTERS.clear()
+                        xenvol.routing._MASTERS.clear()
                     before = proxy.turns
                     with xenvol.Client(proxy.url, "root", pool.info["password"]) as fresh:
                         a = fresh.attach(nochap, vm_name)

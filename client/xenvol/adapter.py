@@ -10,7 +10,7 @@ driver was:
   device_info, disconnect_volume(props, device_info, force, ignore_errors),
   extend_volume(props)), props being connection_info["data"]."""
 from . import errors
-from .client import Attachment, Connection
+from .records import Attachment, Connection
 
 
 def _instance(instance):

@@ -26,7 +26,9 @@ from urllib.parse import urlsplit
 import XenAPI
 
 from . import __version__, errors
-from .client import Client, Connection, ConnectionFailed
+from .client import Client
+from .errors import ConnectionFailed
+from .records import Connection
 from .transport import (CertificateMismatch, format_fingerprint, normalize_fingerprint,
                         peer_fingerprint)
 
@@ -436,7 +438,7 @@ def _pool_command(args, client, names):
             res = client.disconnect(connection_info=_read_info(args.connection_info),
                                     host=args.host)
         elif args.sr and args.vdi:
-            host_uuid = client.x.host.get_uuid(client._host(args.host))
+            host_uuid = client.x.host.get_uuid(client._router.host(args.host))
             res = client.disconnect(Connection(sr_uuid=args.sr, vdi_uuid=args.vdi,
                                                host_uuid=host_uuid))
         else:
