@@ -41,7 +41,7 @@ def test_build_outputs_are_reproducible(pack, tmp_path):
     assert again["signer"] == pack["signer"] and "NOT FOR PRODUCTION" in pack["signer"]
     assert not any("NEW" in w for w in again["warnings"])
     assert any("TEST key" in w for w in again["warnings"])
-    with open(os.path.join(os.path.dirname(build.__file__), "..", "..", "..", "dom0_plugins",
+    with open(os.path.join(os.path.dirname(build.__file__), "..", "..", "dom0_plugins",
                            "etc/xapi.d/plugins/xenvol_dom0/VERSION")) as fh:
         assert pack["version"] == fh.read().strip()
 
