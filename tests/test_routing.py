@@ -134,7 +134,7 @@ def test_an_old_plugin_is_named_on_the_first_answer(ppool):
 
 
 # ---------------------------------------------------------------------- the master's ref on disk
-CHAP = ("cliuser", "Routing-Chap-Secret-7")
+CHAP = ("routeuser", "Routing-Chap-Secret-7")
 
 
 def _chap_info(peers, iqn):
