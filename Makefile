@@ -65,7 +65,7 @@ lint: deps
 	    dom0_plugins examples/drivers.d simulator/xapisim/plugin_runtime
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p xenvol -p xapisim -p xenvol_dom0
+	$(VENV)/bin/mypy -p xenvol -p xenvol_pack -p xapisim -p xenvol_dom0
 	$(VENV)/bin/mypy -c "$$(cat dom0_plugins/etc/xapi.d/plugins/xenvol)"
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py
 
@@ -87,7 +87,7 @@ bench-concurrent: deps
 # $$XENVOL_GPG_HOME named by $$XENVOL_GPG_KEY; `make pack TEST_KEY=1` signs with a throwaway
 # test key instead (made once in out/test-signing, and said so).
 pack: deps
-	$(PY) -m xenvol.pack.build --out out $(if $(TEST_KEY),--test-key)
+	$(PY) -m xenvol_pack.build --out out $(if $(TEST_KEY),--test-key)
 
 clean:
 	rm -rf $(VENV) $(DOM0) .pytest_cache .coverage-data .mypy_cache .ruff_cache out

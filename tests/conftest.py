@@ -24,6 +24,12 @@ if "XAPISIM_DOM0_PYTHON" not in os.environ and os.path.exists(
 ):
     os.environ["XAPISIM_DOM0_PYTHON"] = DOM0_PYTHON
 
+# The client keeps pool masters' host refs in the user's cache (xenvol/hostcache.py): one of
+# this run's own, never the user's, and gone with the run.
+_CACHE_HOME = tempfile.TemporaryDirectory(prefix="xenvol-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME.name
+os.environ.pop("XENVOL_HOST_CACHE", None)
+
 
 def plugin_python():
     """(interpreter, version) the plugins run under; version "" when it cannot run."""

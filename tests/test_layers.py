@@ -1,6 +1,7 @@
-"""docs/architecture.md stays true: the dom0 package's imports go down the layers the page
-draws (read from the page itself), and the simulator's modules import one another without a
-cycle. Static (ast), so it runs in `make lint` too."""
+"""docs/architecture.md stays true: the dom0 package's and the client's imports go down the
+layers the page draws (read from the page itself), the pack tools stand alone, and the
+simulator's modules import one another without a cycle. Static (ast), so it runs in `make
+lint` too."""
 import ast
 import os
 import re
@@ -10,6 +11,8 @@ DOC = os.path.join(REPO, "docs", "architecture.md")
 PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
 DOM0 = os.path.join(PLUGINS, "xenvol_dom0")
 SIM = os.path.join(REPO, "simulator", "xapisim")
+CLIENT = os.path.join(REPO, "client", "xenvol")
+PACK = os.path.join(REPO, "client", "xenvol_pack")
 
 
 def doc_block(name):
@@ -161,3 +164,34 @@ def test_simulator_module_level_imports_have_no_cycle():
                  for rel, path in known.items())
     assert graph["messages"] and "handlers" in graph["api_vm"]
     assert cycles(graph) == []
+
+
+def client_graph():
+    known = modules(CLIENT, "xenvol")
+    return dict((rel, imports(path, rel, known, "xenvol")) for rel, path in known.items())
+
+
+def test_every_client_module_is_on_the_page():
+    layer = layer_of(doc_block("client-layers"))
+    missing = sorted(m for m in client_graph() if m and layer(m) is None)
+    assert not missing, "add these modules to docs/architecture.md's client layers: %s" % missing
+
+
+def test_client_imports_go_down_the_layers():
+    # No late-bound exception here: an import inside a function goes down too.
+    layer = layer_of(doc_block("client-layers"))
+    up = ["%s imports %s" % (module, dep) for module, deps in client_graph().items() if module
+          for dep, _top in deps if layer(dep) < layer(module)]
+    assert not up, "imports going up docs/architecture.md's client layers: %s" % up
+
+
+def test_client_module_level_imports_have_no_cycle():
+    graph = dict((m, [d for d, top in deps if top]) for m, deps in client_graph().items())
+    assert graph["client"] and cycles(graph) == []
+
+
+def test_the_pack_tools_import_nothing_of_the_client():
+    client = modules(CLIENT, "xenvol")
+    found = dict((rel, imports(path, rel, client, "xenvol"))
+                 for rel, path in modules(PACK, "xenvol_pack").items())
+    assert found and not any(found.values()), found

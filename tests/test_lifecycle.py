@@ -227,7 +227,7 @@ def test_client_timeout_then_the_same_op_id_returns_the_result(ppool, monkeypatc
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
         _ref, vm_uuid, host = placed(ppool, client.x, "vm-1")
         info = file_volume(host)
-        monkeypatch.setattr(client, "_wait_limit", lambda host_ref: 0.5)
+        monkeypatch.setattr(client._plugin, "wait_limit", lambda host_ref: 0.5)
         ppool.admin.set_latency("VBD.plug", 2.0, "plugin")
         with pytest.raises(errors.OperationTimedOut) as e:
             client.attach(info, vm_uuid)

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 import xenvol
-from xenvol.pack import build, verify
-from xenvol.pack.common import PackError, gpg, key_info, stop_agent
+from xenvol_pack import build, verify
+from xenvol_pack.common import PackError, gpg, key_info, stop_agent
 from conftest import FAST_SETTINGS, Pool
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in build.TOOLS + ("rpm",)),
@@ -41,7 +41,7 @@ def test_build_outputs_are_reproducible(pack, tmp_path):
     assert again["signer"] == pack["signer"] and "NOT FOR PRODUCTION" in pack["signer"]
     assert not any("NEW" in w for w in again["warnings"])
     assert any("TEST key" in w for w in again["warnings"])
-    with open(os.path.join(os.path.dirname(build.__file__), "..", "..", "..", "dom0_plugins",
+    with open(os.path.join(os.path.dirname(build.__file__), "..", "..", "dom0_plugins",
                            "etc/xapi.d/plugins/xenvol_dom0/VERSION")) as fh:
         assert pack["version"] == fh.read().strip()
 

@@ -1,12 +1,22 @@
 """Routing without client lookups (issue 12): the plugin resolves the VM and answers
 XENVOL_WRONG_HOST naming its host; the client re-sends there and remembers it; routing="native"
-goes through VM.call_host_plugin; a sync call that times out is asked again by op id."""
+goes through VM.call_host_plugin; a sync call that times out is asked again by op id; the
+pool master's host ref is kept on disk for the next process."""
+import json
+import shutil
+import stat
+import tempfile
+import types
+from urllib.parse import urlsplit
+
 import pytest
+from xapisim import cli as xapisim_cli
 
 import xenvol
 from xenvol import errors
+from xenvol.hostcache import HostCache
 
-from conftest import PluginError, plugin, state
+from conftest import PLUGINS, PluginError, plugin, state
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
 
@@ -73,11 +83,11 @@ def test_the_client_follows_the_vm_to_its_host(ppool, routing):
         # the host named answers WRONG_HOST, and the call follows the VM.
         client.detach(attachment=att)
         other = [h for h in ppool.sim.hosts if h.ref != host.ref][0]
-        client._routes[vm_uuid] = {"host_ref": other.ref, "vm_ref": vm_ref,
+        client._router.routes[vm_uuid] = {"host_ref": other.ref, "vm_ref": vm_ref,
                                    "vm_running": False}
         att = client.attach(info, vm_uuid)
         assert att.host_uuid == host.uuid and att.plugged is True
-        assert client._routes[vm_uuid]["host_ref"] == host.ref
+        assert client._router.routes[vm_uuid]["host_ref"] == host.ref
         client.detach(attachment=att)
         assert xapi.VM.get_current_operations(vm_ref) == {}
     after = state(ppool)
@@ -94,14 +104,14 @@ def test_a_sync_call_that_times_out_is_asked_again_by_op_id(ppool, monkeypatch):
         # The first request's HTTP timeout passes while the plugin sits in VBD.plug; the same
         # op id asked again gets the first run's result.
         ppool.admin.set_latency("VBD.plug", 2.0, "plugin")
-        monkeypatch.setattr(client, "_wait_limit", lambda host_ref: 30.0)
-        real = xenvol.client._request_timeout
+        monkeypatch.setattr(client._plugin, "wait_limit", lambda host_ref: 30.0)
+        real = xenvol.tasks.request_timeout
         first = []
 
         def short_first(transport, seconds):
             first.append(seconds)
             return real(transport, 0.5 if len(first) == 1 else seconds)
-        monkeypatch.setattr(xenvol.client, "_request_timeout", short_first)
+        monkeypatch.setattr(xenvol.tasks, "request_timeout", short_first)
         att = client.attach(info, vm_uuid, op_id="op-retried-1")
         assert len(first) >= 2 and att.plugged is True
         ppool.admin.clear()
@@ -121,3 +131,111 @@ def test_an_old_plugin_is_named_on_the_first_answer(ppool):
         with pytest.raises(errors.PluginIncompatible) as e:
             client.attach(file_volume(host), vm_uuid)
         assert "API 1.0" in e.value.message and "needs API 1.1" in e.value.message
+
+
+# ---------------------------------------------------------------------- the master's ref on disk
+CHAP = ("routeuser", "Routing-Chap-Secret-7")
+
+
+def _chap_info(peers, iqn):
+    return {"driver_volume_type": "iscsi", "data": {
+        "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": 1,
+        "auth_method": "CHAP", "auth_username": CHAP[0], "auth_password": CHAP[1]}}
+
+
+def _client_calls(pool):
+    """{method: n} of the calls clients made on the wire since the last admin.clear()."""
+    return dict((m, c["client"]) for m, c in pool.admin.counts().items()
+                if "client" in c and not m.startswith("xapisim."))
+
+
+def _cached(tmp_path):
+    path = tmp_path / "xenvol" / "hosts.json"
+    return path, json.loads(path.read_text())["masters"]
+
+
+def _attach_in_a_new_process(pool, info):
+    """A first client of its process attaches with CHAP and logs out; the detach is not
+    counted. Returns the client calls of the attach."""
+    xenvol.routing._MASTERS.clear()
+    pool.admin.clear()
+    with xenvol.Client(pool.url, "root", pool.info["password"]) as c:
+        att = c.attach(info, "vm-1")
+    calls = _client_calls(pool)
+    with xenvol.Client(pool.url, "root", pool.info["password"]) as c:
+        c.detach(attachment=att)
+    return calls
+
+
+def test_a_new_process_finds_the_master_on_disk(ppool, peers, tmp_path, monkeypatch):
+    """Issue 12: the first client of a process attaches with CHAP in 4 round trips (login,
+    secret.introduce, host.call_plugin, logout): the master's host ref comes from the user's
+    cache file, which only the first client ever wrote, with no secret in it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    info = _chap_info(peers, peers.new_target(luns=(1,), chap=CHAP))
+    before = state(ppool)
+    first = _attach_in_a_new_process(ppool, info)
+    assert first.get("session.get_this_host") == 1  # nothing on disk yet
+    path, masters = _cached(tmp_path)
+    assert masters == {ppool.url: ppool.sim.master.ref}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    assert CHAP[1] not in text and ppool.info["password"] not in text
+    again = _attach_in_a_new_process(ppool, info)
+    assert again == {"session.login_with_password": 1, "secret.introduce": 1,
+                     "host.call_plugin": 1, "session.logout": 1}
+    assert state(ppool) == before
+
+
+def test_a_stale_master_ref_on_disk_is_looked_up_again(ppool, peers, tmp_path, monkeypatch):
+    """Another pool now answers at the URL (the cached ref is not in its database): the
+    plugin call fails HANDLE_INVALID, the client drops the ref, asks session.get_this_host,
+    re-sends, and writes the new ref."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    info = _chap_info(peers, peers.new_target(luns=(1,), chap=CHAP))
+    _attach_in_a_new_process(ppool, info)
+    url, old = ppool.url, ppool.sim.master.ref
+    ppool.servers.stop()
+    sim, servers, pool_info = xapisim_cli.start(
+        3, 4, listen="%s:%d" % (urlsplit(url).hostname, urlsplit(url).port),
+        state_dir=tempfile.mkdtemp(prefix="xs-", dir="/tmp"), plugins=PLUGINS)
+    try:
+        assert pool_info["url"] == url and sim.master.ref != old
+        rebuilt = types.SimpleNamespace(url=url, info=pool_info, sim=sim,
+                                        admin=ppool.admin)
+        before = state(rebuilt)
+        calls = _attach_in_a_new_process(rebuilt, info)
+        assert calls == {"session.login_with_password": 1, "secret.introduce": 1,
+                         "host.call_plugin": 2, "session.get_this_host": 1,
+                         "session.logout": 1}
+        assert _cached(tmp_path)[1] == {url: sim.master.ref}
+        assert state(rebuilt) == before
+    finally:
+        servers.stop()
+        shutil.rmtree(sim.state_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("off", ["argument", "environment"])
+def test_the_cache_file_is_optional(ppool, tmp_path, monkeypatch, off):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    if off == "environment":
+        monkeypatch.setenv("XENVOL_HOST_CACHE", "off")
+    xapi = ppool.session().xenapi
+    _name, (_vm_ref, vm_uuid, host) = _off_master(ppool, xapi)
+    with xenvol.Client(ppool.url, "root", ppool.info["password"],
+                       host_cache=off != "argument") as c:
+        c.detach(attachment=c.attach(file_volume(host), vm_uuid))
+    assert not (tmp_path / "xenvol").exists()
+
+
+def test_a_cache_file_that_is_not_ours_is_ignored(tmp_path):
+    path = tmp_path / "hosts.json"
+    cache = HostCache(str(path))
+    for text in ("", "[]", '{"masters": ["x"]}', '{"masters": {"u": 3, "v": "no ref"}}'):
+        path.write_text(text)
+        assert cache.get("u") is None and cache.get("v") is None
+    cache.put("u", "OpaqueRef:1")
+    cache.put("v", "OpaqueRef:2")
+    cache.drop("u")
+    assert json.loads(path.read_text())["masters"] == {"v": "OpaqueRef:2"}
+    assert [p.name for p in tmp_path.iterdir()] == ["hosts.json"]  # no temporary file left

@@ -8,7 +8,7 @@ _SOURCE_VERSION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                "VERSION")
 
 
-def _version():
+def _version() -> str:
     if os.path.exists(_SOURCE_VERSION):
         with open(_SOURCE_VERSION) as fh:
             return fh.read().strip()
@@ -20,7 +20,9 @@ __version__ = _version()
 
 
 from .adapter import ComputeVolumeDriver, XenConnector, XenVolumeDriver  # noqa: E402
-from .client import Attachment, Client, Connection, ConnectionFailed  # noqa: E402
+from .client import Client  # noqa: E402
+from .errors import ConnectionFailed  # noqa: E402
+from .records import Attachment, Connection  # noqa: E402
 from . import errors  # noqa: E402
 
 __all__ = ["Attachment", "Client", "ComputeVolumeDriver", "Connection", "ConnectionFailed",

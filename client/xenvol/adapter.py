@@ -9,34 +9,39 @@ driver was:
 - XenConnector: os-brick's connector (get_connector_properties, connect_volume(props) ->
   device_info, disconnect_volume(props, device_info, force, ignore_errors),
   extend_volume(props)), props being connection_info["data"]."""
+from typing import Any, Dict, List, Optional
+
 from . import errors
-from .client import Attachment, Connection
+from .client import Client
+from .records import Attachment, Connection
+
+Info = Dict[str, Any]
 
 
-def _instance(instance):
+def _instance(instance: Any) -> Any:
     """A VM uuid or name, or an object/dict with a uuid (a nova instance, say)."""
     if isinstance(instance, dict):
         return instance.get("uuid") or instance.get("name")
     return getattr(instance, "uuid", instance)
 
 
-def _volume_id(connection_info):
+def _volume_id(connection_info: Info) -> Any:
     data = connection_info.get("data") or {}
     return data.get("volume_id") or connection_info.get("serial")
 
 
 class XenVolumeDriver(object):
-    def __init__(self, client, instance):
+    def __init__(self, client: Client, instance: str) -> None:
         """client: a xenvol.Client; instance: the VM's uuid or name label."""
         self.client = client
         self.instance = instance
 
-    def connect_volume(self, connection_info, mount_device):
+    def connect_volume(self, connection_info: Info, mount_device: Optional[str]) -> Info:
         att = self.client.attach(connection_info, self.instance,
                                  mountpoint=mount_device or "autodetect")
         return att.to_dict()
 
-    def disconnect_volume(self, connection_info, mount_device):
+    def disconnect_volume(self, connection_info: Info, mount_device: str) -> List[Info]:
         return [a.to_dict() for a in self.client.detach(vm=self.instance,
                                                         mountpoint=mount_device)]
 
@@ -46,17 +51,18 @@ class ComputeVolumeDriver(object):
     connection_info["data"]["xenvol"] (as nova keeps device_path there), which
     disconnect_volume uses; without it, the instance's disk with the volume's volume_id."""
 
-    def __init__(self, client, placement=None):
+    def __init__(self, client: Client, placement: Optional[str] = None) -> None:
         self.client = client
         self.placement = placement
 
-    def connect_volume(self, connection_info, instance, mountpoint="autodetect"):
+    def connect_volume(self, connection_info: Info, instance: Any,
+                       mountpoint: str = "autodetect") -> Info:
         att = self.client.attach(connection_info, _instance(instance), mountpoint=mountpoint,
                                  placement=self.placement)
         connection_info.setdefault("data", {})["xenvol"] = att.to_dict()
         return att.to_dict()
 
-    def disconnect_volume(self, connection_info, instance):
+    def disconnect_volume(self, connection_info: Info, instance: Any) -> List[Info]:
         vm = _instance(instance)
         recorded = (connection_info.get("data") or {}).get("xenvol")
         if recorded and recorded.get("vbd_uuid"):
@@ -70,7 +76,8 @@ class ComputeVolumeDriver(object):
             att = found[0]
         return [a.to_dict() for a in self.client.detach(attachment=att)]
 
-    def extend_volume(self, connection_info, instance, requested_size):
+    def extend_volume(self, connection_info: Info, instance: Any,
+                      requested_size: Optional[int]) -> int:
         """After the backend grew the volume; returns the size the pool now sees (bytes).
         Raises BackendFailure when that is still below requested_size."""
         out = self.client.extend(connection_info)
@@ -79,7 +86,7 @@ class ComputeVolumeDriver(object):
                 "the volume is %d bytes on the pool, below the %d requested: has the backend "
                 "grown it?" % (out["new_size"], int(requested_size)),
                 "XENVOL_BACKEND_FAILURE", details=out)
-        return out["new_size"]
+        return int(out["new_size"])
 
 
 class XenConnector(object):
@@ -88,7 +95,8 @@ class XenConnector(object):
     its disk), else host: connect to that host without a VM (boot from volume, a migration
     destination)."""
 
-    def __init__(self, client, protocol, instance=None, host=None, placement=None):
+    def __init__(self, client: Client, protocol: str, instance: Any = None,
+                 host: Optional[str] = None, placement: Optional[str] = None) -> None:
         if instance is None and host is None:
             raise errors.InvalidArgument("XenConnector: give instance or host",
                                          details={"field": "instance"})
@@ -98,10 +106,11 @@ class XenConnector(object):
         self.host = host
         self.placement = placement
 
-    def _info(self, props):
+    def _info(self, props: Info) -> Info:
         return {"driver_volume_type": self.protocol, "data": props}
 
-    def get_connector_properties(self, multipath=False, enforce_multipath=False):
+    def get_connector_properties(self, multipath: bool = False,
+                                 enforce_multipath: bool = False) -> Info:
         """os-brick's dict (initiator, wwpns, wwnns, nqn, host, ip, multipath, os_type,
         platform) of the first host the volume is plugged on, plus xenvol_hosts: every such
         host's (the array must export the volume to each)."""
@@ -115,16 +124,17 @@ class XenConnector(object):
         props["xenvol_hosts"] = out["hosts"]
         return props
 
-    def connect_volume(self, connection_properties):
+    def connect_volume(self, connection_properties: Info) -> Info:
         info = self._info(connection_properties)
         if self.instance is not None:
             att = self.client.attach(info, self.instance, placement=self.placement)
             return dict(att.to_dict(), type="xen_vbd", path="/dev/" + (att.device or ""))
+        assert self.host is not None  # __init__ wants one of them
         conn = self.client.connect(info, self.host, placement=self.placement)
         return dict(conn.to_dict(), type="xen_vdi")
 
-    def disconnect_volume(self, connection_properties, device_info, force=False,
-                          ignore_errors=False):
+    def disconnect_volume(self, connection_properties: Info, device_info: Optional[Info],
+                          force: bool = False, ignore_errors: bool = False) -> None:
         """force: accepted for os-brick's signature; xenvol's detach already retries a
         refusing guest a bounded number of times and never forces an unplug."""
         try:
@@ -141,6 +151,6 @@ class XenConnector(object):
             if not ignore_errors:
                 raise
 
-    def extend_volume(self, connection_properties):
+    def extend_volume(self, connection_properties: Info) -> int:
         """The new size in bytes, as os-brick returns it."""
-        return self.client.extend(self._info(connection_properties))["new_size"]
+        return int(self.client.extend(self._info(connection_properties))["new_size"])

@@ -21,12 +21,16 @@ import os
 import socket
 import ssl
 import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 import XenAPI
 
 from . import __version__, errors
-from .client import Client, Connection, ConnectionFailed
+from .client import Client
+from .tasks import Progress
+from .errors import ConnectionFailed
+from .records import Connection
 from .transport import (CertificateMismatch, format_fingerprint, normalize_fingerprint,
                         peer_fingerprint)
 
@@ -42,7 +46,12 @@ class CannotConnect(errors.XenvolError):
     exit_code = EXIT_CONNECT
 
 
-def _parser():
+# What a command gives back: (data for --json, text, warnings, minimal values[, partial
+# failures]).
+Result = Tuple[Any, ...]
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xenvol", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=os.environ.get("XENVOL_URL"),
@@ -142,7 +151,7 @@ def _parser():
 
 
 # ---------------------------------------------------------------------- inputs
-def _read_file(path, what, stdin_ok=False):
+def _read_file(path: str, what: str, stdin_ok: bool = False) -> str:
     """A file's text; an unreadable file is bad input that names the file."""
     if stdin_ok and path == "-":
         return sys.stdin.read()
@@ -157,7 +166,7 @@ def _read_file(path, what, stdin_ok=False):
                                      details={"field": what})
 
 
-def _password(args):
+def _password(args: argparse.Namespace) -> str:
     if os.environ.get("XENVOL_PASSWORD"):
         return os.environ["XENVOL_PASSWORD"]
     if args.password_file:
@@ -168,7 +177,7 @@ def _password(args):
                                  "in a terminal to be asked", details={"field": "password"})
 
 
-def _read_info(source):
+def _read_info(source: str) -> Any:
     text = _read_file(source, "connection_info", stdin_ok=True)
     try:
         return json.loads(text)
@@ -177,7 +186,7 @@ def _read_info(source):
             "stdin" if source == "-" else source, e), details={"field": "connection_info"})
 
 
-def normalize_url(url):
+def normalize_url(url: str) -> str:
     """`xs1.example.com` or `xs1:8443` as https://…/: xe -s users type just the host."""
     url = url.strip()
     if "://" not in url:
@@ -194,17 +203,17 @@ def normalize_url(url):
 
 
 # ---------------------------------------------------------------------- trusted certificates
-def _known_certs_path():
+def _known_certs_path() -> str:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "xenvol", "known_certs")
 
 
-def _hostport(url):
+def _hostport(url: str) -> str:
     parts = urlsplit(url)
     return "%s:%d" % (parts.hostname, parts.port or 443)
 
 
-def load_known_certs():
+def load_known_certs() -> Dict[str, str]:
     pins = {}
     try:
         with open(_known_certs_path()) as fh:
@@ -217,7 +226,7 @@ def load_known_certs():
     return pins
 
 
-def remember_cert(hostport, fpr):
+def remember_cert(hostport: str, fpr: str) -> None:
     pins = load_known_certs()
     if pins.get(hostport) == fpr:
         return
@@ -231,10 +240,10 @@ def remember_cert(hostport, fpr):
     os.replace(path + ".tmp", path)
 
 
-def _untrusted_cert(url, cause, timeout):
+def _untrusted_cert(url: str, cause: BaseException, timeout: float) -> "CannotConnect":
     """The one-line hint for a certificate the client does not trust."""
     parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or 443
+    host, port = parts.hostname or "", parts.port or 443
     check = ("on the host: openssl x509 -noout -fingerprint -sha256 -in "
              "/etc/xensource/xapi-ssl.pem")
     if isinstance(cause, CertificateMismatch):
@@ -259,12 +268,12 @@ def _untrusted_cert(url, cause, timeout):
         "TLS_CERTIFICATE_UNTRUSTED", {"fingerprint": fpr})
 
 
-def _show_progress(step):
+def _show_progress(step: str) -> None:
     sys.stderr.write("\r\033[K%s ..." % step[:70])
     sys.stderr.flush()
 
 
-def _connect(args, progress=None):
+def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> Client:
     url = normalize_url(args.url)
     pins = load_known_certs()
     pinned = None
@@ -296,7 +305,7 @@ def _connect(args, progress=None):
 
 
 # ---------------------------------------------------------------------- output
-def _table(rows, columns):
+def _table(rows: Sequence[Dict[str, Any]], columns: Sequence[Tuple[str, str]]) -> str:
     """columns: (header, key) pairs."""
     if not rows:
         return "(none)"
@@ -310,47 +319,47 @@ def _table(rows, columns):
 class _Names(object):
     """Name labels beside uuids, looked up once each."""
 
-    def __init__(self, client):
+    def __init__(self, client: Client) -> None:
         self.client = client
-        self.cache = {}
+        self.cache: Dict[Tuple[str, str], str] = {}
 
-    def _get(self, cls, uuid):
+    def _get(self, cls: str, uuid: Optional[str]) -> str:
         if not uuid:
             return ""
         if (cls, uuid) not in self.cache:
             api = getattr(self.client.x, cls)
             try:
-                self.cache[(cls, uuid)] = api.get_name_label(api.get_by_uuid(uuid))
+                self.cache[(cls, uuid)] = str(api.get_name_label(api.get_by_uuid(uuid)))
             except XenAPI.Failure:
                 self.cache[(cls, uuid)] = "?"
         return self.cache[(cls, uuid)]
 
-    def vm(self, uuid):
+    def vm(self, uuid: Optional[str]) -> str:
         return self._get("VM", uuid)
 
-    def host(self, uuid):
+    def host(self, uuid: Optional[str]) -> str:
         return self._get("host", uuid)
 
 
-def _skipped(skipped, names):
+def _skipped(skipped: Sequence[errors.XenvolError], names: _Names) -> List[str]:
     """Warnings for hosts without a usable plugin (printed, and the exit code says so)."""
     return ["host %s (%s): %s" % (names.host(e.host), e.host, e.message) for e in skipped]
 
 
 # ---------------------------------------------------------------------- commands
-def _pack(args):
-    from .pack import common
+def _pack(args: argparse.Namespace) -> Result:
+    from xenvol_pack import common
     try:
         if args.pack_command == "build":
-            from .pack import build
+            from xenvol_pack import build
             r = build.build(args.out, repo=args.source, test_key=args.test_key)
             text = "built %s\n      %s\n      %s\nsigned by %s" % (
                 r["iso"], r["rpm"], r["key"], r["signer"])
             return r, text, r["warnings"], [r["iso"]]
         if args.pack_command == "verify":
-            from .pack import verify
+            from xenvol_pack import verify
             report = verify.verify(args.iso, key=args.key, keyring=args.keyring)
-            data = {"ok": report.ok, "signer": report.signer, "warnings": report.warnings,
+            data: Any = {"ok": report.ok, "signer": report.signer, "warnings": report.warnings,
                     "checks": [{"check": n, "ok": ok, "detail": d}
                                for n, ok, d in report.results]}
             if not report.ok:
@@ -359,7 +368,7 @@ def _pack(args):
                     "; ".join("%s: %s" % f for f in report.failures())),
                     "PACK_INVALID", data)
             return data, report.text() + "\npack OK", report.warnings, ["ok"]
-        from .pack import install
+        from xenvol_pack import install
         progress = install.Progress(args.hosts)
         inst = install.Installer(args.iso, args.key, args.import_key, args.user, args.port,
                                  args.identity, _ssh_password(), args.known_hosts,
@@ -381,12 +390,12 @@ def _pack(args):
         raise PackFailed(str(e), "PACK_ERROR")
 
 
-def _ssh_password():
+def _ssh_password() -> Optional[str]:
     """SSH password auth only from the environment; keys are the normal way."""
     return os.environ.get("XENVOL_SSH_PASSWORD") or None
 
 
-def _run(args):
+def _run(args: argparse.Namespace) -> Result:
     """(data for --json, text, warnings, minimal values); raises XenvolError."""
     if args.command == "pack":
         return _pack(args)
@@ -404,7 +413,7 @@ def _run(args):
                 sys.stderr.write("\r\033[K")
 
 
-def _pool_command(args, client, names):
+def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Result:
     if args.command == "attach":
         att = client.attach(_read_info(args.connection_info), args.vm, args.mountpoint,
                             args.read_only, not args.no_hotplug, placement=args.placement)
@@ -436,7 +445,7 @@ def _pool_command(args, client, names):
             res = client.disconnect(connection_info=_read_info(args.connection_info),
                                     host=args.host)
         elif args.sr and args.vdi:
-            host_uuid = client.x.host.get_uuid(client._host(args.host))
+            host_uuid = client.x.host.get_uuid(client._router.host(args.host))
             res = client.disconnect(Connection(sr_uuid=args.sr, vdi_uuid=args.vdi,
                                                host_uuid=host_uuid))
         else:
@@ -444,7 +453,7 @@ def _pool_command(args, client, names):
                                          details={"field": "connection_info"})
         return res, "disconnected: %s" % res.get("note", ""), [], [res.get("vdi_uuid", "")]
     if args.command == "list":
-        skipped = []
+        skipped: List[errors.PluginError] = []
         vm = args.vm or args.vm_option
         found = client.attachments(vm, skipped=skipped)
         rows = [dict(a.to_dict(), vm_name=names.vm(a.vm_uuid), host_name=names.host(a.host_uuid))
@@ -530,7 +539,7 @@ def _pool_command(args, client, names):
     raise AssertionError(args.command)
 
 
-def _fail(args, e):
+def _fail(args: argparse.Namespace, e: errors.XenvolError) -> int:
     if args.json:
         print(json.dumps({"error": type(e).__name__, "code": e.code, "message": e.message,
                           "details": e.details, "host": e.host}, sort_keys=True))
@@ -540,7 +549,7 @@ def _fail(args, e):
     return e.exit_code
 
 
-def _main(args):
+def _main(args: argparse.Namespace) -> int:
     try:
         result = _run(args)
     except errors.XenvolError as e:
@@ -554,7 +563,7 @@ def _main(args):
         return _fail(args, CannotConnect("lost the connection to the pool: %s" % e,
                                          "CANNOT_CONNECT"))
     data, text, warnings, minimal = result[:4]
-    partial = result[4] if len(result) > 4 else []
+    partial: List[errors.XenvolError] = result[4] if len(result) > 4 else []
     if args.json:
         sys.stdout.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
     elif args.minimal:
@@ -567,7 +576,7 @@ def _main(args):
     return max([e.exit_code for e in partial] or [0])
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _main(args)

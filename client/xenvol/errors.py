@@ -1,6 +1,14 @@
 """One exception hierarchy for everything a caller can meet, mapped from the plugin's error
 contract (docs/plugin-api.md) and from XAPI. Nobody has to parse a XenAPI.Failure list."""
 import json
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+
+Scrubber = Callable[[str], str]
+# What works: the signed pack (there is no yum repository carrying xenvol) or the bare RPM file.
+INSTALL_HINT = ("install the xenvol supplemental pack on it: `xenvol pack install HOST --iso "
+                "xenvol-VERSION.iso --key RPM-GPG-KEY-xenvol --import-key` from an admin machine, "
+                "or on the host `xe-install-supplemental-pack xenvol-VERSION.iso`, or "
+                "`yum install ./xenvol-xapi-plugin-VERSION-1.noarch.rpm`")
 
 
 class XenvolError(Exception):
@@ -9,16 +17,21 @@ class XenvolError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message, code=None, details=None, host=None):
+    def __init__(self, message: str, code: Optional[str] = None,
+                 details: Optional[Dict[str, Any]] = None, host: Optional[str] = None) -> None:
         Exception.__init__(self, message)
         self.message = message
         self.code = code
-        self.details = details or {}
+        self.details: Dict[str, Any] = details or {}
         self.host = host
 
     @property
-    def field(self):
+    def field(self) -> Any:
         return self.details.get("field")
+
+
+class ConnectionFailed(XenvolError):
+    """XAPI cannot be reached (the socket error is the exception's __context__)."""
 
 
 class InvalidInput(XenvolError):
@@ -74,11 +87,11 @@ class BackendFailure(BackendError):
     """The storage manager failed: `sm_code` and `sm_message` say how (e.g. 68, login)."""
 
     @property
-    def sm_code(self):
+    def sm_code(self) -> Any:
         return self.details.get("sm_code")
 
     @property
-    def sm_message(self):
+    def sm_message(self) -> Any:
         return self.details.get("sm_message")
 
 
@@ -100,7 +113,7 @@ class OperationTimedOut(XenvolError):
     exit_code = 8
 
     @property
-    def op_id(self):
+    def op_id(self) -> Any:
         return self.details.get("op_id")
 
 
@@ -125,7 +138,7 @@ class XapiError(XenvolError):
     """XAPI refused something; `xapi_error` is its error list."""
 
     @property
-    def xapi_error(self):
+    def xapi_error(self) -> Any:
         return self.details.get("xapi_error", [])
 
 
@@ -137,7 +150,7 @@ class InternalError(XenvolError):
     pass
 
 
-_BY_CODE = {
+_BY_CODE: Dict[str, Type[XenvolError]] = {
     "XENVOL_INVALID_CONNECTION_INFO": InvalidConnectionInfo,
     "XENVOL_INVALID_ARGUMENT": InvalidArgument,
     "XENVOL_UNKNOWN_DRIVER": DriverNotFound,
@@ -156,9 +169,10 @@ _BY_CODE = {
 }
 
 
-def from_failure(details, host=None, scrub=None):
+def from_failure(failure_details: Sequence[Any], host: Optional[str] = None,
+                 scrub: Optional[Scrubber] = None) -> XenvolError:
     """A XenAPI.Failure's details list as the matching exception."""
-    details = [str(d) for d in details]
+    details: List[str] = [str(d) for d in failure_details]
     if scrub:
         details = [scrub(d) for d in details]
     code = details[0] if details else "UNKNOWN"
@@ -182,3 +196,27 @@ def from_failure(details, host=None, scrub=None):
             {"xapi_error": details, "sm_code": code[len("SR_BACKEND_FAILURE_"):],
              "sm_message": details[2] if len(details) > 2 else ""}, host)
     return XapiError("XAPI error %s" % " ".join(details), code, {"xapi_error": details}, host)
+
+
+def plugin_failure(details: Sequence[Any], fn: str, host: Optional[str],
+                   scrub: Optional[Scrubber] = None) -> XenvolError:
+    """A failed plugin call as the matching exception; a missing plugin or function says
+    how to install one."""
+    code = str(details[0]) if details else "UNKNOWN"
+    if code == "XENAPI_MISSING_PLUGIN":
+        return PluginMissing("host %s has no xenvol plugin: %s" % (host, INSTALL_HINT),
+                             code, {"xapi_error": list(details)}, host)
+    if code == "UNKNOWN_XENAPI_PLUGIN_FUNCTION":
+        return PluginIncompatible(
+            "the xenvol plugin on host %s has no function %s: upgrade it (%s)"
+            % (host, fn, INSTALL_HINT), code, {"xapi_error": list(details)}, host)
+    return from_failure(details, host, scrub)
+
+
+def timed_out(fn: str, op_id: str, host: Optional[str], cause: object,
+              waited: float) -> OperationTimedOut:
+    return OperationTimedOut(
+        "%s: no answer in time (%s); the operation may still complete; attachments() "
+        "tells, and the same call with op_id=%s returns its result"
+        % (fn, cause or "waited %ds" % waited, op_id),
+        "XENVOL_OPERATION_TIMED_OUT", {"op_id": op_id}, host)

@@ -11,9 +11,23 @@ Secret-bearing (the same list as the plugin's xenvol_dom0/redact.py, docs/plugin
 `<secret key>_secret` already holds a secret's uuid and is left alone.
 
 Passwords are checked first with the rules the plugin applies (password_problem), so that
-nothing the plugin would refuse in clear reaches a secret."""
+nothing the plugin would refuse in clear reaches a secret. stash() makes the secrets through
+the caller's session, drop() destroys them."""
+import copy
 import json
 import re
+import socket
+import uuid as uuidlib
+from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Pattern, Set,
+                    Tuple)
+
+import XenAPI
+
+from . import errors
+
+# make(value, field) -> the uuid that replaces it; error(field, problem) -> the exception.
+Maker = Callable[[str, str], str]
+ErrorFor = Callable[[str, str], Exception]
 
 SECRET_WORDS = ("password", "passwd", "secret", "keyring", "token", "key")
 MAX_PASSWORD = 256
@@ -27,23 +41,23 @@ _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(//)?(?P<user>[^/
                        r":(?P<password>[^/@\s]+)@")
 
 
-def is_secret_ref(key):
+def is_secret_ref(key: object) -> bool:
     key = str(key)
     return key.lower().endswith("_secret") and _names_secret(key[:-len("_secret")])
 
 
-def is_secret_key(key):
+def is_secret_key(key: object) -> bool:
     key = str(key)
     return _names_secret(key) and not is_secret_ref(key)
 
 
-def _names_secret(key):
+def _names_secret(key: str) -> bool:
     low = key.lower()
     return bool(low) and (_WORDS.split(low)[-1] in SECRET_WORDS
                           or low.endswith(("password", "passwd")))
 
 
-def password_problem(value):
+def password_problem(value: object) -> Optional[str]:
     """The plugin's check.password_problem, rule for rule."""
     if not isinstance(value, str):
         return "must be a string, not %s" % type(value).__name__
@@ -56,13 +70,13 @@ def password_problem(value):
     return None
 
 
-def option_secrets(text):
+def option_secrets(text: str) -> List[Tuple[int, int, str, str]]:
     """[(start, end, name, value)] of the secret options in an option string."""
     return [(m.start("name"), m.end("value"), m.group("name"), m.group("value"))
             for m in _OPTION.finditer(text) if m.group("value") and is_secret_key(m.group("name"))]
 
 
-def url_password(text):
+def url_password(text: str) -> Optional[Tuple[int, int, str]]:
     """(start, end, password) of a URL's or export's password, or None."""
     m = _USERINFO.match(text)
     if not m:
@@ -73,26 +87,28 @@ def url_password(text):
 class Scrub(object):
     """Blanks secret values out of text, as whole tokens only (the plugin's Scrubber)."""
 
-    def __init__(self, values):
-        forms = set()
+    pattern: Optional[Pattern[str]]
+
+    def __init__(self, values: Iterable[object]) -> None:
+        forms: Set[str] = set()
         for v in values:
             if isinstance(v, str) and len(v) >= MIN_SCRUB:
                 forms.update((v, json.dumps(v)[1:-1]))  # as is, and inside a JSON string
-        values = sorted(forms, key=len, reverse=True)
+        ordered = sorted(forms, key=len, reverse=True)
         self.pattern = re.compile("(?<![A-Za-z0-9])(?:%s)(?![A-Za-z0-9])"
-                                  % "|".join(re.escape(v) for v in values)) if values else None
+                                  % "|".join(re.escape(v) for v in ordered)) if ordered else None
 
-    def __call__(self, text):
+    def __call__(self, text: str) -> str:
         return self.pattern.sub("***", text) if self.pattern else text
 
 
-def rewrite(info, make, error):
+def rewrite(info: Any, make: Maker, error: ErrorFor) -> Any:
     """connection_info with every secret-bearing value replaced by make(value) (a secret's
     uuid); error(field, problem) builds the exception for an unusable one."""
     return _rewrite(info, "connection_info", make, error)
 
 
-def renest(info):
+def renest(info: Any) -> Any:
     """The attachments API's flat connection_info (data keys beside driver_volume_type) in
     the classic shape, as nova's cinder.py _translate_attachment_ref rebuilds it."""
     if isinstance(info, dict) and "data" not in info and "driver_volume_type" in info:
@@ -102,13 +118,13 @@ def renest(info):
     return info
 
 
-def _field(where, key):
+def _field(where: str, key: object) -> str:
     return "data" if (where, key) == ("connection_info", "data") else "%s.%s" % (where, key)
 
 
-def _rewrite(obj, where, make, error):
+def _rewrite(obj: Any, where: str, make: Maker, error: ErrorFor) -> Any:
     if isinstance(obj, list):
-        out = []
+        out: List[Any] = []
         for i, v in enumerate(obj):
             field = "%s[%d]" % (where, i)
             if isinstance(v, str):
@@ -120,7 +136,7 @@ def _rewrite(obj, where, make, error):
         return out
     if not isinstance(obj, dict):
         return obj
-    out = {}
+    rewritten: Dict[Any, Any] = {}
     for key in sorted(obj, key=str):
         value = obj[key]
         field = _field(where, key)
@@ -130,7 +146,7 @@ def _rewrite(obj, where, make, error):
                 raise error(field, problem)
             if obj.get(key + "_secret") not in (None, ""):
                 raise error(field, "give %s or %s_secret, not both" % (key, key))
-            out[key + "_secret"] = make(value, field)
+            rewritten[key + "_secret"] = make(value, field)
         elif isinstance(value, str):
             found = url_password(value)
             if found:
@@ -138,18 +154,83 @@ def _rewrite(obj, where, make, error):
                 problem = password_problem(password)
                 if problem:
                     raise error(field, "the password in it " + problem)
-                out[key + "_password_secret"] = make(password, field)
+                rewritten[key + "_password_secret"] = make(password, field)
                 value = value[:start] + value[end:]
-            out[key] = _options(value, field, make, error)
+            rewritten[key] = _options(value, field, make, error)
         else:
-            out[key] = _rewrite(value, field, make, error)
-    return out
+            rewritten[key] = _rewrite(value, field, make, error)
+    return rewritten
 
 
-def _options(text, field, make, error):
+def _options(text: str, field: str, make: Maker, error: ErrorFor) -> str:
     for start, end, name, value in reversed(option_secrets(text)):
         problem = password_problem(value)
         if problem:
             raise error(field, "%s= %s" % (name, problem))
         text = text[:start] + "%s_secret=%s" % (name, make(value, field)) + text[end:]
     return text
+
+
+class Stashed(NamedTuple):
+    info: Dict[str, Any]  # connection_info with secrets' uuids in place of the values
+    created: List[str]  # the refs of every secret made
+    leftover: List[str]  # those the plugin does not consume: the client destroys them
+    scrub: Scrub  # blanks the values out of error text
+
+
+def stash(x: Any, connection_info: object, tags: Optional[Dict[str, str]] = None) -> Stashed:
+    """connection_info re-nested if flat, with every secret-bearing value replaced by a XAPI
+    secret made through the caller's session x (session.xenapi); only its uuid travels to
+    dom0. Passwords are checked as the plugin checks them first, and the document's size
+    against the plugin's limit, before any secret exists."""
+    if not isinstance(connection_info, dict):
+        raise errors.InvalidConnectionInfo("connection_info: must be an object",
+                                           details={"field": "connection_info"})
+    info = renest(copy.deepcopy(connection_info))
+
+    def error(field: str, problem: str) -> Exception:
+        return errors.InvalidConnectionInfo("%s: %s" % (field, problem),
+                                            details={"field": field})
+    dry = rewrite(info, lambda value, field: "0" * 8 + "-0000" * 3 + "-" + "0" * 12, error)
+    size = len(json.dumps(dry).encode("utf-8"))
+    if size > MAX_DOCUMENT:
+        raise errors.InvalidConnectionInfo(
+            "connection_info: is too large (%d bytes, at most %d): XAPI passes it on dom0's "
+            "command line" % (size, MAX_DOCUMENT), details={"field": "connection_info"})
+    created: Dict[str, str] = {}
+    by_value: Dict[str, str] = {}
+
+    def make(value: str, field: str) -> str:
+        # One secret per distinct value, so equal passwords stay equal. secret.introduce
+        # with a uuid of our own (xen-api datamodel.ml Secret.introduce, _R_POOL_OP;
+        # xapi_secret.ml create is introduce with a fresh uuid): one round trip, where
+        # create then get_uuid would be two.
+        if value not in by_value:
+            uuid = str(uuidlib.uuid4())
+            try:
+                created[uuid] = str(x.secret.introduce(uuid, value, tags or {}))
+            except XenAPI.Failure as f:
+                raise errors.from_failure(f.details)
+            by_value[value] = uuid
+        return by_value[value]
+    try:
+        info = rewrite(info, make, error)
+    except Exception:
+        drop(x, created.values())
+        raise
+    # The plugin destroys what it consumes (data's *password_secret, call.py
+    # consume_secrets) when its call ends; the client destroys the rest.
+    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    consumed = set(v for k, v in data.items() if str(k).endswith("password_secret"))
+    leftover = [ref for uuid, ref in created.items() if uuid not in consumed]
+    return Stashed(info, list(created.values()), leftover, Scrub(list(by_value)))
+
+
+def drop(x: Any, refs: Iterable[str]) -> None:
+    """Destroy secrets we made. xapi copied into a PBD's own secrets whatever PBD.create
+    took (xen-api ocaml/xapi/xapi_pbd.ml create, Xapi_secret.duplicate_passwds)."""
+    for ref in refs:
+        try:
+            x.secret.destroy(ref)
+        except (XenAPI.Failure, socket.error, OSError):
+            pass

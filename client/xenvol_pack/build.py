@@ -1,6 +1,6 @@
 """Build the RPMs and the signed update-format ISO (`make pack`).
 
-  python -m xenvol.pack.build [--out DIR] [--test-key] [--source DIR]
+  python -m xenvol_pack.build [--out DIR] [--test-key] [--source DIR]
 
 Signing key: $XENVOL_GPG_HOME (a gnupg home holding the secret key) and $XENVOL_GPG_KEY (its
 user id or fingerprint) for releases. Without them the build refuses, unless --test-key
@@ -18,11 +18,12 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .common import (CONTROL, GATE, KEY_FILE, LABEL, PAYLOAD, TEST_KEY_EMAIL, TEST_KEY_NAME,
                      PackError, gpg, iso_name, key_info, rpm_name, run, stop_agent, update_uuid)
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VERSION_FILE = "dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION"
 TOOLS = ("rpmbuild", "rpmsign", "createrepo_c", "xorriso", "gpg")
 PLUGIN_DIR = "/etc/xapi.d/plugins/xenvol_dom0"
@@ -31,7 +32,7 @@ PLUGIN_DIR = "/etc/xapi.d/plugins/xenvol_dom0"
 OTHER_PYTHONS = ("37", "38", "39", "310", "311", "312", "313")
 
 
-def source_date_epoch(repo):
+def source_date_epoch(repo: str) -> int:
     if os.environ.get("SOURCE_DATE_EPOCH"):
         return int(os.environ["SOURCE_DATE_EPOCH"])
     try:
@@ -41,7 +42,7 @@ def source_date_epoch(repo):
         return 1767225600  # 2026-01-01, for a tree without git history
 
 
-def python36():
+def python36() -> Optional[str]:
     """dom0's Python (3.6) on the build machine, for shipped bytecode; None if absent."""
     candidates = [os.environ.get("XENVOL_PYTHON36")] + sorted(
         glob.glob(os.path.expanduser("~/.pyenv/versions/3.6*/bin/python3.6"))) + \
@@ -60,7 +61,7 @@ def python36():
     return None
 
 
-def signing_key(out_dir, test_key=False):
+def signing_key(out_dir: str, test_key: bool = False) -> Tuple[str, str, List[str]]:
     """(gnupg home, key id, warnings) for signing: the release key from the environment, or
     on request a test key kept in out_dir/test-signing (never made silently)."""
     if os.environ.get("XENVOL_GPG_HOME") or os.environ.get("XENVOL_GPG_KEY"):
@@ -93,13 +94,14 @@ def signing_key(out_dir, test_key=False):
 
 
 class Builder(object):
-    def __init__(self, repo, out_dir, epoch, gpg_home, key_id, file_modes=None):
+    def __init__(self, repo: str, out_dir: str, epoch: int, gpg_home: str, key_id: str,
+                 file_modes: Optional[Mapping[str, int]] = None) -> None:
         self.repo = repo
         self.out = os.path.abspath(out_dir)
         self.epoch = epoch
         self.gpg_home = gpg_home
         self.key_id = key_id
-        self.file_modes = file_modes or {}
+        self.file_modes: Mapping[str, int] = file_modes or {}
         with open(os.path.join(repo, VERSION_FILE)) as fh:
             self.version = fh.read().strip()
         self.uuid = update_uuid(LABEL, self.version)
@@ -114,10 +116,11 @@ class Builder(object):
                                 if _matches(k, key_id))
 
     # ------------------------------------------------------------------ RPMs
-    def _payload_tree(self, root):
+    def _payload_tree(self, root: str) -> str:
         """Stage the files the RPM ships; returns the %files section."""
         src = os.path.join(self.repo, "dom0_plugins")
-        files, dirs = [], [PLUGIN_DIR, "/etc/xenvol", "/etc/xenvol/drivers.d"]
+        files: List[str] = []
+        dirs = [PLUGIN_DIR, "/etc/xenvol", "/etc/xenvol/drivers.d"]
         for base, subdirs, names in os.walk(os.path.join(src, "etc")):
             subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
             rel = "/" + os.path.relpath(base, src)
@@ -156,7 +159,7 @@ class Builder(object):
         lines += self._bytecode(root, files)
         return "\n".join(lines)
 
-    def _bytecode(self, root, files):
+    def _bytecode(self, root: str, files: Sequence[str]) -> List[str]:
         """%files lines for __pycache__: 3.6 bytecode compiled here when a 3.6 is at hand
         (else %ghost), and %ghost caches of newer Pythons."""
         modules = [f for f in files if f.startswith(PLUGIN_DIR + "/") and f.endswith(".py")]
@@ -171,7 +174,7 @@ class Builder(object):
             lines.append("%%dir %%attr(0755,root,root) %s/__pycache__" % d)
         for m in sorted(modules):
             stem = "%s/__pycache__/%s" % (os.path.dirname(m), os.path.basename(m)[:-3])
-            shipped = py36 and os.path.isfile(os.path.join(root, stem.lstrip("/") + ".cpython-36.pyc"))
+            shipped = py36 is not None and os.path.isfile(os.path.join(root, stem.lstrip("/") + ".cpython-36.pyc"))
             lines.append("%s%%attr(0644,root,root) %s.cpython-36.pyc"
                          % ("" if shipped else "%ghost ", stem))
             lines += ["%%ghost %%attr(0644,root,root) %s.cpython-%s.pyc" % (stem, v)
@@ -179,7 +182,7 @@ class Builder(object):
         self.bytecode = "python3.6 (%s)" % py36 if py36 else "none shipped (%ghost)"
         return lines
 
-    def _rpmbuild(self, top, template, subst):
+    def _rpmbuild(self, top: str, template: str, subst: Mapping[str, str]) -> None:
         with open(os.path.join(self.repo, "supplemental_pack", template)) as fh:
             spec = fh.read()
         for k, v in subst.items():
@@ -192,7 +195,7 @@ class Builder(object):
              "--define", "clamp_mtime_to_source_date_epoch 1", "--define", "_source_date_epoch_from_changelog 0",
              path], env={"SOURCE_DATE_EPOCH": str(self.epoch)})
 
-    def build_rpms(self, top):
+    def build_rpms(self, top: str) -> List[str]:
         for d in ("SPECS", "SOURCES", "BUILD", "RPMS", "SRPMS"):
             os.makedirs(os.path.join(top, d), exist_ok=True)
         files = self._payload_tree(os.path.join(top, "SOURCES", "root"))
@@ -206,14 +209,14 @@ class Builder(object):
         rpms = os.path.join(top, "RPMS", "noarch")
         return [os.path.join(rpms, n) for n in sorted(os.listdir(rpms))]
 
-    def sign_rpms(self, paths):
+    def sign_rpms(self, paths: List[str]) -> None:
         run(["rpmsign", "--define", "__gpg /usr/bin/gpg", "--define", "_gpg_path %s" % self.gpg_home,
              "--define", "_gpg_name %s" % self.key_id, "--define", "_gpg_digest_algo sha256",
              "--define", "_gpg_sign_cmd_extra_args %s --pinentry-mode loopback" % self.faked,
              "--rpmv3", "--addsign"] + paths)
 
     # ------------------------------------------------------------------ update document
-    def update_xml(self, with_key=True, installation_size=0):
+    def update_xml(self, with_key: bool = True, installation_size: int = 0) -> str:
         root = ET.Element("update", {
             "uuid": self.uuid, "name-label": LABEL, "version": self.version,
             "installation-size": str(installation_size), "after-apply-guidance": "",
@@ -228,19 +231,19 @@ class Builder(object):
             self.version
         return '<?xml version="1.0" ?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
-    def groups_xml(self):
+    def groups_xml(self) -> str:
         return ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE comps PUBLIC "-//Red Hat, '
                 'Inc.//DTD Comps info//EN" "comps.dtd">\n<comps>\n  <group>\n    <id>update</id>\n'
                 '    <name>%s</name>\n    <default>False</default>\n    <uservisible>True'
                 '</uservisible>\n    <packagelist>\n      <packagereq type="mandatory">%s'
                 '</packagereq>\n    </packagelist>\n  </group>\n</comps>\n' % (LABEL, "update-" + LABEL))
 
-    def detach_sign(self, path):
+    def detach_sign(self, path: str) -> None:
         gpg(self.gpg_home, "--yes", "--armor", "--detach-sign", "--digest-algo", "SHA256",
             self.faked, "-u", self.key_id, "-o", path + ".asc", path)
 
     # ------------------------------------------------------------------ the pack
-    def build(self):
+    def build(self) -> Dict[str, Any]:
         os.makedirs(self.out, exist_ok=True)
         work = tempfile.mkdtemp(prefix="xenvol-build-")
         try:
@@ -292,12 +295,13 @@ class Builder(object):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _matches(key, key_id):
+def _matches(key: Mapping[str, Any], key_id: str) -> bool:
     kid = key_id.replace(" ", "").upper()
     return key_id in key["uid"] or (key["fpr"] or "").upper().endswith(kid)
 
 
-def build(out_dir, repo=None, file_modes=None, test_key=False):
+def build(out_dir: str, repo: Optional[str] = None, file_modes: Optional[Mapping[str, int]] = None,
+          test_key: bool = False) -> Dict[str, Any]:
     repo = os.path.abspath(repo or REPO)
     if not os.path.isfile(os.path.join(repo, VERSION_FILE)):
         raise PackError("%s is not a xenvol source tree: building the pack needs one (run `make "
@@ -312,8 +316,8 @@ def build(out_dir, repo=None, file_modes=None, test_key=False):
     return result
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m xenvol.pack.build", description=__doc__,
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m xenvol_pack.build", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(REPO, "out"))
     p.add_argument("--source", help="the source tree (default: the one this runs from)")

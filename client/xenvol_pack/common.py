@@ -2,6 +2,7 @@
 import os
 import subprocess
 import uuid as uuidlib
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 LABEL = "xenvol"
 PAYLOAD = "xenvol-xapi-plugin"
@@ -27,23 +28,24 @@ class PackError(Exception):
     pass
 
 
-def is_test_key(uid):
+def is_test_key(uid: Optional[str]) -> bool:
     return TEST_KEY_EMAIL in (uid or "") or "TEST signing key" in (uid or "")
 
 
-def update_uuid(label, version):
+def update_uuid(label: str, version: str) -> str:
     return str(uuidlib.uuid5(NAMESPACE, "%s/%s" % (label, version)))
 
 
-def iso_name(version):
+def iso_name(version: str) -> str:
     return "%s-%s.iso" % (LABEL, version)
 
 
-def rpm_name(version):
+def rpm_name(version: str) -> str:
     return "%s-%s-1.noarch.rpm" % (PAYLOAD, version)
 
 
-def run(argv, env=None, cwd=None, input_text=None):
+def run(argv: Sequence[str], env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
+        input_text: Optional[str] = None) -> str:
     """Run a tool; a failure says which and why."""
     full_env = dict(os.environ, LC_ALL="C")
     full_env.update(env or {})
@@ -55,18 +57,18 @@ def run(argv, env=None, cwd=None, input_text=None):
     return p.stdout
 
 
-def gpg(home, *args, **kw):
+def gpg(home: str, *args: str, **kw: Any) -> str:
     return run(["gpg", "--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback"]
                + list(args), **kw)
 
 
-def stop_agent(home):
+def stop_agent(home: str) -> None:
     """gpg starts an agent for its homedir; stop ours (and only ours) when done."""
     subprocess.call(["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def extract_iso(iso, dest, only=None):
+def extract_iso(iso: str, dest: str, only: Optional[Sequence[str]] = None) -> str:
     """Extract an ISO 9660 image (Rock Ridge names) into dest, in pure Python (pycdlib), so
     no xorriso is needed; `only`: a list of paths to extract instead of everything."""
     try:
@@ -84,10 +86,10 @@ def extract_iso(iso, dest, only=None):
     try:
         if not image.has_rock_ridge():
             raise PackError("%s has no Rock Ridge names (xapi needs them: build with -r)" % iso)
+        paths: List[str] = []
         if only is not None:
             paths = ["/" + p.lstrip("/") for p in only]
         else:
-            paths = []
             for base, _dirs, files in image.walk(rr_path="/"):
                 paths += [base.rstrip("/") + "/" + f for f in files]
         for path in paths:
@@ -102,7 +104,7 @@ def extract_iso(iso, dest, only=None):
     return dest
 
 
-def _extract_xorriso(iso, dest, only):
+def _extract_xorriso(iso: str, dest: str, only: Optional[Sequence[str]]) -> str:
     argv = ["xorriso", "-osirrox", "on", "-indev", iso]
     if only is None:
         argv += ["-extract", "/", dest]
@@ -117,14 +119,15 @@ def _extract_xorriso(iso, dest, only):
     return dest
 
 
-def key_info(home, keyfile=None):
+def key_info(home: str, keyfile: Optional[str] = None) -> List[Dict[str, Any]]:
     """[(fingerprint, uid, algo, created)] of the public keys in a gnupg home, or in a key file
     (without importing it)."""
     if keyfile:
         out = gpg(home, "--with-colons", "--show-keys", keyfile)
     else:
         out = gpg(home, "--with-colons", "--list-keys")
-    keys, current = [], None
+    keys: List[Dict[str, Any]] = []
+    current: Optional[Dict[str, Any]] = None
     for line in out.splitlines():
         f = line.split(":")
         if f[0] == "pub":

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional, Set, Tuple
 
 from .common import (CONTROL, GATE, KEY_FILE, LABEL, PAYLOAD, PLUGIN, PackError, extract_iso, gpg,
                      is_test_key, key_info, run, stop_agent, update_uuid)
@@ -29,31 +30,46 @@ GUIDANCE = {"restartHVM", "restartPV", "restartHost", "restartXAPI"}
 
 
 class Report(object):
-    def __init__(self):
-        self.results = []
-        self.warnings = []
-        self.signer = None     # "FINGERPRINT uid" of the key that signed, when it verified
-        self.embedded = None   # the same for the key shipped in the ISO
+    def __init__(self) -> None:
+        self.results: List[Tuple[str, bool, str]] = []
+        self.warnings: List[str] = []
+        # "FINGERPRINT uid" of the key that signed, when it verified
+        self.signer: Optional[str] = None
+        self.embedded: Optional[str] = None  # the same for the key shipped in the ISO
 
-    def check(self, name, ok, detail=""):
-        self.results.append((name, bool(ok), detail))
+    def check(self, name: str, ok: object, detail: Optional[str] = "") -> bool:
+        self.results.append((name, bool(ok), detail or ""))
         return bool(ok)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return all(ok for _n, ok, _d in self.results)
 
-    def failures(self):
+    def failures(self) -> List[Tuple[str, str]]:
         return [(n, d) for n, ok, d in self.results if not ok]
 
-    def text(self):
+    def text(self) -> str:
         head = ["embedded key: %s" % (self.embedded or "none"),
                 "signed by:    %s" % (self.signer or "no trusted key")]
         return "\n".join(head + ["%s %s%s" % ("ok  " if ok else "FAIL", n, (": " + d) if d and not ok else "")
                          for n, ok, d in self.results])
 
 
-def _sha256(path):
+def _child(el: ET.Element, path: str, ns: Dict[str, str]) -> ET.Element:
+    found = el.find(path, ns)
+    if found is None:
+        raise PackError("repository metadata: <%s> has no %s" % (el.tag, path))
+    return found
+
+
+def _attr(el: ET.Element, name: str) -> str:
+    value = el.get(name)
+    if value is None:
+        raise PackError("repository metadata: <%s> has no %s attribute" % (el.tag, name))
+    return value
+
+
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 16), b""):
@@ -61,11 +77,11 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def _rpmq(path, fmt):
+def _rpmq(path: str, fmt: str) -> str:
     return run(["rpm", "-qp", "--nosignature", "--nodigest", "--qf", fmt, path])
 
 
-def verify(iso, key=None, keyring=None):
+def verify(iso: str, key: Optional[str] = None, keyring: Optional[str] = None) -> Report:
     """key: a public key file you trust; keyring: a gnupg home whose keys you trust."""
     report = Report()
     work = tempfile.mkdtemp(prefix="xv-")
@@ -87,7 +103,7 @@ def verify(iso, key=None, keyring=None):
     return report
 
 
-def _trusted(key, keyring, work, home):
+def _trusted(key: Optional[str], keyring: Optional[str], work: str, home: str) -> str:
     """An armored file of the keys the admin trusts; PackError when there are none."""
     if keyring:
         if not os.path.isdir(keyring):
@@ -114,7 +130,7 @@ def _trusted(key, keyring, work, home):
     return key
 
 
-def _verify(iso, trusted_file, report, work, home):
+def _verify(iso: str, trusted_file: str, report: Report, work: str, home: str) -> None:
     tree = os.path.join(work, "iso")
     # 1. structure: Rock Ridge keeps update.xml.asc and the long repodata names intact.
     extract_iso(iso, tree)
@@ -162,7 +178,7 @@ def _verify(iso, trusted_file, report, work, home):
     report.check("the key shipped in the ISO is one you trust (yum on the host uses it)",
                  not shipped_keys or all(k["fpr"] in fprs for k in shipped_keys),
                  report.embedded or "")
-    signers = set()
+    signers: Set[str] = set()
     for name in ("update.xml", "repodata/repomd.xml"):
         path = os.path.join(tree, name)
         p = subprocess.run(["gpg", "--homedir", home, "--batch", "--status-fd", "1", "--verify",
@@ -186,15 +202,16 @@ def _verify(iso, trusted_file, report, work, home):
                                "update signed by it")
     # 4. repository metadata
     repomd = ET.parse(os.path.join(tree, "repodata/repomd.xml")).getroot()
-    types = {}
+    types: Dict[str, str] = {}
     for data in repomd.findall("r:data", REPO_NS):
-        href = data.find("r:location", REPO_NS).get("href")
-        types[data.get("type")] = href
+        href = _attr(_child(data, "r:location", REPO_NS), "href")
+        types[_attr(data, "type")] = href
         path = os.path.join(tree, href)
-        checksum = data.find("r:checksum", REPO_NS)
+        checksum = _child(data, "r:checksum", REPO_NS)
         size = data.find("r:size", REPO_NS)
         ok = os.path.isfile(path) and checksum.get("type") == "sha256" and \
-            _sha256(path) == checksum.text and (size is None or int(size.text) == os.path.getsize(path))
+            _sha256(path) == checksum.text and \
+            (size is None or int(size.text or -1) == os.path.getsize(path))
         report.check("repodata %s matches its checksum and size" % data.get("type"), ok, href)
     for t in ("primary", "filelists", "other", "group"):
         report.check("repomd lists %s" % t, t in types)
@@ -204,14 +221,15 @@ def _verify(iso, trusted_file, report, work, home):
     # 5. packages in primary
     with gzip.open(os.path.join(tree, types["primary"])) as fh:
         primary = ET.parse(fh).getroot()
-    packages = {}
+    packages: Dict[str, Tuple[ET.Element, str]] = {}
     for pkg in primary.findall("c:package", COMMON_NS):
-        name = pkg.find("c:name", COMMON_NS).text
-        href = pkg.find("c:location", COMMON_NS).get("href")
+        name = _child(pkg, "c:name", COMMON_NS).text or ""
+        href = _attr(_child(pkg, "c:location", COMMON_NS), "href")
         packages[name] = (pkg, href)
         path = os.path.join(tree, href)
-        ok = os.path.isfile(path) and _sha256(path) == pkg.find("c:checksum", COMMON_NS).text and \
-            int(pkg.find("c:size", COMMON_NS).get("package")) == os.path.getsize(path)
+        ok = os.path.isfile(path) and \
+            _sha256(path) == _child(pkg, "c:checksum", COMMON_NS).text and \
+            int(_attr(_child(pkg, "c:size", COMMON_NS), "package")) == os.path.getsize(path)
         report.check("package %s matches primary (sha256, size)" % name, ok, href)
     on_disk = sorted(n for n in os.listdir(os.path.join(tree, "Packages")) if n.endswith(".rpm"))
     report.check("primary lists every RPM under Packages/",
@@ -220,7 +238,7 @@ def _verify(iso, trusted_file, report, work, home):
     stamp = "update-" + label
     if "group" in types:
         comps = ET.parse(os.path.join(tree, types["group"])).getroot()
-        groups = dict((g.findtext("id"), [r.text for r in g.iter("packagereq")])
+        groups = dict((g.findtext("id"), [r.text or "" for r in g.iter("packagereq")])
                       for g in comps.iter("group"))
         report.check("comps group `update` exists", "update" in groups)
         reqs = groups.get("update", [])
@@ -246,8 +264,8 @@ def _verify(iso, trusted_file, report, work, home):
                  upd.get("control") == CONTROL, upd.get("control") or "")
     if report.check("control package %s exists" % CONTROL, CONTROL in packages):
         control_rpm = os.path.join(tree, packages[CONTROL][1])
-        reqs = _rpmq(control_rpm, "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]")
-        report.check("control requires %s (the version gate)" % gate, gate in reqs, reqs.strip())
+        gated = _rpmq(control_rpm, "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]")
+        report.check("control requires %s (the version gate)" % gate, gate in gated, gated.strip())
     report.check("payload requires %s too (for yum install of the bare RPM)" % gate,
                  gate in _rpmq(payload_rpm, "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} "
                                "%{REQUIREVERSION}\n]"))
@@ -263,9 +281,9 @@ def _verify(iso, trusted_file, report, work, home):
         report.check("%s payload is gzip or xz" % name,
                      _rpmq(path, "%{PAYLOADCOMPRESSOR}") in ("gzip", "xz"))
         report.check("%s is noarch" % name, _rpmq(path, "%{ARCH}") == "noarch")
-        reqs = _rpmq(path, "[%{REQUIRENAME}\n]")
+        needs = _rpmq(path, "[%{REQUIRENAME}\n]")
         report.check("%s needs no rpmlib feature EL7 lacks" % name,
-                     "RichDependencies" not in reqs and "PayloadIsZstd" not in reqs)
+                     "RichDependencies" not in needs and "PayloadIsZstd" not in needs)
         p = subprocess.run(["rpm", "--dbpath", db, "-Kv", path], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, universal_newlines=True)
         sig_ok = p.returncode == 0 and "RSA/SHA256 Signature" in p.stdout and "BAD" not in p.stdout \
@@ -278,7 +296,8 @@ def _verify(iso, trusted_file, report, work, home):
     _installed(report, work, tree, payload_rpm, stamp_rpm, upd)
 
 
-def _installed(report, work, tree, payload_rpm, stamp_rpm, upd):
+def _installed(report: Report, work: str, tree: str, payload_rpm: str, stamp_rpm: str,
+               upd: ET.Element) -> None:
     files = _rpmq(payload_rpm, "[%{FILENAMES}\n]").split()
     report.check("the package does not own /etc/xapi.d/plugins (xapi-core does)",
                  "/etc/xapi.d/plugins" not in files and "/etc/xapi.d" not in files)
@@ -322,13 +341,13 @@ def _installed(report, work, tree, payload_rpm, stamp_rpm, upd):
                        universal_newlines=True)
     report.check("rpm -V is still clean after Python wrote its bytecode caches",
                  v.returncode == 0, v.stdout.strip()[-300:])
-    applied = os.path.join(root, "var/update/applied", upd.get("uuid"))
+    applied = os.path.join(root, "var/update/applied", upd.get("uuid") or "")
     ok = False
     if os.path.isfile(applied):
         doc = ET.parse(applied).getroot()
         ok = doc.get("uuid") == upd.get("uuid") and doc.get("name-label") == upd.get("name-label") \
             and doc.get("version") == upd.get("version") and doc.get("key") is None and \
-            (doc.findtext("name-description") or "").strip()
+            bool((doc.findtext("name-description") or "").strip())
     report.check("the applied stamp is the update document without key", ok)
     version_file = os.path.join(root, "etc/xapi.d/plugins/xenvol_dom0/VERSION")
     with open(version_file) as fh:

@@ -25,14 +25,19 @@ import tempfile
 import threading
 import uuid
 import xml.etree.ElementTree as ET
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .common import KEY_FILE, PackError, extract_iso, is_test_key
 
 REMOTE_DIR = "/tmp"
 IMPORT_KEY = "/opt/xensource/debug/import-update-key"
+# progress(host, text): what a host's install is at.
+ProgressFn = Callable[[str, str], None]
+# (client, remote iso, remote key) of a host made ready to install.
+Prepared = Tuple[Any, str, Optional[str]]
 
 
-def _load_ssh_config(path):
+def _load_ssh_config(path: Optional[str]) -> Any:
     """paramiko's reading of the OpenSSH client config (~/.ssh/config unless given)."""
     import paramiko
     path = path or os.path.expanduser("~/.ssh/config")
@@ -45,19 +50,19 @@ def _load_ssh_config(path):
 
 
 class HostResult(object):
-    def __init__(self, host):
+    def __init__(self, host: str) -> None:
         self.host = host
         self.ok = False
-        self.version = None
+        self.version: Optional[str] = None
         self.message = ""
-        self.steps = []
+        self.steps: List[Dict[str, Any]] = []
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         return {"host": self.host, "ok": self.ok, "version": self.version,
                 "message": self.message, "steps": self.steps}
 
 
-def pack_version(iso):
+def pack_version(iso: str) -> Tuple[Optional[str], Optional[str]]:
     """(uuid, version) of a pack, read from its update.xml."""
     d = tempfile.mkdtemp(prefix="xv-")
     try:
@@ -74,7 +79,7 @@ def pack_version(iso):
 class Progress(object):
     """One status line per host, rewritten in place on a terminal, appended otherwise."""
 
-    def __init__(self, hosts, stream=None):
+    def __init__(self, hosts: Sequence[str], stream: Optional[IO[str]] = None) -> None:
         self.stream = stream or sys.stderr
         self.lock = threading.Lock()
         self.hosts = list(hosts)
@@ -82,7 +87,7 @@ class Progress(object):
         self.tty = self.stream.isatty()
         self.drawn = False
 
-    def __call__(self, host, text):
+    def __call__(self, host: str, text: str) -> None:
         with self.lock:
             changed = self.state.get(host) != text
             self.state[host] = text
@@ -101,9 +106,13 @@ class Progress(object):
 
 
 class Installer(object):
-    def __init__(self, iso, key=None, import_key=False, user=None, port=None, identity=None,
-                 password=None, known_hosts=None, accept_new=False, timeout=60.0,
-                 remote_dir=REMOTE_DIR, progress=None, sr=None, ssh_config=None):
+    def __init__(self, iso: str, key: Optional[str] = None, import_key: bool = False,
+                 user: Optional[str] = None, port: Optional[int] = None,
+                 identity: Optional[str] = None, password: Optional[str] = None,
+                 known_hosts: Optional[str] = None, accept_new: bool = False,
+                 timeout: float = 60.0, remote_dir: str = REMOTE_DIR,
+                 progress: Optional[ProgressFn] = None, sr: Optional[str] = None,
+                 ssh_config: Optional[str] = None) -> None:
         if import_key and not key:
             raise PackError("--import-key needs --key (the pack's public key file)")
         if not os.path.isfile(iso):
@@ -112,7 +121,7 @@ class Installer(object):
             raise PackError("--key %s: no such file" % key)
         self.sr = sr
         self.ssh_config = _load_ssh_config(ssh_config)
-        self.warnings = []
+        self.warnings: List[str] = []
         if key and shutil.which("gpg"):
             home = tempfile.mkdtemp(prefix="xv-")
             try:
@@ -135,12 +144,13 @@ class Installer(object):
         self.accept_new = accept_new
         self.timeout = timeout
         self.remote_dir = remote_dir
-        self.progress = progress or (lambda host, text: None)
+        self.progress: ProgressFn = progress or (lambda host, text: None)
         self.uuid, self.version = pack_version(iso)
         self._serial = threading.Lock()
 
     # ---------------------------------------------------------------- SSH
-    def _settings(self, host, user=None, port=None, top=True):
+    def _settings(self, host: str, user: Optional[str] = None, port: Optional[int] = None,
+                  top: bool = True) -> Tuple[str, int, str, Any, Optional[Tuple[str, str]]]:
         """(hostname, port, user, identity files, proxy) for HOST, as ssh resolves them:
         command-line options first (for the target, not for jump hosts, as ssh -l/-p/-i),
         then ~/.ssh/config, then the defaults."""
@@ -150,14 +160,15 @@ class Installer(object):
         user = user or (self.user if top else None) or cfg.get("user", "root")
         identities = [self.identity] if self.identity and top else \
             cfg.get("identityfile") or None
-        proxy = None
+        proxy: Optional[Tuple[str, str]] = None
         if cfg.get("proxyjump") and cfg["proxyjump"].lower() != "none":
             proxy = ("jump", cfg["proxyjump"])
         elif cfg.get("proxycommand") and cfg["proxycommand"].lower() != "none":
             proxy = ("command", cfg["proxycommand"])
         return hostname, port, user, identities, proxy
 
-    def _connect(self, host, depth=0, user=None, port=None):
+    def _connect(self, host: str, depth: int = 0, user: Optional[str] = None,
+                 port: Optional[int] = None) -> Any:
         import paramiko
         if depth > 4:
             raise PackError("ProxyJump chain too long at %s" % host)
@@ -211,18 +222,17 @@ class Installer(object):
             client.save_host_keys(self.known_hosts)
         return client
 
-    def _run(self, client, command):
+    def _run(self, client: Any, command: str) -> Tuple[int, str, str]:
         chan = client.get_transport().open_session(timeout=self.timeout)
         chan.settimeout(max(self.timeout, 600))
         chan.exec_command(command)
-        out, err = b"", b""
         stdout, stderr = chan.makefile("rb"), chan.makefile_stderr("rb")
         out, err = stdout.read(), stderr.read()
-        rc = chan.recv_exit_status()
+        rc = int(chan.recv_exit_status())
         chan.close()
         return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-    def _must(self, client, result, what, command):
+    def _must(self, client: Any, result: HostResult, what: str, command: str) -> str:
         rc, out, err = self._run(client, command)
         result.steps.append({"step": what, "rc": rc})
         if rc != 0:
@@ -230,7 +240,7 @@ class Installer(object):
         return out
 
     # ---------------------------------------------------------------- per host
-    def prepare(self, host, result):
+    def prepare(self, host: str, result: HostResult) -> Prepared:
         """Connect, upload, import the key. Returns (client, remote iso, remote key)."""
         self.progress(host, "connecting")
         client = self._connect(host)
@@ -246,7 +256,7 @@ class Installer(object):
                 sftp.mkdir(remote, 0o700)
                 size = os.path.getsize(self.iso)
 
-                def uploaded(done, total):
+                def uploaded(done: int, total: int) -> None:
                     self.progress(host, "uploading %d%%" % (100 * done // max(total or size, 1)))
                 sftp.put(self.iso, remote_iso, callback=uploaded)
                 if remote_key:
@@ -254,7 +264,7 @@ class Installer(object):
             finally:
                 sftp.close()
             result.steps.append({"step": "upload", "rc": 0})
-            if self.import_key:
+            if self.import_key and remote_key:
                 self.progress(host, "importing the key")
                 self._must(client, result, "import-update-key",
                            "PATH=$PATH:%s %s %s" % (os.path.dirname(IMPORT_KEY),
@@ -265,7 +275,7 @@ class Installer(object):
             raise
         return client, remote_iso, remote_key
 
-    def _cleanup(self, client, remote):
+    def _cleanup(self, client: Any, remote: str) -> None:
         try:
             self._run(client, "rm -rf %s" % shlex.quote(remote))
         finally:
@@ -273,7 +283,8 @@ class Installer(object):
             if getattr(client, "_xenvol_jump", None):
                 client._xenvol_jump.close()
 
-    def finish(self, host, client, remote_iso, remote_key, result):
+    def finish(self, host: str, client: Any, remote_iso: str, remote_key: Optional[str],
+               result: HostResult) -> None:
         try:
             with self._serial:
                 self.progress(host, "installing")
@@ -300,11 +311,11 @@ class Installer(object):
         finally:
             self._cleanup(client, os.path.dirname(remote_iso))
 
-    def install(self, hosts, parallel=8):
+    def install(self, hosts: Sequence[str], parallel: int = 8) -> List[HostResult]:
         results = dict((h, HostResult(h)) for h in hosts)
-        prepared = {}
+        prepared: Dict[str, Prepared] = {}
 
-        def prep(host):
+        def prep(host: str) -> None:
             try:
                 prepared[host] = self.prepare(host, results[host])
             except Exception as e:  # reported per host; the others go on
@@ -314,7 +325,7 @@ class Installer(object):
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             list(pool.map(prep, hosts))
 
-        def fin(host):
+        def fin(host: str) -> None:
             if host not in prepared:
                 return
             try:

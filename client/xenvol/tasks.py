@@ -1,0 +1,192 @@
+"""How a plugin function is sent and waited for: a quick call as one request; a changing
+call as one request whose HTTP timeout is the plugin's wait limit plus a grace, re-asked by
+its op id; or, for a caller that shows progress, as a XAPI task polled until the deadline."""
+import socket
+import time
+import xmlrpc.client
+from typing import Any, Callable, Dict, Optional
+
+import XenAPI
+
+from . import errors
+from .session import PoolSession
+from .transport import request_timeout
+
+PLUGIN = "xenvol"
+# The plugin functions that change the pool carry an operation id and may last; the others
+# are quick, plain calls.
+ASYNC_FUNCTIONS = ("attach_volume", "detach_volume", "connect_volume", "disconnect_volume",
+                   "gc", "extend_volume", "prepare_host", "release_host", "reconcile")
+# A client waits this much longer than the plugin's own waits (version()'s wait_limit) before
+# it calls an outcome unknown.
+WAIT_GRACE = 60.0
+DEFAULT_WAIT_LIMIT = 120.0
+TASK_OP_KEY = "xenvol-op"
+TASK_STEP_KEY = "xenvol-step"
+
+Args = Dict[str, str]
+HostUuid = Callable[[], Optional[str]]  # the host's uuid for messages, read when needed
+Progress = Callable[[str], None]
+
+
+class TaskGone(Exception):
+    """The plugin call's task was destroyed before its answer was read."""
+
+
+def call_plugin(api: Any, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
+                args: Args) -> Any:
+    """One plugin request: on the VM's host through VM.call_host_plugin when vm_ref is
+    given, else host.call_plugin. api: session.xenapi, or its Async."""
+    if vm_ref is not None:
+        return api.VM.call_host_plugin(vm_ref, PLUGIN, fn, args)
+    return api.host.call_plugin(host_ref, PLUGIN, fn, args)
+
+
+def run(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str, args: Args,
+        limit: float, host_uuid: HostUuid, progress: Optional[Progress]) -> str:
+    """The plugin's raw answer; XenAPI.Failure as it came."""
+    if fn in ASYNC_FUNCTIONS and progress is not None:
+        return run_task(ps, host_ref, vm_ref, fn, args, limit, host_uuid, progress)
+    if fn in ASYNC_FUNCTIONS:
+        return run_sync(ps, host_ref, vm_ref, fn, args, limit, host_uuid)
+    try:
+        return str(call_plugin(ps.x, host_ref, vm_ref, fn, args))
+    except (socket.timeout, OSError) as e:
+        # A quick call (it changes nothing) unanswered: never a bare TimeoutError.
+        uuid = host_uuid()
+        raise errors.ConnectionFailed("%s on host %s: no answer from XAPI (%s)" % (fn, uuid, e),
+                                      host=uuid)
+
+
+def run_sync(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
+             args: Args, limit: float, host_uuid: HostUuid) -> str:
+    """A changing call as one plain request, whose HTTP timeout is the plugin's own wait
+    limit plus a grace: no poll, no task to destroy. A request that times out is asked again
+    with the same op id (the plugin answers with the first run's result, or waits for it)
+    until the wait limit is spent."""
+    op_id = args["op_id"]
+    deadline = time.monotonic() + limit
+    cause: Optional[Exception] = None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise errors.timed_out(fn, op_id, host_uuid(), cause, limit)
+        try:
+            with request_timeout(ps.transport, left):
+                return str(call_plugin(ps.x, host_ref, vm_ref, fn, args))
+        except (socket.timeout, OSError) as e:
+            cause = e
+            if not isinstance(e, socket.timeout):
+                # Refused or reset: the master restarting, say; not a busy loop.
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        except XenAPI.Failure as f:
+            if cause is None or f.details[0] != "XENVOL_BUSY":
+                raise
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def run_task(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
+             args: Args, limit: float, host_uuid: HostUuid, progress: Progress) -> str:
+    """Run a plugin call as a XAPI task and wait for it (bounded), for a caller that shows
+    progress: no HTTP request lasts longer than a poll. Ctrl-C cancels the operation (the
+    plugin rolls back). A task gone before its answer was read (xapi's task GC destroys
+    completed tasks beyond max_tasks: xen-api db_gc_util.ml timeout_tasks) is asked again
+    by its op id, whose finished result the plugin keeps, until the deadline."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return _task_once(ps, host_ref, vm_ref, fn, args, limit, deadline, host_uuid,
+                              progress)
+        except TaskGone:
+            if time.monotonic() >= deadline:
+                raise errors.timed_out(fn, args["op_id"], host_uuid(), "its task vanished",
+                                       limit)
+
+
+def _task_once(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
+               args: Args, limit: float, deadline: float, host_uuid: HostUuid,
+               progress: Progress) -> str:
+    op_id = args["op_id"]
+    try:
+        task = call_plugin(ps.x.Async, host_ref, vm_ref, fn, args)
+    except (socket.timeout, OSError) as e:
+        raise errors.timed_out(fn, op_id, host_uuid(), e, limit)
+    wait = _Wait(ps, task, op_id, fn, limit, deadline, host_uuid, progress)
+    try:
+        try:
+            rec = wait()
+        except KeyboardInterrupt:
+            _cancel(ps, host_ref or ps.call(ps.x.VM.get_resident_on, vm_ref), op_id)
+            rec = wait()
+            if rec["status"] == "success":
+                raise errors.Cancelled("%s completed before it could be cancelled" % fn,
+                                       "XENVOL_CANCELLED", {"op_id": op_id,
+                                                            "completed": True}, host_uuid())
+    finally:
+        try:
+            ps.x.task.destroy(task)
+        except (XenAPI.Failure, socket.error, OSError):
+            pass
+    if rec["status"] == "success":
+        return _task_result(rec["result"])
+    raise XenAPI.Failure(rec["error_info"])
+
+
+class _Wait(object):
+    """Polls a task until it is no longer pending (or the deadline), showing its steps."""
+
+    def __init__(self, ps: PoolSession, task: str, op_id: str, fn: str, limit: float,
+                 deadline: float, host_uuid: HostUuid, progress: Progress) -> None:
+        self.ps, self.task, self.op_id, self.fn = ps, task, op_id, fn
+        self.limit, self.deadline, self.host_uuid, self.progress = \
+            limit, deadline, host_uuid, progress
+
+    def __call__(self) -> Dict[str, Any]:
+        x, deadline = self.ps.x, self.deadline
+        delay, tagged, step = 0.02, False, None
+        started = time.monotonic()
+        while True:
+            rec: Optional[Dict[str, Any]]
+            try:
+                rec = x.task.get_record(self.task)
+            except (socket.timeout, OSError) as e:
+                if time.monotonic() >= deadline:
+                    raise errors.timed_out(self.fn, self.op_id, self.host_uuid(), e, self.limit)
+                rec = None
+            except XenAPI.Failure as f:
+                if f.details[:2] == ["HANDLE_INVALID", "task"]:
+                    raise TaskGone()
+                raise
+            if rec is not None:
+                if rec["status"] != "pending":
+                    return rec
+                shown = rec["other_config"].get(TASK_STEP_KEY)
+                if shown and shown != step:
+                    step = shown
+                    self.progress(shown)
+                if not tagged and time.monotonic() - started > 0.5:
+                    # Only calls that last pay for this: the plugin finds its task by it to
+                    # write its progress there.
+                    tagged = True
+                    try:
+                        x.task.add_to_other_config(self.task, TASK_OP_KEY, self.op_id)
+                    except XenAPI.Failure:
+                        pass
+            if time.monotonic() >= deadline:
+                raise errors.timed_out(self.fn, self.op_id, self.host_uuid(), None, self.limit)
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+
+
+def _cancel(ps: PoolSession, host_ref: str, op_id: str) -> None:
+    try:
+        ps.x.host.call_plugin(host_ref, PLUGIN, "cancel", {"operation": op_id})
+    except (XenAPI.Failure, socket.error, OSError):
+        pass
+
+
+def _task_result(result: str) -> str:
+    """A task's result is the call's value as XML-RPC writes it (<value>...</value>)."""
+    params, _ = xmlrpc.client.loads("<methodResponse><params><param>%s</param></params>"
+                                    "</methodResponse>" % result)
+    return str(params[0])
