@@ -9,6 +9,7 @@ driver was:
 - XenConnector: os-brick's connector (get_connector_properties, connect_volume(props) ->
   device_info, disconnect_volume(props, device_info, force, ignore_errors),
   extend_volume(props)), props being connection_info["data"]."""
+
 from typing import Any, Dict, List, Optional
 
 from . import errors
@@ -30,23 +31,23 @@ def _volume_id(connection_info: Info) -> Any:
     return data.get("volume_id") or connection_info.get("serial")
 
 
-class XenVolumeDriver(object):
+class XenVolumeDriver:
     def __init__(self, client: Client, instance: str) -> None:
         """client: a xenvol.Client; instance: the VM's uuid or name label."""
         self.client = client
         self.instance = instance
 
     def connect_volume(self, connection_info: Info, mount_device: Optional[str]) -> Info:
-        att = self.client.attach(connection_info, self.instance,
-                                 mountpoint=mount_device or "autodetect")
+        att = self.client.attach(
+            connection_info, self.instance, mountpoint=mount_device or "autodetect"
+        )
         return att.to_dict()
 
     def disconnect_volume(self, connection_info: Info, mount_device: str) -> List[Info]:
-        return [a.to_dict() for a in self.client.detach(vm=self.instance,
-                                                        mountpoint=mount_device)]
+        return [a.to_dict() for a in self.client.detach(vm=self.instance, mountpoint=mount_device)]
 
 
-class ComputeVolumeDriver(object):
+class ComputeVolumeDriver:
     """The volume half of a compute driver. connect_volume also records the attachment in
     connection_info["data"]["xenvol"] (as nova keeps device_path there), which
     disconnect_volume uses; without it, the instance's disk with the volume's volume_id."""
@@ -55,10 +56,12 @@ class ComputeVolumeDriver(object):
         self.client = client
         self.placement = placement
 
-    def connect_volume(self, connection_info: Info, instance: Any,
-                       mountpoint: str = "autodetect") -> Info:
-        att = self.client.attach(connection_info, _instance(instance), mountpoint=mountpoint,
-                                 placement=self.placement)
+    def connect_volume(
+        self, connection_info: Info, instance: Any, mountpoint: str = "autodetect"
+    ) -> Info:
+        att = self.client.attach(
+            connection_info, _instance(instance), mountpoint=mountpoint, placement=self.placement
+        )
         connection_info.setdefault("data", {})["xenvol"] = att.to_dict()
         return att.to_dict()
 
@@ -69,15 +72,17 @@ class ComputeVolumeDriver(object):
             att = Attachment(**recorded)
         else:
             volume_id = _volume_id(connection_info)
-            found = [a for a in self.client.attachments(vm)
-                     if volume_id and a.volume_id == volume_id]
+            found = [
+                a for a in self.client.attachments(vm) if volume_id and a.volume_id == volume_id
+            ]
             if not found:
                 return []  # not attached: detaching is idempotent
             att = found[0]
         return [a.to_dict() for a in self.client.detach(attachment=att)]
 
-    def extend_volume(self, connection_info: Info, instance: Any,
-                      requested_size: Optional[int]) -> int:
+    def extend_volume(
+        self, connection_info: Info, instance: Any, requested_size: Optional[int]
+    ) -> int:
         """After the backend grew the volume; returns the size the pool now sees (bytes).
         Raises BackendFailure when that is still below requested_size."""
         out = self.client.extend(connection_info)
@@ -85,21 +90,30 @@ class ComputeVolumeDriver(object):
             raise errors.BackendFailure(
                 "the volume is %d bytes on the pool, below the %d requested: has the backend "
                 "grown it?" % (out["new_size"], int(requested_size)),
-                "XENVOL_BACKEND_FAILURE", details=out)
+                "XENVOL_BACKEND_FAILURE",
+                details=out,
+            )
         return int(out["new_size"])
 
 
-class XenConnector(object):
+class XenConnector:
     """os-brick's connector interface over xenvol. protocol: the driver_volume_type
     ("iscsi", "fibre_channel", "nfs", ...); instance: a VM to attach to (device_info is then
     its disk), else host: connect to that host without a VM (boot from volume, a migration
     destination)."""
 
-    def __init__(self, client: Client, protocol: str, instance: Any = None,
-                 host: Optional[str] = None, placement: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        protocol: str,
+        instance: Any = None,
+        host: Optional[str] = None,
+        placement: Optional[str] = None,
+    ) -> None:
         if instance is None and host is None:
-            raise errors.InvalidArgument("XenConnector: give instance or host",
-                                         details={"field": "instance"})
+            raise errors.InvalidArgument(
+                "XenConnector: give instance or host", details={"field": "instance"}
+            )
         self.client = client
         self.protocol = protocol
         self.instance = _instance(instance) if instance is not None else None
@@ -109,18 +123,22 @@ class XenConnector(object):
     def _info(self, props: Info) -> Info:
         return {"driver_volume_type": self.protocol, "data": props}
 
-    def get_connector_properties(self, multipath: bool = False,
-                                 enforce_multipath: bool = False) -> Info:
+    def get_connector_properties(
+        self, multipath: bool = False, enforce_multipath: bool = False
+    ) -> Info:
         """os-brick's dict (initiator, wwpns, wwnns, nqn, host, ip, multipath, os_type,
         platform) of the first host the volume is plugged on, plus xenvol_hosts: every such
         host's (the array must export the volume to each)."""
-        out = self.client.connector(vm=self.instance, host=self.host,
-                                    placement=self.placement or "host")
+        out = self.client.connector(
+            vm=self.instance, host=self.host, placement=self.placement or "host"
+        )
         props = dict(out["connector"])
         props["multipath"] = bool(multipath) and props.get("multipath", False)
         if enforce_multipath and multipath and not props["multipath"]:
-            raise errors.UnsupportedVolume("multipathing is not enabled on host %s"
-                                           % props.get("host"), "XENVOL_UNSUPPORTED_VOLUME")
+            raise errors.UnsupportedVolume(
+                "multipathing is not enabled on host %s" % props.get("host"),
+                "XENVOL_UNSUPPORTED_VOLUME",
+            )
         props["xenvol_hosts"] = out["hosts"]
         return props
 
@@ -133,8 +151,13 @@ class XenConnector(object):
         conn = self.client.connect(info, self.host, placement=self.placement)
         return dict(conn.to_dict(), type="xen_vdi")
 
-    def disconnect_volume(self, connection_properties: Info, device_info: Optional[Info],
-                          force: bool = False, ignore_errors: bool = False) -> None:
+    def disconnect_volume(
+        self,
+        connection_properties: Info,
+        device_info: Optional[Info],
+        force: bool = False,
+        ignore_errors: bool = False,
+    ) -> None:
         """force: accepted for os-brick's signature; xenvol's detach already retries a
         refusing guest a bounded number of times and never forces an unplug."""
         try:
@@ -145,8 +168,9 @@ class XenConnector(object):
                 fields = dict((k, v) for k, v in device_info.items() if k in Connection.FIELDS)
                 self.client.disconnect(Connection(**fields))
             else:
-                self.client.disconnect(connection_info=self._info(connection_properties),
-                                       host=self.host)
+                self.client.disconnect(
+                    connection_info=self._info(connection_properties), host=self.host
+                )
         except errors.XenvolError:
             if not ignore_errors:
                 raise

@@ -14,6 +14,7 @@ operation: it is cancelled and rolled back). A closed output pipe ends quietly.
 
 On a terminal, long operations show the step they are at on stderr; --json is quiet.
 """
+
 import argparse
 import getpass
 import json
@@ -28,11 +29,15 @@ import XenAPI
 
 from . import __version__, errors
 from .client import Client
-from .tasks import Progress
 from .errors import ConnectionFailed
 from .records import Connection
-from .transport import (CertificateMismatch, format_fingerprint, normalize_fingerprint,
-                        peer_fingerprint)
+from .tasks import Progress
+from .transport import (
+    CertificateMismatch,
+    format_fingerprint,
+    normalize_fingerprint,
+    peer_fingerprint,
+)
 
 EXIT_PACK = 6
 EXIT_CONNECT = 7
@@ -52,24 +57,34 @@ Result = Tuple[Any, ...]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xenvol", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default=os.environ.get("XENVOL_URL"),
-                   help="pool master, e.g. xs1.example.com or https://xs1:443/ "
-                        "(default $XENVOL_URL)")
+    p = argparse.ArgumentParser(
+        prog="xenvol", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--url",
+        default=os.environ.get("XENVOL_URL"),
+        help="pool master, e.g. xs1.example.com or https://xs1:443/ (default $XENVOL_URL)",
+    )
     p.add_argument("--username", default=os.environ.get("XENVOL_USERNAME", "root"))
     p.add_argument("--password-file", help="read the password from this file")
-    p.add_argument("--no-verify-tls", action="store_true",
-                   help="accept any TLS certificate (default: verify)")
+    p.add_argument(
+        "--no-verify-tls", action="store_true", help="accept any TLS certificate (default: verify)"
+    )
     p.add_argument("--cafile", help="CA bundle to verify the pool's certificate with")
-    p.add_argument("--trust-fingerprint", metavar="SHA256",
-                   help="trust the master's certificate with this SHA-256 fingerprint "
-                        "(after comparing it with the host's) and remember it")
+    p.add_argument(
+        "--trust-fingerprint",
+        metavar="SHA256",
+        help="trust the master's certificate with this SHA-256 fingerprint "
+        "(after comparing it with the host's) and remember it",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per API call")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="machine-readable output")
-    out.add_argument("--minimal", action="store_true",
-                     help="only the uuids (or names), comma-separated, as xe --minimal")
+    out.add_argument(
+        "--minimal",
+        action="store_true",
+        help="only the uuids (or names), comma-separated, as xe --minimal",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     a = sub.add_parser("attach", help="attach a volume to a VM")
@@ -80,9 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--read-only", dest="read_only", action="store_true", default=None)
     mode.add_argument("--read-write", dest="read_only", action="store_false")
     a.add_argument("--no-hotplug", action="store_true", help="plug at the next VM start")
-    a.add_argument("--placement", choices=("host", "pool"),
-                   help="plug the SR on the VM's host and the master, or on every host "
-                        "(default: the hosts' xenvol.conf)")
+    a.add_argument(
+        "--placement",
+        choices=("host", "pool"),
+        help="plug the SR on the VM's host and the master, or on every host "
+        "(default: the hosts' xenvol.conf)",
+    )
     d = sub.add_parser("detach", help="detach a volume: VM MOUNTPOINT, or --vdi UUID")
     d.add_argument("vm", nargs="?", help="VM uuid or name")
     d.add_argument("mountpoint", nargs="?")
@@ -107,16 +125,19 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("extend", help="after the backend grew a volume: rescan, new size")
     ex.add_argument("connection_info", nargs="?", help="file with the connection_info JSON")
     ex.add_argument("--vdi", help="the volume's VDI uuid instead of connection_info")
-    cn = sub.add_parser("connector", help="initiator IQN, FC WWPNs, NVMe NQN and IPs of the "
-                                          "hosts a volume will be plugged on")
+    cn = sub.add_parser(
+        "connector",
+        help="initiator IQN, FC WWPNs, NVMe NQN and IPs of the hosts a volume will be plugged on",
+    )
     cn.add_argument("vm", nargs="?", help="the VM the volume is for (default: every host)")
     cn.add_argument("--host", help="one host instead")
     cn.add_argument("--placement", choices=("host", "pool"), default="host")
     mg = sub.add_parser("migrate", help="live-migrate a VM with xenvol disks to another host")
     mg.add_argument("vm", help="VM uuid or name")
     mg.add_argument("host", help="destination host uuid or name")
-    rc = sub.add_parser("reconcile", help="pool-wide placement: PBDs on every live host "
-                                          "(--apply to make them)")
+    rc = sub.add_parser(
+        "reconcile", help="pool-wide placement: PBDs on every live host (--apply to make them)"
+    )
     rc.add_argument("--apply", action="store_true")
     pk = sub.add_parser("pack", help="the supplemental pack: build, verify, install over SSH")
     psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
@@ -124,27 +145,38 @@ def _parser() -> argparse.ArgumentParser:
     pb = psub.add_parser("build", help="build the RPM and the signed ISO (needs the source tree)")
     pb.add_argument("--out", default="out")
     pb.add_argument("--source", help="the xenvol source tree (default: the one this runs from)")
-    pb.add_argument("--test-key", action="store_true",
-                    help="sign with a throwaway TEST key (made once in OUT/test-signing)")
+    pb.add_argument(
+        "--test-key",
+        action="store_true",
+        help="sign with a throwaway TEST key (made once in OUT/test-signing)",
+    )
     pv = psub.add_parser("verify", help="check a pack ISO without a XenServer")
     pv.add_argument("iso")
     keys = pv.add_mutually_exclusive_group()
     keys.add_argument("--key", help="the public key you trust (got from the vendor, not the ISO)")
     keys.add_argument("--keyring", help="a gnupg home holding the keys you trust")
     pi = psub.add_parser("install", help="install a pack on hosts over SSH")
-    pi.add_argument("hosts", nargs="+", metavar="HOST", help="host name, address or ~/.ssh/config alias")
+    pi.add_argument(
+        "hosts", nargs="+", metavar="HOST", help="host name, address or ~/.ssh/config alias"
+    )
     pi.add_argument("--iso", required=True)
     pi.add_argument("--key", help="the pack's public key file")
-    pi.add_argument("--import-key", action="store_true",
-                    help="import the key on each host first (import-update-key)")
+    pi.add_argument(
+        "--import-key",
+        action="store_true",
+        help="import the key on each host first (import-update-key)",
+    )
     pi.add_argument("--sr", help="SR uuid to upload the update to (pools without a default SR)")
     pi.add_argument("--user", help="SSH user (default: ~/.ssh/config, else root)")
     pi.add_argument("--port", type=int, help="SSH port (default: ~/.ssh/config, else 22)")
     pi.add_argument("--identity", help="SSH private key file (default: ~/.ssh/config, agent)")
     pi.add_argument("--ssh-config", help="OpenSSH client config (default: ~/.ssh/config)")
     pi.add_argument("--known-hosts", help="known_hosts file (default: ~/.ssh/known_hosts)")
-    pi.add_argument("--accept-new-host-keys", action="store_true",
-                    help="trust and record host keys seen for the first time (default: refuse)")
+    pi.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="trust and record host keys seen for the first time (default: refuse)",
+    )
     pi.add_argument("--remote-dir", default="/tmp", help="where to upload on the hosts")
     pi.add_argument("--parallel", type=int, default=8)
     return p
@@ -158,12 +190,14 @@ def _read_file(path: str, what: str, stdin_ok: bool = False) -> str:
     try:
         with open(path) as fh:
             return fh.read()
-    except (IOError, OSError) as e:
-        raise errors.InvalidArgument("%s: cannot read %s: %s" % (what, path, e.strerror or e),
-                                     details={"field": what})
+    except OSError as e:
+        raise errors.InvalidArgument(
+            "%s: cannot read %s: %s" % (what, path, e.strerror or e), details={"field": what}
+        ) from None
     except UnicodeDecodeError:
-        raise errors.InvalidArgument("%s: %s is not a text file" % (what, path),
-                                     details={"field": what})
+        raise errors.InvalidArgument(
+            "%s: %s is not a text file" % (what, path), details={"field": what}
+        ) from None
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -173,8 +207,10 @@ def _password(args: argparse.Namespace) -> str:
         return _read_file(args.password_file, "--password-file").rstrip("\n")
     if sys.stdin.isatty():
         return getpass.getpass("Password for %s@%s: " % (args.username, args.url))
-    raise errors.InvalidArgument("no password: set XENVOL_PASSWORD, use --password-file, or run "
-                                 "in a terminal to be asked", details={"field": "password"})
+    raise errors.InvalidArgument(
+        "no password: set XENVOL_PASSWORD, use --password-file, or run in a terminal to be asked",
+        details={"field": "password"},
+    )
 
 
 def _read_info(source: str) -> Any:
@@ -182,8 +218,11 @@ def _read_info(source: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as e:
-        raise errors.InvalidConnectionInfo("connection_info: %s is not valid JSON (%s)" % (
-            "stdin" if source == "-" else source, e), details={"field": "connection_info"})
+        raise errors.InvalidConnectionInfo(
+            "connection_info: %s is not valid JSON (%s)"
+            % ("stdin" if source == "-" else source, e),
+            details={"field": "connection_info"},
+        ) from None
 
 
 def normalize_url(url: str) -> str:
@@ -193,12 +232,15 @@ def normalize_url(url: str) -> str:
         url = "https://" + url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise errors.InvalidArgument("--url: %r is not a host name or an http(s) URL" % url,
-                                     details={"field": "url"})
+        raise errors.InvalidArgument(
+            "--url: %r is not a host name or an http(s) URL" % url, details={"field": "url"}
+        )
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when it is read
     except ValueError:
-        raise errors.InvalidArgument("--url: bad port in %r" % url, details={"field": "url"})
+        raise errors.InvalidArgument(
+            "--url: bad port in %r" % url, details={"field": "url"}
+        ) from None
     return url if parts.path else url + "/"
 
 
@@ -221,7 +263,7 @@ def load_known_certs() -> Dict[str, str]:
                 fields = line.split()
                 if len(fields) == 2 and not line.startswith("#"):
                     pins[fields[0]] = fields[1]
-    except (IOError, OSError):
+    except OSError:
         pass
     return pins
 
@@ -244,16 +286,23 @@ def _untrusted_cert(url: str, cause: BaseException, timeout: float) -> "CannotCo
     """The one-line hint for a certificate the client does not trust."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
-    check = ("on the host: openssl x509 -noout -fingerprint -sha256 -in "
-             "/etc/xensource/xapi-ssl.pem")
+    check = "on the host: openssl x509 -noout -fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem"
     if isinstance(cause, CertificateMismatch):
         return CannotConnect(
             "the certificate of %s:%d changed: it is %s, trusted was %s. If the host's "
             "certificate was replaced (%s), trust the new one with --trust-fingerprint %s; "
-            "otherwise something is in between" % (host, port, format_fingerprint(cause.found),
-                                                   format_fingerprint(cause.expected), check,
-                                                   format_fingerprint(cause.found)),
-            "TLS_CERTIFICATE_CHANGED", {"fingerprint": cause.found})
+            "otherwise something is in between"
+            % (
+                host,
+                port,
+                format_fingerprint(cause.found),
+                format_fingerprint(cause.expected),
+                check,
+                format_fingerprint(cause.found),
+            ),
+            "TLS_CERTIFICATE_CHANGED",
+            {"fingerprint": cause.found},
+        )
     try:
         fpr = format_fingerprint(peer_fingerprint(host, port, timeout))
     except (OSError, ssl.SSLError):
@@ -261,11 +310,19 @@ def _untrusted_cert(url: str, cause: BaseException, timeout: float) -> "CannotCo
     return CannotConnect(
         "the certificate of %s:%d is not signed by a CA this machine trusts (%s). XenServer "
         "and XCP-ng hosts have a self-signed one: %s. Compare it with the host's (%s); if they "
-        "match, add --trust-fingerprint %s (it is remembered in %s), or give --cafile" % (
-            host, port, getattr(cause, "verify_message", None) or cause,
+        "match, add --trust-fingerprint %s (it is remembered in %s), or give --cafile"
+        % (
+            host,
+            port,
+            getattr(cause, "verify_message", None) or cause,
             "its SHA-256 fingerprint is %s" % fpr if fpr else "its fingerprint could not be read",
-            check, fpr or "SHA256", _known_certs_path()),
-        "TLS_CERTIFICATE_UNTRUSTED", {"fingerprint": fpr})
+            check,
+            fpr or "SHA256",
+            _known_certs_path(),
+        ),
+        "TLS_CERTIFICATE_UNTRUSTED",
+        {"fingerprint": fpr},
+    )
 
 
 def _show_progress(step: str) -> None:
@@ -281,24 +338,33 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
         try:
             pinned = normalize_fingerprint(args.trust_fingerprint)
         except ValueError as e:
-            raise errors.InvalidArgument("--trust-fingerprint: %s" % e,
-                                         details={"field": "trust_fingerprint"})
+            raise errors.InvalidArgument(
+                "--trust-fingerprint: %s" % e, details={"field": "trust_fingerprint"}
+            ) from None
         pins[_hostport(url)] = pinned
     password = _password(args)
     try:
-        client = Client(url, args.username, password, verify_tls=not args.no_verify_tls,
-                        cafile=args.cafile, timeout=args.timeout, pinned_certs=pins,
-                        progress=progress)
+        client = Client(
+            url,
+            args.username,
+            password,
+            verify_tls=not args.no_verify_tls,
+            cafile=args.cafile,
+            timeout=args.timeout,
+            pinned_certs=pins,
+            progress=progress,
+        )
     except ConnectionFailed as e:
         cause = e.__context__
         if isinstance(cause, (ssl.SSLCertVerificationError, CertificateMismatch)):
-            raise _untrusted_cert(url, cause, args.timeout)
+            raise _untrusted_cert(url, cause, args.timeout) from None
         if isinstance(cause, socket.timeout):
-            raise CannotConnect("no answer from %s within %g s (--timeout)" % (url, args.timeout),
-                                "TIMEOUT")
-        raise CannotConnect(e.message, "CANNOT_CONNECT")
+            raise CannotConnect(
+                "no answer from %s within %g s (--timeout)" % (url, args.timeout), "TIMEOUT"
+            ) from None
+        raise CannotConnect(e.message, "CANNOT_CONNECT") from None
     except errors.AuthenticationFailed as e:
-        raise CannotConnect(e.message, e.code, e.details)
+        raise CannotConnect(e.message, e.code, e.details) from None
     if pinned and client.url and _hostport(client.url) == _hostport(url):
         remember_cert(_hostport(url), pinned)
     return client
@@ -316,7 +382,7 @@ def _table(rows: Sequence[Dict[str, Any]], columns: Sequence[Tuple[str, str]]) -
     return "\n".join(lines)
 
 
-class _Names(object):
+class _Names:
     """Name labels beside uuids, looked up once each."""
 
     def __init__(self, client: Client) -> None:
@@ -349,45 +415,83 @@ def _skipped(skipped: Sequence[errors.XenvolError], names: _Names) -> List[str]:
 # ---------------------------------------------------------------------- commands
 def _pack(args: argparse.Namespace) -> Result:
     from xenvol_pack import common
+
     try:
         if args.pack_command == "build":
             from xenvol_pack import build
+
             r = build.build(args.out, repo=args.source, test_key=args.test_key)
             text = "built %s\n      %s\n      %s\nsigned by %s" % (
-                r["iso"], r["rpm"], r["key"], r["signer"])
+                r["iso"],
+                r["rpm"],
+                r["key"],
+                r["signer"],
+            )
             return r, text, r["warnings"], [r["iso"]]
         if args.pack_command == "verify":
             from xenvol_pack import verify
+
             report = verify.verify(args.iso, key=args.key, keyring=args.keyring)
-            data: Any = {"ok": report.ok, "signer": report.signer, "warnings": report.warnings,
-                    "checks": [{"check": n, "ok": ok, "detail": d}
-                               for n, ok, d in report.results]}
+            data: Any = {
+                "ok": report.ok,
+                "signer": report.signer,
+                "warnings": report.warnings,
+                "checks": [{"check": n, "ok": ok, "detail": d} for n, ok, d in report.results],
+            }
             if not report.ok:
-                raise PackFailed("%s failed %d check(s): %s" % (
-                    args.iso, len(report.failures()),
-                    "; ".join("%s: %s" % f for f in report.failures())),
-                    "PACK_INVALID", data)
+                raise PackFailed(
+                    "%s failed %d check(s): %s"
+                    % (
+                        args.iso,
+                        len(report.failures()),
+                        "; ".join("%s: %s" % f for f in report.failures()),
+                    ),
+                    "PACK_INVALID",
+                    data,
+                )
             return data, report.text() + "\npack OK", report.warnings, ["ok"]
         from xenvol_pack import install
+
         progress = install.Progress(args.hosts)
-        inst = install.Installer(args.iso, args.key, args.import_key, args.user, args.port,
-                                 args.identity, _ssh_password(), args.known_hosts,
-                                 args.accept_new_host_keys, remote_dir=args.remote_dir,
-                                 progress=progress, sr=args.sr, ssh_config=args.ssh_config)
+        inst = install.Installer(
+            args.iso,
+            args.key,
+            args.import_key,
+            args.user,
+            args.port,
+            args.identity,
+            _ssh_password(),
+            args.known_hosts,
+            args.accept_new_host_keys,
+            remote_dir=args.remote_dir,
+            progress=progress,
+            sr=args.sr,
+            ssh_config=args.ssh_config,
+        )
         for w in inst.warnings:  # before the work, so it shows whatever happens next
             sys.stderr.write("xenvol: warning: %s\n" % w)
         results = inst.install(args.hosts, args.parallel)
         data = [r.to_dict() for r in results]
         failed = [r for r in results if not r.ok]
         if failed:
-            raise PackFailed("%d of %d host(s) failed: %s" % (
-                len(failed), len(results), "; ".join("%s: %s" % (r.host, r.message)
-                                                      for r in failed)),
-                "PACK_INSTALL_FAILED", {"hosts": data})
-        return (data, "\n".join("%s: %s" % (r.host, r.message) for r in results), [],
-                [r.host for r in results])
+            raise PackFailed(
+                "%d of %d host(s) failed: %s"
+                % (
+                    len(failed),
+                    len(results),
+                    "; ".join("%s: %s" % (r.host, r.message) for r in failed),
+                ),
+                "PACK_INSTALL_FAILED",
+                {"hosts": data},
+            )
+        return (
+            data,
+            "\n".join("%s: %s" % (r.host, r.message) for r in results),
+            [],
+            [r.host for r in results],
+        )
     except common.PackError as e:
-        raise PackFailed(str(e), "PACK_ERROR")
+        raise PackFailed(str(e), "PACK_ERROR") from None
 
 
 def _ssh_password() -> Optional[str]:
@@ -402,8 +506,9 @@ def _run(args: argparse.Namespace) -> Result:
     if args.command == "version" and not args.url:
         return {"client": __version__}, "xenvol client %s" % __version__, [], [__version__]
     if not args.url:
-        raise errors.InvalidArgument("no pool: give --url or set XENVOL_URL",
-                                     details={"field": "url"})
+        raise errors.InvalidArgument(
+            "no pool: give --url or set XENVOL_URL", details={"field": "url"}
+        )
     progress = _show_progress if not args.json and sys.stderr.isatty() else None
     with _connect(args, progress) as client:
         try:
@@ -415,53 +520,103 @@ def _run(args: argparse.Namespace) -> Result:
 
 def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Result:
     if args.command == "attach":
-        att = client.attach(_read_info(args.connection_info), args.vm, args.mountpoint,
-                            args.read_only, not args.no_hotplug, placement=args.placement)
+        att = client.attach(
+            _read_info(args.connection_info),
+            args.vm,
+            args.mountpoint,
+            args.read_only,
+            not args.no_hotplug,
+            placement=args.placement,
+        )
         d = dict(att.to_dict(), vm_name=names.vm(att.vm_uuid))
-        return d, "attached %s to VM %s (%s) as %s (userdevice %s, %s, %s)%s" % (
-            d["vdi_uuid"], d["vm_name"], d["vm_uuid"], d["device"], d["userdevice"], d["mode"],
-            "plugged" if d["plugged"] else "plugged at next start",
-            " [%s]" % d["note"] if d.get("note") else ""), [], [d["vdi_uuid"]]
+        return (
+            d,
+            "attached %s to VM %s (%s) as %s (userdevice %s, %s, %s)%s"
+            % (
+                d["vdi_uuid"],
+                d["vm_name"],
+                d["vm_uuid"],
+                d["device"],
+                d["userdevice"],
+                d["mode"],
+                "plugged" if d["plugged"] else "plugged at next start",
+                " [%s]" % d["note"] if d.get("note") else "",
+            ),
+            [],
+            [d["vdi_uuid"]],
+        )
     if args.command == "detach":
         if args.vdi:
             done = client.detach(vdi=args.vdi)
         elif args.vm and args.mountpoint:
             done = client.detach(vm=args.vm, mountpoint=args.mountpoint)
         else:
-            raise errors.InvalidArgument("detach: give VM and MOUNTPOINT, or --vdi",
-                                         details={"field": "mountpoint"})
+            raise errors.InvalidArgument(
+                "detach: give VM and MOUNTPOINT, or --vdi", details={"field": "mountpoint"}
+            )
         rows = [dict(a.to_dict(), vm_name=names.vm(a.vm_uuid)) for a in done]
-        text = ("detached:\n" + _table(rows, (("VM", "vm_name"), ("VM_UUID", "vm_uuid"),
-                                              ("DEVICE", "device"), ("VDI_UUID", "vdi_uuid")))
-                if rows else "nothing to detach: not attached")
+        text = (
+            "detached:\n"
+            + _table(
+                rows,
+                (
+                    ("VM", "vm_name"),
+                    ("VM_UUID", "vm_uuid"),
+                    ("DEVICE", "device"),
+                    ("VDI_UUID", "vdi_uuid"),
+                ),
+            )
+            if rows
+            else "nothing to detach: not attached"
+        )
         return rows, text, [], [r["vdi_uuid"] for r in rows]
     if args.command == "connect":
         conn = client.connect(_read_info(args.connection_info), args.host)
         d = dict(conn.to_dict(), host_name=names.host(conn.host_uuid))
-        return d, "connected VDI %s (SR %s) on host %s (%s)" % (
-            d["vdi_uuid"], d["sr_uuid"], d["host_name"], d["host_uuid"]), [], [d["vdi_uuid"]]
+        return (
+            d,
+            "connected VDI %s (SR %s) on host %s (%s)"
+            % (d["vdi_uuid"], d["sr_uuid"], d["host_name"], d["host_uuid"]),
+            [],
+            [d["vdi_uuid"]],
+        )
     if args.command == "disconnect":
         if args.connection_info:
-            res = client.disconnect(connection_info=_read_info(args.connection_info),
-                                    host=args.host)
+            res = client.disconnect(
+                connection_info=_read_info(args.connection_info), host=args.host
+            )
         elif args.sr and args.vdi:
             host_uuid = client.x.host.get_uuid(client._router.host(args.host))
-            res = client.disconnect(Connection(sr_uuid=args.sr, vdi_uuid=args.vdi,
-                                               host_uuid=host_uuid))
+            res = client.disconnect(
+                Connection(sr_uuid=args.sr, vdi_uuid=args.vdi, host_uuid=host_uuid)
+            )
         else:
-            raise errors.InvalidArgument("disconnect: give connection_info or --sr and --vdi",
-                                         details={"field": "connection_info"})
+            raise errors.InvalidArgument(
+                "disconnect: give connection_info or --sr and --vdi",
+                details={"field": "connection_info"},
+            )
         return res, "disconnected: %s" % res.get("note", ""), [], [res.get("vdi_uuid", "")]
     if args.command == "list":
         skipped: List[errors.PluginError] = []
         vm = args.vm or args.vm_option
         found = client.attachments(vm, skipped=skipped)
-        rows = [dict(a.to_dict(), vm_name=names.vm(a.vm_uuid), host_name=names.host(a.host_uuid))
-                for a in found]
-        text = _table(rows, (("VM", "vm_name"), ("VM_UUID", "vm_uuid"), ("DEVICE", "device"),
-                             ("MODE", "mode"), ("PLUGGED", "plugged"),
-                             ("TYPE", "driver_volume_type"), ("VDI_UUID", "vdi_uuid"),
-                             ("HOST", "host_name")))
+        rows = [
+            dict(a.to_dict(), vm_name=names.vm(a.vm_uuid), host_name=names.host(a.host_uuid))
+            for a in found
+        ]
+        text = _table(
+            rows,
+            (
+                ("VM", "vm_name"),
+                ("VM_UUID", "vm_uuid"),
+                ("DEVICE", "device"),
+                ("MODE", "mode"),
+                ("PLUGGED", "plugged"),
+                ("TYPE", "driver_volume_type"),
+                ("VDI_UUID", "vdi_uuid"),
+                ("HOST", "host_name"),
+            ),
+        )
         return rows, text, _skipped(skipped, names), [r["vdi_uuid"] for r in rows], skipped
     if args.command == "drivers":
         skipped = []
@@ -470,21 +625,42 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
         for host, info in sorted(result.items(), key=lambda hi: (names.host(hi[0]), hi[0])):
             name = names.host(host)
             rows += [dict(d, host=name) for d in info["drivers"]]
-            rows += [{"host": name, "driver_volume_type": "(failed)",
-                      "origin": "%s: %s" % (f["file"], f["error"])} for f in info["failed"]]
-        text = _table(rows, (("HOST", "host"), ("TYPE", "driver_volume_type"),
-                             ("SR_TYPE", "sr_type"), ("ORIGIN", "origin")))
-        return (result, text, _skipped(skipped, names),
-                sorted(set(r["driver_volume_type"] for r in rows)), skipped)
+            rows += [
+                {
+                    "host": name,
+                    "driver_volume_type": "(failed)",
+                    "origin": "%s: %s" % (f["file"], f["error"]),
+                }
+                for f in info["failed"]
+            ]
+        text = _table(
+            rows,
+            (
+                ("HOST", "host"),
+                ("TYPE", "driver_volume_type"),
+                ("SR_TYPE", "sr_type"),
+                ("ORIGIN", "origin"),
+            ),
+        )
+        return (
+            result,
+            text,
+            _skipped(skipped, names),
+            sorted(set(r["driver_volume_type"] for r in rows)),
+            skipped,
+        )
     if args.command == "gc":
         items = client.gc(dry_run=not args.apply)
         verb = "removed" if args.apply else "would remove (run with --apply)"
-        text = "%s:\n%s" % (verb, _table(items, (("KIND", "kind"), ("ID", "id"), ("WHY", "why"),
-                                                 ("ACTION", "action"))))
+        text = "%s:\n%s" % (
+            verb,
+            _table(items, (("KIND", "kind"), ("ID", "id"), ("WHY", "why"), ("ACTION", "action"))),
+        )
         failed = [i for i in items if i.get("done") is False]
         if failed:
-            text += "\nfailed: " + "; ".join("%s %s: %s" % (i["kind"], i["id"], i["error"])
-                                            for i in failed)
+            text += "\nfailed: " + "; ".join(
+                "%s %s: %s" % (i["kind"], i["id"], i["error"]) for i in failed
+            )
         return items, text if items else "nothing to collect", [], [i["id"] for i in items]
     if args.command == "extend":
         if args.vdi:
@@ -492,57 +668,115 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
         elif args.connection_info:
             out = client.extend(_read_info(args.connection_info))
         else:
-            raise errors.InvalidArgument("extend: give connection_info or --vdi",
-                                         details={"field": "connection_info"})
-        text = "VDI %s: %d -> %d bytes (%s)" % (out["vdi_uuid"], out["old_size"],
-                                                 out["new_size"],
-                                                 "grew" if out["grew"] else "unchanged")
+            raise errors.InvalidArgument(
+                "extend: give connection_info or --vdi", details={"field": "connection_info"}
+            )
+        text = "VDI %s: %d -> %d bytes (%s)" % (
+            out["vdi_uuid"],
+            out["old_size"],
+            out["new_size"],
+            "grew" if out["grew"] else "unchanged",
+        )
         for v in out["vbds"]:
-            text += "\n  VM %s %s: the guest sees %s" % (names.vm(v["vm_uuid"]),
-                                                        v["device"] or "(unplugged)", v["sees"])
+            text += "\n  VM %s %s: the guest sees %s" % (
+                names.vm(v["vm_uuid"]),
+                v["device"] or "(unplugged)",
+                v["sees"],
+            )
         return out, text, [], [str(out["new_size"])]
     if args.command == "connector":
         out = client.connector(vm=args.vm, host=args.host, placement=args.placement)
-        rows = [dict(h, wwpns=",".join(h.get("wwpns", [])), nqn=h.get("nqn", ""),
-                     ips=",".join(h["ips"])) for h in out["hosts"]]
-        text = _table(rows, (("HOST", "name_label"), ("HOST_UUID", "host_uuid"),
-                             ("INITIATOR", "initiator"), ("WWPNS", "wwpns"), ("NQN", "nqn"),
-                             ("IPS", "ips")))
+        rows = [
+            dict(
+                h, wwpns=",".join(h.get("wwpns", [])), nqn=h.get("nqn", ""), ips=",".join(h["ips"])
+            )
+            for h in out["hosts"]
+        ]
+        text = _table(
+            rows,
+            (
+                ("HOST", "name_label"),
+                ("HOST_UUID", "host_uuid"),
+                ("INITIATOR", "initiator"),
+                ("WWPNS", "wwpns"),
+                ("NQN", "nqn"),
+                ("IPS", "ips"),
+            ),
+        )
         if args.vm:
             text += "\nthe volume will be plugged on every host above: export it to each"
         return out, text, [], [h["initiator"] for h in out["hosts"]]
     if args.command == "migrate":
         out = client.migrate(args.vm, args.host)
         text = "migrated VM %s from %s to %s; SRs prepared there: %s%s" % (
-            names.vm(out["vm_uuid"]), names.host(out["source"]) if out["source"] else "-",
-            names.host(out["destination"]), ", ".join(out["prepared"]) or "none",
-            "".join("\n  source SR %s: %s" % (r["sr_uuid"], r["note"]) for r in out["released"]))
+            names.vm(out["vm_uuid"]),
+            names.host(out["source"]) if out["source"] else "-",
+            names.host(out["destination"]),
+            ", ".join(out["prepared"]) or "none",
+            "".join("\n  source SR %s: %s" % (r["sr_uuid"], r["note"]) for r in out["released"]),
+        )
         return out, text, [], [out["vm_uuid"]]
     if args.command == "reconcile":
         items = client.reconcile(apply=args.apply)
-        text = _table(items, (("SR_UUID", "sr_uuid"), ("HOST_UUID", "host_uuid"),
-                              ("ACTION", "action"), ("ERROR", "error")))
-        return items, text if items else "every pool-wide SR is plugged on every live host", \
-            [], [i["sr_uuid"] for i in items]
+        text = _table(
+            items,
+            (
+                ("SR_UUID", "sr_uuid"),
+                ("HOST_UUID", "host_uuid"),
+                ("ACTION", "action"),
+                ("ERROR", "error"),
+            ),
+        )
+        return (
+            items,
+            text if items else "every pool-wide SR is plugged on every live host",
+            [],
+            [i["sr_uuid"] for i in items],
+        )
     if args.command == "version":
         result = client.versions()
-        rows = sorted((dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),
-                      key=lambda r: (r["host"], r["host_uuid"]))
+        rows = sorted(
+            (dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),
+            key=lambda r: (r["host"], r["host_uuid"]),
+        )
         text = "xenvol client %s\n" % __version__ + _table(
-            rows, (("HOST", "host"), ("HOST_UUID", "host_uuid"), ("VERSION", "version"),
-                   ("API_LEVEL", "api_level"), ("ERROR", "error")))
+            rows,
+            (
+                ("HOST", "host"),
+                ("HOST_UUID", "host_uuid"),
+                ("VERSION", "version"),
+                ("API_LEVEL", "api_level"),
+                ("ERROR", "error"),
+            ),
+        )
         bad = [r for r in rows if r.get("error")]
         data = {"client": __version__, "hosts": result}
-        return (data, text, [], [r.get("version", "") for r in rows],
-                [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
-                if bad else [])
+        return (
+            data,
+            text,
+            [],
+            [r.get("version", "") for r in rows],
+            [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
+            if bad
+            else [],
+        )
     raise AssertionError(args.command)
 
 
 def _fail(args: argparse.Namespace, e: errors.XenvolError) -> int:
     if args.json:
-        print(json.dumps({"error": type(e).__name__, "code": e.code, "message": e.message,
-                          "details": e.details, "host": e.host}, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "error": type(e).__name__,
+                    "code": e.code,
+                    "message": e.message,
+                    "details": e.details,
+                    "host": e.host,
+                },
+                sort_keys=True,
+            )
+        )
     else:
         # One line, whatever the backend's message holds (grep- and log-friendly).
         sys.stderr.write("xenvol: %s\n" % " ".join(str(e.message).split()))
@@ -557,11 +791,16 @@ def _main(args: argparse.Namespace) -> int:
     except XenAPI.Failure as f:
         return _fail(args, errors.from_failure(f.details))
     except socket.timeout:
-        return _fail(args, CannotConnect("no answer from the pool within %g s (--timeout)"
-                                         % args.timeout, "TIMEOUT"))
+        return _fail(
+            args,
+            CannotConnect(
+                "no answer from the pool within %g s (--timeout)" % args.timeout, "TIMEOUT"
+            ),
+        )
     except (ConnectionError, ssl.SSLError) as e:
-        return _fail(args, CannotConnect("lost the connection to the pool: %s" % e,
-                                         "CANNOT_CONNECT"))
+        return _fail(
+            args, CannotConnect("lost the connection to the pool: %s" % e, "CANNOT_CONNECT")
+        )
     data, text, warnings, minimal = result[:4]
     partial: List[errors.XenvolError] = result[4] if len(result) > 4 else []
     if args.json:
@@ -591,8 +830,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as e:  # the promise: one line, never a traceback
         if os.environ.get("XENVOL_DEBUG"):
             raise
-        sys.stderr.write("xenvol: internal error: %s: %s (XENVOL_DEBUG=1 shows where)\n"
-                         % (type(e).__name__, e))
+        sys.stderr.write(
+            "xenvol: internal error: %s: %s (XENVOL_DEBUG=1 shows where)\n" % (type(e).__name__, e)
+        )
         return 1
 
 

@@ -2,6 +2,7 @@
 host's plugin; the work is done by the modules below it (docs/architecture.md):
 session (login, TLS), secrets (passwords as XAPI secrets), routing (which host), plugin (one
 call, its API level, its errors), tasks (waiting, bounded), records (what calls return)."""
+
 import json
 import re
 import time
@@ -24,7 +25,7 @@ __all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "REQUIRED_A
 SECRET_TTL_GRACE = 300
 
 
-class Client(object):
+class Client:
     """Talk to a pool. Build it from a URL and credentials (it follows HOST_IS_SLAVE to the
     master, verifies TLS unless verify_tls=False, and logs out on close()), or from an
     existing XenAPI.Session with Client.from_session(session).
@@ -35,19 +36,35 @@ class Client(object):
     on disk for the next process (True: $XDG_CACHE_HOME/xenvol/hosts.json unless
     XENVOL_HOST_CACHE=off; a path; False: never)."""
 
-    def __init__(self, url: Optional[str] = None, username: str = "root",
-                 password: Optional[str] = None, verify_tls: bool = True,
-                 cafile: Optional[str] = None, timeout: float = 60.0,
-                 originator: str = "xenvol", pinned_certs: Optional[Mapping[str, str]] = None,
-                 progress: Optional[Progress] = None, routing: str = "host",
-                 host_cache: Union[bool, str] = True) -> None:
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        username: str = "root",
+        password: Optional[str] = None,
+        verify_tls: bool = True,
+        cafile: Optional[str] = None,
+        timeout: float = 60.0,
+        originator: str = "xenvol",
+        pinned_certs: Optional[Mapping[str, str]] = None,
+        progress: Optional[Progress] = None,
+        routing: str = "host",
+        host_cache: Union[bool, str] = True,
+    ) -> None:
         if routing not in ("host", "native"):
             raise errors.InvalidArgument("routing: host or native", details={"field": "routing"})
         self.timeout = timeout
         if url is not None:
             # pinned_certs: "host:port" -> SHA-256 of a trusted certificate
-            self._link = PoolSession.login(url, username, password or "", originator, timeout,
-                                           verify_tls, cafile, dict(pinned_certs or {}))
+            self._link = PoolSession.login(
+                url,
+                username,
+                password or "",
+                originator,
+                timeout,
+                verify_tls,
+                cafile,
+                dict(pinned_certs or {}),
+            )
         else:
             self._link = PoolSession()
         self._plugin = Plugin(self._link, routing, progress)
@@ -107,12 +124,21 @@ class Client(object):
         return self._plugin.check_version(host_ref)
 
     # ------------------------------------------------------------------ secrets
-    def _with_secrets(self, connection_info: object, host_ref: Optional[str], fn: str,
-                      args: Args, vm: Optional[str] = None) -> Any:
+    def _with_secrets(
+        self,
+        connection_info: object,
+        host_ref: Optional[str],
+        fn: str,
+        args: Args,
+        vm: Optional[str] = None,
+    ) -> Any:
         # Tagged, so that the plugin consumes them and gc finds any a kill -9 left.
         expires = time.time() + self._plugin.wait_limit(host_ref) + SECRET_TTL_GRACE
-        stashed = secrets.stash(self.x, connection_info, {
-            "xenvol": "client", "xenvol-op": args["op_id"], "xenvol-expires": "%d" % expires})
+        stashed = secrets.stash(
+            self.x,
+            connection_info,
+            {"xenvol": "client", "xenvol-op": args["op_id"], "xenvol-expires": "%d" % expires},
+        )
         args = dict(args, connection_info=json.dumps(stashed.info))
         try:
             if vm is not None:
@@ -134,26 +160,43 @@ class Client(object):
         return stashed.info, stashed.scrub
 
     # ------------------------------------------------------------------ the API
-    def attach(self, connection_info: Dict[str, Any], vm: str, mountpoint: str = "autodetect",
-               read_only: Optional[bool] = None, hotplug: bool = True,
-               op_id: Optional[str] = None, placement: Optional[str] = None) -> Attachment:
+    def attach(
+        self,
+        connection_info: Dict[str, Any],
+        vm: str,
+        mountpoint: str = "autodetect",
+        read_only: Optional[bool] = None,
+        hotplug: bool = True,
+        op_id: Optional[str] = None,
+        placement: Optional[str] = None,
+    ) -> Attachment:
         """Attach a volume to a VM (uuid or name); returns an Attachment. op_id: this
         operation's id (default: a new one); the same call with the same op_id returns the
         first one's result (after OperationTimedOut, say). placement: "host" (the SR plugged
         on the VM's host and the master) or "pool" (on every host); default: the hosts'
         xenvol.conf."""
-        args = {"vm": _vm_arg(vm), "mountpoint": str(mountpoint),
-                "hotplug": "true" if hotplug else "false", "op_id": _op_id(op_id)}
+        args = {
+            "vm": _vm_arg(vm),
+            "mountpoint": str(mountpoint),
+            "hotplug": "true" if hotplug else "false",
+            "op_id": _op_id(op_id),
+        }
         if placement is not None:
             args["placement"] = _placement(placement)
         if read_only is not None:
             args["mode"] = "ro" if read_only else "rw"
-        return Attachment(**self._with_secrets(connection_info, None, "attach_volume", args,
-                                               vm=args["vm"]))
+        return Attachment(
+            **self._with_secrets(connection_info, None, "attach_volume", args, vm=args["vm"])
+        )
 
-    def detach(self, vm: Optional[str] = None, mountpoint: Optional[str] = None,
-               attachment: Optional[Attachment] = None, vdi: Optional[str] = None,
-               op_id: Optional[str] = None) -> List[Attachment]:
+    def detach(
+        self,
+        vm: Optional[str] = None,
+        mountpoint: Optional[str] = None,
+        attachment: Optional[Attachment] = None,
+        vdi: Optional[str] = None,
+        op_id: Optional[str] = None,
+    ) -> List[Attachment]:
         """Detach by VM and mount point, by Attachment, or every xenvol VBD of a VDI uuid.
         Returns the Attachments detached (empty when nothing was attached)."""
         if attachment is not None:
@@ -165,51 +208,73 @@ class Client(object):
             key = _vm_arg(vm)
             args = {"vm": key, "mountpoint": str(mountpoint)}
         else:
-            raise errors.InvalidArgument("detach: give vm and mountpoint, attachment, or vdi",
-                                         details={"field": "mountpoint"})
+            raise errors.InvalidArgument(
+                "detach: give vm and mountpoint, attachment, or vdi",
+                details={"field": "mountpoint"},
+            )
         args["op_id"] = _op_id(op_id)
         out = self._router.vm_call(key, "detach_volume", args)
         return [Attachment(**a) for a in out["detached"]]
 
-    def connect(self, connection_info: Dict[str, Any], host: str, op_id: Optional[str] = None,
-                placement: Optional[str] = None) -> Connection:
+    def connect(
+        self,
+        connection_info: Dict[str, Any],
+        host: str,
+        op_id: Optional[str] = None,
+        placement: Optional[str] = None,
+    ) -> Connection:
         """Connect a volume to a host (uuid or name) without a VM; returns a Connection."""
         host_ref = self._router.host(host)
         args = {"op_id": _op_id(op_id)}
         if placement is not None:
             args["placement"] = _placement(placement)
-        return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume",
-                                               args))
+        return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume", args))
 
-    def disconnect(self, connection: Optional[Connection] = None,
-                   connection_info: Optional[Dict[str, Any]] = None, host: Optional[str] = None,
-                   op_id: Optional[str] = None) -> Dict[str, Any]:
+    def disconnect(
+        self,
+        connection: Optional[Connection] = None,
+        connection_info: Optional[Dict[str, Any]] = None,
+        host: Optional[str] = None,
+        op_id: Optional[str] = None,
+    ) -> Dict[str, Any]:
         """Undo connect(): give the Connection, or connection_info and the host."""
         out: Dict[str, Any]
         if connection is not None:
             host_ref = self._router.host(connection.host_uuid)
-            args = {"sr_uuid": connection.sr_uuid, "vdi_uuid": connection.vdi_uuid,
-                    "op_id": _op_id(op_id)}
+            args = {
+                "sr_uuid": connection.sr_uuid,
+                "vdi_uuid": connection.vdi_uuid,
+                "op_id": _op_id(op_id),
+            }
             out = self._plugin.call(host_ref, "disconnect_volume", args)
             return out
         if connection_info is None or host is None:
-            raise errors.InvalidArgument("disconnect: give a Connection, or connection_info and "
-                                         "host", details={"field": "connection"})
+            raise errors.InvalidArgument(
+                "disconnect: give a Connection, or connection_info and host",
+                details={"field": "connection"},
+            )
         info, scrub = self._without_secrets(connection_info)
-        out = self._plugin.call(self._router.host(host), "disconnect_volume",
-                                {"connection_info": json.dumps(info), "op_id": _op_id(op_id)},
-                                scrub)
+        out = self._plugin.call(
+            self._router.host(host),
+            "disconnect_volume",
+            {"connection_info": json.dumps(info), "op_id": _op_id(op_id)},
+            scrub,
+        )
         return out
 
-    def attachments(self, vm: Optional[str] = None,
-                    skipped: Optional[List[errors.PluginError]] = None) -> List[Attachment]:
+    def attachments(
+        self, vm: Optional[str] = None, skipped: Optional[List[errors.PluginError]] = None
+    ) -> List[Attachment]:
         """The volumes xenvol attached, on the VM's host or on every host. With a list as
         `skipped`, a host without a usable plugin is appended to it (as the PluginError) and
         the other hosts are still listed."""
         if vm is not None:
             vm_ref = self._router.vm(vm)
-            out = self._plugin.call(self._router.host_for_vm(vm_ref), "list_attachments",
-                                    {"vm_uuid": self.x.VM.get_uuid(vm_ref)})
+            out = self._plugin.call(
+                self._router.host_for_vm(vm_ref),
+                "list_attachments",
+                {"vm_uuid": self.x.VM.get_uuid(vm_ref)},
+            )
             found = out["attachments"]
         else:
             found = []
@@ -221,8 +286,9 @@ class Client(object):
                         raise
                     skipped.append(e)
                     continue
-                found.extend(dict(a, host_uuid=self.x.host.get_uuid(host))
-                             for a in out["attachments"])
+                found.extend(
+                    dict(a, host_uuid=self.x.host.get_uuid(host)) for a in out["attachments"]
+                )
         return [Attachment(**a) for a in found]
 
     def gc(self, dry_run: bool = True) -> List[Dict[str, Any]]:
@@ -234,14 +300,18 @@ class Client(object):
         master = self._router.master()
         hosts = [master] + [h for h in self._router.hosts() if h != master]
         for host in hosts:
-            args = {"apply": "false" if dry_run else "true",
-                    "pool": "true" if host == master else "false", "op_id": _op_id(None)}
+            args = {
+                "apply": "false" if dry_run else "true",
+                "pool": "true" if host == master else "false",
+                "op_id": _op_id(None),
+            }
             out = self._plugin.call(host, "gc", args)
             items.extend(dict(i, host_uuid=out["host_uuid"]) for i in out["items"])
         return items
 
-    def drivers(self, host: Optional[str] = None,
-                skipped: Optional[List[errors.PluginError]] = None) -> Dict[str, Any]:
+    def drivers(
+        self, host: Optional[str] = None, skipped: Optional[List[errors.PluginError]] = None
+    ) -> Dict[str, Any]:
         """{host uuid: {"drivers": [...], "failed": [...]}} for one host or all; `skipped` as
         in attachments()."""
         hosts = [self._router.host(host)] if host else self._router.hosts()
@@ -256,8 +326,12 @@ class Client(object):
         return out
 
     # ------------------------------------------------------------------ integrators
-    def extend(self, connection_info: Optional[Dict[str, Any]] = None, vdi: Optional[str] = None,
-               op_id: Optional[str] = None) -> Dict[str, Any]:
+    def extend(
+        self,
+        connection_info: Optional[Dict[str, Any]] = None,
+        vdi: Optional[str] = None,
+        op_id: Optional[str] = None,
+    ) -> Dict[str, Any]:
         """After the backend grew a volume (attached or connected): every host with its SR
         plugged re-reads the size, the VDI's virtual_size follows; returns {old_size,
         new_size, grew, vbds: [{vm_uuid, device, plugged, sees}]}. Give connection_info or
@@ -269,15 +343,16 @@ class Client(object):
         elif vdi is not None:
             args = {"vdi_uuid": vdi}
         else:
-            raise errors.InvalidArgument("extend: give connection_info or vdi",
-                                         details={"field": "connection_info"})
+            raise errors.InvalidArgument(
+                "extend: give connection_info or vdi", details={"field": "connection_info"}
+            )
         args["op_id"] = _op_id(op_id)
-        out: Dict[str, Any] = self._plugin.call(self._router.master(), "extend_volume", args,
-                                                scrub)
+        out: Dict[str, Any] = self._plugin.call(self._router.master(), "extend_volume", args, scrub)
         return out
 
-    def connector(self, vm: Optional[str] = None, host: Optional[str] = None,
-                  placement: str = "host") -> Dict[str, Any]:
+    def connector(
+        self, vm: Optional[str] = None, host: Optional[str] = None, placement: str = "host"
+    ) -> Dict[str, Any]:
         """What the array must know before Cinder's initialize_connection: for each host a
         volume will be plugged on, its initiator IQN, FC WWPNs/WWNNs and NVMe host NQN where
         it has them, IPs and name. With vm: the hosts an attach to it plugs the SR on (its
@@ -296,14 +371,21 @@ class Client(object):
             if vm is not None:
                 first = router.host_for_vm(router.vm(vm))
                 all_hosts = [first] + [h for h in all_hosts if h != first]
-            targets = [h for h in all_hosts if self._link.call(self.x.host.get_enabled, h)] \
-                if vm is not None else all_hosts
+            targets = (
+                [h for h in all_hosts if self._link.call(self.x.host.get_enabled, h)]
+                if vm is not None
+                else all_hosts
+            )
         hosts = [self._plugin.call(h, "connector", {}) for h in targets]
-        return {"hosts": hosts, "plug_hosts": [h["host_uuid"] for h in hosts],
-                "connector": dict(hosts[0]) if hosts else {}}
+        return {
+            "hosts": hosts,
+            "plug_hosts": [h["host_uuid"] for h in hosts],
+            "connector": dict(hosts[0]) if hosts else {},
+        }
 
-    def migrate(self, vm: str, host: str, live: bool = True,
-                op_id: Optional[str] = None) -> Dict[str, Any]:
+    def migrate(
+        self, vm: str, host: str, live: bool = True, op_id: Optional[str] = None
+    ) -> Dict[str, Any]:
         """Move a running VM with xenvol disks to another host of the pool: the disks' SRs
         are plugged on the destination first, then VM.pool_migrate, then the source's PBDs
         that nothing there needs are released. On failure the destination is released again
@@ -319,26 +401,32 @@ class Client(object):
             call(x.VM.pool_migrate, vm_ref, dest, {"live": "true" if live else "false"})
         except BaseException:
             try:
-                self._plugin.call(dest, "release_host", {"vm_uuid": vm_uuid,
-                                                         "op_id": _op_id(None)})
+                self._plugin.call(dest, "release_host", {"vm_uuid": vm_uuid, "op_id": _op_id(None)})
             except errors.XenvolError:
                 pass  # gc finds what is left
             raise
         released = []
         if source not in (NULL, dest):
-            released = self._plugin.call(source, "release_host",
-                                         {"vm_uuid": vm_uuid, "op_id": _op_id(None)})["released"]
-        return {"vm_uuid": vm_uuid, "source": call(x.host.get_uuid, source)
-                if source != NULL else "", "destination": prepared["host_uuid"],
-                "prepared": prepared["sr_uuids"], "released": released}
+            released = self._plugin.call(
+                source, "release_host", {"vm_uuid": vm_uuid, "op_id": _op_id(None)}
+            )["released"]
+        return {
+            "vm_uuid": vm_uuid,
+            "source": call(x.host.get_uuid, source) if source != NULL else "",
+            "destination": prepared["host_uuid"],
+            "prepared": prepared["sr_uuids"],
+            "released": released,
+        }
 
     def reconcile(self, apply: bool = False) -> List[Dict[str, Any]]:
         """Pool-wide placement kept up to date: PBDs on every enabled, live host for the SRs
         attached with placement="pool" (hosts that joined or came back). Returns the items
         found (made with apply=True)."""
         out: Dict[str, Any] = self._plugin.call(
-            self._router.master(), "reconcile",
-            {"apply": "true" if apply else "false", "op_id": _op_id(None)})
+            self._router.master(),
+            "reconcile",
+            {"apply": "true" if apply else "false", "op_id": _op_id(None)},
+        )
         items: List[Dict[str, Any]] = out["items"]
         return items
 
@@ -370,6 +458,7 @@ def _op_id(op_id: Optional[str]) -> str:
     if op_id is None:
         return str(uuidlib.uuid4())
     if not isinstance(op_id, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", op_id):
-        raise errors.InvalidArgument("op_id: letters, digits, . _ - (at most 64)",
-                                     details={"field": "op_id"})
+        raise errors.InvalidArgument(
+            "op_id: letters, digits, . _ - (at most 64)", details={"field": "op_id"}
+        )
     return op_id

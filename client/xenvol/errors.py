@@ -1,14 +1,17 @@
 """One exception hierarchy for everything a caller can meet, mapped from the plugin's error
 contract (docs/plugin-api.md) and from XAPI. Nobody has to parse a XenAPI.Failure list."""
+
 import json
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 Scrubber = Callable[[str], str]
 # What works: the signed pack (there is no yum repository carrying xenvol) or the bare RPM file.
-INSTALL_HINT = ("install the xenvol supplemental pack on it: `xenvol pack install HOST --iso "
-                "xenvol-VERSION.iso --key RPM-GPG-KEY-xenvol --import-key` from an admin machine, "
-                "or on the host `xe-install-supplemental-pack xenvol-VERSION.iso`, or "
-                "`yum install ./xenvol-xapi-plugin-VERSION-1.noarch.rpm`")
+INSTALL_HINT = (
+    "install the xenvol supplemental pack on it: `xenvol pack install HOST --iso "
+    "xenvol-VERSION.iso --key RPM-GPG-KEY-xenvol --import-key` from an admin machine, "
+    "or on the host `xe-install-supplemental-pack xenvol-VERSION.iso`, or "
+    "`yum install ./xenvol-xapi-plugin-VERSION-1.noarch.rpm`"
+)
 
 
 class XenvolError(Exception):
@@ -17,8 +20,13 @@ class XenvolError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, code: Optional[str] = None,
-                 details: Optional[Dict[str, Any]] = None, host: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: Optional[str] = None,
+        details: Optional[Dict[str, Any]] = None,
+        host: Optional[str] = None,
+    ) -> None:
         Exception.__init__(self, message)
         self.message = message
         self.code = code
@@ -36,6 +44,7 @@ class ConnectionFailed(XenvolError):
 
 class InvalidInput(XenvolError):
     """Something the caller gave is wrong; `field` names it."""
+
     exit_code = 2
 
 
@@ -110,6 +119,7 @@ class Busy(BackendError):
 class OperationTimedOut(XenvolError):
     """The client stopped waiting and the outcome is unknown: the operation may still
     complete; attachments() tells. `op_id` (in details) retried returns its result."""
+
     exit_code = 8
 
     @property
@@ -119,6 +129,7 @@ class OperationTimedOut(XenvolError):
 
 class Cancelled(XenvolError):
     """The caller cancelled (Ctrl-C); the plugin stopped at its next step and rolled back."""
+
     exit_code = 130
 
 
@@ -169,8 +180,9 @@ _BY_CODE: Dict[str, Type[XenvolError]] = {
 }
 
 
-def from_failure(failure_details: Sequence[Any], host: Optional[str] = None,
-                 scrub: Optional[Scrubber] = None) -> XenvolError:
+def from_failure(
+    failure_details: Sequence[Any], host: Optional[str] = None, scrub: Optional[Scrubber] = None
+) -> XenvolError:
     """A XenAPI.Failure's details list as the matching exception."""
     details: List[str] = [str(d) for d in failure_details]
     if scrub:
@@ -186,37 +198,58 @@ def from_failure(failure_details: Sequence[Any], host: Optional[str] = None,
                 extra = {"raw": details[2]}
         return _BY_CODE[code](message, code, extra, host)
     if code == "SESSION_AUTHENTICATION_FAILED":
-        return AuthenticationFailed("login refused: wrong user name or password", code,
-                                    {"xapi_error": details}, host)
+        return AuthenticationFailed(
+            "login refused: wrong user name or password", code, {"xapi_error": details}, host
+        )
     if code == "UUID_INVALID" and len(details) > 1 and details[1] == "VM":
         return VMNotFound("no VM with uuid %s" % details[2], code, {"xapi_error": details}, host)
     if code.startswith("SR_BACKEND_FAILURE"):
-        return BackendFailure("storage backend error %s: %s" % (
-            code[len("SR_BACKEND_FAILURE_"):], details[2] if len(details) > 2 else ""), code,
-            {"xapi_error": details, "sm_code": code[len("SR_BACKEND_FAILURE_"):],
-             "sm_message": details[2] if len(details) > 2 else ""}, host)
+        return BackendFailure(
+            "storage backend error %s: %s"
+            % (code[len("SR_BACKEND_FAILURE_") :], details[2] if len(details) > 2 else ""),
+            code,
+            {
+                "xapi_error": details,
+                "sm_code": code[len("SR_BACKEND_FAILURE_") :],
+                "sm_message": details[2] if len(details) > 2 else "",
+            },
+            host,
+        )
     return XapiError("XAPI error %s" % " ".join(details), code, {"xapi_error": details}, host)
 
 
-def plugin_failure(details: Sequence[Any], fn: str, host: Optional[str],
-                   scrub: Optional[Scrubber] = None) -> XenvolError:
+def plugin_failure(
+    details: Sequence[Any], fn: str, host: Optional[str], scrub: Optional[Scrubber] = None
+) -> XenvolError:
     """A failed plugin call as the matching exception; a missing plugin or function says
     how to install one."""
     code = str(details[0]) if details else "UNKNOWN"
     if code == "XENAPI_MISSING_PLUGIN":
-        return PluginMissing("host %s has no xenvol plugin: %s" % (host, INSTALL_HINT),
-                             code, {"xapi_error": list(details)}, host)
+        return PluginMissing(
+            "host %s has no xenvol plugin: %s" % (host, INSTALL_HINT),
+            code,
+            {"xapi_error": list(details)},
+            host,
+        )
     if code == "UNKNOWN_XENAPI_PLUGIN_FUNCTION":
         return PluginIncompatible(
             "the xenvol plugin on host %s has no function %s: upgrade it (%s)"
-            % (host, fn, INSTALL_HINT), code, {"xapi_error": list(details)}, host)
+            % (host, fn, INSTALL_HINT),
+            code,
+            {"xapi_error": list(details)},
+            host,
+        )
     return from_failure(details, host, scrub)
 
 
-def timed_out(fn: str, op_id: str, host: Optional[str], cause: object,
-              waited: float) -> OperationTimedOut:
+def timed_out(
+    fn: str, op_id: str, host: Optional[str], cause: object, waited: float
+) -> OperationTimedOut:
     return OperationTimedOut(
         "%s: no answer in time (%s); the operation may still complete; attachments() "
         "tells, and the same call with op_id=%s returns its result"
         % (fn, cause or "waited %ds" % waited, op_id),
-        "XENVOL_OPERATION_TIMED_OUT", {"op_id": op_id}, host)
+        "XENVOL_OPERATION_TIMED_OUT",
+        {"op_id": op_id},
+        host,
+    )

@@ -6,6 +6,7 @@ The file ($XDG_CACHE_HOME/xenvol/hosts.json, else ~/.cache/xenvol/hosts.json) ho
 refs only, never a credential; it is 0600 and replaced atomically. XENVOL_HOST_CACHE=off
 turns it off, XENVOL_HOST_CACHE=PATH names another file. It is only an optimisation: any
 error reading or writing it is ignored."""
+
 import json
 import os
 import tempfile
@@ -26,7 +27,7 @@ def default_path() -> Optional[str]:
     return os.path.join(base, "xenvol", "hosts.json")
 
 
-class HostCache(object):
+class HostCache:
     def __init__(self, path: str) -> None:
         self.path = path
 
@@ -55,8 +56,11 @@ class HostCache(object):
         masters = doc.get("masters") if isinstance(doc, dict) else None
         if not isinstance(masters, dict):
             return {}
-        return dict((k, v) for k, v in masters.items() if isinstance(k, str)
-                    and isinstance(v, str) and v.startswith("OpaqueRef:"))
+        return dict(
+            (k, v)
+            for k, v in masters.items()
+            if isinstance(k, str) and isinstance(v, str) and v.startswith("OpaqueRef:")
+        )
 
     def _write(self, masters: Dict[str, str]) -> None:
         folder = os.path.dirname(os.path.abspath(self.path))

@@ -1,6 +1,7 @@
 """One call of the xenvol plugin on a host: sent through tasks.py (natively routed by the
 VM where asked), its JSON answer checked against the API level this client needs on the
 host's first answer, and its failure mapped to a xenvol exception."""
+
 import json
 from typing import Any, Dict, Optional
 
@@ -22,7 +23,7 @@ class WrongHost(Exception):
         self.details = details
 
 
-class Plugin(object):
+class Plugin:
     """The plugin on a pool's hosts, as one session sees it: what each host's plugin said
     of its version, and the hosts' uuids for messages.
 
@@ -31,8 +32,9 @@ class Plugin(object):
     migrate meanwhile fails OTHER_OPERATION_IN_PROGRESS. "host": host.call_plugin on the VM's
     host. progress(step): called with the step a long operation is at, when it changes."""
 
-    def __init__(self, ps: PoolSession, routing: str = "host",
-                 progress: Optional[tasks.Progress] = None) -> None:
+    def __init__(
+        self, ps: PoolSession, routing: str = "host", progress: Optional[tasks.Progress] = None
+    ) -> None:
         self.ps = ps
         self.routing = routing
         self.progress = progress
@@ -40,21 +42,28 @@ class Plugin(object):
         self.versions: Dict[str, Dict[str, Any]] = {}
         self.host_uuids: Dict[str, Optional[str]] = {}
 
-    def call(self, host_ref: Optional[str], fn: str, args: tasks.Args,
-             scrub: Optional[Scrubber] = None, vm_ref: Optional[str] = None) -> Any:
+    def call(
+        self,
+        host_ref: Optional[str],
+        fn: str,
+        args: tasks.Args,
+        scrub: Optional[Scrubber] = None,
+        vm_ref: Optional[str] = None,
+    ) -> Any:
         """The function's JSON answer. With vm_ref and routing="native", through
         VM.call_host_plugin (xapi forwards it to the VM's host); else host.call_plugin on
         host_ref. Raises WrongHost for the plugin's XENVOL_WRONG_HOST."""
         try:
             raw = self._send(host_ref, fn, args, vm_ref)
         except XenAPI.Failure as f:
-            raise self._error(host_ref, fn, f.details, scrub)
+            raise self._error(host_ref, fn, f.details, scrub) from None
         try:
             out = json.loads(raw)
         except ValueError:
-            raise errors.PluginIncompatible("the xenvol plugin on host %s answered %s with "
-                                            "something that is not JSON"
-                                            % (self.host_uuid(host_ref), fn))
+            raise errors.PluginIncompatible(
+                "the xenvol plugin on host %s answered %s with "
+                "something that is not JSON" % (self.host_uuid(host_ref), fn)
+            ) from None
         if host_ref is not None and host_ref not in self.versions:
             if not isinstance(out, dict) or "api_level" not in out:
                 self.check_version(host_ref)  # an older plugin: say which, and what to do
@@ -62,8 +71,9 @@ class Plugin(object):
                 self._check_level(host_ref, out)
         return out
 
-    def _send(self, host_ref: Optional[str], fn: str, args: tasks.Args,
-              vm_ref: Optional[str]) -> str:
+    def _send(
+        self, host_ref: Optional[str], fn: str, args: tasks.Args, vm_ref: Optional[str]
+    ) -> str:
         if vm_ref is not None and self.routing == "native" and self.native is not False:
             try:
                 return self._run(host_ref, vm_ref, fn, args)
@@ -78,13 +88,23 @@ class Plugin(object):
                 self.native = True
         return self._run(host_ref, None, fn, args)
 
-    def _run(self, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
-             args: tasks.Args) -> str:
-        return tasks.run(self.ps, host_ref, vm_ref, fn, args, self.wait_limit(host_ref),
-                         lambda: self.host_uuid(host_ref), self.progress)
+    def _run(
+        self, host_ref: Optional[str], vm_ref: Optional[str], fn: str, args: tasks.Args
+    ) -> str:
+        return tasks.run(
+            self.ps,
+            host_ref,
+            vm_ref,
+            fn,
+            args,
+            self.wait_limit(host_ref),
+            lambda: self.host_uuid(host_ref),
+            self.progress,
+        )
 
-    def _error(self, host_ref: Optional[str], fn: str, details: Any,
-               scrub: Optional[Scrubber]) -> Exception:
+    def _error(
+        self, host_ref: Optional[str], fn: str, details: Any, scrub: Optional[Scrubber]
+    ) -> Exception:
         code = details[0]
         if code == "XENVOL_WRONG_HOST" and len(details) > 2:
             try:
@@ -94,8 +114,7 @@ class Plugin(object):
         if code == "HANDLE_INVALID":
             # A host ref that is gone: reading its uuid would fail the same way.
             return errors.from_failure(details, None, scrub)
-        if code.startswith("XENVOL_") and host_ref is not None \
-                and host_ref not in self.versions:
+        if code.startswith("XENVOL_") and host_ref is not None and host_ref not in self.versions:
             # A failure carries no API level: an incompatible plugin says so first (a cost
             # only on a host's first answer, and only when it is a failure).
             self.check_version(host_ref)
@@ -129,13 +148,14 @@ class Plugin(object):
             try:
                 raw = tasks.call_plugin(self.ps.x, host_ref, None, "version", {})
             except XenAPI.Failure as f:
-                raise self._error(host_ref, "version", f.details, None)
+                raise self._error(host_ref, "version", f.details, None) from None
             try:
                 answer = json.loads(raw)
             except ValueError:
-                raise errors.PluginIncompatible("the xenvol plugin on host %s answered version "
-                                                "with something that is not JSON"
-                                                % self.host_uuid(host_ref))
+                raise errors.PluginIncompatible(
+                    "the xenvol plugin on host %s answered version "
+                    "with something that is not JSON" % self.host_uuid(host_ref)
+                ) from None
             self._check_level(host_ref, answer)
         return self.versions[host_ref]
 
@@ -148,17 +168,33 @@ class Plugin(object):
             host_uuid = self.host_uuid(host_ref)
             raise errors.PluginIncompatible(
                 "host %s has xenvol plugin %s (API %s); this client %s needs API %d.%d or a "
-                "later %d.x: %s" % (host_uuid, info.get("version"), info.get("api_level"),
-                                    _client_version(), REQUIRED_API[0], REQUIRED_API[1],
-                                    REQUIRED_API[0], errors.INSTALL_HINT), host=host_uuid,
-                details={"installed": dict((k, info[k]) for k in ("version", "api_level")
-                                           if k in info),
-                         "required_api": "%d.%d" % REQUIRED_API})
+                "later %d.x: %s"
+                % (
+                    host_uuid,
+                    info.get("version"),
+                    info.get("api_level"),
+                    _client_version(),
+                    REQUIRED_API[0],
+                    REQUIRED_API[1],
+                    REQUIRED_API[0],
+                    errors.INSTALL_HINT,
+                ),
+                host=host_uuid,
+                details={
+                    "installed": dict((k, info[k]) for k in ("version", "api_level") if k in info),
+                    "required_api": "%d.%d" % REQUIRED_API,
+                },
+            )
         known = self.versions.get(host_ref) or {}
-        self.versions[host_ref] = dict(known, **dict(
-            (k, info[k]) for k in ("plugin", "version", "api_level", "wait_limit") if k in info))
+        self.versions[host_ref] = dict(
+            known,
+            **dict(
+                (k, info[k]) for k in ("plugin", "version", "api_level", "wait_limit") if k in info
+            ),
+        )
 
 
 def _client_version() -> str:
     from . import __version__  # the package imports this module: read it when needed
+
     return str(__version__)

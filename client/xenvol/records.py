@@ -1,9 +1,10 @@
 """What the client's calls return: an Attachment (a volume on a VM) or a Connection (a volume
 on a host), built from the plugin's JSON answer and given back to detach()/disconnect()."""
+
 from typing import Any, Dict, Tuple
 
 
-class _Record(object):
+class _Record:
     FIELDS: Tuple[str, ...] = ()
 
     def __init__(self, **values: Any) -> None:
@@ -14,18 +15,37 @@ class _Record(object):
         return dict((f, getattr(self, f)) for f in self.FIELDS if getattr(self, f) is not None)
 
     def __repr__(self) -> str:
-        return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % kv for kv in
-                                                          sorted(self.to_dict().items())))
+        return "%s(%s)" % (
+            type(self).__name__,
+            ", ".join("%s=%r" % kv for kv in sorted(self.to_dict().items())),
+        )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Record) and type(self) is type(other) \
+        return (
+            isinstance(other, _Record)
+            and type(self) is type(other)
             and self.to_dict() == other.to_dict()
+        )
 
 
 class Attachment(_Record):
     """A volume attached to a VM: what attach() returns and detach() accepts."""
-    FIELDS = ("sr_uuid", "vdi_uuid", "vbd_uuid", "vm_uuid", "userdevice", "device", "plugged",
-              "mode", "host_uuid", "driver_volume_type", "volume_id", "note", "ignored")
+
+    FIELDS = (
+        "sr_uuid",
+        "vdi_uuid",
+        "vbd_uuid",
+        "vm_uuid",
+        "userdevice",
+        "device",
+        "plugged",
+        "mode",
+        "host_uuid",
+        "driver_volume_type",
+        "volume_id",
+        "note",
+        "ignored",
+    )
     sr_uuid: Any
     vdi_uuid: Any
     vbd_uuid: Any
@@ -43,6 +63,7 @@ class Attachment(_Record):
 
 class Connection(_Record):
     """A volume connected to a host without a VM."""
+
     FIELDS = ("sr_uuid", "vdi_uuid", "host_uuid", "driver_volume_type", "ignored")
     sr_uuid: Any
     vdi_uuid: Any

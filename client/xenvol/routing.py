@@ -3,6 +3,7 @@ last saw the VM's work on, else the pool master, with route=strict; a plugin tha
 VM's work elsewhere answers WRONG_HOST naming the host, and the call goes there. The master's
 host ref is looked up once per process and pool URL, and kept on disk (hostcache.py) for the
 next process. Hosts and VMs given by the caller for other calls are resolved here."""
+
 import re
 from typing import Any, Dict, List, Optional
 
@@ -25,7 +26,7 @@ _MASTERS: Dict[str, str] = {}
 Route = Dict[str, Any]
 
 
-class Router(object):
+class Router:
     def __init__(self, ps: PoolSession, plugin: Plugin, cache: Optional[HostCache]) -> None:
         self.ps = ps
         self.plugin = plugin
@@ -37,21 +38,27 @@ class Router(object):
     def vm(self, vm: object) -> str:
         """A VM by uuid or name label (ambiguous names are an error)."""
         if not isinstance(vm, str) or not vm:
-            raise errors.InvalidArgument("vm: give a VM uuid or name label", details={"field": "vm"})
+            raise errors.InvalidArgument(
+                "vm: give a VM uuid or name label", details={"field": "vm"}
+            )
         x = self.ps.x
         if UUID.match(vm):
             try:
                 return str(x.VM.get_by_uuid(vm))
             except XenAPI.Failure as f:
                 if f.details[0] != "UUID_INVALID":
-                    raise errors.from_failure(f.details)
-        refs = [r for r in self.ps.call(x.VM.get_by_name_label, vm)
-                if not x.VM.get_is_a_template(r) and not x.VM.get_is_control_domain(r)]
+                    raise errors.from_failure(f.details) from None
+        refs = [
+            r
+            for r in self.ps.call(x.VM.get_by_name_label, vm)
+            if not x.VM.get_is_a_template(r) and not x.VM.get_is_control_domain(r)
+        ]
         if not refs:
             raise errors.VMNotFound("vm: no VM named or numbered %r" % vm, details={"field": "vm"})
         if len(refs) > 1:
-            raise errors.InvalidArgument("vm: %d VMs are named %r; give its uuid" % (len(refs), vm),
-                                         details={"field": "vm"})
+            raise errors.InvalidArgument(
+                "vm: %d VMs are named %r; give its uuid" % (len(refs), vm), details={"field": "vm"}
+            )
         return str(refs[0])
 
     def host(self, host: Optional[str]) -> str:
@@ -132,8 +139,11 @@ class Router(object):
                 route = None
                 continue
             except WrongHost as e:
-                route = {"host_ref": e.details.get("host_ref"), "vm_ref": e.details.get("vm_ref"),
-                         "vm_running": False}
+                route = {
+                    "host_ref": e.details.get("host_ref"),
+                    "vm_ref": e.details.get("vm_ref"),
+                    "vm_running": False,
+                }
                 self.plugin.host_uuids[route["host_ref"]] = e.details.get("host_uuid")
                 self.routes[vm] = route
                 continue
@@ -142,5 +152,6 @@ class Router(object):
                 if out.get("vm_uuid"):
                     self.routes[out["vm_uuid"]] = self.routes[vm]
             return out
-        raise errors.XenvolError("%s: the VM's host kept changing; try again" % fn,
-                                 "XENVOL_BUSY", {"vm": vm})
+        raise errors.XenvolError(
+            "%s: the VM's host kept changing; try again" % fn, "XENVOL_BUSY", {"vm": vm}
+        )

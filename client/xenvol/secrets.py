@@ -13,13 +13,12 @@ Secret-bearing (the same list as the plugin's xenvol_dom0/redact.py, docs/plugin
 Passwords are checked first with the rules the plugin applies (password_problem), so that
 nothing the plugin would refuse in clear reaches a secret. stash() makes the secrets through
 the caller's session, drop() destroys them."""
+
 import copy
 import json
 import re
-import socket
 import uuid as uuidlib
-from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Pattern, Set,
-                    Tuple)
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Pattern, Set, Tuple
 
 import XenAPI
 
@@ -35,15 +34,17 @@ MAX_PASSWORD = 256
 MAX_DOCUMENT = 64 * 1024
 MIN_SCRUB = 4
 _WORDS = re.compile(r"[_-]")
-_PASSWORD_BAD = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PASSWORD_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _OPTION = re.compile(r"(?:^|(?<=[\s,]))(?P<name>[A-Za-z][A-Za-z0-9_-]*)=(?P<value>[^,\s]*)")
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(//)?(?P<user>[^/@:\s]*)"
-                       r":(?P<password>[^/@\s]+)@")
+_USERINFO = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(//)?(?P<user>[^/@:\s]*)"
+    r":(?P<password>[^/@\s]+)@"
+)
 
 
 def is_secret_ref(key: object) -> bool:
     key = str(key)
-    return key.lower().endswith("_secret") and _names_secret(key[:-len("_secret")])
+    return key.lower().endswith("_secret") and _names_secret(key[: -len("_secret")])
 
 
 def is_secret_key(key: object) -> bool:
@@ -53,8 +54,9 @@ def is_secret_key(key: object) -> bool:
 
 def _names_secret(key: str) -> bool:
     low = key.lower()
-    return bool(low) and (_WORDS.split(low)[-1] in SECRET_WORDS
-                          or low.endswith(("password", "passwd")))
+    return bool(low) and (
+        _WORDS.split(low)[-1] in SECRET_WORDS or low.endswith(("password", "passwd"))
+    )
 
 
 def password_problem(value: object) -> Optional[str]:
@@ -72,8 +74,11 @@ def password_problem(value: object) -> Optional[str]:
 
 def option_secrets(text: str) -> List[Tuple[int, int, str, str]]:
     """[(start, end, name, value)] of the secret options in an option string."""
-    return [(m.start("name"), m.end("value"), m.group("name"), m.group("value"))
-            for m in _OPTION.finditer(text) if m.group("value") and is_secret_key(m.group("name"))]
+    return [
+        (m.start("name"), m.end("value"), m.group("name"), m.group("value"))
+        for m in _OPTION.finditer(text)
+        if m.group("value") and is_secret_key(m.group("name"))
+    ]
 
 
 def url_password(text: str) -> Optional[Tuple[int, int, str]]:
@@ -84,7 +89,7 @@ def url_password(text: str) -> Optional[Tuple[int, int, str]]:
     return m.start("password") - 1, m.end("password"), m.group("password")
 
 
-class Scrub(object):
+class Scrub:
     """Blanks secret values out of text, as whole tokens only (the plugin's Scrubber)."""
 
     pattern: Optional[Pattern[str]]
@@ -95,8 +100,13 @@ class Scrub(object):
             if isinstance(v, str) and len(v) >= MIN_SCRUB:
                 forms.update((v, json.dumps(v)[1:-1]))  # as is, and inside a JSON string
         ordered = sorted(forms, key=len, reverse=True)
-        self.pattern = re.compile("(?<![A-Za-z0-9])(?:%s)(?![A-Za-z0-9])"
-                                  % "|".join(re.escape(v) for v in ordered)) if ordered else None
+        self.pattern = (
+            re.compile(
+                "(?<![A-Za-z0-9])(?:%s)(?![A-Za-z0-9])" % "|".join(re.escape(v) for v in ordered)
+            )
+            if ordered
+            else None
+        )
 
     def __call__(self, text: str) -> str:
         return self.pattern.sub("***", text) if self.pattern else text
@@ -112,8 +122,9 @@ def renest(info: Any) -> Any:
     """The attachments API's flat connection_info (data keys beside driver_volume_type) in
     the classic shape, as nova's cinder.py _translate_attachment_ref rebuilds it."""
     if isinstance(info, dict) and "data" not in info and "driver_volume_type" in info:
-        data = dict((k, v) for k, v in info.items()
-                    if k not in ("driver_volume_type", "attachment_id"))
+        data = dict(
+            (k, v) for k, v in info.items() if k not in ("driver_volume_type", "attachment_id")
+        )
         return {"driver_volume_type": info["driver_volume_type"], "data": data}
     return info
 
@@ -129,8 +140,11 @@ def _rewrite(obj: Any, where: str, make: Maker, error: ErrorFor) -> Any:
             field = "%s[%d]" % (where, i)
             if isinstance(v, str):
                 if url_password(v):
-                    raise error(field, "a password inside a list item cannot be kept out of "
-                                "dom0's command line; give it as a key of its own")
+                    raise error(
+                        field,
+                        "a password inside a list item cannot be kept out of "
+                        "dom0's command line; give it as a key of its own",
+                    )
                 v = _options(v, field, make, error)
             out.append(_rewrite(v, field, make, error))
         return out
@@ -184,19 +198,22 @@ def stash(x: Any, connection_info: object, tags: Optional[Dict[str, str]] = None
     dom0. Passwords are checked as the plugin checks them first, and the document's size
     against the plugin's limit, before any secret exists."""
     if not isinstance(connection_info, dict):
-        raise errors.InvalidConnectionInfo("connection_info: must be an object",
-                                           details={"field": "connection_info"})
+        raise errors.InvalidConnectionInfo(
+            "connection_info: must be an object", details={"field": "connection_info"}
+        )
     info = renest(copy.deepcopy(connection_info))
 
     def error(field: str, problem: str) -> Exception:
-        return errors.InvalidConnectionInfo("%s: %s" % (field, problem),
-                                            details={"field": field})
+        return errors.InvalidConnectionInfo("%s: %s" % (field, problem), details={"field": field})
+
     dry = rewrite(info, lambda value, field: "0" * 8 + "-0000" * 3 + "-" + "0" * 12, error)
     size = len(json.dumps(dry).encode("utf-8"))
     if size > MAX_DOCUMENT:
         raise errors.InvalidConnectionInfo(
             "connection_info: is too large (%d bytes, at most %d): XAPI passes it on dom0's "
-            "command line" % (size, MAX_DOCUMENT), details={"field": "connection_info"})
+            "command line" % (size, MAX_DOCUMENT),
+            details={"field": "connection_info"},
+        )
     created: Dict[str, str] = {}
     by_value: Dict[str, str] = {}
 
@@ -210,9 +227,10 @@ def stash(x: Any, connection_info: object, tags: Optional[Dict[str, str]] = None
             try:
                 created[uuid] = str(x.secret.introduce(uuid, value, tags or {}))
             except XenAPI.Failure as f:
-                raise errors.from_failure(f.details)
+                raise errors.from_failure(f.details) from None
             by_value[value] = uuid
         return by_value[value]
+
     try:
         info = rewrite(info, make, error)
     except Exception:
@@ -232,5 +250,5 @@ def drop(x: Any, refs: Iterable[str]) -> None:
     for ref in refs:
         try:
             x.secret.destroy(ref)
-        except (XenAPI.Failure, socket.error, OSError):
+        except (XenAPI.Failure, OSError):
             pass

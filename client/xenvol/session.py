@@ -1,6 +1,6 @@
 """The XAPI session a client works through: login that follows HOST_IS_SLAVE to the master,
 TLS verified or pinned (transport.py), XAPI failures as xenvol exceptions, logout."""
-import socket
+
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -11,21 +11,34 @@ from .secrets import Scrub
 from .transport import AnyTransport, for_url
 
 
-class PoolSession(object):
+class PoolSession:
     """A XenAPI session and the transport it uses. `owned`: made by login(), so close() logs
     it out; a borrowed one belongs to its caller."""
 
-    def __init__(self, session: Any = None, url: Optional[str] = None,
-                 transport: Optional[AnyTransport] = None, owned: bool = False) -> None:
+    def __init__(
+        self,
+        session: Any = None,
+        url: Optional[str] = None,
+        transport: Optional[AnyTransport] = None,
+        owned: bool = False,
+    ) -> None:
         self.session = session
         self.url = url
         self.transport = transport
         self.owned = owned
 
     @classmethod
-    def login(cls, url: str, username: str, password: str, originator: str, timeout: float,
-              verify: bool = True, cafile: Optional[str] = None,
-              pins: Optional[Dict[str, str]] = None) -> "PoolSession":
+    def login(
+        cls,
+        url: str,
+        username: str,
+        password: str,
+        originator: str,
+        timeout: float,
+        verify: bool = True,
+        cafile: Optional[str] = None,
+        pins: Optional[Dict[str, str]] = None,
+    ) -> "PoolSession":
         for _hop in range(3):
             transport = for_url(url, timeout, verify, cafile, _pin(pins or {}, url))
             session = XenAPI.Session(url, transport=transport)
@@ -36,9 +49,9 @@ class PoolSession(object):
                 if f.details[0] == "HOST_IS_SLAVE":
                     url = with_host(url, f.details[1])
                     continue
-                raise errors.from_failure(f.details, scrub=Scrub([password]))
-            except (socket.error, OSError) as e:
-                raise errors.ConnectionFailed("cannot reach %s: %s" % (url, e))
+                raise errors.from_failure(f.details, scrub=Scrub([password])) from None
+            except OSError as e:
+                raise errors.ConnectionFailed("cannot reach %s: %s" % (url, e)) from None
         raise errors.ConnectionFailed("too many HOST_IS_SLAVE redirects from %s" % url)
 
     @property
@@ -58,7 +71,7 @@ class PoolSession(object):
         try:
             return fn(*args)
         except XenAPI.Failure as f:
-            raise errors.from_failure(f.details)
+            raise errors.from_failure(f.details) from None
 
     def close(self) -> None:
         if self.owned and self.session is not None:

@@ -1,6 +1,7 @@
 """How a plugin function is sent and waited for: a quick call as one request; a changing
 call as one request whose HTTP timeout is the plugin's wait limit plus a grace, re-asked by
 its op id; or, for a caller that shows progress, as a XAPI task polled until the deadline."""
+
 import socket
 import time
 import xmlrpc.client
@@ -15,8 +16,17 @@ from .transport import request_timeout
 PLUGIN = "xenvol"
 # The plugin functions that change the pool carry an operation id and may last; the others
 # are quick, plain calls.
-ASYNC_FUNCTIONS = ("attach_volume", "detach_volume", "connect_volume", "disconnect_volume",
-                   "gc", "extend_volume", "prepare_host", "release_host", "reconcile")
+ASYNC_FUNCTIONS = (
+    "attach_volume",
+    "detach_volume",
+    "connect_volume",
+    "disconnect_volume",
+    "gc",
+    "extend_volume",
+    "prepare_host",
+    "release_host",
+    "reconcile",
+)
 # A client waits this much longer than the plugin's own waits (version()'s wait_limit) before
 # it calls an outcome unknown.
 WAIT_GRACE = 60.0
@@ -33,8 +43,9 @@ class TaskGone(Exception):
     """The plugin call's task was destroyed before its answer was read."""
 
 
-def call_plugin(api: Any, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
-                args: Args) -> Any:
+def call_plugin(
+    api: Any, host_ref: Optional[str], vm_ref: Optional[str], fn: str, args: Args
+) -> Any:
     """One plugin request: on the VM's host through VM.call_host_plugin when vm_ref is
     given, else host.call_plugin. api: session.xenapi, or its Async."""
     if vm_ref is not None:
@@ -42,8 +53,16 @@ def call_plugin(api: Any, host_ref: Optional[str], vm_ref: Optional[str], fn: st
     return api.host.call_plugin(host_ref, PLUGIN, fn, args)
 
 
-def run(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str, args: Args,
-        limit: float, host_uuid: HostUuid, progress: Optional[Progress]) -> str:
+def run(
+    ps: PoolSession,
+    host_ref: Optional[str],
+    vm_ref: Optional[str],
+    fn: str,
+    args: Args,
+    limit: float,
+    host_uuid: HostUuid,
+    progress: Optional[Progress],
+) -> str:
     """The plugin's raw answer; XenAPI.Failure as it came."""
     if fn in ASYNC_FUNCTIONS and progress is not None:
         return run_task(ps, host_ref, vm_ref, fn, args, limit, host_uuid, progress)
@@ -54,12 +73,20 @@ def run(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str
     except (socket.timeout, OSError) as e:
         # A quick call (it changes nothing) unanswered: never a bare TimeoutError.
         uuid = host_uuid()
-        raise errors.ConnectionFailed("%s on host %s: no answer from XAPI (%s)" % (fn, uuid, e),
-                                      host=uuid)
+        raise errors.ConnectionFailed(
+            "%s on host %s: no answer from XAPI (%s)" % (fn, uuid, e), host=uuid
+        ) from None
 
 
-def run_sync(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
-             args: Args, limit: float, host_uuid: HostUuid) -> str:
+def run_sync(
+    ps: PoolSession,
+    host_ref: Optional[str],
+    vm_ref: Optional[str],
+    fn: str,
+    args: Args,
+    limit: float,
+    host_uuid: HostUuid,
+) -> str:
     """A changing call as one plain request, whose HTTP timeout is the plugin's own wait
     limit plus a grace: no poll, no task to destroy. A request that times out is asked again
     with the same op id (the plugin answers with the first run's result, or waits for it)
@@ -85,8 +112,16 @@ def run_sync(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def run_task(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
-             args: Args, limit: float, host_uuid: HostUuid, progress: Progress) -> str:
+def run_task(
+    ps: PoolSession,
+    host_ref: Optional[str],
+    vm_ref: Optional[str],
+    fn: str,
+    args: Args,
+    limit: float,
+    host_uuid: HostUuid,
+    progress: Progress,
+) -> str:
     """Run a plugin call as a XAPI task and wait for it (bounded), for a caller that shows
     progress: no HTTP request lasts longer than a poll. Ctrl-C cancels the operation (the
     plugin rolls back). A task gone before its answer was read (xapi's task GC destroys
@@ -95,22 +130,30 @@ def run_task(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn
     deadline = time.monotonic() + limit
     while True:
         try:
-            return _task_once(ps, host_ref, vm_ref, fn, args, limit, deadline, host_uuid,
-                              progress)
+            return _task_once(ps, host_ref, vm_ref, fn, args, limit, deadline, host_uuid, progress)
         except TaskGone:
             if time.monotonic() >= deadline:
-                raise errors.timed_out(fn, args["op_id"], host_uuid(), "its task vanished",
-                                       limit)
+                raise errors.timed_out(
+                    fn, args["op_id"], host_uuid(), "its task vanished", limit
+                ) from None
 
 
-def _task_once(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], fn: str,
-               args: Args, limit: float, deadline: float, host_uuid: HostUuid,
-               progress: Progress) -> str:
+def _task_once(
+    ps: PoolSession,
+    host_ref: Optional[str],
+    vm_ref: Optional[str],
+    fn: str,
+    args: Args,
+    limit: float,
+    deadline: float,
+    host_uuid: HostUuid,
+    progress: Progress,
+) -> str:
     op_id = args["op_id"]
     try:
         task = call_plugin(ps.x.Async, host_ref, vm_ref, fn, args)
     except (socket.timeout, OSError) as e:
-        raise errors.timed_out(fn, op_id, host_uuid(), e, limit)
+        raise errors.timed_out(fn, op_id, host_uuid(), e, limit) from None
     wait = _Wait(ps, task, op_id, fn, limit, deadline, host_uuid, progress)
     try:
         try:
@@ -119,27 +162,43 @@ def _task_once(ps: PoolSession, host_ref: Optional[str], vm_ref: Optional[str], 
             _cancel(ps, host_ref or ps.call(ps.x.VM.get_resident_on, vm_ref), op_id)
             rec = wait()
             if rec["status"] == "success":
-                raise errors.Cancelled("%s completed before it could be cancelled" % fn,
-                                       "XENVOL_CANCELLED", {"op_id": op_id,
-                                                            "completed": True}, host_uuid())
+                raise errors.Cancelled(
+                    "%s completed before it could be cancelled" % fn,
+                    "XENVOL_CANCELLED",
+                    {"op_id": op_id, "completed": True},
+                    host_uuid(),
+                ) from None
     finally:
         try:
             ps.x.task.destroy(task)
-        except (XenAPI.Failure, socket.error, OSError):
+        except (XenAPI.Failure, OSError):
             pass
     if rec["status"] == "success":
         return _task_result(rec["result"])
     raise XenAPI.Failure(rec["error_info"])
 
 
-class _Wait(object):
+class _Wait:
     """Polls a task until it is no longer pending (or the deadline), showing its steps."""
 
-    def __init__(self, ps: PoolSession, task: str, op_id: str, fn: str, limit: float,
-                 deadline: float, host_uuid: HostUuid, progress: Progress) -> None:
+    def __init__(
+        self,
+        ps: PoolSession,
+        task: str,
+        op_id: str,
+        fn: str,
+        limit: float,
+        deadline: float,
+        host_uuid: HostUuid,
+        progress: Progress,
+    ) -> None:
         self.ps, self.task, self.op_id, self.fn = ps, task, op_id, fn
-        self.limit, self.deadline, self.host_uuid, self.progress = \
-            limit, deadline, host_uuid, progress
+        self.limit, self.deadline, self.host_uuid, self.progress = (
+            limit,
+            deadline,
+            host_uuid,
+            progress,
+        )
 
     def __call__(self) -> Dict[str, Any]:
         x, deadline = self.ps.x, self.deadline
@@ -151,11 +210,13 @@ class _Wait(object):
                 rec = x.task.get_record(self.task)
             except (socket.timeout, OSError) as e:
                 if time.monotonic() >= deadline:
-                    raise errors.timed_out(self.fn, self.op_id, self.host_uuid(), e, self.limit)
+                    raise errors.timed_out(
+                        self.fn, self.op_id, self.host_uuid(), e, self.limit
+                    ) from None
                 rec = None
             except XenAPI.Failure as f:
                 if f.details[:2] == ["HANDLE_INVALID", "task"]:
-                    raise TaskGone()
+                    raise TaskGone() from None
                 raise
             if rec is not None:
                 if rec["status"] != "pending":
@@ -181,12 +242,13 @@ class _Wait(object):
 def _cancel(ps: PoolSession, host_ref: str, op_id: str) -> None:
     try:
         ps.x.host.call_plugin(host_ref, PLUGIN, "cancel", {"operation": op_id})
-    except (XenAPI.Failure, socket.error, OSError):
+    except (XenAPI.Failure, OSError):
         pass
 
 
 def _task_result(result: str) -> str:
     """A task's result is the call's value as XML-RPC writes it (<value>...</value>)."""
-    params, _ = xmlrpc.client.loads("<methodResponse><params><param>%s</param></params>"
-                                    "</methodResponse>" % result)
+    params, _ = xmlrpc.client.loads(
+        "<methodResponse><params><param>%s</param></params></methodResponse>" % result
+    )
     return str(params[0])

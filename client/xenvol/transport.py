@@ -3,6 +3,7 @@
 A host's self-signed certificate (every XenServer host has one) can be trusted by its SHA-256
 fingerprint instead of a CA, as XenCenter and Xen Orchestra do: the connection then succeeds
 only when the certificate presented is exactly that one."""
+
 import contextlib
 import hashlib
 import http.client
@@ -15,8 +16,11 @@ class CertificateMismatch(OSError):
     """The host presented another certificate than the one pinned for it."""
 
     def __init__(self, expected: str, found: str) -> None:
-        OSError.__init__(self, "certificate fingerprint %s, expected %s"
-                         % (format_fingerprint(found), format_fingerprint(expected)))
+        OSError.__init__(
+            self,
+            "certificate fingerprint %s, expected %s"
+            % (format_fingerprint(found), format_fingerprint(expected)),
+        )
         self.expected = expected
         self.found = found
 
@@ -30,7 +34,7 @@ def normalize_fingerprint(text: Optional[str]) -> str:
 
 
 def format_fingerprint(hexdigits: str) -> str:
-    return ":".join(hexdigits[i:i + 2] for i in range(0, len(hexdigits), 2)).upper()
+    return ":".join(hexdigits[i : i + 2] for i in range(0, len(hexdigits), 2)).upper()
 
 
 def fingerprint(der: bytes) -> str:
@@ -49,8 +53,13 @@ class Transport(xmlrpc.client.Transport):
 
 
 class SafeTransport(xmlrpc.client.SafeTransport):
-    def __init__(self, timeout: float, verify: bool = True, cafile: Optional[str] = None,
-                 pinned: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        verify: bool = True,
+        cafile: Optional[str] = None,
+        pinned: Optional[str] = None,
+    ) -> None:
         if pinned:
             # The CA chain and name do not matter; the exact certificate does (checked below).
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -78,16 +87,22 @@ class SafeTransport(xmlrpc.client.SafeTransport):
                 if self.pinned and found != self.pinned:
                     conn.close()
                     raise CertificateMismatch(self.pinned, found)
+
             conn.connect = checked_connect  # type: ignore[method-assign]
-            setattr(conn, "_xenvol_pinned", True)
+            conn._xenvol_pinned = True  # type: ignore[attr-defined]
         return conn
 
 
 AnyTransport = Union[Transport, SafeTransport]
 
 
-def for_url(url: str, timeout: float, verify: bool = True, cafile: Optional[str] = None,
-            pinned: Optional[str] = None) -> AnyTransport:
+def for_url(
+    url: str,
+    timeout: float,
+    verify: bool = True,
+    cafile: Optional[str] = None,
+    pinned: Optional[str] = None,
+) -> AnyTransport:
     if url.lower().startswith("https:"):
         return SafeTransport(timeout, verify, cafile, pinned)
     return Transport(timeout)
@@ -97,6 +112,7 @@ def peer_fingerprint(host: str, port: int, timeout: float = 10.0) -> str:
     """The SHA-256 fingerprint of the certificate a TLS server presents, unverified: only to
     show it to the user, who compares it with the host's own before trusting it."""
     import socket
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE

@@ -1,4 +1,5 @@
 """What the builder, the verifier and the installer agree on."""
+
 import os
 import subprocess
 import uuid as uuidlib
@@ -44,28 +45,46 @@ def rpm_name(version: str) -> str:
     return "%s-%s-1.noarch.rpm" % (PAYLOAD, version)
 
 
-def run(argv: Sequence[str], env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
-        input_text: Optional[str] = None) -> str:
+def run(
+    argv: Sequence[str],
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[str] = None,
+    input_text: Optional[str] = None,
+) -> str:
     """Run a tool; a failure says which and why."""
     full_env = dict(os.environ, LC_ALL="C")
     full_env.update(env or {})
-    p = subprocess.run(argv, env=full_env, cwd=cwd, input=input_text, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, universal_newlines=True)
+    p = subprocess.run(
+        argv,
+        env=full_env,
+        cwd=cwd,
+        input=input_text,
+        capture_output=True,
+        text=True,
+    )
     if p.returncode != 0:
-        raise PackError("%s failed (%d): %s" % (os.path.basename(argv[0]), p.returncode,
-                                                (p.stderr or p.stdout).strip()[-2000:]))
+        raise PackError(
+            "%s failed (%d): %s"
+            % (os.path.basename(argv[0]), p.returncode, (p.stderr or p.stdout).strip()[-2000:])
+        )
     return p.stdout
 
 
 def gpg(home: str, *args: str, **kw: Any) -> str:
-    return run(["gpg", "--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback"]
-               + list(args), **kw)
+    return run(
+        ["gpg", "--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback"]
+        + list(args),
+        **kw,
+    )
 
 
 def stop_agent(home: str) -> None:
     """gpg starts an agent for its homedir; stop ours (and only ours) when done."""
-    subprocess.call(["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.call(
+        ["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def extract_iso(iso: str, dest: str, only: Optional[Sequence[str]] = None) -> str:
@@ -82,7 +101,7 @@ def extract_iso(iso: str, dest: str, only: Optional[Sequence[str]] = None) -> st
     try:
         image.open(iso)
     except PyCdlibException as e:
-        raise PackError("%s is not an ISO 9660 image (%s)" % (iso, e))
+        raise PackError("%s is not an ISO 9660 image (%s)" % (iso, e)) from None
     try:
         if not image.has_rock_ridge():
             raise PackError("%s has no Rock Ridge names (xapi needs them: build with -r)" % iso)
@@ -98,7 +117,7 @@ def extract_iso(iso: str, dest: str, only: Optional[Sequence[str]] = None) -> st
             try:
                 image.get_file_from_iso(target, rr_path=path)
             except PyCdlibException as e:
-                raise PackError("%s has no %s (%s)" % (iso, path, e))
+                raise PackError("%s has no %s (%s)" % (iso, path, e)) from None
     finally:
         image.close()
     return dest
@@ -114,8 +133,10 @@ def _extract_xorriso(iso: str, dest: str, only: Optional[Sequence[str]]) -> str:
     try:
         run(argv)
     except PackError:
-        raise PackError("%s is not a readable ISO 9660 image (or lacks %s)"
-                        % (iso, ", ".join(only or ["files"])))
+        raise PackError(
+            "%s is not a readable ISO 9660 image (or lacks %s)"
+            % (iso, ", ".join(only or ["files"]))
+        ) from None
     return dest
 
 

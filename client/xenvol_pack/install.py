@@ -10,16 +10,15 @@ against known_hosts (an unknown key is refused unless --accept-new-host-keys), u
 (and key) by SFTP, import the key if asked, run xe-install-supplemental-pack [--sr=UUID], then
 check that the plugin answers with the pack's version, asking the host named by the host's own
 /etc/xensource-inventory (not by the address we reached it at: NAT, jump hosts and storage
-networks make that differ). Uploads and key imports run on all hosts in parallel; the installs themselves run one
-host at a time, since every host's install goes through the pool master (the master verifies
-the upload, so import the key on the master too)."""
+networks make that differ). Uploads and key imports run on all hosts in parallel; the installs
+themselves run one host at a time, since every host's install goes through the pool master
+(the master verifies the upload, so import the key on the master too)."""
+
 import concurrent.futures
 import json
 import os
 import shlex
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,16 +39,17 @@ Prepared = Tuple[Any, str, Optional[str]]
 def _load_ssh_config(path: Optional[str]) -> Any:
     """paramiko's reading of the OpenSSH client config (~/.ssh/config unless given)."""
     import paramiko
+
     path = path or os.path.expanduser("~/.ssh/config")
     if not os.path.isfile(path):
         return None
     try:
         return paramiko.SSHConfig.from_path(path)
     except Exception as e:  # paramiko raises several types for a bad file
-        raise PackError("%s: cannot parse: %s" % (path, e))
+        raise PackError("%s: cannot parse: %s" % (path, e)) from e
 
 
-class HostResult(object):
+class HostResult:
     def __init__(self, host: str) -> None:
         self.host = host
         self.ok = False
@@ -58,8 +58,13 @@ class HostResult(object):
         self.steps: List[Dict[str, Any]] = []
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"host": self.host, "ok": self.ok, "version": self.version,
-                "message": self.message, "steps": self.steps}
+        return {
+            "host": self.host,
+            "ok": self.ok,
+            "version": self.version,
+            "message": self.message,
+            "steps": self.steps,
+        }
 
 
 def pack_version(iso: str) -> Tuple[Optional[str], Optional[str]]:
@@ -70,13 +75,13 @@ def pack_version(iso: str) -> Tuple[Optional[str], Optional[str]]:
         try:
             doc = ET.parse(os.path.join(d, "update.xml")).getroot()
         except ET.ParseError as e:
-            raise PackError("%s: update.xml is not well-formed XML (%s)" % (iso, e))
+            raise PackError("%s: update.xml is not well-formed XML (%s)" % (iso, e)) from None
         return doc.get("uuid"), doc.get("version")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-class Progress(object):
+class Progress:
     """One status line per host, rewritten in place on a terminal, appended otherwise."""
 
     def __init__(self, hosts: Sequence[str], stream: Optional[IO[str]] = None) -> None:
@@ -105,14 +110,24 @@ class Progress(object):
             self.stream.flush()
 
 
-class Installer(object):
-    def __init__(self, iso: str, key: Optional[str] = None, import_key: bool = False,
-                 user: Optional[str] = None, port: Optional[int] = None,
-                 identity: Optional[str] = None, password: Optional[str] = None,
-                 known_hosts: Optional[str] = None, accept_new: bool = False,
-                 timeout: float = 60.0, remote_dir: str = REMOTE_DIR,
-                 progress: Optional[ProgressFn] = None, sr: Optional[str] = None,
-                 ssh_config: Optional[str] = None) -> None:
+class Installer:
+    def __init__(
+        self,
+        iso: str,
+        key: Optional[str] = None,
+        import_key: bool = False,
+        user: Optional[str] = None,
+        port: Optional[int] = None,
+        identity: Optional[str] = None,
+        password: Optional[str] = None,
+        known_hosts: Optional[str] = None,
+        accept_new: bool = False,
+        timeout: float = 60.0,
+        remote_dir: str = REMOTE_DIR,
+        progress: Optional[ProgressFn] = None,
+        sr: Optional[str] = None,
+        ssh_config: Optional[str] = None,
+    ) -> None:
         if import_key and not key:
             raise PackError("--import-key needs --key (the pack's public key file)")
         if not os.path.isfile(iso):
@@ -126,10 +141,12 @@ class Installer(object):
             home = tempfile.mkdtemp(prefix="xv-")
             try:
                 from .common import key_info, stop_agent
+
                 if any(is_test_key(k["uid"]) for k in key_info(home, key)):
                     self.warnings.append(
                         "%s is the xenvol TEST key: hosts that import it accept any update "
-                        "signed by it; use it on test hosts only" % key)
+                        "signed by it; use it on test hosts only" % key
+                    )
             finally:
                 stop_agent(home)
                 shutil.rmtree(home, ignore_errors=True)
@@ -149,8 +166,9 @@ class Installer(object):
         self._serial = threading.Lock()
 
     # ---------------------------------------------------------------- SSH
-    def _settings(self, host: str, user: Optional[str] = None, port: Optional[int] = None,
-                  top: bool = True) -> Tuple[str, int, str, Any, Optional[Tuple[str, str]]]:
+    def _settings(
+        self, host: str, user: Optional[str] = None, port: Optional[int] = None, top: bool = True
+    ) -> Tuple[str, int, str, Any, Optional[Tuple[str, str]]]:
         """(hostname, port, user, identity files, proxy) for HOST, as ssh resolves them:
         command-line options first (for the target, not for jump hosts, as ssh -l/-p/-i),
         then ~/.ssh/config, then the defaults."""
@@ -158,8 +176,7 @@ class Installer(object):
         hostname = cfg.get("hostname", host)
         port = port or (self.port if top else None) or int(cfg.get("port", 22))
         user = user or (self.user if top else None) or cfg.get("user", "root")
-        identities = [self.identity] if self.identity and top else \
-            cfg.get("identityfile") or None
+        identities = [self.identity] if self.identity and top else cfg.get("identityfile") or None
         proxy: Optional[Tuple[str, str]] = None
         if cfg.get("proxyjump") and cfg["proxyjump"].lower() != "none":
             proxy = ("jump", cfg["proxyjump"])
@@ -167,9 +184,11 @@ class Installer(object):
             proxy = ("command", cfg["proxycommand"])
         return hostname, port, user, identities, proxy
 
-    def _connect(self, host: str, depth: int = 0, user: Optional[str] = None,
-                 port: Optional[int] = None) -> Any:
+    def _connect(
+        self, host: str, depth: int = 0, user: Optional[str] = None, port: Optional[int] = None
+    ) -> Any:
         import paramiko
+
         if depth > 4:
             raise PackError("ProxyJump chain too long at %s" % host)
         hostname, port, user, identities, proxy = self._settings(host, user, port, depth == 0)
@@ -180,17 +199,20 @@ class Installer(object):
             jump_spec = hops[0]
             jump_user, _, jump_host = jump_spec.rpartition("@")
             jump_host, _, jump_port = jump_host.partition(":")
-            jump = self._connect(jump_host, depth + 1, jump_user or None,
-                                 int(jump_port) if jump_port else None)
+            jump = self._connect(
+                jump_host, depth + 1, jump_user or None, int(jump_port) if jump_port else None
+            )
             try:
-                sock = jump.get_transport().open_channel("direct-tcpip", (hostname, port),
-                                                         ("127.0.0.1", 0))
+                sock = jump.get_transport().open_channel(
+                    "direct-tcpip", (hostname, port), ("127.0.0.1", 0)
+                )
             except paramiko.SSHException as e:
                 jump.close()
-                raise PackError("SSH to %s through %s failed: %s" % (host, jump_spec, e))
+                raise PackError("SSH to %s through %s failed: %s" % (host, jump_spec, e)) from None
         elif proxy:
-            sock = paramiko.ProxyCommand(proxy[1].replace("%h", hostname)
-                                         .replace("%p", str(port)).replace("%r", user))
+            sock = paramiko.ProxyCommand(
+                proxy[1].replace("%h", hostname).replace("%p", str(port)).replace("%r", user)
+            )
         client = paramiko.SSHClient()
         if self.known_hosts:
             if os.path.exists(self.known_hosts):
@@ -198,24 +220,34 @@ class Installer(object):
         else:
             client.load_system_host_keys()
         # Never trust a host key silently: an unknown host is refused unless asked.
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if self.accept_new
-                                           else paramiko.RejectPolicy())
+        client.set_missing_host_key_policy(
+            paramiko.AutoAddPolicy() if self.accept_new else paramiko.RejectPolicy()
+        )
         explicit = bool(identities) or self.password is not None
         try:
-            client.connect(hostname, port=port, username=user, key_filename=identities,
-                           password=self.password, timeout=self.timeout, sock=sock,
-                           banner_timeout=self.timeout, auth_timeout=self.timeout,
-                           look_for_keys=not explicit, allow_agent=not explicit)
+            client.connect(
+                hostname,
+                port=port,
+                username=user,
+                key_filename=identities,
+                password=self.password,
+                timeout=self.timeout,
+                sock=sock,
+                banner_timeout=self.timeout,
+                auth_timeout=self.timeout,
+                look_for_keys=not explicit,
+                allow_agent=not explicit,
+            )
         except paramiko.SSHException as e:
             client.close()
             if jump:
                 jump.close()
-            raise PackError("SSH to %s failed: %s" % (host, e))
-        except (socket.error, OSError) as e:
+            raise PackError("SSH to %s failed: %s" % (host, e)) from None
+        except OSError as e:
             client.close()
             if jump:
                 jump.close()
-            raise PackError("cannot reach %s:%d: %s" % (hostname, port, e))
+            raise PackError("cannot reach %s:%d: %s" % (hostname, port, e)) from None
         if jump:
             client._xenvol_jump = jump  # closed with the client (see _close)
         if self.accept_new and self.known_hosts:
@@ -258,6 +290,7 @@ class Installer(object):
 
                 def uploaded(done: int, total: int) -> None:
                     self.progress(host, "uploading %d%%" % (100 * done // max(total or size, 1)))
+
                 sftp.put(self.iso, remote_iso, callback=uploaded)
                 if remote_key:
                     sftp.put(self.key, remote_key)
@@ -266,10 +299,17 @@ class Installer(object):
             result.steps.append({"step": "upload", "rc": 0})
             if self.import_key and remote_key:
                 self.progress(host, "importing the key")
-                self._must(client, result, "import-update-key",
-                           "PATH=$PATH:%s %s %s" % (os.path.dirname(IMPORT_KEY),
-                                                    os.path.basename(IMPORT_KEY),
-                                                    shlex.quote(remote_key)))
+                self._must(
+                    client,
+                    result,
+                    "import-update-key",
+                    "PATH=$PATH:%s %s %s"
+                    % (
+                        os.path.dirname(IMPORT_KEY),
+                        os.path.basename(IMPORT_KEY),
+                        shlex.quote(remote_key),
+                    ),
+                )
         except Exception:
             self._cleanup(client, remote)
             raise
@@ -283,31 +323,45 @@ class Installer(object):
             if getattr(client, "_xenvol_jump", None):
                 client._xenvol_jump.close()
 
-    def finish(self, host: str, client: Any, remote_iso: str, remote_key: Optional[str],
-               result: HostResult) -> None:
+    def finish(
+        self, host: str, client: Any, remote_iso: str, remote_key: Optional[str], result: HostResult
+    ) -> None:
         try:
             with self._serial:
                 self.progress(host, "installing")
-                self._must(client, result, "xe-install-supplemental-pack",
-                           "xe-install-supplemental-pack %s%s" % (
-                               "--sr=%s " % shlex.quote(self.sr) if self.sr else "",
-                               shlex.quote(remote_iso)))
+                self._must(
+                    client,
+                    result,
+                    "xe-install-supplemental-pack",
+                    "xe-install-supplemental-pack %s%s"
+                    % (
+                        "--sr=%s " % shlex.quote(self.sr) if self.sr else "",
+                        shlex.quote(remote_iso),
+                    ),
+                )
             self.progress(host, "checking the plugin")
             # This host's uuid from its own inventory. A simulated dom0 (xapisim) keeps its
             # files under $XAPISIM_HOST_ROOT; on a real host that is unset and this is
             # /etc/xensource-inventory.
-            out = self._must(client, result, "plugin version",
-                             ". \"${XAPISIM_HOST_ROOT:-}/etc/xensource-inventory\" && "
-                             "xe host-call-plugin host-uuid=\"$INSTALLATION_UUID\" plugin=xenvol "
-                             "fn=version")
+            out = self._must(
+                client,
+                result,
+                "plugin version",
+                '. "${XAPISIM_HOST_ROOT:-}/etc/xensource-inventory" && '
+                'xe host-call-plugin host-uuid="$INSTALLATION_UUID" plugin=xenvol '
+                "fn=version",
+            )
             info = json.loads(out.strip().splitlines()[-1])
             result.version = info.get("version")
             if result.version != self.version:
-                raise PackError("the plugin answers version %s, the pack is %s"
-                                % (result.version, self.version))
+                raise PackError(
+                    "the plugin answers version %s, the pack is %s" % (result.version, self.version)
+                )
             result.ok = True
-            result.message = "xenvol %s installed (API %s)" % (result.version,
-                                                               info.get("api_level"))
+            result.message = "xenvol %s installed (API %s)" % (
+                result.version,
+                info.get("api_level"),
+            )
         finally:
             self._cleanup(client, os.path.dirname(remote_iso))
 
