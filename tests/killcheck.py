@@ -33,13 +33,18 @@ def killed_then_retried(pool, xapi, host, fn, when, retry_fn=None, **args):
     n_calls = plugin_calls(pool)
     yield "clean", out
     for n in range(1, n_calls + 1):
-        pool.admin.clear()
-        pool.admin.kill_plugin("*", {"nth": n, "when": when, "host": host.uuid})
-        with pytest.raises(PluginError) as e:
-            plugin(xapi, host, fn, **args)
-        assert e.value.code == "XENAPI_PLUGIN_FAILURE", (n, e.value.details)
-        pool.admin.clear()
+        killed(pool, xapi, host, fn, n, when, args)
         yield n, plugin(xapi, host, retry_fn or fn, **args)
+
+
+def killed(pool, xapi, host, fn, n, when, args):
+    """fn with the plugin killed (SIGKILL) before or after its nth XAPI call: it fails so."""
+    pool.admin.clear()
+    pool.admin.kill_plugin("*", {"nth": n, "when": when, "host": host.uuid})
+    with pytest.raises(PluginError) as e:
+        plugin(xapi, host, fn, **args)
+    assert e.value.code == "XENAPI_PLUGIN_FAILURE", (n, e.value.details)
+    pool.admin.clear()
 
 
 def release_args(xapi, host, fn, info, vm_uuid):
@@ -63,12 +68,7 @@ def release_each_kill(pool, xapi, host, fn, when, info, vm_uuid, check):
     check("clean")
     for n in range(1, n_calls + 1):
         args = release_args(xapi, host, fn, info, vm_uuid)
-        pool.admin.clear()
-        pool.admin.kill_plugin("*", {"nth": n, "when": when, "host": host.uuid})
-        with pytest.raises(PluginError) as e:
-            plugin(xapi, host, fn, **args)
-        assert e.value.code == "XENAPI_PLUGIN_FAILURE", (n, e.value.details)
-        pool.admin.clear()
+        killed(pool, xapi, host, fn, n, when, args)
         plugin(xapi, host, fn, **args)  # a plain retry
         check(n)
     return n_calls

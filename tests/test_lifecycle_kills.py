@@ -60,14 +60,19 @@ def test_release_killed_before_each_call_then_again(ppool, fn):
 
 
 # ---------------------------------------------------------------------- iSCSI with CHAP, NFS
+def chap_volume(pool, peers):
+    """vm-1 and a LUN of a new CHAP target: (xapi, vm uuid, its host, connection_info, the
+    pool's state), with the operator's default settings."""
+    default_settings(pool)
+    xapi = pool.session().xenapi
+    _ref, vm_uuid, host = placed(pool, xapi, "vm-1")
+    info = ci(peers, peers.new_target(luns=(1,), chap=CHAP), chap=CHAP)
+    return xapi, vm_uuid, host, info, state(pool)
+
+
 @KILLS
 def test_iscsi_chap_attach_killed_at_every_step_then_again(ppool, peers, when):
-    default_settings(ppool)
-    xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    iqn = peers.new_target(luns=(1,), chap=CHAP)
-    info = ci(peers, iqn, chap=CHAP)
-    before = state(ppool)
+    xapi, vm_uuid, host, info, before = chap_volume(ppool, peers)
     for n, out in killed_then_retried(ppool, xapi, host, "attach_volume", when,
                                       connection_info=info, vm_uuid=vm_uuid):
         assert out["plugged"] is True, n
@@ -78,12 +83,7 @@ def test_iscsi_chap_attach_killed_at_every_step_then_again(ppool, peers, when):
 @KILLS
 @pytest.mark.parametrize("fn", ["detach_volume", "disconnect_volume"])
 def test_iscsi_chap_release_killed_at_every_step_then_again(ppool, peers, fn, when):
-    default_settings(ppool)
-    xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    iqn = peers.new_target(luns=(1,), chap=CHAP)
-    info = ci(peers, iqn, chap=CHAP)
-    before = state(ppool)
+    xapi, vm_uuid, host, info, before = chap_volume(ppool, peers)
     assert released_each_kill(ppool, xapi, host, fn, when, info, vm_uuid, before) > 5
 
 
