@@ -54,9 +54,10 @@ def idempotent(pool, info, vm_name="vm-1"):
     return a
 
 
-def concurrent(pool, infos):
+def concurrent(pool, infos, attached=None):
     """infos: [(vm name, connection_info)] attached in parallel, then detached in parallel;
-    they must end up in one SR and leave the pool as it was."""
+    they must end up in one SR and leave the pool as it was. `attached(results)`, if given,
+    checks the pool between the two; results: {index in infos: (host, attach result)}."""
     before = state(pool)
     results, errors = {}, []
 
@@ -80,6 +81,8 @@ def concurrent(pool, infos):
           for i, (n, info) in enumerate(infos)])
     assert not errors, errors
     assert len(set(r["sr_uuid"] for _h, r in results.values())) == 1
+    if attached:
+        attached(results)
     _run([threading.Thread(target=detach, args=(i,)) for i in results])
     assert not errors, errors
     assert state(pool) == before

@@ -2,7 +2,6 @@
 simulator when it makes its nth XAPI call) or the client killed at every step, faults in the
 release, client timeouts, Ctrl-C, a destroyed VM, a rebooted host, and gc."""
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -12,45 +11,12 @@ import xenvol
 from xenvol import errors
 
 from conftest import PluginError, plugin, state
+from killcheck import (default_settings, journals, killed_then_retried, plugin_calls,
+                       release_args, release_each_kill)
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
 
 CHAP = ("xenvol-user", "Chap-Secret-0123")
-
-
-def default_settings(pool):
-    """The operator's defaults (lock_timeout 120 s): a dead holder that were waited out
-    would fail these tests BUSY."""
-    for h in pool.sim.hosts:
-        path = os.path.join(h.root, "etc/xenvol/xenvol.conf")
-        if os.path.exists(path):
-            os.unlink(path)
-
-
-def journals(host):
-    d = os.path.join(host.root, "var/lib/xenvol/ops")
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
-
-
-def plugin_calls(pool):
-    return sum(c.get("plugin", 0) for c in pool.admin.counts().values())
-
-
-def killed_then_retried(pool, xapi, host, fn, when, retry_fn=None, **args):
-    """Run fn killed at each of its XAPI calls in turn; after each kill, the same call
-    (or retry_fn) again. Yields after each retry."""
-    pool.admin.clear()
-    out = plugin(xapi, host, fn, **args)
-    n_calls = plugin_calls(pool)
-    yield "clean", out
-    for n in range(1, n_calls + 1):
-        pool.admin.clear()
-        pool.admin.kill_plugin("*", {"nth": n, "when": when, "host": host.uuid})
-        with pytest.raises(PluginError) as e:
-            plugin(xapi, host, fn, **args)
-        assert e.value.code == "XENAPI_PLUGIN_FAILURE", e.value.details
-        pool.admin.clear()
-        yield n, plugin(xapi, host, retry_fn or fn, **args)
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
@@ -76,27 +42,10 @@ def test_release_killed_at_every_step_then_again(ppool, fn):
     info = file_volume(host)
     before = state(ppool)
 
-    def setup():
-        if fn == "detach_volume":
-            return {"vbd_uuid": plugin(xapi, host, "attach_volume", connection_info=info,
-                                       vm_uuid=vm_uuid)["vbd_uuid"]}
-        plugin(xapi, host, "connect_volume", connection_info=info)
-        return {"connection_info": info}
-    args = setup()
-    ppool.admin.clear()
-    plugin(xapi, host, fn, **args)
-    n_calls = plugin_calls(ppool)
-    assert state(ppool) == before
-    for n in range(1, n_calls + 1):
-        args = setup()
-        ppool.admin.clear()
-        ppool.admin.kill_plugin("*", {"nth": n, "when": "after", "host": host.uuid})
-        with pytest.raises(PluginError):
-            plugin(xapi, host, fn, **args)
-        ppool.admin.clear()
-        plugin(xapi, host, fn, **args)  # a plain retry
+    def nothing_left(n):
         assert state(ppool) == before, n
         assert journals(host) == [], n
+    release_each_kill(ppool, xapi, host, fn, "after", info, vm_uuid, nothing_left)
 
 
 @pytest.mark.parametrize("fn", ["detach_volume", "disconnect_volume"])
@@ -105,14 +54,7 @@ def test_fault_at_every_release_call_then_a_plain_retry(ppool, fn):
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
-
-    def setup():
-        if fn == "detach_volume":
-            return {"vbd_uuid": plugin(xapi, host, "attach_volume", connection_info=info,
-                                       vm_uuid=vm_uuid)["vbd_uuid"]}
-        plugin(xapi, host, "connect_volume", connection_info=info)
-        return {"connection_info": info}
-    args = setup()
+    args = release_args(xapi, host, fn, info, vm_uuid)
     ppool.admin.clear()
     plugin(xapi, host, fn, **args)
     counts = ppool.admin.counts()
@@ -121,7 +63,7 @@ def test_fault_at_every_release_call_then_a_plain_retry(ppool, fn):
     faulted = 0
     for method, times in calls:
         for nth in range(1, times + 1):
-            args = setup()
+            args = release_args(xapi, host, fn, info, vm_uuid)
             ppool.admin.clear()
             ppool.admin.inject_fault(method, ["INTERNAL_ERROR", "injected"],
                                      {"nth": nth, "caller": "plugin"})

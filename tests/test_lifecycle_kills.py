@@ -5,7 +5,7 @@ Defaults only (lock_timeout 120 s): a dead holder waited out would fail BUSY, ne
 import pytest
 
 from conftest import PluginError, plugin, state
-from test_lifecycle import default_settings, journals, killed_then_retried, plugin_calls
+from killcheck import default_settings, journals, killed_then_retried, release_each_kill
 from test_plugin_drivers import nfs_volume
 from test_plugin_iscsi import ci, placed
 from test_plugin_session import file_volume
@@ -21,6 +21,12 @@ def nothing_left(pool, xapi, host, before, n):
     assert state(pool) == before, n
     assert journals(host) == [], n
     assert CHAP[1] not in secret_values(pool, xapi), n
+
+
+def released_each_kill(pool, xapi, host, fn, when, info, vm_uuid, before):
+    """killcheck.release_each_kill, with nothing left after each retry (no CHAP secret)."""
+    return release_each_kill(pool, xapi, host, fn, when, info, vm_uuid,
+                             lambda n: nothing_left(pool, xapi, host, before, n))
 
 
 # A kill before the nth call runs, or after it ran (its change made, its answer lost).
@@ -50,45 +56,23 @@ def test_release_killed_before_each_call_then_again(ppool, fn):
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
-    release_each_kill(ppool, xapi, host, fn, "before", info, vm_uuid, before)
-
-
-def release_each_kill(pool, xapi, host, fn, when, info, vm_uuid, before):
-    """fn (detach_volume or disconnect_volume) killed at each of its calls in turn; a plain
-    retry then leaves the pool as before the attach/connect."""
-    def setup():
-        if fn == "detach_volume":
-            return {"vbd_uuid": plugin(xapi, host, "attach_volume", connection_info=info,
-                                       vm_uuid=vm_uuid)["vbd_uuid"]}
-        plugin(xapi, host, "connect_volume", connection_info=info)
-        return {"connection_info": info}
-    args = setup()
-    pool.admin.clear()
-    plugin(xapi, host, fn, **args)
-    n_calls = plugin_calls(pool)
-    nothing_left(pool, xapi, host, before, "clean")
-    for n in range(1, n_calls + 1):
-        args = setup()
-        pool.admin.clear()
-        pool.admin.kill_plugin("*", {"nth": n, "when": when, "host": host.uuid})
-        with pytest.raises(PluginError) as e:
-            plugin(xapi, host, fn, **args)
-        assert e.value.code == "XENAPI_PLUGIN_FAILURE", (n, e.value.details)
-        pool.admin.clear()
-        plugin(xapi, host, fn, **args)  # a plain retry
-        nothing_left(pool, xapi, host, before, n)
-    return n_calls
+    released_each_kill(ppool, xapi, host, fn, "before", info, vm_uuid, before)
 
 
 # ---------------------------------------------------------------------- iSCSI with CHAP, NFS
+def chap_volume(pool, peers):
+    """vm-1 and a LUN of a new CHAP target: (xapi, vm uuid, its host, connection_info, the
+    pool's state), with the operator's default settings."""
+    default_settings(pool)
+    xapi = pool.session().xenapi
+    _ref, vm_uuid, host = placed(pool, xapi, "vm-1")
+    info = ci(peers, peers.new_target(luns=(1,), chap=CHAP), chap=CHAP)
+    return xapi, vm_uuid, host, info, state(pool)
+
+
 @KILLS
 def test_iscsi_chap_attach_killed_at_every_step_then_again(ppool, peers, when):
-    default_settings(ppool)
-    xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    iqn = peers.new_target(luns=(1,), chap=CHAP)
-    info = ci(peers, iqn, chap=CHAP)
-    before = state(ppool)
+    xapi, vm_uuid, host, info, before = chap_volume(ppool, peers)
     for n, out in killed_then_retried(ppool, xapi, host, "attach_volume", when,
                                       connection_info=info, vm_uuid=vm_uuid):
         assert out["plugged"] is True, n
@@ -99,13 +83,8 @@ def test_iscsi_chap_attach_killed_at_every_step_then_again(ppool, peers, when):
 @KILLS
 @pytest.mark.parametrize("fn", ["detach_volume", "disconnect_volume"])
 def test_iscsi_chap_release_killed_at_every_step_then_again(ppool, peers, fn, when):
-    default_settings(ppool)
-    xapi = ppool.session().xenapi
-    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    iqn = peers.new_target(luns=(1,), chap=CHAP)
-    info = ci(peers, iqn, chap=CHAP)
-    before = state(ppool)
-    assert release_each_kill(ppool, xapi, host, fn, when, info, vm_uuid, before) > 5
+    xapi, vm_uuid, host, info, before = chap_volume(ppool, peers)
+    assert released_each_kill(ppool, xapi, host, fn, when, info, vm_uuid, before) > 5
 
 
 def test_iscsi_chap_connect_killed_at_every_step_then_again(ppool, peers):
@@ -142,8 +121,8 @@ def test_nfs_attach_and_detach_killed_at_every_step_then_again(ppool, peers):
         assert out["plugged"] is True, n
         plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
         nothing_left(ppool, xapi, host, before, n)
-    assert release_each_kill(ppool, xapi, host, "detach_volume", "before", info, vm_uuid,
-                             before) > 5
+    assert released_each_kill(ppool, xapi, host, "detach_volume", "before", info, vm_uuid,
+                              before) > 5
 
 
 # ---------------------------------------------------------------------- another host's lease

@@ -1,4 +1,5 @@
 """The fibre_channel driver end to end over the simulator's FC fabric (sm HBASR, LUNperVDI)."""
+import threading
 import uuid
 
 import pytest
@@ -110,6 +111,35 @@ def test_multipath_host_sees_both_paths(ppool):
 def test_fault_at_every_xapi_call(ppool):
     lun(ppool, T1, 2)
     fault_at_every_call(ppool, ci(2))
+
+
+def test_attach_while_the_fabric_rescans(ppool):
+    """The driver reads the host's sysfs while rescans (xapi's background scans run them at
+    any time) add and remove another LUN, whose entries vanish under the reader: each attach
+    still finds its LUN, and leaves nothing behind."""
+    xapi = ppool.session().xenapi
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    lun(ppool, T1, 7, zone_hosts=[host])
+    before = state(ppool)
+    fabric = ppool.sim.sm.driver("hba").fabric
+    stop = threading.Event()
+
+    def churn():
+        while not stop.wait(0.002):
+            fabric.add_lun(T1, 1, "3600a0980" + "c" * 20, 1 << 20)
+            fabric.rescan(host)
+            fabric.remove_lun(T1, 1)
+            fabric.rescan(host)
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(3):
+            out = plugin(xapi, host, "attach_volume", connection_info=ci(7), vm_uuid=vm_uuid)
+            plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    finally:
+        stop.set()
+        t.join()
+    assert state(ppool) == before
 
 
 def test_concurrent_attaches_share_the_host_sr(ppool):

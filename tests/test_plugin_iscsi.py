@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from conftest import PluginError, plugin, state
+from drivercheck import concurrent, fault_at_every_call, idempotent, placed
 
 CHAP = ("volchap", "Vol-Secret-9f3a1")
 
@@ -27,17 +28,6 @@ def ci(peers, iqn, lun=1, chap=None, secret_uuid=None, **extra):
 def vm(xapi, name):
     ref = xapi.VM.get_by_name_label(name)[0]
     return ref, xapi.VM.get_uuid(ref)
-
-
-def host_of(pool, xapi, vm_ref):
-    ref = xapi.VM.get_resident_on(vm_ref)
-    return [h for h in pool.sim.hosts if h.ref == ref][0]
-
-
-def placed(pool, xapi, name):
-    """A running VM by name: (ref, uuid, the simulated host it runs on)."""
-    ref, vm_uuid = vm(xapi, name)
-    return ref, vm_uuid, host_of(pool, xapi, ref)
 
 
 def test_cold_attach_with_chap_on_a_member_then_start(ppool, peers):
@@ -149,17 +139,7 @@ def test_two_luns_share_one_sr(ppool, peers):
 
 
 def test_idempotent_attach_and_detach(ppool, peers):
-    xapi = ppool.session().xenapi
-    iqn = peers.new_target(luns=(1,))
-    before = state(ppool)
-    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    a = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
-    again = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
-    assert again["vbd_uuid"] == a["vbd_uuid"] and again["note"] == "already attached"
-    plugin(xapi, host, "detach_volume", vm_uuid=vm_uuid, mountpoint=a["device"])
-    d = plugin(xapi, host, "detach_volume", vm_uuid=vm_uuid, mountpoint=a["device"])
-    assert d["detached"] == [] and "not attached" in d["note"]
-    assert state(ppool) == before
+    idempotent(ppool, ci(peers, peers.new_target(luns=(1,))))
 
 
 def test_halted_vm_gets_an_unplugged_vbd(ppool, peers):
@@ -258,80 +238,24 @@ def test_detach_gives_up_after_bounded_retries(ppool, peers):
 
 
 def test_a_failure_at_each_xapi_call_leaves_the_pool_as_it_was(ppool, peers):
-    xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,), chap=CHAP)
-    ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
-    info = ci(peers, iqn, chap=CHAP)
-    before = state(ppool)
-    ppool.admin.clear()
-    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
-    calls = dict((m, c["plugin"]) for m, c in ppool.admin.counts().items() if "plugin" in c)
-    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
-    assert state(ppool) == before
-    points = [(m, n) for m, total in sorted(calls.items()) for n in range(1, total + 1)
-              if m != "session.get_this_host"]
-    assert len(points) >= 10
-    for method, nth in points:
-        ppool.admin.clear()
-        ppool.admin.inject_fault(method, ["INTERNAL_ERROR", "injected at %s #%d" % (method, nth)],
-                                 {"nth": nth, "caller": "plugin"})
-        try:
-            out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
-        except PluginError as e:
-            assert "injected" in e.message, (method, nth, e.message)
-            assert "rollback_incomplete" not in e.details
-            assert state(ppool) == before, (method, nth)
-        else:
-            ppool.admin.clear()
-            plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
-            assert state(ppool) == before, (method, nth)
-    ppool.admin.clear()
+    fault_at_every_call(ppool, ci(peers, iqn, chap=CHAP), "vm-3", least=10)
 
 
 def test_concurrent_attaches_and_detaches_of_one_target(ppool, peers):
     iqn = peers.new_target(luns=(1, 2, 3, 4))
     xapi = ppool.session().xenapi
-    before = state(ppool)
-    targets = [("vm-1", 1), ("vm-1", 2), ("vm-3", 3), ("vm-3", 4)]
-    results, errors = {}, []
 
-    def attach(name, lun):
-        try:
-            x = ppool.session().xenapi
-            ref, vm_uuid = vm(x, name)
-            host = host_of(ppool, x, ref)
-            results[lun] = (host, plugin(x, host, "attach_volume", connection_info=ci(peers, iqn, lun),
-                                         vm_uuid=vm_uuid))
-        except Exception as e:  # reported below
-            errors.append(e)
+    def one_sr_on_every_host(results):
+        sr = xapi.SR.get_by_uuid(results[0][1]["sr_uuid"])
+        hosts = set(xapi.PBD.get_host(p) for p in xapi.SR.get_PBDs(sr))
+        assert hosts == set(h.ref for h, _r in results.values())
+        assert len(xapi.SR.get_VDIs(sr)) == 4
 
-    threads = [threading.Thread(target=attach, args=t) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
-    assert len(set(r["sr_uuid"] for _h, r in results.values())) == 1
-    sr = xapi.SR.get_by_uuid(results[1][1]["sr_uuid"])
-    hosts = set(xapi.PBD.get_host(p) for p in xapi.SR.get_PBDs(sr))
-    assert hosts == set(h.ref for h, _r in results.values())
-    assert len(xapi.SR.get_VDIs(sr)) == 4
-
-    def detach(lun):
-        try:
-            host, r = results[lun]
-            plugin(ppool.session().xenapi, host, "detach_volume", vbd_uuid=r["vbd_uuid"])
-        except Exception as e:
-            errors.append(e)
-    threads = [threading.Thread(target=detach, args=(lun,)) for lun in results]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
-    # Every host releases its share; the last one out forgets the SR.
-    after = state(ppool)
-    assert after == before
+    # Every host releases its share; the last one out forgets the SR (concurrent checks it).
+    concurrent(ppool, [("vm-1", ci(peers, iqn, 1)), ("vm-1", ci(peers, iqn, 2)),
+                       ("vm-3", ci(peers, iqn, 3)), ("vm-3", ci(peers, iqn, 4))],
+               attached=one_sr_on_every_host)
 
 
 def test_mutual_chap_for_real(ppool, peers):

@@ -1,6 +1,7 @@
 """The hba storage manager over the simulated FC fabric (sm HBASR.py, LUNperVDI.py, devscan.py)."""
 
 import os
+import threading
 import uuid
 
 from test_sim_wire import fails
@@ -70,3 +71,55 @@ def test_vdi_attach_of_a_vanished_lun_is_vdi_unavailable(pool, xapi):
     vbd = xapi.VBD.create(vbd_rec(vm, vdi))
     pool.admin.fc_remove_lun(T, 2)
     fails("SR_BACKEND_FAILURE_46", xapi.VBD.plug, vbd)
+
+
+def fc_disks(h):
+    """H:C:T:L -> wwid of the disks under the host's /sys/block, read as the fibre_channel
+    driver reads them: a disk whose entries vanish between the listing and the reading is
+    left out (on real sysfs too, a removed disk's entries go while a reader walks them)."""
+    out = {}
+    for dev in os.listdir(h.path("sys/block")):
+        try:
+            hctl = os.path.basename(os.readlink(h.path("sys/block", dev, "device")))
+            with open(h.path("sys/block", dev, "device", "wwid")) as fh:
+                out[hctl] = (dev, fh.read())
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def test_a_reader_during_rescans_meets_whole_entries(pool):
+    """Rescans (xapi's background scans run them at any time) while another LUN comes and
+    goes: the disk that stays keeps its name and is always there, whole; the other is there
+    whole or not at all; nothing half written, no entry being built, ever shows."""
+    h = pool.host(0)
+    fabric = pool.sim.sm.driver("hba").fabric
+    fabric.zone(fabric.host_ports(h)[0], T)
+    fabric.add_lun(T, 5, "3600a05", 1 << 20)
+    fabric.rescan(h)
+    done = threading.Event()
+
+    def churn():
+        try:
+            for i in range(200):
+                if i % 2:
+                    fabric.remove_lun(T, 1)  # LUN 1 sorts before LUN 5: no renaming of sdb
+                else:
+                    fabric.add_lun(T, 1, "3600a01", 1 << 20)
+                fabric.rescan(h)
+                fabric.rescan(h)  # a rescan that changes nothing
+        finally:
+            done.set()
+    t = threading.Thread(target=churn)
+    t.start()
+    reads = 0
+    try:
+        while not done.is_set():
+            disks = fc_disks(h)
+            assert disks.pop("0:0:0:5") == ("sdb", "naa.600a05\n")
+            assert disks in ({}, {"0:0:0:1": ("sdc", "naa.600a01\n")}), disks
+            assert set(os.listdir(h.path("sys/block"))) <= {"sdb", "sdc"}
+            reads += 1
+    finally:
+        t.join()
+    assert reads > 0 and fc_disks(h) == {"0:0:0:5": ("sdb", "naa.600a05\n")}

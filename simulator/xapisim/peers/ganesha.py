@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from . import nfs_client
+from . import nfs_client, process
 
 
 def _only_loopback():
@@ -150,11 +150,5 @@ class Server:
 
     def stop(self):
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            process.stop(p)
         self.procs = []

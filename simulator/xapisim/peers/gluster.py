@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 
-from . import gfapi_client
+from . import gfapi_client, process
 from .gfapi_client import GlusterError  # noqa: F401 (the peer's errors are the client's)
 
 
@@ -160,13 +160,7 @@ class Server(object):
                 time.sleep(0.05)
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        process.stop(self.proc)
         self.proc = None
 
 

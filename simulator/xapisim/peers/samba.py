@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 
+from . import process
 
 class SambaError(Exception):
     pass
@@ -104,11 +105,5 @@ class Server(object):
         raise SambaError("smbd was not ready within %ss; see %s" % (timeout, self.workdir))
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        process.stop(self.proc)
         self.proc = None

@@ -9,6 +9,7 @@ disks with their wwid (/sys/block/sdX/device), /dev/sdX, /dev/disk/by-path/pci-â
 (XenServer's udev rules). Set up through the admin API (fc_ports, fc_lun, fc_zone â€¦)."""
 import os
 import re
+import shutil
 import threading
 
 from .base import StorageManager
@@ -36,7 +37,8 @@ class Fabric(object):
         self.ports = {}     # host uuid -> [wwpn]
         self.targets = {}   # target wwn -> {lun: {"scsi_id", "size", "initiators"}}
         self.zones = set()  # (initiator wwpn, target wwn)
-        self.written = {}   # host uuid -> paths written under its root
+        self.written = {}   # host uuid -> the view written under its root (rescan)
+        self.disks = {}     # host uuid -> {(scsi host, target index, lun, target, scsi id): sdX}
 
     def host_ports(self, host):
         with self.lock:
@@ -80,56 +82,110 @@ class Fabric(object):
         return out
 
     def rescan(self, host):
-        """Rewrite the host's FC view (devscan.adapters forces a bus rescan)."""
+        """Bring the host's FC view up to date (devscan.adapters forces a bus rescan). As the
+        kernel changes sysfs, per entry: an entry that did not change is left as it is, a new
+        one appears whole (built aside, then renamed in), a gone one vanishes whole (renamed
+        aside, then removed). A reader meets each entry old, new or vanishing under it, never
+        half written; a device's SCSI directory is there before its /sys/block entry."""
         ports = self.host_ports(host)
         paths = self.paths(host)
         with self.lock:
-            for rel in self.written.pop(host.uuid, []):
-                p = host.path(rel)
-                if os.path.islink(p) or os.path.isfile(p):
-                    os.unlink(p)
-                if rel.startswith("dev/disk/by-scsid/"):
-                    try:
-                        os.rmdir(os.path.dirname(p))  # the SCSI id's directory, once empty
-                    except OSError:
-                        pass
-            written = []
-
-            def write(rel, text=None, link=None):
-                p = host.path(rel)
-                os.makedirs(os.path.dirname(p), exist_ok=True)
-                if link is not None:
-                    os.symlink(link, p)
-                else:
-                    with open(p, "w") as fh:
-                        fh.write(text)
-                written.append(rel)
-
-            for n, wwpn in enumerate(ports):
-                base = "sys/class/fc_host/host%d/" % n
-                write(base + "port_name", "0x%s\n" % wwpn)
-                write(base + "node_name", "0x20%s\n" % wwpn[2:])
-                write(base + "port_state", "Online\n")
-                write(base + "driver", DRIVER + "\n")
-            for i, (n, t, lun, target, spec) in enumerate(paths):
-                dev = _sd_name(i)
-                tdir = "sys/class/fc_transport/target%d:0:%d/port_name" % (n, t)
-                if tdir not in written:
-                    write(tdir, "0x%s\n" % target)
-                hctl = "%d:0:%d:%d" % (n, t, lun)
-                write("dev/" + dev, "")
-                write("dev/disk/by-path/pci-0000:%02x:00.0-fc-0x%s-lun-%s"
-                      % (n + 1, target, lun_name(lun)), link="../../" + dev)
-                write("dev/disk/by-scsid/%s/%s" % (spec["scsi_id"], dev), link="../../../" + dev)
-                scsi = "sys/devices/pci0000:00/host%d/rport-%d:0-%d/target%d:0:%d/%s" % (
-                    n, n, t, n, t, hctl)
-                write(scsi + "/vendor", "XENVOLSIM\n")
-                # The kernel's wwid of the disk: an NAA designator, whose scsi_id (SM's SCSIid)
-                # is "3" followed by the same hex digits.
-                write(scsi + "/wwid", "naa.%s\n" % spec["scsi_id"][1:])
-                write("sys/block/%s/device" % dev, link="../../" + scsi.split("/", 1)[1])
-            self.written[host.uuid] = written
+            self._write(host, ports, paths)
         return paths
+
+    def _write(self, host, ports, paths):
+        # linux drivers/scsi/sd.c sd_probe: a new disk takes the lowest free sd index (sda is
+        # the host's own disk) and keeps its name while it exists.
+        disks = self.disks.setdefault(host.uuid, {})
+        found = [(n, t, lun, target, spec["scsi_id"]) for n, t, lun, target, spec in paths]
+        for key in set(disks) - set(found):
+            del disks[key]
+        for key in found:
+            i = 1
+            while key not in disks:
+                if _sd_name(i) not in disks.values():
+                    disks[key] = _sd_name(i)
+                i += 1
+        # entry (its path under the host root) -> ("file", text) | ("link", target) |
+        # ("dir", ((name, entry), ...)), in the order they appear
+        view = {}
+        for n, wwpn in enumerate(ports):
+            view["sys/class/fc_host/host%d" % n] = _dir(
+                port_name="0x%s\n" % wwpn, node_name="0x20%s\n" % wwpn[2:],
+                port_state="Online\n", driver=DRIVER + "\n")
+        for key, (n, t, lun, target, spec) in zip(found, paths):
+            dev = disks[key]
+            view.setdefault("sys/class/fc_transport/target%d:0:%d" % (n, t),
+                            _dir(port_name="0x%s\n" % target))
+            scsi = "sys/devices/pci0000:00/host%d/rport-%d:0-%d/target%d:0:%d/%d:0:%d:%d" % (
+                n, n, t, n, t, n, t, lun)
+            # The kernel's wwid of the disk: an NAA designator, whose scsi_id (SM's SCSIid)
+            # is "3" followed by the same hex digits.
+            view[scsi] = _dir(vendor="XENVOLSIM\n", wwid="naa.%s\n" % spec["scsi_id"][1:])
+            view["sys/block/" + dev] = _dir(device=("link", "../../" + scsi.split("/", 1)[1]))
+            view["dev/" + dev] = ("file", "")
+            view["dev/disk/by-path/pci-0000:%02x:00.0-fc-0x%s-lun-%s"
+                 % (n + 1, target, lun_name(lun))] = ("link", "../../" + dev)
+            view["dev/disk/by-scsid/%s/%s" % (spec["scsi_id"], dev)] = ("link", "../../../" + dev)
+        old = self.written.get(host.uuid, {})
+        aside = host.path(".fc-rescan")  # beside sys/ and dev/, out of a reader's way
+        shutil.rmtree(aside, ignore_errors=True)
+        os.mkdir(aside)
+        for rel in reversed(list(old)):  # a disk's /sys/block entry before its SCSI one
+            if view.get(rel) != old[rel]:
+                _remove(host, rel, aside)
+        for rel, entry in view.items():
+            if old.get(rel) != entry:
+                _put(host, rel, entry, aside)
+        self.written[host.uuid] = view
+
+
+def _dir(**files):
+    """A directory entry: its files (text) and links (("link", target)), by name."""
+    return ("dir", tuple((name, ("file", v) if isinstance(v, str) else v)
+                         for name, v in sorted(files.items())))
+
+
+def _make(path, entry):
+    kind, content = entry
+    if kind == "link":
+        os.symlink(content, path)
+    elif kind == "file":
+        with open(path, "w") as fh:
+            fh.write(content)
+    else:
+        os.mkdir(path)
+        for name, sub in content:
+            _make(os.path.join(path, name), sub)
+
+
+def _put(host, rel, entry, aside):
+    """Build the entry in `aside` (same file system), then rename it into place."""
+    tmp = os.path.join(aside, "new")
+    _make(tmp, entry)
+    p = host.path(rel)
+    if os.path.isdir(p) and not os.path.islink(p):
+        _remove(host, rel, aside)  # left by an earlier simulator on this state directory
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    os.rename(tmp, p)
+
+
+def _remove(host, rel, aside):
+    p = host.path(rel)
+    gone = os.path.join(aside, "gone")
+    try:
+        os.rename(p, gone)
+    except OSError:
+        return
+    if os.path.isdir(gone) and not os.path.islink(gone):
+        shutil.rmtree(gone)
+    else:
+        os.unlink(gone)
+    if rel.startswith("dev/disk/by-scsid/"):
+        try:
+            os.rmdir(os.path.dirname(p))  # the SCSI id's directory, once empty
+        except OSError:
+            pass
 
 
 def lun_name(lun):
@@ -141,7 +197,6 @@ def lun_name(lun):
 
 def _sd_name(i):
     letters = ""
-    i += 1  # sda is the host's own disk
     while True:
         letters = chr(ord("a") + i % 26) + letters
         i = i // 26 - 1

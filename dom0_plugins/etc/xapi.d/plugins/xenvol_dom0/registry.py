@@ -27,7 +27,7 @@ class Registry(object):
         self.broken = []  # type: List[Dict[str, str]]
         for path in sorted(glob.glob(os.path.join(_BUILTIN_DIR, "*.py"))):
             stem = os.path.basename(path)[:-3]
-            if stem not in ("__init__", "base"):
+            if stem not in ("__init__", "base", "filebased"):
                 self._load(path, "xenvol_dom0.drivers." + stem, "built-in")
         for path in sorted(glob.glob(os.path.join(paths.drivers_dir(), "*.py"))):
             stem = os.path.basename(path)[:-3]

@@ -9,16 +9,15 @@ import posixpath
 import re
 
 from ..check import host_port
-from .base import Config, Driver, vdi_by_uuid_with_scan
+from .base import Config
+from .filebased import SharedFileDriver
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-class CephFSDriver(Driver):
+class CephFSDriver(SharedFileDriver):
     volume_types = ("cephfs",)
     sr_type = "cephfs"
-    shared = True
-    content_type = "user"
 
     def validate(self, d):
         servers = d.raw("server")
@@ -44,14 +43,7 @@ class CephFSDriver(Driver):
         return Config(servers=servers, serverpath=d.path("serverpath"),
                       port=d.integer("serverport", required=False, default=6789, low=1,
                                      high=65535),
-                      client=name, secretfile=secretfile,
-                      sr_uuid=d.uuid("sr_uuid"), vdi_uuid=d.uuid("vdi_uuid"),
-                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
-                      name_label=d.string("name_label", required=False, max_len=128),
-                      name_description=d.string("name_description", required=False, max_len=256))
-
-    def sr_uuid(self, cfg):
-        return cfg.sr_uuid
+                      client=name, secretfile=secretfile, **self.volume(d))
 
     def device_config(self, cfg):
         options = "name=%s" % cfg.client
@@ -59,9 +51,3 @@ class CephFSDriver(Driver):
             options += ",secretfile=%s" % posixpath.normpath(cfg.secretfile)
         return {"server": ",".join(cfg.servers), "serverpath": cfg.serverpath,
                 "serverport": str(cfg.port), "options": options}
-
-    def find_vdi(self, call, sr, cfg):
-        return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
-
-    def locate_vdi(self, call, sr, cfg):
-        return call.find("VDI", cfg.vdi_uuid)

@@ -101,7 +101,13 @@ def _fc_devices():
     root = "/sys/block"
     out = []
     for dev in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        m = _HCTL.match(os.path.basename(os.path.realpath(os.path.join(root, dev, "device"))))
+        # A disk can go between the listing and the reading (a LUN removed, a rescan): on
+        # sysfs its entries vanish, and so does the disk from what the host shows.
+        try:
+            link = os.readlink(os.path.join(root, dev, "device"))  # ../../../H:C:T:L
+        except OSError:
+            continue
+        m = _HCTL.match(os.path.basename(link))
         if not m:
             continue
         h, c, t, lun = m.groups()

@@ -6,14 +6,14 @@ symlinks and '..' are resolved, and never a system directory or another SR's mou
 import os
 
 from .. import policy
-from .base import Config, Driver, name_uuid, vdi_by_uuid_with_scan
+from .base import Config, Driver, name_uuid
+from .filebased import FileBasedDriver
 
 
-class FileDriver(Driver):
+class FileDriver(FileBasedDriver):
     volume_types = ("file",)
     sr_type = "file"
     shared = False
-    content_type = "user"
 
     def validate(self, d):
         # The SR is identified by the real directory, whatever symlink the caller named.
@@ -33,9 +33,3 @@ class FileDriver(Driver):
 
     def device_config(self, cfg):
         return {"location": cfg.path}
-
-    def find_vdi(self, call, sr, cfg):
-        return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
-
-    def locate_vdi(self, call, sr, cfg):
-        return call.find("VDI", cfg.vdi_uuid)

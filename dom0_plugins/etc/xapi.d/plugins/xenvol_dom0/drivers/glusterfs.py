@@ -8,29 +8,20 @@ something the SR can open, so sr_uuid and vdi_uuid are required."""
 import re
 
 from ..check import host_port
-from ..errors import UNSUPPORTED_VOLUME, XenvolError
-from .base import Config, Driver, vdi_by_uuid_with_scan
+from .base import Config
+from .filebased import SharedFileDriver
 
 _VOLUME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-class GlusterFSDriver(Driver):
+class GlusterFSDriver(SharedFileDriver):
     volume_types = ("glusterfs",)
     sr_type = "glusterfs"
-    shared = True
-    content_type = "user"
+    sr_name, root, cinder = "XCP-ng's GlusterFS SR", "<volume>", "glusterfs"
+    files = "VHD"
 
     def validate(self, d):
-        fmt = d.string("format", required=False, max_len=16)
-        if fmt is not None and fmt.lower() not in ("vhd", "raw"):
-            raise XenvolError(UNSUPPORTED_VOLUME, "data.format: XCP-ng's GlusterFS SR serves VHD "
-                              "files named <vdi-uuid>.vhd under <volume>/<sr-uuid>/; a %s volume "
-                              "cannot be attached" % fmt[:16], field="data.format")
-        if not d.has("sr_uuid") and d.has("name"):
-            raise XenvolError(UNSUPPORTED_VOLUME, "data.sr_uuid: this looks like a Cinder "
-                              "glusterfs volume (export + name); XCP-ng's GlusterFS SR needs the "
-                              "volume as <volume>/<sr_uuid>/<vdi_uuid>.vhd, so sr_uuid and "
-                              "vdi_uuid are required", field="data.sr_uuid")
+        self.refuse_other_layouts(d)
         key = "export" if d.has("export") else "server"
         value = d.string(key, max_len=320)
         host, sep, volume = value.partition(":/")
@@ -53,13 +44,7 @@ class GlusterFSDriver(Driver):
             _host(d, "backup_servers[%d]" % i, b)
         return Config(server="%s:/%s" % (host, volume), backups=backups,
                       attempts=d.integer("fetch_attempts", required=False, low=1, high=100),
-                      sr_uuid=d.uuid("sr_uuid"), vdi_uuid=d.uuid("vdi_uuid"),
-                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
-                      name_label=d.string("name_label", required=False, max_len=128),
-                      name_description=d.string("name_description", required=False, max_len=256))
-
-    def sr_uuid(self, cfg):
-        return cfg.sr_uuid
+                      **self.volume(d))
 
     def device_config(self, cfg):
         dc = {"server": cfg.server}
@@ -68,12 +53,6 @@ class GlusterFSDriver(Driver):
         if cfg.attempts:
             dc["fetchattempts"] = str(cfg.attempts)
         return dc
-
-    def find_vdi(self, call, sr, cfg):
-        return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
-
-    def locate_vdi(self, call, sr, cfg):
-        return call.find("VDI", cfg.vdi_uuid)
 
 
 def _host(d, field, value):

@@ -4,8 +4,8 @@ This is the layout Cinder's XenAPINFS driver produces. A Cinder generic NFS volu
 `volume-<id>` in the export root) is not something XenServer's NFS SR can open, and is
 refused with a message saying so."""
 from ..check import host_port
-from ..errors import UNSUPPORTED_VOLUME, XenvolError
-from .base import Config, Driver, vdi_by_uuid_with_scan
+from .base import Config
+from .filebased import SharedFileDriver
 
 # Mount options a caller may pass (name -> takes a value). SM's NFS SR mounts with
 # "soft,proto=<tcp|udp>,vers=<nfsversion>,acdirmin=0,acdirmax=0" and appends
@@ -22,23 +22,14 @@ MOUNT_OPTIONS = {"vers": True, "nfsvers": True, "proto": True, "port": True, "ti
 VERSIONS = ("3", "4", "4.0", "4.1")
 
 
-class NFSDriver(Driver):
+class NFSDriver(SharedFileDriver):
     volume_types = ("nfs", "xenapinfs")
     sr_type = "nfs"
-    shared = True
-    content_type = "user"
+    sr_name, root, cinder = "XenServer's NFS SR", "<serverpath>", "generic NFS"
+    cinder_keys = ("name", "export")
 
     def validate(self, d):
-        fmt = d.string("format", required=False, max_len=16)
-        if fmt is not None and fmt.lower() not in ("vhd", "raw"):
-            raise XenvolError(UNSUPPORTED_VOLUME, "data.format: XenServer's NFS SR serves VHD "
-                              "(or raw) files named <vdi-uuid>.vhd under <serverpath>/<sr-uuid>/; "
-                              "a %s volume cannot be attached" % fmt, field="data.format")
-        if not d.has("sr_uuid") and (d.has("name") or d.has("export")):
-            raise XenvolError(UNSUPPORTED_VOLUME, "data.sr_uuid: this looks like a Cinder generic "
-                              "NFS volume (export + name); XenServer's NFS SR needs the volume as "
-                              "<serverpath>/<sr_uuid>/<vdi_uuid>.vhd, so sr_uuid and vdi_uuid are "
-                              "required", field="data.sr_uuid")
+        self.refuse_other_layouts(d)
         if d.has("export"):
             export = d.string("export", max_len=512)
             host_part, sep, path = export.partition(":/")
@@ -58,14 +49,7 @@ class NFSDriver(Driver):
             raise d.bad("nfsversion", "must be 3, 4, 4.0 or 4.1")
         version, udp, options = _options(d, version)
         return Config(server=server, serverpath=serverpath.rstrip("/") or "/",
-                      nfsversion=version, udp=udp, options=options,
-                      sr_uuid=d.uuid("sr_uuid"), vdi_uuid=d.uuid("vdi_uuid"),
-                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
-                      name_label=d.string("name_label", required=False, max_len=128),
-                      name_description=d.string("name_description", required=False, max_len=256))
-
-    def sr_uuid(self, cfg):
-        return cfg.sr_uuid
+                      nfsversion=version, udp=udp, options=options, **self.volume(d))
 
     def device_config(self, cfg):
         dc = {"server": cfg.server, "serverpath": cfg.serverpath}
@@ -76,12 +60,6 @@ class NFSDriver(Driver):
         if cfg.udp:
             dc["useUDP"] = "true"  # sm NFSSR.py set_transport
         return dc
-
-    def find_vdi(self, call, sr, cfg):
-        return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
-
-    def locate_vdi(self, call, sr, cfg):
-        return call.find("VDI", cfg.vdi_uuid)
 
 
 def _options(d, version):

@@ -8,9 +8,9 @@ onto it only when the volume is laid out as that SR expects: sr_uuid and vdi_uui
 import re
 
 from ..check import host_port
-from ..errors import UNSUPPORTED_VOLUME, XenvolError
 from ..redact import SCRUB
-from .base import Config, Driver, vdi_by_uuid_with_scan
+from .base import Config
+from .filebased import SharedFileDriver
 
 _SHARE = re.compile(r"^[A-Za-z0-9_.$ -]{1,80}$")
 _USER = re.compile(r"^[A-Za-z0-9_.@ -]{1,104}$")
@@ -19,24 +19,14 @@ _KNOWN_OPTIONS = ("username", "user", "password", "pass", "domain", "dom", "work
                   "guest")
 
 
-class SMBDriver(Driver):
+class SMBDriver(SharedFileDriver):
     volume_types = ("smbfs", "smb")
     sr_type = "smb"
-    shared = True
-    content_type = "user"
+    sr_name, root, cinder = "XenServer's SMB SR", "<share>", "smbfs"
 
     def validate(self, d):
         opts = _options(d)
-        fmt = d.string("format", required=False, max_len=16)
-        if fmt is not None and fmt.lower() not in ("vhd", "raw"):
-            raise XenvolError(UNSUPPORTED_VOLUME, "data.format: XenServer's SMB SR serves VHD (or "
-                              "raw) files named <vdi-uuid>.vhd under <share>/<sr-uuid>/; a %s "
-                              "volume cannot be attached" % fmt[:16], field="data.format")
-        if not d.has("sr_uuid") and d.has("name"):
-            raise XenvolError(UNSUPPORTED_VOLUME, "data.sr_uuid: this looks like a Cinder smbfs "
-                              "volume (export + name); XenServer's SMB SR needs the volume as "
-                              "<share>/<sr_uuid>/<vdi_uuid>.vhd, so sr_uuid and vdi_uuid are "
-                              "required", field="data.sr_uuid")
+        self.refuse_other_layouts(d)
         key = "export" if d.has("export") else "server"
         server = _unc(d, key)
         vers = d.string("smb_version", required=False, max_len=8) or opts.get("vers")
@@ -62,13 +52,7 @@ class SMBDriver(Driver):
             raise d.bad("password", "is required with a username (without one XenServer's SMB SR "
                         "mounts as guest)")
         return Config(server=server, user=("%s\\%s" % (domain, user)) if domain else user,
-                      password=password, sr_uuid=d.uuid("sr_uuid"), vdi_uuid=d.uuid("vdi_uuid"),
-                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
-                      name_label=d.string("name_label", required=False, max_len=128),
-                      name_description=d.string("name_description", required=False, max_len=256))
-
-    def sr_uuid(self, cfg):
-        return cfg.sr_uuid
+                      password=password, **self.volume(d))
 
     def device_config(self, cfg):
         dc = {"server": cfg.server}
@@ -79,12 +63,6 @@ class SMBDriver(Driver):
             else:
                 dc["password"] = cfg.password["value"]
         return dc
-
-    def find_vdi(self, call, sr, cfg):
-        return vdi_by_uuid_with_scan(call, sr, cfg.vdi_uuid, "data.vdi_uuid")
-
-    def locate_vdi(self, call, sr, cfg):
-        return call.find("VDI", cfg.vdi_uuid)
 
 
 def _unc(d, key):
