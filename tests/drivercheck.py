@@ -1,5 +1,6 @@
 """The checks every driver gets (the shape of test_plugin_iscsi.py): a fault at every XAPI call
 the plugin makes, concurrency, idempotence. Assertions are on pool state."""
+
 import threading
 
 from conftest import PluginError, plugin, state
@@ -20,13 +21,20 @@ def fault_at_every_call(pool, info, vm_name="vm-3", least=8):
     calls = dict((m, c["plugin"]) for m, c in pool.admin.counts().items() if "plugin" in c)
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(pool) == before
-    points = [(m, n) for m, total in sorted(calls.items()) for n in range(1, total + 1)
-              if m != "session.get_this_host"]
+    points = [
+        (m, n)
+        for m, total in sorted(calls.items())
+        for n in range(1, total + 1)
+        if m != "session.get_this_host"
+    ]
     assert len(points) >= least, points
     for method, nth in points:
         pool.admin.clear()
-        pool.admin.inject_fault(method, ["INTERNAL_ERROR", "injected at %s #%d" % (method, nth)],
-                                {"nth": nth, "caller": "plugin"})
+        pool.admin.inject_fault(
+            method,
+            ["INTERNAL_ERROR", "injected at %s #%d" % (method, nth)],
+            {"nth": nth, "caller": "plugin"},
+        )
         try:
             out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
         except PluginError as e:
@@ -65,8 +73,10 @@ def concurrent(pool, infos, attached=None):
         try:
             x = pool.session().xenapi
             _ref, vm_uuid, host = placed(pool, x, name)
-            results[i] = (host, plugin(x, host, "attach_volume", connection_info=info,
-                                       vm_uuid=vm_uuid))
+            results[i] = (
+                host,
+                plugin(x, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid),
+            )
         except Exception as e:  # reported below
             errors.append(e)
 
@@ -77,8 +87,7 @@ def concurrent(pool, infos, attached=None):
         except Exception as e:
             errors.append(e)
 
-    _run([threading.Thread(target=attach, args=(i, n, info))
-          for i, (n, info) in enumerate(infos)])
+    _run([threading.Thread(target=attach, args=(i, n, info)) for i, (n, info) in enumerate(infos)])
     assert not errors, errors
     assert len(set(r["sr_uuid"] for _h, r in results.values())) == 1
     if attached:

@@ -1,5 +1,6 @@
 """The kill-and-retry checks of the lifecycle tests (issue 10): the plugin killed by the
 simulator at its nth XAPI call, then the same call again. Assertions are on pool state."""
+
 import os
 
 import pytest
@@ -51,8 +52,11 @@ def release_args(xapi, host, fn, info, vm_uuid):
     """Attach (for detach_volume) or connect (for disconnect_volume) the volume; returns the
     arguments of the release fn."""
     if fn == "detach_volume":
-        return {"vbd_uuid": plugin(xapi, host, "attach_volume", connection_info=info,
-                                   vm_uuid=vm_uuid)["vbd_uuid"]}
+        return {
+            "vbd_uuid": plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)[
+                "vbd_uuid"
+            ]
+        }
     plugin(xapi, host, "connect_volume", connection_info=info)
     return {"connection_info": info}
 

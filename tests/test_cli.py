@@ -1,4 +1,5 @@
 """The installed `xenvol` command against `xapisim serve`, as an operator would use it."""
+
 import json
 import os
 import subprocess
@@ -13,9 +14,23 @@ BIN = os.path.dirname(sys.executable)
 
 @pytest.fixture
 def served(tmp_path):
-    proc = subprocess.Popen([os.path.join(BIN, "xapisim"), "serve", "--hosts", "3", "--vms", "4",
-                             "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "pool"),
-                             "--plugins", PLUGINS], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            os.path.join(BIN, "xapisim"),
+            "serve",
+            "--hosts",
+            "3",
+            "--vms",
+            "4",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            str(tmp_path / "pool"),
+            "--plugins",
+            PLUGINS,
+        ],
+        stdout=subprocess.PIPE,
+    )
     info = json.loads(proc.stdout.readline())
     for i in range(3):
         with open(str(tmp_path / "pool" / ("h%d" % i) / "etc/xenvol/xenvol.conf"), "w") as fh:
@@ -31,16 +46,29 @@ def xenvol(served, *args, stdin=None, password=True, env_extra=None):
     if password:
         env["XENVOL_PASSWORD"] = served["password"]
     env.update(env_extra or {})
-    return subprocess.run([os.path.join(BIN, "xenvol")] + list(args), input=stdin, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=120)
+    return subprocess.run(
+        [os.path.join(BIN, "xenvol")] + list(args),
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_operator_session(served, peers, tmp_path):
     iqn = peers.new_target(luns=(1, 2), chap=("opuser", "Operator-Secret-1"))
-    info = {"driver_volume_type": "iscsi", "data": {
-        "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": 1,
-        "auth_method": "CHAP", "auth_username": "opuser", "auth_password": "Operator-Secret-1"}}
+    info = {
+        "driver_volume_type": "iscsi",
+        "data": {
+            "target_portal": peers.iscsi.portal,
+            "target_iqn": iqn,
+            "target_lun": 1,
+            "auth_method": "CHAP",
+            "auth_username": "opuser",
+            "auth_password": "Operator-Secret-1",
+        },
+    }
     path = tmp_path / "vol.json"
     path.write_text(json.dumps(info))
     p = xenvol(served, "attach", "vm-3", str(path), "--mountpoint", "xvdc")
@@ -57,8 +85,12 @@ def test_operator_session(served, peers, tmp_path):
     assert [a["device"] for a in json.loads(p.stdout)] == ["xvdc"]
     assert json.loads(p.stdout)[0]["vm_name"] == "vm-3"
     p = xenvol(served, "--minimal", "list")
-    assert sorted(p.stdout.strip().split(",")) == sorted([second["vdi_uuid"],
-                                                          json.loads(xenvol(served, "--json", "list", "vm-3").stdout)[0]["vdi_uuid"]])
+    assert sorted(p.stdout.strip().split(",")) == sorted(
+        [
+            second["vdi_uuid"],
+            json.loads(xenvol(served, "--json", "list", "vm-3").stdout)[0]["vdi_uuid"],
+        ]
+    )
     p = xenvol(served, "detach", "vm-3", "xvdc")
     assert p.returncode == 0 and "detached" in p.stdout
     p = xenvol(served, "detach", "--vdi", second["vdi_uuid"])
@@ -74,7 +106,9 @@ def test_operator_session(served, peers, tmp_path):
     assert [line.split()[-1] for line in p.stdout.splitlines()[2:]] == ["1.1"] * 3
     assert p.returncode == 0
     p = xenvol(served, "--json", "drivers", "xs02")
-    assert "iscsi" in [d["driver_volume_type"] for d in list(json.loads(p.stdout).values())[0]["drivers"]]
+    assert "iscsi" in [
+        d["driver_volume_type"] for d in list(json.loads(p.stdout).values())[0]["drivers"]
+    ]
 
 
 def run_case(served, args, stdin=None, env=None, password=True):
@@ -86,8 +120,10 @@ def run_case(served, args, stdin=None, env=None, password=True):
 def test_error_paths(served, peers, tmp_path):
     """Every error: one line on stderr (no traceback) and its documented exit code."""
     iqn = peers.new_target(luns=(1,))
-    good = {"driver_volume_type": "iscsi", "data": {"target_portal": peers.iscsi.portal,
-                                                    "target_iqn": iqn, "target_lun": 1}}
+    good = {
+        "driver_volume_type": "iscsi",
+        "data": {"target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": 1},
+    }
     bad = json.loads(json.dumps(good))
     bad["data"]["target_lun"] = "x"
     wrong = json.loads(json.dumps(good))
@@ -105,13 +141,25 @@ def test_error_paths(served, peers, tmp_path):
         (["attach", "vm-1", "-"], json.dumps(bad), None, {}, 2, "data.target_lun"),
         (["attach", "vm-1", "-"], "{oops", None, {}, 2, "stdin is not valid JSON"),
         (["attach", "vm-1", str(badjson)], None, None, {}, 2, "%s is not valid JSON" % badjson),
-        (["attach", "vm-1", "/nonexistent.json"], None, None, {}, 2,
-         "cannot read /nonexistent.json"),
+        (
+            ["attach", "vm-1", "/nonexistent.json"],
+            None,
+            None,
+            {},
+            2,
+            "cannot read /nonexistent.json",
+        ),
         (["attach", "nobody", "-"], json.dumps(good), None, {}, 3, "no VM"),
         (["attach", "vm-1", "-"], json.dumps(wrong), None, {}, 4, "storage backend"),
         (["attach", "vm-1", "-"], json.dumps(good), None, nopw, 2, "XENVOL_PASSWORD"),
-        (["--password-file", "/nonexistent", "list"], None, None, nopw, 2,
-         "--password-file: cannot read /nonexistent"),
+        (
+            ["--password-file", "/nonexistent", "list"],
+            None,
+            None,
+            nopw,
+            2,
+            "--password-file: cannot read /nonexistent",
+        ),
         (["--password-file", str(wrongpw), "list"], None, None, nopw, 7, "login refused"),
         (["list"], None, {"XENVOL_URL": ""}, {}, 2, "--url"),
         (["--url", "ftp://x", "list"], None, None, {}, 2, "not a host name or an http(s) URL"),
@@ -121,10 +169,22 @@ def test_error_paths(served, peers, tmp_path):
         (["--trust-fingerprint", "abc", "list"], None, None, {}, 2, "not a SHA-256"),
         (["detach", "vm-1"], None, None, {}, 2, "give VM and MOUNTPOINT"),
         (["connect", "nohost", "-"], json.dumps(good), None, {}, 3, "no single host"),
-        (["pack", "verify", "/nonexistent.iso", "--key", "/etc/hostname"], None, None, {}, 6,
-         "holds no public key"),
-        (["pack", "install", "h1", "--iso", "/nonexistent.iso"], None, None, {}, 6,
-         "--iso /nonexistent.iso: no such file"),
+        (
+            ["pack", "verify", "/nonexistent.iso", "--key", "/etc/hostname"],
+            None,
+            None,
+            {},
+            6,
+            "holds no public key",
+        ),
+        (
+            ["pack", "install", "h1", "--iso", "/nonexistent.iso"],
+            None,
+            None,
+            {},
+            6,
+            "--iso /nonexistent.iso: no such file",
+        ),
         (["attach"], None, None, {}, 2, "usage:"),
     ]
     for args, stdin, env, opts, code, text in cases:
@@ -140,11 +200,15 @@ def test_error_paths(served, peers, tmp_path):
     p = run_case(served, ["--json", "attach", "vm-1", "-"], json.dumps(wrong))
     assert p.returncode == 4 and json.loads(p.stdout)["details"]["sm_code"] == "141"
     # a closed pipe is quiet
-    p = subprocess.run("%s --json drivers | head -c 10 >/dev/null; echo ${PIPESTATUS[0]}"
-                       % os.path.join(BIN, "xenvol"), shell=True, executable="/bin/bash",
-                       env=dict(os.environ, XENVOL_URL=served["url"],
-                                XENVOL_PASSWORD=served["password"]),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    p = subprocess.run(
+        "%s --json drivers | head -c 10 >/dev/null; echo ${PIPESTATUS[0]}"
+        % os.path.join(BIN, "xenvol"),
+        shell=True,
+        executable="/bin/bash",
+        env=dict(os.environ, XENVOL_URL=served["url"], XENVOL_PASSWORD=served["password"]),
+        capture_output=True,
+        text=True,
+    )
     assert p.stderr == "" and p.stdout.strip() in ("0", "141")
 
 
@@ -171,21 +235,57 @@ def test_a_host_without_the_plugin(served):
 def test_self_signed_certificate_trusted_on_first_use(tmp_path):
     """A self-signed certificate: a hint with its fingerprint; --trust-fingerprint trusts
     and remembers it; a changed certificate is refused."""
+
     def cert(name):
         c, k = str(tmp_path / (name + ".pem")), str(tmp_path / (name + ".key"))
-        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                               "-days", "2", "-subj", "/CN=xapisim", "-keyout", k, "-out", c],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        fpr = subprocess.check_output(["openssl", "x509", "-noout", "-fingerprint", "-sha256",
-                                       "-in", c], universal_newlines=True)
+        subprocess.check_call(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=xapisim",
+                "-keyout",
+                k,
+                "-out",
+                c,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        fpr = subprocess.check_output(
+            ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", c],
+            universal_newlines=True,
+        )
         return c, k, fpr.strip().split("=", 1)[1]
 
     def serve(c, k):
-        proc = subprocess.Popen([os.path.join(BIN, "xapisim"), "serve", "--hosts", "1",
-                                 "--vms", "1", "--listen", "127.0.0.1:0", "--state-dir",
-                                 str(tmp_path / ("pool-" + os.path.basename(c))), "--plugins",
-                                 PLUGINS, "--tls-cert", c, "--tls-key", k],
-                                stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                os.path.join(BIN, "xapisim"),
+                "serve",
+                "--hosts",
+                "1",
+                "--vms",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                str(tmp_path / ("pool-" + os.path.basename(c))),
+                "--plugins",
+                PLUGINS,
+                "--tls-cert",
+                c,
+                "--tls-key",
+                k,
+            ],
+            stdout=subprocess.PIPE,
+        )
         return proc, json.loads(proc.stdout.readline())
 
     c1, k1, fpr1 = cert("one")
@@ -196,8 +296,9 @@ def test_self_signed_certificate_trusted_on_first_use(tmp_path):
         p = run_case(info, ["version"], env=env)
         assert p.returncode == 7 and "self-signed" in p.stderr and fpr1 in p.stderr
         assert "--trust-fingerprint %s" % fpr1 in p.stderr
-        p = run_case(info, ["--trust-fingerprint", fpr1.lower().replace(":", ""), "version"],
-                     env=env)
+        p = run_case(
+            info, ["--trust-fingerprint", fpr1.lower().replace(":", ""), "version"], env=env
+        )
         assert p.returncode == 0, p.stderr
         known = open(str(tmp_path / "cfg" / "xenvol" / "known_certs")).read()
         assert hostport in known
@@ -209,10 +310,27 @@ def test_self_signed_certificate_trusted_on_first_use(tmp_path):
     # the same address now presents another certificate
     c2, k2, fpr2 = cert("two")
     port = int(hostport.rsplit(":", 1)[1])
-    proc2 = subprocess.Popen([os.path.join(BIN, "xapisim"), "serve", "--hosts", "1", "--vms",
-                              "1", "--listen", "127.0.0.1:%d" % port, "--state-dir",
-                              str(tmp_path / "pool2"), "--plugins", PLUGINS, "--tls-cert", c2,
-                              "--tls-key", k2], stdout=subprocess.PIPE)
+    proc2 = subprocess.Popen(
+        [
+            os.path.join(BIN, "xapisim"),
+            "serve",
+            "--hosts",
+            "1",
+            "--vms",
+            "1",
+            "--listen",
+            "127.0.0.1:%d" % port,
+            "--state-dir",
+            str(tmp_path / "pool2"),
+            "--plugins",
+            PLUGINS,
+            "--tls-cert",
+            c2,
+            "--tls-key",
+            k2,
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
         info2 = json.loads(proc2.stdout.readline())
         p = run_case(info2, ["version"], env=env)
@@ -227,6 +345,7 @@ def test_password_prompt_on_a_terminal(served):
     import pty
     import select
     import time
+
     env = dict(os.environ, XENVOL_URL=served["url"])
     env.pop("XENVOL_PASSWORD", None)
     pid, fd = pty.fork()

@@ -1,21 +1,26 @@
 """Issue 13, what integrators need: extend, connector info, placement and migration, names
 and tags, adapters. Through the real path (client or XenAPI -> simulator -> exec'd plugin ->
 real tgt target); assertions on the pool's state."""
+
 import json
 import os
 
 import pytest
 
 import xenvol
-from xenvol import errors
 from conftest import PluginError, plugin
+from xenvol import errors
 
 MiB = 1 << 20
 
 
 def ci(peers, iqn, lun=1, **extra):
-    data = {"target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": lun,
-            "volume_id": "vol-%s" % lun}
+    data = {
+        "target_portal": peers.iscsi.portal,
+        "target_iqn": iqn,
+        "target_lun": lun,
+        "volume_id": "vol-%s" % lun,
+    }
     data.update(extra)
     return {"driver_volume_type": "iscsi", "data": data}
 
@@ -42,8 +47,10 @@ def test_sr_scan_alone_keeps_a_grown_luns_old_size(ppool, peers):
     assert int(xapi.VDI.get_virtual_size(vdi)) == 8 * MiB
     scsi_id = xapi.VDI.get_sm_config(vdi)["SCSIid"]
     master = ppool.sim.master.ref
-    assert xapi.host.call_plugin(master, "on-slave", "refresh_lun_size_by_SCSIid",
-                                 {"SCSIid": scsi_id}) == "True"
+    assert (
+        xapi.host.call_plugin(master, "on-slave", "refresh_lun_size_by_SCSIid", {"SCSIid": scsi_id})
+        == "True"
+    )
     xapi.SR.scan(sr)
     assert int(xapi.VDI.get_virtual_size(vdi)) == 16 * MiB
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
@@ -69,8 +76,9 @@ def test_extend_volume_refreshes_every_pbd_host_then_scans(ppool, peers):
         plugin(xapi, host, "extend_volume", connection_info=ci(peers, iqn))
     assert e.value.code == "XENVOL_VDI_NOT_FOUND"
     # Volumes only: another disk of the pool is not xenvol's to rescan.
-    root = xapi.VBD.get_VDI([v for v in xapi.VM.get_VBDs(vm_ref)
-                             if xapi.VBD.get_userdevice(v) == "0"][0])
+    root = xapi.VBD.get_VDI(
+        [v for v in xapi.VM.get_VBDs(vm_ref) if xapi.VBD.get_userdevice(v) == "0"][0]
+    )
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "extend_volume", vdi_uuid=xapi.VDI.get_uuid(root))
     assert e.value.code == "XENVOL_POLICY_REFUSED"
@@ -95,8 +103,11 @@ def drop_root_disk(xapi, vm_ref):
 
 def pbd_hosts(xapi, sr_uuid):
     sr = xapi.SR.get_by_uuid(sr_uuid)
-    return sorted(xapi.host.get_uuid(xapi.PBD.get_host(p)) for p in xapi.SR.get_PBDs(sr)
-                  if xapi.PBD.get_currently_attached(p))
+    return sorted(
+        xapi.host.get_uuid(xapi.PBD.get_host(p))
+        for p in xapi.SR.get_PBDs(sr)
+        if xapi.PBD.get_currently_attached(p)
+    )
 
 
 def test_client_extend_and_adapters_report_the_new_size(ppool, peers, client):
@@ -160,8 +171,7 @@ def test_vdi_and_vbd_say_which_volume_with_backup_tags(ppool, peers, client):
     with open(conf, "w") as fh:
         json.dump(dict(settings, vdi_name_tags=["[NOBAK]"]), fh)
     second = client.attach(ci(peers, iqn, lun=2, volume_id="8a1e"), "vm-1")
-    assert xapi.VDI.get_name_label(xapi.VDI.get_by_uuid(second.vdi_uuid)) == \
-        "[NOBAK] volume-8a1e"
+    assert xapi.VDI.get_name_label(xapi.VDI.get_by_uuid(second.vdi_uuid)) == "[NOBAK] volume-8a1e"
     client.detach(attachment=second)
     xapi.VDI.set_name_label(vdi, "kept by the admin")
     assert client.attach(ci(peers, iqn, volume_id="7f3c"), "vm-1").vbd_uuid == att.vbd_uuid
@@ -190,8 +200,11 @@ def test_migrate_plugs_the_destination_then_releases_the_source(ppool, peers, cl
         xapi.VM.pool_migrate(ref, dest.ref, {"live": "true"})
     assert "VM_REQUIRES_SR" in str(e.value)
     out = client.migrate(vm_uuid, dest.uuid)
-    assert (out["source"], out["destination"], out["prepared"]) == \
-        (source.uuid, dest.uuid, [att.sr_uuid])
+    assert (out["source"], out["destination"], out["prepared"]) == (
+        source.uuid,
+        dest.uuid,
+        [att.sr_uuid],
+    )
     assert xapi.VM.get_resident_on(ref) == dest.ref
     assert xapi.VBD.get_currently_attached(xapi.VBD.get_by_uuid(att.vbd_uuid))
     assert pbd_hosts(xapi, att.sr_uuid) == sorted([master, dest.uuid])
@@ -208,8 +221,9 @@ def test_a_failed_migration_releases_the_destination(ppool, peers, client):
     ref, vm_uuid, source = mobile_vm(ppool, xapi)
     att = client.attach(ci(peers, iqn), vm_uuid)
     before = pbd_hosts(xapi, att.sr_uuid)
-    ppool.admin.inject_fault("VM.pool_migrate", ["VM_MIGRATE_FAILED", ref, source.ref,
-                                                 ppool.host(2).ref, "injected"])
+    ppool.admin.inject_fault(
+        "VM.pool_migrate", ["VM_MIGRATE_FAILED", ref, source.ref, ppool.host(2).ref, "injected"]
+    )
     with pytest.raises(errors.XapiError) as e:
         client.migrate(vm_uuid, ppool.host(2).uuid)
     assert e.value.code == "VM_MIGRATE_FAILED"
@@ -276,8 +290,9 @@ def test_reconcile_plugs_pool_wide_srs_on_hosts_that_lack_them(ppool, peers, cli
     member = ppool.host(2)
     pbd = [p for p in xapi.SR.get_PBDs(sr) if xapi.PBD.get_host(p) == member.ref][0]
     xapi.PBD.unplug(pbd)
-    assert client.reconcile() == [{"sr_uuid": att.sr_uuid, "host_uuid": member.uuid,
-                                   "action": "plug"}]
+    assert client.reconcile() == [
+        {"sr_uuid": att.sr_uuid, "host_uuid": member.uuid, "action": "plug"}
+    ]
     assert member.uuid not in pbd_hosts(xapi, att.sr_uuid)
     client.reconcile(apply=True)
     assert member.uuid in pbd_hosts(xapi, att.sr_uuid) and client.reconcile() == []
@@ -309,8 +324,12 @@ def test_sim_on_slave_plugin_answers_as_sm_does(ppool):
     the device; an unknown function is XenAPIPlugin's UNKNOWN_XENAPI_PLUGIN_FUNCTION."""
     xapi = ppool.session().xenapi
     host = ppool.host(1).ref
-    assert xapi.host.call_plugin(host, "on-slave", "refresh_lun_size_by_SCSIid",
-                                 {"SCSIid": "36001405abcdef"}) == "True"
+    assert (
+        xapi.host.call_plugin(
+            host, "on-slave", "refresh_lun_size_by_SCSIid", {"SCSIid": "36001405abcdef"}
+        )
+        == "True"
+    )
     with pytest.raises(Exception) as e:
         xapi.host.call_plugin(host, "on-slave", "nope", {})
     assert "UNKNOWN_XENAPI_PLUGIN_FUNCTION" in str(e.value)

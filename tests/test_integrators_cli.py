@@ -1,4 +1,5 @@
 """The CLI's extend, connector, migrate and reconcile against `xapisim serve` and a real tgt."""
+
 import json
 
 import XenAPI
@@ -15,9 +16,19 @@ def test_extend_connector_migrate_reconcile(served, peers, tmp_path):  # noqa: F
     try:
         iqn = peers.new_target(luns=(1,), size_mb=8)
         path = tmp_path / "vol.json"
-        path.write_text(json.dumps({"driver_volume_type": "iscsi", "data": {
-            "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": 1,
-            "volume_id": "c1"}}))
+        path.write_text(
+            json.dumps(
+                {
+                    "driver_volume_type": "iscsi",
+                    "data": {
+                        "target_portal": peers.iscsi.portal,
+                        "target_iqn": iqn,
+                        "target_lun": 1,
+                        "volume_id": "c1",
+                    },
+                }
+            )
+        )
         vm = x.VM.get_by_name_label("vm-3")[0]
         for vbd in x.VM.get_VBDs(vm):  # its local root disk cannot live-migrate
             x.VBD.unplug(vbd)

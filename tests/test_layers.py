@@ -2,6 +2,7 @@
 layers the page draws (read from the page itself), the pack tools stand alone, and the
 simulator's modules import one another without a cycle. Static (ast), so it runs in `make
 lint` too."""
+
 import ast
 import os
 import re
@@ -20,7 +21,9 @@ def doc_block(name):
     text = open(DOC).read()
     m = re.search(r"<!-- %s -->\s*```[a-z]*\n(.*?)```" % re.escape(name), text, re.S)
     assert m, "docs/architecture.md lost its %s block" % name
-    return [line.split("#")[0].split() for line in m.group(1).splitlines() if line.split("#")[0].strip()]
+    return [
+        line.split("#")[0].split() for line in m.group(1).splitlines() if line.split("#")[0].strip()
+    ]
 
 
 def modules(root, package):
@@ -31,7 +34,7 @@ def modules(root, package):
             if f.endswith(".py"):
                 rel = os.path.relpath(os.path.join(dirpath, f), root)[:-3].replace(os.sep, ".")
                 if rel.endswith("__init__"):
-                    rel = rel[:-len("__init__")].rstrip(".")
+                    rel = rel[: -len("__init__")].rstrip(".")
                 found[rel] = os.path.join(dirpath, f)
     return found
 
@@ -53,13 +56,17 @@ def imports(path, rel, known, package):
 
     def visit(node, top):
         for child in ast.iter_child_nodes(node):
-            inner = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            inner = top and not isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+            )
             if isinstance(child, ast.ImportFrom):
                 if child.level:
-                    base_parts = pkg_parts[:len(pkg_parts) - (child.level - 1)]
+                    base_parts = pkg_parts[: len(pkg_parts) - (child.level - 1)]
                     base = ".".join(base_parts + ([child.module] if child.module else []))
-                elif child.module and (child.module == package or child.module.startswith(package + ".")):
-                    base = child.module[len(package) + 1:]
+                elif child.module and (
+                    child.module == package or child.module.startswith(package + ".")
+                ):
+                    base = child.module[len(package) + 1 :]
                 else:
                     continue
                 found = []
@@ -68,7 +75,7 @@ def imports(path, rel, known, package):
             elif isinstance(child, ast.Import):
                 for a in child.names:
                     if a.name.startswith(package + "."):
-                        out.append((a.name[len(package) + 1:], top))
+                        out.append((a.name[len(package) + 1 :], top))
             visit(child, inner)
 
     visit(tree, True)
@@ -90,6 +97,7 @@ def layer_of(layers):
                 if module == name or module.startswith(name + "."):
                     return i
         return None
+
     return find
 
 
@@ -101,8 +109,10 @@ def test_every_dom0_module_is_on_the_page():
 
 def test_dom0_imports_go_down_the_layers():
     layer = layer_of(doc_block("layers"))
-    late = set(tuple(line[0].split("->")) if len(line) == 1 else (line[0], line[2])
-               for line in doc_block("late-bound"))
+    late = set(
+        tuple(line[0].split("->")) if len(line) == 1 else (line[0], line[2])
+        for line in doc_block("late-bound")
+    )
     up, late_seen = [], set()
     for module, deps in dom0_graph().items():
         for dep, top in deps:
@@ -114,11 +124,14 @@ def test_dom0_imports_go_down_the_layers():
                 if (module, dep) in late:
                     late_seen.add((module, dep))
                 else:
-                    up.append("%s imports %s in a function (not a late-bound import on the page)"
-                              % (module, dep))
+                    up.append(
+                        "%s imports %s in a function (not a late-bound import on the page)"
+                        % (module, dep)
+                    )
     assert not up, "imports going up docs/architecture.md's layers: %s" % up
-    assert late_seen == late, "late-bound imports on the page that the code no longer has: %s" \
-        % sorted(late - late_seen)
+    assert late_seen == late, (
+        "late-bound imports on the page that the code no longer has: %s" % sorted(late - late_seen)
+    )
 
 
 def cycles(graph):
@@ -160,8 +173,10 @@ def test_dom0_module_level_imports_have_no_cycle():
 def test_simulator_module_level_imports_have_no_cycle():
     # messages.py imports the api_* modules, which register through handlers.py (not messages).
     known = modules(SIM, "xapisim")
-    graph = dict((rel, [d for d, top in imports(path, rel, known, "xapisim") if top])
-                 for rel, path in known.items())
+    graph = dict(
+        (rel, [d for d, top in imports(path, rel, known, "xapisim") if top])
+        for rel, path in known.items()
+    )
     assert graph["messages"] and "handlers" in graph["api_vm"]
     assert cycles(graph) == []
 
@@ -180,8 +195,13 @@ def test_every_client_module_is_on_the_page():
 def test_client_imports_go_down_the_layers():
     # No late-bound exception here: an import inside a function goes down too.
     layer = layer_of(doc_block("client-layers"))
-    up = ["%s imports %s" % (module, dep) for module, deps in client_graph().items() if module
-          for dep, _top in deps if layer(dep) < layer(module)]
+    up = [
+        "%s imports %s" % (module, dep)
+        for module, deps in client_graph().items()
+        if module
+        for dep, _top in deps
+        if layer(dep) < layer(module)
+    ]
     assert not up, "imports going up docs/architecture.md's client layers: %s" % up
 
 
@@ -192,6 +212,8 @@ def test_client_module_level_imports_have_no_cycle():
 
 def test_the_pack_tools_import_nothing_of_the_client():
     client = modules(CLIENT, "xenvol")
-    found = dict((rel, imports(path, rel, client, "xenvol"))
-                 for rel, path in modules(PACK, "xenvol_pack").items())
+    found = dict(
+        (rel, imports(path, rel, client, "xenvol"))
+        for rel, path in modules(PACK, "xenvol_pack").items()
+    )
     assert found and not any(found.values()), found

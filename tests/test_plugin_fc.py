@@ -1,4 +1,5 @@
 """The fibre_channel driver end to end over the simulator's FC fabric (sm HBASR, LUNperVDI)."""
+
 import threading
 import uuid
 
@@ -16,15 +17,20 @@ def lun(pool, target, number, size=1 << 30, zone_hosts=None, initiators=None):
     scsi_id = "3600a0980%s" % uuid.uuid4().hex[:20]
     pool.admin.fc_lun(target, number, scsi_id, str(size), *([initiators] if initiators else []))
     ports = pool.admin.fc_fabric()
-    for h in (zone_hosts or [pool.host(i) for i in range(3)]):
+    for h in zone_hosts or [pool.host(i) for i in range(3)]:
         for wwpn in ports[h.uuid]:
             pool.admin.fc_zone(wwpn, target)
     return scsi_id
 
 
 def ci(lun_no, **data):
-    base = {"target_discovered": True, "target_wwn": [T1, T2], "target_lun": lun_no,
-            "access_mode": "rw", "volume_id": "fc-%d" % lun_no}
+    base = {
+        "target_discovered": True,
+        "target_wwn": [T1, T2],
+        "target_lun": lun_no,
+        "access_mode": "rw",
+        "volume_id": "fc-%d" % lun_no,
+    }
     base.update(data)
     return {"driver_volume_type": "fibre_channel", "data": base}
 
@@ -52,13 +58,16 @@ def test_attach_finds_the_lun_by_wwn_and_lun_and_claims_it(ppool):
 
 def test_target_wwns_luns_lists_and_a_lun_above_255(ppool):
     scsi_id = lun(ppool, T2, 300)
-    info = {"driver_volume_type": "fibre_channel", "data": {
-        "target_wwns": ["21:00:00:24:ff:00:00:01", T2], "target_luns": [300, 300]}}
+    info = {
+        "driver_volume_type": "fibre_channel",
+        "data": {"target_wwns": ["21:00:00:24:ff:00:00:01", T2], "target_luns": [300, 300]},
+    }
     out = idempotent(ppool, info)
     assert out["vdi_uuid"]
     xapi = ppool.session().xenapi
     assert scsi_id  # the VDI is gone with the SR; its uuid was md5(SCSIid)
     import hashlib
+
     h = hashlib.md5(scsi_id.encode()).hexdigest()
     assert out["vdi_uuid"] == "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
     assert xapi.VDI.get_all_records() is not None
@@ -130,6 +139,7 @@ def test_attach_while_the_fabric_rescans(ppool):
             fabric.rescan(host)
             fabric.remove_lun(T1, 1)
             fabric.rescan(host)
+
     t = threading.Thread(target=churn)
     t.start()
     try:
@@ -148,22 +158,25 @@ def test_concurrent_attaches_share_the_host_sr(ppool):
     concurrent(ppool, [("vm-1", ci(n)) for n in (21, 22, 23)])
 
 
-@pytest.mark.parametrize("data,field", [
-    ({"target_wwn": "not-a-wwn"}, "data.target_wwn[0]"),
-    ({"target_wwn": ["500a0982991b8dc5", "zz"]}, "data.target_wwn[1]"),
-    ({"target_wwn": []}, "data.target_wwn"),
-    ({"target_wwn": {"a": 1}}, "data.target_wwn"),
-    ({"target_lun": -1}, "data.target_lun"),
-    ({"target_lun": "1; reboot"}, "data.target_lun"),
-    ({"target_lun": 16384}, "data.target_lun"),
-    ({"target_lun": None}, "data.target_lun"),
-    ({"target_wwn": None, "target_wwns": [T1, T2], "target_luns": [1]}, "data.target_luns"),
-    ({"initiator_target_map": ["x"]}, "data.initiator_target_map"),
-    ({"initiator_target_map": {"nope": [T1]}}, "data.initiator_target_map"),
-    ({"initiator_target_map": {"10000000c9000001": "zz"}}, "data.initiator_target_map"),
-    ({"access_mode": "rwx"}, "data.access_mode"),
-    ({"volume_id": "x" * 200}, "data.volume_id"),
-])
+@pytest.mark.parametrize(
+    "data,field",
+    [
+        ({"target_wwn": "not-a-wwn"}, "data.target_wwn[0]"),
+        ({"target_wwn": ["500a0982991b8dc5", "zz"]}, "data.target_wwn[1]"),
+        ({"target_wwn": []}, "data.target_wwn"),
+        ({"target_wwn": {"a": 1}}, "data.target_wwn"),
+        ({"target_lun": -1}, "data.target_lun"),
+        ({"target_lun": "1; reboot"}, "data.target_lun"),
+        ({"target_lun": 16384}, "data.target_lun"),
+        ({"target_lun": None}, "data.target_lun"),
+        ({"target_wwn": None, "target_wwns": [T1, T2], "target_luns": [1]}, "data.target_luns"),
+        ({"initiator_target_map": ["x"]}, "data.initiator_target_map"),
+        ({"initiator_target_map": {"nope": [T1]}}, "data.initiator_target_map"),
+        ({"initiator_target_map": {"10000000c9000001": "zz"}}, "data.initiator_target_map"),
+        ({"access_mode": "rwx"}, "data.access_mode"),
+        ({"volume_id": "x" * 200}, "data.volume_id"),
+    ],
+)
 def test_hostile_input_is_refused_naming_the_field(ppool, data, field):
     d = {"target_wwn": T1, "target_lun": 1}
     d.update(data)

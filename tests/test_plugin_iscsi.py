@@ -1,5 +1,6 @@
 """attach/detach of iSCSI volumes through the real path: XenAPI client -> simulator ->
 exec'd xenvol plugin -> simulator -> real tgt target. Assertions are on pool state."""
+
 import json
 import os
 import threading
@@ -13,8 +14,12 @@ CHAP = ("volchap", "Vol-Secret-9f3a1")
 
 
 def ci(peers, iqn, lun=1, chap=None, secret_uuid=None, **extra):
-    data = {"target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": lun,
-            "volume_id": "vol-%s" % lun}
+    data = {
+        "target_portal": peers.iscsi.portal,
+        "target_iqn": iqn,
+        "target_lun": lun,
+        "volume_id": "vol-%s" % lun,
+    }
     if chap:
         data.update(auth_method="CHAP", auth_username=chap[0])
         if secret_uuid:
@@ -40,8 +45,9 @@ def test_cold_attach_with_chap_on_a_member_then_start(ppool, peers):
     assert xapi.VM.get_power_state(ref) == "Halted"
     host = [h for h in ppool.sim.hosts if h.ref == xapi.VM.get_affinity(ref)][0]
     assert host.index != 0
-    out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=CHAP),
-                 vm_uuid=vm_uuid)
+    out = plugin(
+        xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=CHAP), vm_uuid=vm_uuid
+    )
     assert out["plugged"] is False and out["device"] == "xvdb"
     vdi = xapi.VDI.get_by_uuid(out["vdi_uuid"])
     assert xapi.VDI.get_managed(vdi)
@@ -64,8 +70,14 @@ def test_attach_detach_with_chap(ppool, peers):
     iqn = peers.new_target(luns=(1,), chap=CHAP)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-3")  # resident on a member host
     assert host.index != 0
-    out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=CHAP),
-                 vm_uuid=vm_uuid, mountpoint="/dev/xvdc")
+    out = plugin(
+        xapi,
+        host,
+        "attach_volume",
+        connection_info=ci(peers, iqn, chap=CHAP),
+        vm_uuid=vm_uuid,
+        mountpoint="/dev/xvdc",
+    )
     assert out["userdevice"] == "2" and out["device"] == "xvdc" and out["plugged"] is True
     assert out["vm_uuid"] == vm_uuid and out["host_uuid"] == host.uuid and out["mode"] == "rw"
     sr = xapi.SR.get_by_uuid(out["sr_uuid"])
@@ -73,8 +85,10 @@ def test_attach_detach_with_chap(ppool, peers):
     assert srrec["type"] == "iscsi" and srrec["shared"] is True
     assert srrec["other_config"]["xenvol-introduced"] == "true"
     import uuid as u
-    assert out["sr_uuid"] == str(u.uuid5(u.UUID("3cca4135-a809-5bb3-af62-275fbfe87178"),
-                                         "127.0.0.1/3260/%s" % iqn))
+
+    assert out["sr_uuid"] == str(
+        u.uuid5(u.UUID("3cca4135-a809-5bb3-af62-275fbfe87178"), "127.0.0.1/3260/%s" % iqn)
+    )
     # this host's PBD, and the master's: xapi scans a shared SR on the pool master
     pbds = dict((xapi.PBD.get_host(p), xapi.PBD.get_record(p)) for p in srrec["PBDs"])
     assert set(pbds) == {host.ref, ppool.host(0).ref}
@@ -109,9 +123,13 @@ def test_client_made_secret_is_left_to_its_owner(ppool, peers):
     before = state(ppool)
     sid = xapi.secret.get_uuid(secret)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=CHAP,
-                                                                 secret_uuid=sid),
-                 vm_uuid=vm_uuid)
+    out = plugin(
+        xapi,
+        host,
+        "attach_volume",
+        connection_info=ci(peers, iqn, chap=CHAP, secret_uuid=sid),
+        vm_uuid=vm_uuid,
+    )
     dconf = xapi.PBD.get_device_config(xapi.SR.get_PBDs(xapi.SR.get_by_uuid(out["sr_uuid"]))[0])
     assert dconf["chappassword_secret"] != sid  # xapi gave the PBD its own copy
     argv = json.dumps(ppool.admin.plugin_argv())
@@ -150,8 +168,14 @@ def test_halted_vm_gets_an_unplugged_vbd(ppool, peers):
     xapi.VM.hard_shutdown(ref)
     before = state(ppool)
     host = ppool.host(0)  # its affinity
-    out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, access_mode="ro"),
-                 vm_uuid=vm_uuid, mountpoint="autodetect")
+    out = plugin(
+        xapi,
+        host,
+        "attach_volume",
+        connection_info=ci(peers, iqn, access_mode="ro"),
+        vm_uuid=vm_uuid,
+        mountpoint="autodetect",
+    )
     assert out["plugged"] is False and out["mode"] == "ro" and out["userdevice"] == "1"
     xapi.VM.start(ref, False, False)
     assert xapi.VBD.get_currently_attached(xapi.VBD.get_by_uuid(out["vbd_uuid"]))
@@ -165,11 +189,19 @@ def test_existing_sr_is_never_forgotten(ppool, peers):
     iqn = peers.new_target(luns=(1,))
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     import uuid as u
-    sr_uuid = str(u.uuid5(u.UUID("3cca4135-a809-5bb3-af62-275fbfe87178"),
-                          "127.0.0.1/3260/%s" % iqn))
+
+    sr_uuid = str(
+        u.uuid5(u.UUID("3cca4135-a809-5bb3-af62-275fbfe87178"), "127.0.0.1/3260/%s" % iqn)
+    )
     sr = xapi.SR.introduce(sr_uuid, "admin's SR", "", "iscsi", "", True, {})
-    pbd = xapi.PBD.create({"host": host.ref, "SR": sr, "other_config": {},
-                           "device_config": {"target": "127.0.0.1", "targetIQN": iqn}})
+    pbd = xapi.PBD.create(
+        {
+            "host": host.ref,
+            "SR": sr,
+            "other_config": {},
+            "device_config": {"target": "127.0.0.1", "targetIQN": iqn},
+        }
+    )
     xapi.PBD.plug(pbd)
     before = state(ppool)
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
@@ -187,19 +219,34 @@ def test_wrong_lun_wrong_chap_and_unreachable_change_nothing(ppool, peers):
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     with pytest.raises(PluginError) as e:
-        plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 5, chap=CHAP),
-               vm_uuid=vm_uuid)
+        plugin(
+            xapi,
+            host,
+            "attach_volume",
+            connection_info=ci(peers, iqn, 5, chap=CHAP),
+            vm_uuid=vm_uuid,
+        )
     assert e.value.code == "XENVOL_VDI_NOT_FOUND" and e.value.details["field"] == "data.target_lun"
     assert state(ppool) == before
     with pytest.raises(PluginError) as e:
-        plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, chap=(CHAP[0], "nope-nope")),
-               vm_uuid=vm_uuid)
+        plugin(
+            xapi,
+            host,
+            "attach_volume",
+            connection_info=ci(peers, iqn, chap=(CHAP[0], "nope-nope")),
+            vm_uuid=vm_uuid,
+        )
     assert e.value.code == "XENVOL_BACKEND_FAILURE" and e.value.details["sm_code"] == "68"
     assert "Authentication failure" in e.value.message and "nope-nope" not in str(e.value)
     assert state(ppool) == before
     with pytest.raises(PluginError) as e:
-        plugin(xapi, host, "attach_volume", vm_uuid=vm_uuid,
-               connection_info=ci(peers, iqn, target_portal="127.0.0.1:3999"))
+        plugin(
+            xapi,
+            host,
+            "attach_volume",
+            vm_uuid=vm_uuid,
+            connection_info=ci(peers, iqn, target_portal="127.0.0.1:3999"),
+        )
     assert e.value.details["sm_code"] == "141"
     assert state(ppool) == before
     log = open(os.path.join(host.root, "var/log/xenvol.log")).read()
@@ -214,8 +261,9 @@ def test_detach_retries_a_rejecting_guest_and_unpluggable_flag(ppool, peers):
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
     vbd = xapi.VBD.get_by_uuid(out["vbd_uuid"])
     xapi.VBD.set_unpluggable(vbd, False)
-    ppool.admin.inject_fault("VBD.unplug", ["DEVICE_DETACH_REJECTED", "VBD", vbd, ""],
-                             {"nth": 2, "caller": "plugin"})
+    ppool.admin.inject_fault(
+        "VBD.unplug", ["DEVICE_DETACH_REJECTED", "VBD", vbd, ""], {"nth": 2, "caller": "plugin"}
+    )
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert ppool.admin.counts()["VBD.unplug"]["plugin"] == 3
     assert state(ppool) == before
@@ -227,8 +275,9 @@ def test_detach_gives_up_after_bounded_retries(ppool, peers):
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn), vm_uuid=vm_uuid)
     vbd = xapi.VBD.get_by_uuid(out["vbd_uuid"])
-    ppool.admin.inject_fault("VBD.unplug", ["DEVICE_DETACH_REJECTED", "VBD", vbd, ""],
-                             {"every": True})
+    ppool.admin.inject_fault(
+        "VBD.unplug", ["DEVICE_DETACH_REJECTED", "VBD", vbd, ""], {"every": True}
+    )
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert e.value.code == "XENVOL_DETACH_FAILED"
@@ -253,9 +302,16 @@ def test_concurrent_attaches_and_detaches_of_one_target(ppool, peers):
         assert len(xapi.SR.get_VDIs(sr)) == 4
 
     # Every host releases its share; the last one out forgets the SR (concurrent checks it).
-    concurrent(ppool, [("vm-1", ci(peers, iqn, 1)), ("vm-1", ci(peers, iqn, 2)),
-                       ("vm-3", ci(peers, iqn, 3)), ("vm-3", ci(peers, iqn, 4))],
-               attached=one_sr_on_every_host)
+    concurrent(
+        ppool,
+        [
+            ("vm-1", ci(peers, iqn, 1)),
+            ("vm-1", ci(peers, iqn, 2)),
+            ("vm-3", ci(peers, iqn, 3)),
+            ("vm-3", ci(peers, iqn, 4)),
+        ],
+        attached=one_sr_on_every_host,
+    )
 
 
 def test_mutual_chap_for_real(ppool, peers):
@@ -264,14 +320,14 @@ def test_mutual_chap_for_real(ppool, peers):
     iqn = peers.new_target(luns=(1,), chap=CHAP, mutual=mutual)
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    bad = ci(peers, iqn, chap=CHAP, target_auth_username=mutual[0],
-             target_auth_password="Wrong-Target-1")
+    bad = ci(
+        peers, iqn, chap=CHAP, target_auth_username=mutual[0], target_auth_password="Wrong-Target-1"
+    )
     with pytest.raises(PluginError) as e:
         plugin(xapi, host, "attach_volume", connection_info=bad, vm_uuid=vm_uuid)
     assert e.value.details["sm_code"] == "68" and "CHAP_R" in e.value.message
     assert state(ppool) == before
-    good = ci(peers, iqn, chap=CHAP, target_auth_username=mutual[0],
-              target_auth_password=mutual[1])
+    good = ci(peers, iqn, chap=CHAP, target_auth_username=mutual[0], target_auth_password=mutual[1])
     out = plugin(xapi, host, "attach_volume", connection_info=good, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(out["sr_uuid"])
     for pbd in xapi.SR.get_PBDs(sr):
@@ -288,8 +344,10 @@ def test_ipv6_portal_and_portal_without_port(ppool, peers):
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     for portal in ("[::1]:3260", "[::1]", "::1"):
-        info = {"driver_volume_type": "iscsi", "data": {"target_portal": portal,
-                                                        "target_iqn": iqn, "target_lun": "3"}}
+        info = {
+            "driver_volume_type": "iscsi",
+            "data": {"target_portal": portal, "target_iqn": iqn, "target_lun": "3"},
+        }
         out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
         dconf = xapi.PBD.get_device_config(xapi.SR.get_PBDs(xapi.SR.get_by_uuid(out["sr_uuid"]))[0])
         assert (dconf["target"], dconf["port"]) == ("::1", "3260")
@@ -302,9 +360,14 @@ def test_multipath_portals_become_multihomelist(ppool, peers):
     iqn = peers.new_target(luns=(1,))
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    info = {"driver_volume_type": "iscsi", "data": {
-        "target_portals": [peers.iscsi.portal, "127.0.0.9:3260"], "target_iqns": [iqn, iqn],
-        "target_luns": [1, 1]}}
+    info = {
+        "driver_volume_type": "iscsi",
+        "data": {
+            "target_portals": [peers.iscsi.portal, "127.0.0.9:3260"],
+            "target_iqns": [iqn, iqn],
+            "target_luns": [1, 1],
+        },
+    }
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     dconf = xapi.PBD.get_device_config(xapi.SR.get_PBDs(xapi.SR.get_by_uuid(out["sr_uuid"]))[0])
     assert dconf["target"] == "127.0.0.1" and dconf["multihomed"] == "true"
@@ -322,7 +385,9 @@ def test_a_lun_that_appears_late_is_found_by_the_rescans(ppool, peers):
     timer = threading.Timer(1.0, peers.iscsi.add_lun, (iqn, 2, 8))
     timer.start()
     try:
-        out = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=vm_uuid)
+        out = plugin(
+            xapi, host, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=vm_uuid
+        )
     finally:
         timer.join()
     assert xapi.VDI.get_sm_config(xapi.VDI.get_by_uuid(out["vdi_uuid"]))["LUNid"] == "2"

@@ -2,6 +2,7 @@
 XENVOL_WRONG_HOST naming its host; the client re-sends there and remembers it; routing="native"
 goes through VM.call_host_plugin; a sync call that times out is asked again by op id; the
 pool master's host ref is kept on disk for the next process."""
+
 import json
 import shutil
 import stat
@@ -10,15 +11,14 @@ import types
 from urllib.parse import urlsplit
 
 import pytest
-from xapisim import cli as xapisim_cli
 
 import xenvol
-from xenvol import errors
-from xenvol.hostcache import HostCache
-
 from conftest import PLUGINS, PluginError, plugin, state
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
+from xapisim import cli as xapisim_cli
+from xenvol import errors
+from xenvol.hostcache import HostCache
 
 
 def _off_master(pool, xapi):
@@ -34,8 +34,9 @@ def _off_master(pool, xapi):
 def test_the_plugin_names_the_vms_host_and_changes_nothing(ppool):
     xapi = ppool.session().xenapi
     name, (vm_ref, vm_uuid, host) = _off_master(ppool, xapi)
-    master = [h for h in ppool.sim.hosts if h.ref == xapi.pool.get_master(
-        xapi.pool.get_all()[0])][0]
+    master = [h for h in ppool.sim.hosts if h.ref == xapi.pool.get_master(xapi.pool.get_all()[0])][
+        0
+    ]
     info = file_volume(host)
     before = state(ppool)
     with pytest.raises(PluginError) as e:
@@ -83,8 +84,11 @@ def test_the_client_follows_the_vm_to_its_host(ppool, routing):
         # the host named answers WRONG_HOST, and the call follows the VM.
         client.detach(attachment=att)
         other = [h for h in ppool.sim.hosts if h.ref != host.ref][0]
-        client._router.routes[vm_uuid] = {"host_ref": other.ref, "vm_ref": vm_ref,
-                                   "vm_running": False}
+        client._router.routes[vm_uuid] = {
+            "host_ref": other.ref,
+            "vm_ref": vm_ref,
+            "vm_running": False,
+        }
         att = client.attach(info, vm_uuid)
         assert att.host_uuid == host.uuid and att.plugged is True
         assert client._router.routes[vm_uuid]["host_ref"] == host.ref
@@ -111,6 +115,7 @@ def test_a_sync_call_that_times_out_is_asked_again_by_op_id(ppool, monkeypatch):
         def short_first(transport, seconds):
             first.append(seconds)
             return real(transport, 0.5 if len(first) == 1 else seconds)
+
         monkeypatch.setattr(xenvol.tasks, "request_timeout", short_first)
         att = client.attach(info, vm_uuid, op_id="op-retried-1")
         assert len(first) >= 2 and att.plugged is True
@@ -123,6 +128,7 @@ def test_an_old_plugin_is_named_on_the_first_answer(ppool):
     xapi = ppool.session().xenapi
     _name, (vm_ref, vm_uuid, host) = _off_master(ppool, xapi)
     import os
+
     vfile = os.path.join(host.plugins_dir, "xenvol_dom0", "version.py")
     text = open(vfile).read()
     with open(vfile, "w") as fh:
@@ -138,15 +144,26 @@ CHAP = ("routeuser", "Routing-Chap-Secret-7")
 
 
 def _chap_info(peers, iqn):
-    return {"driver_volume_type": "iscsi", "data": {
-        "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": 1,
-        "auth_method": "CHAP", "auth_username": CHAP[0], "auth_password": CHAP[1]}}
+    return {
+        "driver_volume_type": "iscsi",
+        "data": {
+            "target_portal": peers.iscsi.portal,
+            "target_iqn": iqn,
+            "target_lun": 1,
+            "auth_method": "CHAP",
+            "auth_username": CHAP[0],
+            "auth_password": CHAP[1],
+        },
+    }
 
 
 def _client_calls(pool):
     """{method: n} of the calls clients made on the wire since the last admin.clear()."""
-    return dict((m, c["client"]) for m, c in pool.admin.counts().items()
-                if "client" in c and not m.startswith("xapisim."))
+    return dict(
+        (m, c["client"])
+        for m, c in pool.admin.counts().items()
+        if "client" in c and not m.startswith("xapisim.")
+    )
 
 
 def _cached(tmp_path):
@@ -182,8 +199,12 @@ def test_a_new_process_finds_the_master_on_disk(ppool, peers, tmp_path, monkeypa
     text = path.read_text()
     assert CHAP[1] not in text and ppool.info["password"] not in text
     again = _attach_in_a_new_process(ppool, info)
-    assert again == {"session.login_with_password": 1, "secret.introduce": 1,
-                     "host.call_plugin": 1, "session.logout": 1}
+    assert again == {
+        "session.login_with_password": 1,
+        "secret.introduce": 1,
+        "host.call_plugin": 1,
+        "session.logout": 1,
+    }
     assert state(ppool) == before
 
 
@@ -197,17 +218,24 @@ def test_a_stale_master_ref_on_disk_is_looked_up_again(ppool, peers, tmp_path, m
     url, old = ppool.url, ppool.sim.master.ref
     ppool.servers.stop()
     sim, servers, pool_info = xapisim_cli.start(
-        3, 4, listen="%s:%d" % (urlsplit(url).hostname, urlsplit(url).port),
-        state_dir=tempfile.mkdtemp(prefix="xs-", dir="/tmp"), plugins=PLUGINS)
+        3,
+        4,
+        listen="%s:%d" % (urlsplit(url).hostname, urlsplit(url).port),
+        state_dir=tempfile.mkdtemp(prefix="xs-", dir="/tmp"),
+        plugins=PLUGINS,
+    )
     try:
         assert pool_info["url"] == url and sim.master.ref != old
-        rebuilt = types.SimpleNamespace(url=url, info=pool_info, sim=sim,
-                                        admin=ppool.admin)
+        rebuilt = types.SimpleNamespace(url=url, info=pool_info, sim=sim, admin=ppool.admin)
         before = state(rebuilt)
         calls = _attach_in_a_new_process(rebuilt, info)
-        assert calls == {"session.login_with_password": 1, "secret.introduce": 1,
-                         "host.call_plugin": 2, "session.get_this_host": 1,
-                         "session.logout": 1}
+        assert calls == {
+            "session.login_with_password": 1,
+            "secret.introduce": 1,
+            "host.call_plugin": 2,
+            "session.get_this_host": 1,
+            "session.logout": 1,
+        }
         assert _cached(tmp_path)[1] == {url: sim.master.ref}
         assert state(rebuilt) == before
     finally:
@@ -222,8 +250,9 @@ def test_the_cache_file_is_optional(ppool, tmp_path, monkeypatch, off):
         monkeypatch.setenv("XENVOL_HOST_CACHE", "off")
     xapi = ppool.session().xenapi
     _name, (_vm_ref, vm_uuid, host) = _off_master(ppool, xapi)
-    with xenvol.Client(ppool.url, "root", ppool.info["password"],
-                       host_cache=off != "argument") as c:
+    with xenvol.Client(
+        ppool.url, "root", ppool.info["password"], host_cache=off != "argument"
+    ) as c:
         c.detach(attachment=c.attach(file_volume(host), vm_uuid))
     assert not (tmp_path / "xenvol").exists()
 

@@ -110,6 +110,7 @@ def test_a_reader_during_rescans_meets_whole_entries(pool):
                 fabric.rescan(h)  # a rescan that changes nothing
         finally:
             done.set()
+
     t = threading.Thread(target=churn)
     t.start()
     reads = 0

@@ -8,6 +8,7 @@ namespace (tools/in-private-netns). glusterd refuses bricks on localhost/127.0.0
 a mount namespace of their own where those two are bind mounts of directories under
 `workdir`. Bricks are plain directories (`volume create ... force`); the brick daemons
 glusterd spawns are stopped by the PIDs in their pid files, then glusterd by its own."""
+
 import os
 import shutil
 import signal
@@ -16,8 +17,7 @@ import subprocess
 import time
 
 from . import gfapi_client, process
-from .gfapi_client import GlusterError  # noqa: F401 (the peer's errors are the client's)
-
+from .gfapi_client import GlusterError
 
 _VOL = """volume management
     type mgmt/glusterd
@@ -38,7 +38,7 @@ end-volume
 _FIXED = (("/var/lib/glusterd", "var-lib"), ("/var/log/glusterfs", "var-log"))
 
 
-class Server(object):
+class Server:
     def __init__(self, workdir, address="127.0.0.2", port=gfapi_client.GLUSTERD_PORT):
         self.workdir = os.path.abspath(workdir)
         self.address = address
@@ -60,23 +60,40 @@ class Server(object):
         vol = os.path.join(self.workdir, "glusterd.vol")
         with open(vol, "w") as fh:
             fh.write(_VOL.format(w=self.workdir, address=self.address, port=self.port))
-        binds = " && ".join("mount --bind %s %s" % (os.path.join(self.workdir, name), path)
-                            for path, name in _FIXED)
+        binds = " && ".join(
+            "mount --bind %s %s" % (os.path.join(self.workdir, name), path) for path, name in _FIXED
+        )
         log = open(os.path.join(self.workdir, "glusterd.out"), "ab")
         self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             binds + ' && exec glusterd -N -f "$1" -l "$2" -p "$3"', "glusterd", vol,
-             os.path.join(self.workdir, "log", "glusterd.log"),
-             os.path.join(self.workdir, "run", "glusterd.pid")],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                binds + ' && exec glusterd -N -f "$1" -l "$2" -p "$3"',
+                "glusterd",
+                vol,
+                os.path.join(self.workdir, "log", "glusterd.log"),
+                os.path.join(self.workdir, "run", "glusterd.pid"),
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise GlusterError("glusterd exited with %s; see %s" % (self.proc.returncode,
-                                                                        self.workdir))
-            if os.path.exists(self.socket) and self._listening() and \
-                    self.cli("volume", "list", check=False).returncode == 0:
+                raise GlusterError(
+                    "glusterd exited with %s; see %s" % (self.proc.returncode, self.workdir)
+                )
+            if (
+                os.path.exists(self.socket)
+                and self._listening()
+                and self.cli("volume", "list", check=False).returncode == 0
+            ):
                 return self
             time.sleep(0.1)
         self.stop()
@@ -92,11 +109,24 @@ class Server(object):
     def cli(self, *args, check=True):
         """The gluster CLI against this glusterd's socket, logging under workdir; it runs in
         glusterd's mount namespace, as it too writes under /var/lib/glusterd."""
-        p = subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m",
-                            "gluster", "--mode=script", "--glusterd-sock=" + self.socket,
-                            "--log-file=" + os.path.join(self.workdir, "log", "cli.log")] +
-                           list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, timeout=120)
+        assert self.proc is not None, "glusterd is not running"
+        p = subprocess.run(
+            [
+                "nsenter",
+                "-t",
+                str(self.proc.pid),
+                "-m",
+                "gluster",
+                "--mode=script",
+                "--glusterd-sock=" + self.socket,
+                "--log-file=" + os.path.join(self.workdir, "log", "cli.log"),
+            ]
+            + list(args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
+        )
         if check and p.returncode != 0:
             raise GlusterError("gluster %s: %s" % (" ".join(args), p.stdout.strip()))
         return p
@@ -111,8 +141,11 @@ class Server(object):
         while name not in self.clients:
             try:
                 self.clients[name] = gfapi_client.Volume(
-                    [self.address], name,
-                    os.path.join(self.workdir, "log", "gfapi-%s.log" % name), port=self.port)
+                    [self.address],
+                    name,
+                    os.path.join(self.workdir, "log", "gfapi-%s.log" % name),
+                    port=self.port,
+                )
             except gfapi_client.GlusterError:
                 if time.time() > deadline:
                     raise
@@ -150,8 +183,11 @@ class Server(object):
                     argv = fh.read().split(b"\0")
             except OSError:
                 continue
-            if argv and argv[0].endswith(b"glusterfsd") and \
-                    any(self.workdir.encode() in a for a in argv):
+            if (
+                argv
+                and argv[0].endswith(b"glusterfsd")
+                and any(self.workdir.encode() in a for a in argv)
+            ):
                 os.kill(pid, signal.SIGTERM)
                 pids.append(pid)
         deadline = time.time() + 10

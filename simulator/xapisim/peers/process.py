@@ -1,4 +1,5 @@
 """Stopping the peer daemons the tests started."""
+
 import subprocess
 
 

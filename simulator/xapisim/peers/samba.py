@@ -3,6 +3,7 @@
 smbd listens on port 445 of 127.0.0.1, so run it only inside the private network namespace
 (tools/in-private-netns). Everything it writes (passdb, locks, logs) stays under `workdir`.
 SMB users map to the local root account (a username map), so no system account is added."""
+
 import os
 import shutil
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import time
 
 from . import process
+
 
 class SambaError(Exception):
     pass
@@ -44,7 +46,7 @@ _SHARE = """[{name}]
 """
 
 
-class Server(object):
+class Server:
     def __init__(self, workdir, address="127.0.0.1", port=445):
         self.workdir = os.path.abspath(workdir)
         self.address = address
@@ -72,30 +74,43 @@ class Server(object):
             os.makedirs(os.path.join(self.workdir, d), exist_ok=True)
         conf = os.path.join(self.workdir, "smb.conf")
         with open(conf, "w") as fh:
-            fh.write(_CONF.format(address=self.address, port=self.port, w=self.workdir,
-                                  shares="".join(_SHARE.format(name=n, path=p)
-                                                 for n, p in self.shares)))
+            fh.write(
+                _CONF.format(
+                    address=self.address,
+                    port=self.port,
+                    w=self.workdir,
+                    shares="".join(_SHARE.format(name=n, path=p) for n, p in self.shares),
+                )
+            )
         with open(os.path.join(self.workdir, "users.map"), "w") as fh:
             fh.write("root = %s\n" % " ".join(sorted(self.users)))
         # One tdbsam entry (root) carries the password; the map sends every user name to it,
         # so all configured users share the first password given.
         if self.users:
             password = self.users[sorted(self.users)[0]]
-            subprocess.run(["smbpasswd", "-c", conf, "-s", "-a", "root"],
-                           input=("%s\n%s\n" % (password, password)).encode(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+            subprocess.run(
+                ["smbpasswd", "-c", conf, "-s", "-a", "root"],
+                input=("%s\n%s\n" % (password, password)).encode(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                check=True,
+            )
         log = open(os.path.join(self.workdir, "smbd.out"), "ab")
         # smbd signals its whole process group on exit: give it a session of its own.
-        self.proc = subprocess.Popen(["smbd", "-F", "--no-process-group", "-s", conf,
-                                      "--debug-stdout", "-d", "1"], stdout=log,
-                                     stderr=log, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["smbd", "-F", "--no-process-group", "-s", conf, "--debug-stdout", "-d", "1"],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise SambaError("smbd exited with %s; see %s" % (self.proc.returncode,
-                                                                  self.workdir))
+                raise SambaError(
+                    "smbd exited with %s; see %s" % (self.proc.returncode, self.workdir)
+                )
             try:
                 socket.create_connection((self.address, self.port), timeout=1).close()
                 return self

@@ -5,8 +5,10 @@ The fabric: every host has HBA ports (WWPNs), arrays present LUNs (number, SCSI 
 masking by initiator WWPN) on target ports (WWNs), and zones pair initiators with targets.
 A rescan writes what a host's kernel would show under its root: /sys/class/fc_host/hostN
 (port_name, node_name, port_state), /sys/class/fc_transport/targetN:0:T/port_name, the
-disks with their wwid (/sys/block/sdX/device), /dev/sdX, /dev/disk/by-path/pci-…-fc-0x<wwn>-lun-<n> and /dev/disk/by-scsid/<SCSIid>/sdX
+disks with their wwid (/sys/block/sdX/device), /dev/sdX,
+/dev/disk/by-path/pci-…-fc-0x<wwn>-lun-<n> and /dev/disk/by-scsid/<SCSIid>/sdX
 (XenServer's udev rules). Set up through the admin API (fc_ports, fc_lun, fc_zone …)."""
+
 import os
 import re
 import shutil
@@ -30,21 +32,24 @@ def wwn(text):
     return value
 
 
-class Fabric(object):
+class Fabric:
     def __init__(self, sim):
         self.sim = sim
         self.lock = threading.Lock()
-        self.ports = {}     # host uuid -> [wwpn]
-        self.targets = {}   # target wwn -> {lun: {"scsi_id", "size", "initiators"}}
+        self.ports = {}  # host uuid -> [wwpn]
+        self.targets = {}  # target wwn -> {lun: {"scsi_id", "size", "initiators"}}
         self.zones = set()  # (initiator wwpn, target wwn)
-        self.written = {}   # host uuid -> the view written under its root (rescan)
-        self.disks = {}     # host uuid -> {(scsi host, target index, lun, target, scsi id): sdX}
+        self.written = {}  # host uuid -> the view written under its root (rescan)
+        self.disks = {}  # host uuid -> {(scsi host, target index, lun, target, scsi id): sdX}
 
     def host_ports(self, host):
         with self.lock:
             # Two ports per host unless set: 10:00:00:00:c9:HH:00:0P.
-            return list(self.ports.setdefault(
-                host.uuid, ["10000000c9%02x000%d" % (host.index, p) for p in (1, 2)]))
+            return list(
+                self.ports.setdefault(
+                    host.uuid, ["10000000c9%02x000%d" % (host.index, p) for p in (1, 2)]
+                )
+            )
 
     def set_ports(self, host, wwpns):
         with self.lock:
@@ -53,8 +58,10 @@ class Fabric(object):
     def add_lun(self, target, lun, scsi_id, size, initiators=None):
         with self.lock:
             self.targets.setdefault(wwn(target), {})[int(lun)] = {
-                "scsi_id": scsi_id, "size": int(size),
-                "initiators": None if initiators is None else [wwn(i) for i in initiators]}
+                "scsi_id": scsi_id,
+                "size": int(size),
+                "initiators": None if initiators is None else [wwn(i) for i in initiators],
+            }
 
     def remove_lun(self, target, lun):
         with self.lock:
@@ -111,21 +118,35 @@ class Fabric(object):
         view = {}
         for n, wwpn in enumerate(ports):
             view["sys/class/fc_host/host%d" % n] = _dir(
-                port_name="0x%s\n" % wwpn, node_name="0x20%s\n" % wwpn[2:],
-                port_state="Online\n", driver=DRIVER + "\n")
+                port_name="0x%s\n" % wwpn,
+                node_name="0x20%s\n" % wwpn[2:],
+                port_state="Online\n",
+                driver=DRIVER + "\n",
+            )
         for key, (n, t, lun, target, spec) in zip(found, paths):
             dev = disks[key]
-            view.setdefault("sys/class/fc_transport/target%d:0:%d" % (n, t),
-                            _dir(port_name="0x%s\n" % target))
+            view.setdefault(
+                "sys/class/fc_transport/target%d:0:%d" % (n, t), _dir(port_name="0x%s\n" % target)
+            )
             scsi = "sys/devices/pci0000:00/host%d/rport-%d:0-%d/target%d:0:%d/%d:0:%d:%d" % (
-                n, n, t, n, t, n, t, lun)
+                n,
+                n,
+                t,
+                n,
+                t,
+                n,
+                t,
+                lun,
+            )
             # The kernel's wwid of the disk: an NAA designator, whose scsi_id (SM's SCSIid)
             # is "3" followed by the same hex digits.
             view[scsi] = _dir(vendor="XENVOLSIM\n", wwid="naa.%s\n" % spec["scsi_id"][1:])
             view["sys/block/" + dev] = _dir(device=("link", "../../" + scsi.split("/", 1)[1]))
             view["dev/" + dev] = ("file", "")
-            view["dev/disk/by-path/pci-0000:%02x:00.0-fc-0x%s-lun-%s"
-                 % (n + 1, target, lun_name(lun))] = ("link", "../../" + dev)
+            view[
+                "dev/disk/by-path/pci-0000:%02x:00.0-fc-0x%s-lun-%s"
+                % (n + 1, target, lun_name(lun))
+            ] = ("link", "../../" + dev)
             view["dev/disk/by-scsid/%s/%s" % (spec["scsi_id"], dev)] = ("link", "../../../" + dev)
         old = self.written.get(host.uuid, {})
         aside = host.path(".fc-rescan")  # beside sys/ and dev/, out of a reader's way
@@ -142,8 +163,12 @@ class Fabric(object):
 
 def _dir(**files):
     """A directory entry: its files (text) and links (("link", target)), by name."""
-    return ("dir", tuple((name, ("file", v) if isinstance(v, str) else v)
-                         for name, v in sorted(files.items())))
+    return (
+        "dir",
+        tuple(
+            (name, ("file", v) if isinstance(v, str) else v) for name, v in sorted(files.items())
+        ),
+    )
 
 
 def _make(path, entry):
@@ -192,7 +217,7 @@ def lun_name(lun):
     """udev path_id format_lun_number: decimal below 256, else the 64-bit SCSI LUN form."""
     if lun < 256:
         return str(lun)
-    return "0x%04x%04x00000000" % (lun & 0xffff, (lun >> 16) & 0xffff)
+    return "0x%04x%04x00000000" % (lun & 0xFFFF, (lun >> 16) & 0xFFFF)
 
 
 def _sd_name(i):
@@ -207,8 +232,14 @@ def _sd_name(i):
 class HBA(StorageManager):
     type = "hba"
     # sm drivers/HBASR.py CAPABILITIES
-    capabilities = ("SR_PROBE", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH",
-                    "VDI_INTRODUCE")
+    capabilities = (
+        "SR_PROBE",
+        "VDI_CREATE",
+        "VDI_DELETE",
+        "VDI_ATTACH",
+        "VDI_DETACH",
+        "VDI_INTRODUCE",
+    )
 
     def __init__(self, sim):
         StorageManager.__init__(self, sim)
@@ -222,14 +253,13 @@ class HBA(StorageManager):
         try:
             matches = filterstr in ("any", "fcoe") or re.search("^" + filterstr, DRIVER)
         except re.error as e:
-            raise raw_error(1200, str(e))
+            raise raw_error(1200, str(e)) from None
         paths = self.fabric.rescan(host)
         if not matches or not self.fabric.host_ports(host):
             return None
-        luns = {}
-        for n, _t, lun, _target, spec in paths:
-            entry = luns.setdefault(spec["scsi_id"], {"lun": lun, "size": spec["size"],
-                                                      "paths": 0})
+        luns: dict = {}
+        for _n, _t, lun, _target, spec in paths:
+            entry = luns.setdefault(spec["scsi_id"], {"lun": lun, "size": spec["size"], "paths": 0})
             entry["paths"] += 1
         return luns
 
@@ -251,10 +281,15 @@ class HBA(StorageManager):
         # the (first) path; backend-kind=vbd. RAWVDI.load: managed = False unless the record
         # says otherwise (the scan keeps an existing record's managed flag).
         uuid = vdi_uuid_for(scsi_id)
-        return {"uuid": uuid, "location": uuid, "virtual_size": str(entry["size"]),
-                "physical_utilisation": str(entry["size"]), "managed": False, "type": "user",
-                "sm_config": {"LUNid": str(entry["lun"]), "SCSIid": scsi_id,
-                              "backend-kind": "vbd"}}
+        return {
+            "uuid": uuid,
+            "location": uuid,
+            "virtual_size": str(entry["size"]),
+            "physical_utilisation": str(entry["size"]),
+            "managed": False,
+            "type": "user",
+            "sm_config": {"LUNid": str(entry["lun"]), "SCSIid": scsi_id, "backend-kind": "vbd"},
+        }
 
     def introduce(self, host, sr, dconf, uuid, location, sm_config):
         # RAWVDI.introduce calls HBASR._getLUNbySMconfig, which always raises VDIUnavailable:
@@ -286,7 +321,10 @@ class HBA(StorageManager):
     def probe(self, host, dconf):
         # HBASR.probe: the known HBA SRs (sm_config datatype=HBA) as <SRlist>.
         self.fabric.rescan(host)
-        found = sorted(r["uuid"] for r in self.sim.db.tables["SR"].values()
-                       if r["sm_config"].get("datatype") == "HBA")
+        found = sorted(
+            r["uuid"]
+            for r in self.sim.db.tables["SR"].values()
+            if r["sm_config"].get("datatype") == "HBA"
+        )
         items = "".join("\t<SR>\n\t\t<UUID>%s</UUID>\n\t</SR>\n" % u for u in found)
-        return "<?xml version=\"1.0\" ?>\n<SRlist>\n%s</SRlist>\n" % items
+        return '<?xml version="1.0" ?>\n<SRlist>\n%s</SRlist>\n' % items
