@@ -34,7 +34,8 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
     """Name the volume's VDI unless someone else named it: SMs leave raw LUNs nameless, and
     other_config xenvol-named keeps the name xenvol gave, so an admin's rename is kept."""
     x = call.x
-    rec = call.do("reading the VDI", x.VDI.get_record, vdi)
+    # As the call found it (after its scan), else read.
+    rec = call.records.get(vdi) or call.do("reading the VDI", x.VDI.get_record, vdi)
     ours = rec["other_config"].get(NAMED)
     if rec["name_label"] and rec["name_label"] != ours:
         return
@@ -270,7 +271,8 @@ def _release_here(call, sr, master):
         return "kept: the pool master scans shared SRs"
     if other.get(PLACEMENT) == "pool":
         return "kept: pool-wide placement"
-    if other.get(mark) != "true":
+    if other.get(mark) != "true" and other.get(storage.INTRODUCED) != "true":
+        # (xenvol makes every PBD of an SR it introduced, and marks none of them)
         return "kept: xenvol did not make this host's PBD"
     for vdi in x.SR.get_VDIs(sr):
         vrec = x.VDI.get_record(vdi)

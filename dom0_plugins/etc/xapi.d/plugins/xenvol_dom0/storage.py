@@ -9,7 +9,7 @@ import XenAPI
 
 from . import log
 from .lease import Lease
-from .errors import UNSUPPORTED_VOLUME, XenvolError, from_xapi, vanished
+from .errors import UNSUPPORTED_VOLUME, XAPI_ERROR, XenvolError, from_xapi, vanished
 from .redact import SCRUB
 
 INTRODUCED = "xenvol-introduced"
@@ -17,53 +17,130 @@ PBD_MARK = "xenvol-pbd-"
 CONNECTED = "xenvol-connected-"
 
 
+# The compensations of an SR's set-up; once the set-up is done, one release_sr step stands
+# for them (a rollback then releases the SR only if nothing uses it).
+SETUP_UNDO = ("forget_sr", "destroy_pbd", "unplug_pbd")
+
+
 def ensure_sr(call, driver, config, steps):
+    """The SR, plugged on this host (and wherever else it must be). Its dom0 lock and its
+    pool-wide lease are held only while it is introduced or PBDs are made or plugged, so the
+    calls of one SR run in parallel once it is up. Until the call's VBD or connection claim
+    makes the SR in use, a release (here or on another host) may forget it: in_use() then
+    finds the SR or this host's PBD gone, and the call is rolled back and tried again."""
     x = call.x
     sr_uuid = driver.sr_uuid(config)
-    sr = call.find("SR", sr_uuid)
-    fresh = False
-    if sr is None:
-        sr, fresh = _introduce(call, driver, config, sr_uuid, steps)
-        call.uuids[sr] = sr_uuid
-    else:
-        sr_type = call.do("reading the SR", x.SR.get_type, sr)
-        if sr_type != driver.sr_type:
+    with call.lock("sr-" + sr_uuid):
+        sr, rec = _find(call, sr_uuid)
+        if sr is None:
+            sr = _introduce(call, driver, config, sr_uuid, steps)
+            if sr is not None:
+                rec = {"type": driver.sr_type, "other_config": {INTRODUCED: "true"}}
+            else:  # introduced concurrently: theirs
+                sr, rec = _find(call, sr_uuid)
+                if sr is None:
+                    raise XenvolError(XAPI_ERROR, "SR %s was forgotten as it was introduced"
+                                      % sr_uuid, xapi_error=["HANDLE_INVALID", "SR", sr_uuid])
+            pbds = {}
+        else:
+            pbds = call.do("reading the SR's PBDs", x.PBD.get_all_records_where,
+                           'field "SR" = "%s"' % sr)
+        if rec["type"] != driver.sr_type:
             raise XenvolError(UNSUPPORTED_VOLUME, "SR %s exists with type %s, not %s"
-                              % (sr_uuid, sr_type, driver.sr_type), sr_uuid=sr_uuid)
+                              % (sr_uuid, rec["type"], driver.sr_type), sr_uuid=sr_uuid)
         call.uuids[sr] = sr_uuid
-    # Held until the call ends, so that no release on another host forgets the SR between
-    # here and the VBD or connect mark that will make it in use.
-    call.hold(Lease(call, sr).acquire())
+        if pbds:
+            driver.check_sr(call, sr, pbds, config)
+        hosts = _hosts(call, driver, config)
+        by_host = dict((r["host"], (p, r["currently_attached"])) for p, r in pbds.items())
+        from .integrate import PLACEMENT
+        mark_pool = config.get("placement") == "pool" and driver.shared and \
+            rec["other_config"].get(PLACEMENT) != "pool"
+        todo = [h for h in hosts if not by_host.get(h, (None, False))[1]]
+        if todo or mark_pool:
+            lease = Lease(call, sr).acquire()
+            try:
+                made = _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps)
+                setup = [n for n, _d, undo, _a in steps.done if undo in SETUP_UNDO]
+                if setup:
+                    steps.replace(setup, "release SR %s" % sr_uuid, "release_sr",
+                                  sr_uuid=sr_uuid, hosts=made)
+            except Exception as e:
+                # Undone under the lease and the lock, before anyone else may use the SR.
+                failed = steps.rollback()
+                if failed and isinstance(e, XenvolError):
+                    e.details["rollback_incomplete"] = failed
+                raise
+            finally:
+                lease.release()
+    call.guard = (sr, by_host.get(call.host, (None,))[0])
+    return sr
+
+
+def _find(call, sr_uuid):
+    """(ref, record) of the SR, or (None, None): one filtered read."""
+    found = call.do("looking up the SR", call.x.SR.get_all_records_where,
+                    'field "uuid" = "%s"' % sr_uuid)
+    return sorted(found.items())[0] if found else (None, None)
+
+
+def _hosts(call, driver, config):
+    """The hosts the SR must be plugged on: this one and, for a shared SR, the pool master
+    (xapi runs SR.scan of a shared SR there), or every host for pool-wide placement."""
     hosts = [call.host]
     if driver.shared:
-        # xapi runs SR.scan of a shared SR on the pool master: its PBD must be plugged too.
-        master = x.pool.get_master(x.pool.get_all()[0])
+        master = call.master()
         if master != call.host:
             hosts.append(master)
         if config.get("placement") == "pool":
-            # Pool-wide placement: every host a VM may run on (integrate.reconcile adds
-            # hosts that join or come back later).
-            from .integrate import PLACEMENT, pool_hosts
+            # integrate.reconcile adds hosts that join or come back later.
+            from .integrate import pool_hosts
             hosts += [h for h in pool_hosts(call) if h not in hosts]
-            if x.SR.get_other_config(sr).get(PLACEMENT) != "pool":
-                call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT,
-                        "pool")
-    for host in hosts:
-        # An SR this call introduced has no PBD yet.
-        pbd = None if fresh else call.host_pbd(sr, host)
-        created = pbd is None
-        if created:
-            pbd = _create_pbd(call, driver, config, sr, host, steps)
-        if created or not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
-            with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
-                              host=host):
-                call.do("plugging the SR", x.PBD.plug, pbd)
-    return sr
+    return hosts
+
+
+def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
+    """Under the SR's lease: its PBDs on `todo`, plugged. Returns the hosts other than this
+    one whose PBD this call made (a rollback removes those of a foreign SR too)."""
+    x = call.x
+    sr_uuid = call.uuids[sr]
+    if mark_pool:
+        from .integrate import PLACEMENT
+        call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT, "pool")
+    made = []
+    for host in todo:
+        pbd = by_host.get(host, (None,))[0]
+        if pbd is None:
+            pbd = _create_pbd(call, driver, config, sr, host, steps,
+                              rec["other_config"].get(INTRODUCED) != "true")
+            by_host[host] = (pbd, False)
+            if host != call.host:
+                made.append(call.do("reading the host", x.host.get_uuid, host))
+        with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
+                          host=host):
+            call.do("plugging the SR", x.PBD.plug, pbd)
+    return made
+
+
+def in_use(call):
+    """Called once the call's VBD or connection claim exists (a release from now on sees the
+    SR in use): check that no release that began before forgot the SR or removed this host's
+    PBD meanwhile. A release holding the SR's lease now may have missed the claim, so its
+    end is awaited first. The SR or PBD gone is a vanished object: rolled back, tried again."""
+    if call.guard is None:
+        return
+    sr, pbd = call.guard
+    call.guard = None
+    rec = Lease(call, sr).wait_free()
+    if pbd is not None and pbd not in rec["PBDs"]:
+        raise XenvolError(XAPI_ERROR, "the SR's PBD on this host was removed meanwhile",
+                          xapi_error=["HANDLE_INVALID", "PBD", pbd])
 
 
 def _introduce(call, driver, config, sr_uuid, steps):
     x = call.x
     # Undone by forgetting the SR unless another call has started using it (gave it PBDs).
+    # The mark goes on an SR that came out of SR.introduce, which returns no other_config.
     steps.will("introduce SR %s" % sr_uuid, "forget_sr", sr_uuid=sr_uuid)
     try:
         sr = x.SR.introduce(sr_uuid, driver.sr_label(config), driver.sr_description(config),
@@ -75,12 +152,12 @@ def _introduce(call, driver, config, sr_uuid, steps):
             raise from_xapi(f, "introducing SR %s" % sr_uuid)
         # Another call (here or on another host) introduced it first: use theirs.
         log.step("SR introduced concurrently; using it", sr_uuid=sr_uuid)
-        return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid), False
+        return None
     call.do("marking the SR", x.SR.add_to_other_config, sr, INTRODUCED, "true")
-    return sr, True
+    return sr
 
 
-def _create_pbd(call, driver, config, sr, host, steps):
+def _create_pbd(call, driver, config, sr, host, steps, mark):
     x = call.x
     dconf = driver.device_config(config)
     temporary = []
@@ -108,9 +185,11 @@ def _create_pbd(call, driver, config, sr, host, steps):
             raise from_xapi(f, "creating the PBD")
         pbd = f.details[3]
     else:
-        mark = PBD_MARK + (call.host_uuid if host == call.host else
-                           call.do("reading the host", x.host.get_uuid, host))
-        call.do("marking the SR", x.SR.add_to_other_config, sr, mark, "true")
+        if mark:
+            # Only on a foreign SR: xenvol forgets an SR it introduced whole, PBDs and all.
+            key = PBD_MARK + (call.host_uuid if host == call.host else
+                              call.do("reading the host", x.host.get_uuid, host))
+            call.do("marking the SR", x.SR.add_to_other_config, sr, key, "true")
     for ref in temporary:
         call.do("destroying a temporary secret", x.secret.destroy, ref)
     return pbd
@@ -136,11 +215,14 @@ def users(call, sr):
     return held
 
 
-def release_sr(call, sr):
-    """Forget the SR (or drop this host's PBD) if xenvol made it and nothing uses it.
+def release_sr(call, sr, hosts=()):
+    """Forget the SR (or drop this host's PBD, and those of `hosts`, host uuids) if xenvol
+    made it and nothing uses it.
 
-    Returns a note saying what was done. Runs under the SR's dom0 lock and its pool lease;
-    a release on another host may have forgotten the SR first."""
+    Returns a note saying what was done. Runs under the SR's pool lease; a release on another
+    host may have forgotten the SR first. A connecting call that found the SR up before and
+    has no VBD or claim yet is not a user: it finds the SR gone (storage.in_use) and tries
+    again."""
     try:
         lease = Lease(call, sr).acquire()
     except (XenAPI.Failure, XenvolError) as e:
@@ -148,7 +230,7 @@ def release_sr(call, sr):
             return "SR already gone"
         raise
     try:
-        return _release(call, sr)
+        return _release(call, sr, hosts)
     except (XenAPI.Failure, XenvolError) as e:
         if vanished(e):
             return "SR already gone"
@@ -157,7 +239,7 @@ def release_sr(call, sr):
         lease.release()
 
 
-def _release(call, sr):
+def _release(call, sr, hosts):
     x = call.x
     other = x.SR.get_other_config(sr)
     sr_uuid = call.uuids.get(sr) or x.SR.get_uuid(sr)
@@ -174,13 +256,20 @@ def _release(call, sr):
         log.step("forgetting SR", sr_uuid=sr_uuid)
         call.do("forgetting the SR", x.SR.forget, sr)
         return "SR forgotten"
-    mark = PBD_MARK + call.host_uuid
-    pbd = call.this_host_pbd(sr)
-    if other.get(mark) == "true" and pbd is not None:
-        log.step("removing this host's PBD of a foreign SR", sr_uuid=sr_uuid)
-        if x.PBD.get_currently_attached(pbd):
-            call.do("unplugging the SR", x.PBD.unplug, pbd)
-        call.do("destroying the PBD", x.PBD.destroy, pbd)
-        remove_mark(call, sr, mark)
+    removed = []
+    for host_uuid in [call.host_uuid] + [h for h in hosts if h != call.host_uuid]:
+        mark = PBD_MARK + host_uuid
+        if other.get(mark) != "true":
+            continue
+        host = call.host if host_uuid == call.host_uuid else call.find("host", host_uuid)
+        pbd = call.host_pbd(sr, host) if host is not None else None
+        if pbd is not None:
+            log.step("removing a PBD of a foreign SR", sr_uuid=sr_uuid, host_uuid=host_uuid)
+            if x.PBD.get_currently_attached(pbd):
+                call.do("unplugging the SR", x.PBD.unplug, pbd)
+            call.do("destroying the PBD", x.PBD.destroy, pbd)
+            remove_mark(call, sr, mark)
+            removed.append(host_uuid)
+    if removed:
         return "PBD removed; SR was not introduced by xenvol"
     return "SR kept: not introduced by xenvol"

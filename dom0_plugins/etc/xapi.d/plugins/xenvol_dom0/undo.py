@@ -138,11 +138,12 @@ def remove_claim(call, vdi, key):
 
 
 @compensation("release_sr")
-def release_sr(call, sr_uuid):
-    """Finish a detach or disconnect: release the SR if nothing uses it any more."""
+def release_sr(call, sr_uuid, hosts=()):
+    """Finish a detach or disconnect, or undo an SR's set-up: release the SR if nothing uses
+    it any more (hosts: the uuids of other hosts whose PBD of a foreign SR the call made)."""
     sr = call.find("SR", sr_uuid)
     if sr is not None:
-        storage.release_sr(call, sr)
+        storage.release_sr(call, sr, hosts)
 
 
 @compensation("restore_vdi_name")
