@@ -86,6 +86,7 @@ class Call(object):
         self.vm_records = {}  # VM ref -> the record read for this call
         self.records = {}  # VDI ref -> its record as last read by this call
         self.uuids = {}  # SR ref -> uuid
+        self.sr_records = {}  # SR ref -> its record as read by this call
         self.vbd_records = {}  # VBD ref -> its record as read by this call
         self.vdi_vbds = {}  # VDI ref -> {VBD ref: record}, read under the VM's lock
         self.vm_vbds = {}  # VM ref -> {VBD ref: record}, read under the VM's lock

@@ -49,7 +49,12 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
         call.do("describing the VDI", x.VDI.set_name_description, vdi, description)
         if ours is not None:
             call.do("marking the VDI named", x.VDI.remove_from_other_config, vdi, NAMED)
-        call.do("marking the VDI named", x.VDI.add_to_other_config, vdi, NAMED, name)
+        try:
+            x.VDI.add_to_other_config(vdi, NAMED, name)
+        except XenAPI.Failure as f:
+            # A concurrent call (the record is the one this call found) named it too.
+            if f.details[0] != "MAP_DUPLICATE_KEY":
+                raise from_xapi(f, "marking the VDI named")
 
 
 # ---------------------------------------------------------------------- extend

@@ -202,7 +202,9 @@ def _describe(call, vbd, rec=None):
         vdi_rec = call.records[vdi] = x.VDI.get_record(vdi)
     sr = vdi_rec["SR"] if vdi_rec else NULL
     if sr != NULL and sr not in call.uuids:
-        call.uuids[sr] = x.SR.get_uuid(sr)
+        # The record: its ownership marks serve the release that may follow.
+        call.sr_records[sr] = x.SR.get_record(sr)
+        call.uuids[sr] = call.sr_records[sr]["uuid"]
     vm_rec = call.vm_records.get(rec["VM"])
     return {"vbd_uuid": rec["uuid"],
             "vm_uuid": vm_rec["uuid"] if vm_rec else x.VM.get_uuid(rec["VM"]),

@@ -15,6 +15,7 @@ from .redact import SCRUB
 INTRODUCED = "xenvol-introduced"
 PBD_MARK = "xenvol-pbd-"
 CONNECTED = "xenvol-connected-"
+FORGOTTEN = "SR forgotten"
 
 
 # The compensations of an SR's set-up; once the set-up is done, one release_sr step stands
@@ -230,7 +231,10 @@ def release_sr(call, sr, hosts=()):
             return "SR already gone"
         raise
     try:
-        return _release(call, sr, hosts)
+        note = _release(call, sr, hosts)
+        if note == FORGOTTEN:
+            lease.held = False  # gone with the SR
+        return note
     except (XenAPI.Failure, XenvolError) as e:
         if vanished(e):
             return "SR already gone"
@@ -241,7 +245,10 @@ def release_sr(call, sr, hosts=()):
 
 def _release(call, sr, hosts):
     x = call.x
-    other = x.SR.get_other_config(sr)
+    # Ownership marks as this call read them (only this host's calls, under its SR lock,
+    # change this host's), else read now.
+    rec = call.sr_records.get(sr)
+    other = rec["other_config"] if rec else x.SR.get_other_config(sr)
     sr_uuid = call.uuids.get(sr) or x.SR.get_uuid(sr)
     held = users(call, sr)
     if held:
@@ -255,7 +262,7 @@ def _release(call, sr, hosts):
                 call.do("unplugging the SR", x.PBD.unplug, pbd)
         log.step("forgetting SR", sr_uuid=sr_uuid)
         call.do("forgetting the SR", x.SR.forget, sr)
-        return "SR forgotten"
+        return FORGOTTEN
     removed = []
     for host_uuid in [call.host_uuid] + [h for h in hosts if h != call.host_uuid]:
         mark = PBD_MARK + host_uuid
