@@ -65,7 +65,7 @@ def ensure_sr(call, driver, config, steps):
                 setup = [n for n, _d, undo, _a in steps.done if undo in SETUP_UNDO]
                 if setup:
                     steps.replace(setup, "release SR %s" % sr_uuid, "release_sr",
-                                  sr_uuid=sr_uuid, hosts=made)
+                                  sr_uuid=sr_uuid, **made)
             except Exception as e:
                 # Undone under the lease and the lock, before anyone else may use the SR.
                 failed = steps.rollback()
@@ -101,26 +101,34 @@ def _hosts(call, driver, config):
 
 
 def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
-    """Under the SR's lease: its PBDs on `todo`, plugged. Returns the hosts other than this
-    one whose PBD this call made (a rollback removes those of a foreign SR too)."""
+    """Under the SR's lease: its PBDs on `todo`, plugged. Returns the arguments of the
+    release_sr step that stands for this set-up: on a foreign SR, the uuids of the other hosts
+    whose PBD the call made (this host's carries its mark) and of the hosts whose existing PBD
+    it plugged; nothing on an SR xenvol introduced (a release forgets it whole)."""
     x = call.x
     sr_uuid = call.uuids[sr]
+    foreign = rec["other_config"].get(INTRODUCED) != "true"
     if mark_pool:
         from .integrate import PLACEMENT
         call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT, "pool")
-    made = []
+    made, plugged = [], []
     for host in todo:
+        host_uuid = None
+        if foreign:
+            host_uuid = call.host_uuid if host == call.host else \
+                call.do("reading the host", x.host.get_uuid, host)
         pbd = by_host.get(host, (None,))[0]
         if pbd is None:
-            pbd = _create_pbd(call, driver, config, sr, host, steps,
-                              rec["other_config"].get(INTRODUCED) != "true")
+            pbd = _create_pbd(call, driver, config, sr, host, steps, host_uuid)
             by_host[host] = (pbd, False)
-            if host != call.host:
-                made.append(call.do("reading the host", x.host.get_uuid, host))
+            if foreign and host != call.host:
+                made.append(host_uuid)
+        elif foreign:
+            plugged.append(host_uuid)
         with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
                           host=host):
             call.do("plugging the SR", x.PBD.plug, pbd)
-    return made
+    return {"hosts": made, "plugged": plugged}
 
 
 def in_use(call):
@@ -158,7 +166,7 @@ def _introduce(call, driver, config, sr_uuid, steps):
     return sr
 
 
-def _create_pbd(call, driver, config, sr, host, steps, mark):
+def _create_pbd(call, driver, config, sr, host, steps, mark_uuid):
     x = call.x
     dconf = driver.device_config(config)
     temporary = []
@@ -186,11 +194,10 @@ def _create_pbd(call, driver, config, sr, host, steps, mark):
             raise from_xapi(f, "creating the PBD")
         pbd = f.details[3]
     else:
-        if mark:
+        if mark_uuid:
             # Only on a foreign SR: xenvol forgets an SR it introduced whole, PBDs and all.
-            key = PBD_MARK + (call.host_uuid if host == call.host else
-                              call.do("reading the host", x.host.get_uuid, host))
-            call.do("marking the SR", x.SR.add_to_other_config, sr, key, "true")
+            call.do("marking the SR", x.SR.add_to_other_config, sr, PBD_MARK + mark_uuid,
+                    "true")
     for ref in temporary:
         call.do("destroying a temporary secret", x.secret.destroy, ref)
     return pbd
@@ -216,9 +223,9 @@ def users(call, sr):
     return held
 
 
-def release_sr(call, sr, hosts=()):
-    """Forget the SR (or drop this host's PBD, and those of `hosts`, host uuids) if xenvol
-    made it and nothing uses it.
+def release_sr(call, sr, hosts=(), plugged=()):
+    """Forget the SR (or drop this host's PBD, and those of `hosts`, and unplug those of
+    `plugged`: host uuids) if xenvol made it and nothing uses it.
 
     Returns a note saying what was done. Runs under the SR's pool lease; a release on another
     host may have forgotten the SR first. A connecting call that found the SR up before and
@@ -231,7 +238,7 @@ def release_sr(call, sr, hosts=()):
             return "SR already gone"
         raise
     try:
-        note = _release(call, sr, hosts)
+        note = _release(call, sr, hosts, plugged)
         if note == FORGOTTEN:
             lease.held = False  # gone with the SR
         return note
@@ -243,7 +250,7 @@ def release_sr(call, sr, hosts=()):
         lease.release()
 
 
-def _release(call, sr, hosts):
+def _release(call, sr, hosts, plugged):
     x = call.x
     # Ownership marks as this call read them (only this host's calls, under its SR lock,
     # change this host's), else read now.
@@ -277,6 +284,12 @@ def _release(call, sr, hosts):
             call.do("destroying the PBD", x.PBD.destroy, pbd)
             remove_mark(call, sr, mark)
             removed.append(host_uuid)
+    for host_uuid in plugged:
+        # PBDs that were there, unplugged, before the set-up this release undoes.
+        host = call.host if host_uuid == call.host_uuid else call.find("host", host_uuid)
+        pbd = call.host_pbd(sr, host) if host is not None else None
+        if pbd is not None and x.PBD.get_currently_attached(pbd):
+            call.do("unplugging the SR", x.PBD.unplug, pbd)
     if removed:
         return "PBD removed; SR was not introduced by xenvol"
     return "SR kept: not introduced by xenvol"

@@ -138,12 +138,13 @@ def remove_claim(call, vdi, key):
 
 
 @compensation("release_sr")
-def release_sr(call, sr_uuid, hosts=()):
+def release_sr(call, sr_uuid, hosts=(), plugged=()):
     """Finish a detach or disconnect, or undo an SR's set-up: release the SR if nothing uses
-    it any more (hosts: the uuids of other hosts whose PBD of a foreign SR the call made)."""
+    it any more (of a foreign SR, the uuids of the other hosts whose PBD the set-up made, and
+    of those whose existing PBD it plugged)."""
     sr = call.find("SR", sr_uuid)
     if sr is not None:
-        storage.release_sr(call, sr, hosts)
+        storage.release_sr(call, sr, hosts, plugged)
 
 
 @compensation("restore_vdi_name")
