@@ -1,8 +1,9 @@
 """SRs and PBDs: bring an SR up on this host, and release it when nothing uses it.
 
 Ownership marks live in SR.other_config (PBD.create ignores other_config):
-  xenvol-introduced = true     xenvol introduced this SR and may forget it
-  xenvol-pbd-<host uuid> = true  xenvol created that host's PBD
+  xenvol-introduced = true     xenvol introduced this SR and may forget it (with every PBD,
+                               all of them xenvol's)
+  xenvol-pbd-<host uuid> = true  xenvol created that host's PBD of an SR it did not introduce
 A VDI that connect_volume holds for a host carries xenvol-connected-<host uuid> in its
 other_config; a VBD xenvol created carries xenvol = true."""
 import XenAPI
