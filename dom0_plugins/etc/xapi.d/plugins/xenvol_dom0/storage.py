@@ -19,8 +19,8 @@ CONNECTED = "xenvol-connected-"
 FORGOTTEN = "SR forgotten"
 
 
-# The compensations of an SR's set-up; once the set-up is done, one release_sr step stands
-# for them (a rollback then releases the SR only if nothing uses it).
+# The compensations of an SR's set-up; once the set-up is done, one undo_setup step stands
+# for them (a rollback then takes away only what nothing uses).
 SETUP_UNDO = ("forget_sr", "destroy_pbd", "unplug_pbd")
 
 
@@ -65,7 +65,7 @@ def ensure_sr(call, driver, config, steps):
                 made = _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps)
                 setup = [n for n, _d, undo, _a in steps.done if undo in SETUP_UNDO]
                 if setup:
-                    steps.replace(setup, "release SR %s" % sr_uuid, "release_sr",
+                    steps.replace(setup, "set up SR %s" % sr_uuid, "undo_setup",
                                   sr_uuid=sr_uuid, **made)
             except Exception as e:
                 # Undone under the lease and the lock, before anyone else may use the SR.
@@ -103,9 +103,8 @@ def _hosts(call, driver, config):
 
 def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
     """Under the SR's lease: its PBDs on `todo`, plugged. Returns the arguments of the
-    release_sr step that stands for this set-up: on a foreign SR, the uuids of the other hosts
-    whose PBD the call made (this host's carries its mark) and of the hosts whose existing PBD
-    it plugged; nothing on an SR xenvol introduced (a release forgets it whole)."""
+    undo_setup step that stands for this set-up: the hosts whose PBD the call made, and
+    those whose existing PBD it plugged."""
     x = call.x
     sr_uuid = call.uuids[sr]
     foreign = rec["other_config"].get(INTRODUCED) != "true"
@@ -114,22 +113,21 @@ def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
         call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT, "pool")
     made, plugged = [], []
     for host in todo:
-        host_uuid = None
-        if foreign:
-            host_uuid = call.host_uuid if host == call.host else \
-                call.do("reading the host", x.host.get_uuid, host)
         pbd = by_host.get(host, (None,))[0]
         if pbd is None:
-            pbd = _create_pbd(call, driver, config, sr, host, steps, host_uuid)
+            mark = None
+            if foreign:
+                mark = call.host_uuid if host == call.host else \
+                    call.do("reading the host", x.host.get_uuid, host)
+            pbd = _create_pbd(call, driver, config, sr, host, steps, mark)
             by_host[host] = (pbd, False)
-            if foreign and host != call.host:
-                made.append(host_uuid)
-        elif foreign:
-            plugged.append(host_uuid)
+            made.append(host)
+        else:
+            plugged.append(host)
         with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
                           host=host):
             call.do("plugging the SR", x.PBD.plug, pbd)
-    return {"hosts": made, "plugged": plugged}
+    return {"made": made, "plugged": plugged}
 
 
 def in_use(call):
@@ -224,14 +222,23 @@ def users(call, sr):
     return held
 
 
-def release_sr(call, sr, hosts=(), plugged=()):
-    """Forget the SR (or drop this host's PBD, and those of `hosts`, and unplug those of
-    `plugged`: host uuids) if xenvol made it and nothing uses it.
+def release_sr(call, sr):
+    """Forget the SR (or drop this host's PBD) if xenvol made it and nothing uses it.
 
     Returns a note saying what was done. Runs under the SR's pool lease; a release on another
-    host may have forgotten the SR first. A connecting call that found the SR up before and
-    has no VBD or claim yet is not a user: it finds the SR gone (storage.in_use) and tries
-    again."""
+    host may have forgotten the SR first. A connecting call that found the SR up and has no
+    VBD or claim yet is not a user: it finds the SR gone (in_use) and tries again."""
+    return _leased(call, sr, _release)
+
+
+def undo_setup(call, sr, made, plugged):
+    """Undo a set-up (PBDs made or plugged on hosts `made`, `plugged`) once other calls may
+    use the SR: under its lease, a release of the SR when nothing uses it; else each of those
+    PBDs that nothing on its host needs is destroyed (made) or unplugged (plugged)."""
+    return _leased(call, sr, lambda c, s: _undo_setup(c, s, made, plugged))
+
+
+def _leased(call, sr, fn):
     try:
         lease = Lease(call, sr).acquire()
     except (XenAPI.Failure, XenvolError) as e:
@@ -239,7 +246,7 @@ def release_sr(call, sr, hosts=(), plugged=()):
             return "SR already gone"
         raise
     try:
-        note = _release(call, sr, hosts, plugged)
+        note = fn(call, sr)
         if note == FORGOTTEN:
             lease.held = False  # gone with the SR
         return note
@@ -251,7 +258,7 @@ def release_sr(call, sr, hosts=(), plugged=()):
         lease.release()
 
 
-def _release(call, sr, hosts, plugged):
+def _release(call, sr):
     x = call.x
     # Ownership marks as this call read them (only this host's calls, under its SR lock,
     # change this host's), else read now.
@@ -263,34 +270,65 @@ def _release(call, sr, hosts, plugged):
         log.step("SR still in use; keeping it", sr_uuid=sr_uuid, users=len(held))
         return "SR kept: still in use by %d volume(s)" % len(held)
     if other.get(INTRODUCED) == "true":
-        pbds = x.PBD.get_all_records_where('field "SR" = "%s"' % sr)
-        for pbd, rec in sorted(pbds.items()):
-            if rec["currently_attached"]:
-                log.step("unplugging PBD", sr_uuid=sr_uuid)
-                call.do("unplugging the SR", x.PBD.unplug, pbd)
-        log.step("forgetting SR", sr_uuid=sr_uuid)
-        call.do("forgetting the SR", x.SR.forget, sr)
-        return FORGOTTEN
-    removed = []
-    for host_uuid in [call.host_uuid] + [h for h in hosts if h != call.host_uuid]:
-        mark = PBD_MARK + host_uuid
-        if other.get(mark) != "true":
-            continue
-        host = call.host if host_uuid == call.host_uuid else call.find("host", host_uuid)
-        pbd = call.host_pbd(sr, host) if host is not None else None
-        if pbd is not None:
-            log.step("removing a PBD of a foreign SR", sr_uuid=sr_uuid, host_uuid=host_uuid)
-            if x.PBD.get_currently_attached(pbd):
-                call.do("unplugging the SR", x.PBD.unplug, pbd)
-            call.do("destroying the PBD", x.PBD.destroy, pbd)
-            remove_mark(call, sr, mark)
-            removed.append(host_uuid)
-    for host_uuid in plugged:
-        # PBDs that were there, unplugged, before the set-up this release undoes.
-        host = call.host if host_uuid == call.host_uuid else call.find("host", host_uuid)
-        pbd = call.host_pbd(sr, host) if host is not None else None
-        if pbd is not None and x.PBD.get_currently_attached(pbd):
+        return _forget(call, sr, sr_uuid)
+    mark = PBD_MARK + call.host_uuid
+    pbd = call.this_host_pbd(sr) if other.get(mark) == "true" else None
+    if pbd is not None:
+        log.step("removing this host's PBD of a foreign SR", sr_uuid=sr_uuid)
+        if x.PBD.get_currently_attached(pbd):
             call.do("unplugging the SR", x.PBD.unplug, pbd)
-    if removed:
+        call.do("destroying the PBD", x.PBD.destroy, pbd)
+        remove_mark(call, sr, mark)
         return "PBD removed; SR was not introduced by xenvol"
     return "SR kept: not introduced by xenvol"
+
+
+def _forget(call, sr, sr_uuid):
+    x = call.x
+    pbds = x.PBD.get_all_records_where('field "SR" = "%s"' % sr)
+    for pbd, rec in sorted(pbds.items()):
+        if rec["currently_attached"]:
+            log.step("unplugging PBD", sr_uuid=sr_uuid)
+            call.do("unplugging the SR", x.PBD.unplug, pbd)
+    log.step("forgetting SR", sr_uuid=sr_uuid)
+    call.do("forgetting the SR", x.SR.forget, sr)
+    return FORGOTTEN
+
+
+def _undo_setup(call, sr, made, plugged):
+    x = call.x
+    rec = x.SR.get_record(sr)
+    held = users(call, sr)
+    if not held and rec["other_config"].get(INTRODUCED) == "true":
+        return _forget(call, sr, rec["uuid"])
+    needed = _hosts_needing(call, sr) if held else set()
+    for host in list(made) + list(plugged):
+        if host in needed:
+            continue
+        pbd = call.host_pbd(sr, host)
+        if pbd is None:
+            continue
+        if x.PBD.get_currently_attached(pbd):
+            call.do("unplugging the SR", x.PBD.unplug, pbd)
+        if host in made:
+            call.do("destroying the PBD", x.PBD.destroy, pbd)
+            remove_mark(call, sr, PBD_MARK + x.host.get_uuid(host))
+    return "set-up undone"
+
+
+def _hosts_needing(call, sr):
+    """The hosts whose PBD of the SR something uses: the master (xapi scans a shared SR
+    there), the hosts of the VMs with a VBD of its VDIs (running, starting, or to start
+    there: their affinity), the hosts holding a connection claim."""
+    x = call.x
+    needed = set([call.master()])
+    for _vdi, rec in x.VDI.get_all_records_where('field "SR" = "%s"' % sr).items():
+        for vbd in rec["VBDs"]:
+            vm = x.VM.get_record(x.VBD.get_VM(vbd))
+            needed.update([vm["resident_on"], vm["scheduled_to_be_resident_on"], vm["affinity"]])
+        for key in rec["other_config"]:
+            if key.startswith(CONNECTED):
+                host = call.find("host", key[len(CONNECTED):])
+                if host is not None:
+                    needed.add(host)
+    return needed

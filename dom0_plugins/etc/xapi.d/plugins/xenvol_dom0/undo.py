@@ -138,13 +138,20 @@ def remove_claim(call, vdi, key):
 
 
 @compensation("release_sr")
-def release_sr(call, sr_uuid, hosts=(), plugged=()):
-    """Finish a detach or disconnect, or undo an SR's set-up: release the SR if nothing uses
-    it any more (of a foreign SR, the uuids of the other hosts whose PBD the set-up made, and
-    of those whose existing PBD it plugged)."""
+def release_sr(call, sr_uuid):
+    """Finish a detach or disconnect: release the SR if nothing uses it any more."""
     sr = call.find("SR", sr_uuid)
     if sr is not None:
-        storage.release_sr(call, sr, hosts, plugged)
+        storage.release_sr(call, sr)
+
+
+@compensation("undo_setup")
+def undo_setup(call, sr_uuid, made, plugged):
+    """Undo an SR's set-up (the PBDs made or plugged on those hosts, by ref) once other calls
+    may use the SR: what nothing uses goes (storage.undo_setup)."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        storage.undo_setup(call, sr, made, plugged)
 
 
 @compensation("restore_vdi_name")
