@@ -75,7 +75,8 @@ DOM0PY  = XAPISIM_DOM0_PYTHON=$(if $(wildcard $(DOM0)/.installed),$(CURDIR)/$(DO
 demo: deps
 	SM_TIMING=$(SM_TIMING) $(DOM0PY) $(NETNS) $(PY) tools/demo.py
 
-# issue 12 figures next to goals (tools/bench.py; BENCH_ARGS="--concurrency 200" for the full run).
+# issue 12 figures next to goals (tools/bench.py, about five minutes; BENCH_ARGS="--concurrency 40"
+# for a shorter run).
 bench: deps
 	$(DOM0PY) $(NETNS) $(PY) tools/bench.py $(BENCH_ARGS)
 

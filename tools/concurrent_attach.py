@@ -5,7 +5,8 @@ then N concurrent detaches. Default plugin settings (lock_timeout 120 s).
 Prints the wall time, the latency of each call (median/max), every client-side error by type
 (the goal: none; a bare TimeoutError would be a bug), and whether the pool is as before. Exit
 status 1 when any call failed or anything was left. Needs root in a private network namespace
-(real tgt); XENVOL_CONCURRENT_N sets N."""
+(real tgt); XENVOL_CONCURRENT_N sets N, SM_TIMING=real (make bench-concurrent SM_TIMING=real)
+the simulator's real SM timings (5 s iSCSI login, 2 s scan)."""
 
 import collections
 import os
@@ -24,6 +25,7 @@ import xenvol  # noqa: E402
 from conftest import Peers, plugin_pool  # noqa: E402
 
 N = int(os.environ.get("XENVOL_CONCURRENT_N", "200"))
+TIMING = os.environ.get("SM_TIMING", "fast")
 CHAP = ("bench", "Bench-Chap-Secret-200")
 VMS = ("vm-1", "vm-3", "vm-5", "vm-7")  # running, on hosts 0, 1, 2, 0
 
@@ -73,7 +75,7 @@ def main():
         print("needs real peers: root in a private namespace (make bench-concurrent)")
         return 2
     peers = Peers(tempfile.mkdtemp(prefix="xs-conc-", dir="/tmp"))
-    pool = plugin_pool(hosts=3, vms=8)
+    pool = plugin_pool(hosts=3, vms=8, sm_timing=TIMING)
     try:
         for h in pool.sim.hosts:  # the operator's defaults
             os.unlink(os.path.join(h.root, "etc/xenvol/xenvol.conf"))
@@ -81,7 +83,7 @@ def main():
         iqn = peers.new_target(luns=luns, chap=CHAP, size_mb=1)
         before = pool.admin.snapshot()
         print("xenvol: %d concurrent attaches of LUNs of one iSCSI target (CHAP), then detaches"
-              % N)
+              " (SM timings %s)" % (N, TIMING))
 
         def attach(lun):
             info = {"driver_volume_type": "iscsi", "data": {

@@ -79,21 +79,18 @@ class Call(object):
             _HOSTS[session._session] = (host, _inventory_uuid() or self.x.host.get_uuid(host))
         self.host, self.host_uuid = _HOSTS[session._session]
         self.settings = settings.load()
-        self.held = []
         self.op = CURRENT[0]
+        # (SR ref, this host's PBD ref or None) that storage.in_use checks once the call's
+        # VBD or claim exists.
+        self.guard = None
         self.vm_records = {}  # VM ref -> the record read for this call
         self.records = {}  # VDI ref -> its record as last read by this call
         self.uuids = {}  # SR ref -> uuid
+        self.sr_records = {}  # SR ref -> its record as read by this call
         self.vbd_records = {}  # VBD ref -> its record as read by this call
-        self.vdi_vbds = {}  # VDI ref -> {VBD ref: record}, read under the SR's and VM's locks
-
-    def hold(self, lease):
-        """Keep a lease until finish()."""
-        self.held.append(lease)
-
-    def finish(self):
-        while self.held:
-            self.held.pop().release()
+        self.vdi_vbds = {}  # VDI ref -> {VBD ref: record}, read under the VM's lock
+        self.vm_vbds = {}  # VM ref -> {VBD ref: record}, read under the VM's lock
+        self.secret_values = {}  # secret uuid -> value, of the secrets the call was given
 
     def do(self, doing, fn, *args):
         """Call XAPI; a failure becomes a xenvol error saying what we were doing."""
@@ -120,6 +117,10 @@ class Call(object):
     def this_host_pbd(self, sr):
         return self.host_pbd(sr, self.host)
 
+    def master(self):
+        """The pool master's ref: one read of the (single) pool record."""
+        pools = self.do("reading the pool", self.x.pool.get_all_records)
+        return list(pools.values())[0]["master"]
 
     @property
     def op_id(self):
@@ -201,9 +202,11 @@ def consume_secrets(call):
     and nothing holding a password outlives the operation."""
     for uuid in call.op.secrets:
         try:
-            ref = call.x.secret.get_by_uuid(uuid)
-            if call.x.secret.get_other_config(ref).get("xenvol") == "client":
-                call.x.secret.destroy(ref)
+            # One filtered read for the ref and the tag (a checked uuid: no quote in it).
+            found = call.x.secret.get_all_records_where('field "uuid" = "%s"' % uuid)
+            for ref, rec in found.items():
+                if rec["other_config"].get("xenvol") == "client":
+                    call.x.secret.destroy(ref)
         except XenAPI.Failure:
             pass  # gone already
 

@@ -44,7 +44,8 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
     """Name the volume's VDI unless someone else named it: SMs leave raw LUNs nameless, and
     other_config xenvol-named keeps the name xenvol gave, so an admin's rename is kept."""
     x = call.x
-    rec = call.do("reading the VDI", x.VDI.get_record, vdi)
+    # As the call found it (after its scan), else read.
+    rec = call.records.get(vdi) or call.do("reading the VDI", x.VDI.get_record, vdi)
     ours = rec["other_config"].get(NAMED)
     if rec["name_label"] and rec["name_label"] != ours:
         return
@@ -58,7 +59,12 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
         call.do("describing the VDI", x.VDI.set_name_description, vdi, description)
         if ours is not None:
             call.do("marking the VDI named", x.VDI.remove_from_other_config, vdi, NAMED)
-        call.do("marking the VDI named", x.VDI.add_to_other_config, vdi, NAMED, name)
+        try:
+            x.VDI.add_to_other_config(vdi, NAMED, name)
+        except XenAPI.Failure as f:
+            # A concurrent call (the record is the one this call found) named it too.
+            if f.details[0] != "MAP_DUPLICATE_KEY":
+                raise from_xapi(f, "marking the VDI named")
 
 
 # ---------------------------------------------------------------------- extend
@@ -292,7 +298,8 @@ def _release_here(call, sr, master):
         return "kept: the pool master scans shared SRs"
     if other.get(PLACEMENT) == "pool":
         return "kept: pool-wide placement"
-    if other.get(mark) != "true":
+    if other.get(mark) != "true" and other.get(storage.INTRODUCED) != "true":
+        # (xenvol makes every PBD of an SR it introduced, and marks none of them)
         return "kept: xenvol did not make this host's PBD"
     for vdi in x.SR.get_VDIs(sr):
         vrec = x.VDI.get_record(vdi)

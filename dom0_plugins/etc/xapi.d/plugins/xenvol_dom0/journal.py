@@ -8,6 +8,8 @@ One file per operation, <journal_dir>/<op id>.json, JSON lines appended and fsyn
                                        undo.UNDO that undoes it (or, for a detach, finishes
                                        it), whether or not the change happened
   {"done": n}       nothing left to do for step n (undone, finished, or refused by XAPI)
+  {"step": n, ..., "replaces": [m, ...]}   one step that stands for steps m... from now on
+                                       (in one line: a kill leaves either the old or the new)
   {"commit": true}  the steps so far stay: the operation succeeded up to here
   {"lease": sr uuid, "value": v}   a pool-wide SR lease the operation may hold
   {"attempt": n}    a recovery that could not finish
@@ -112,6 +114,14 @@ class Journal(object):
         self.pending.add(self.n)
         return self.n
 
+    def replace(self, ns, desc, undo, args):
+        self.n += 1
+        self._write({"step": self.n, "desc": desc, "undo": undo, "args": args,
+                     "replaces": list(ns)})
+        self.pending.difference_update(ns)
+        self.pending.add(self.n)
+        return self.n
+
     def done(self, n):
         self._write({"done": n})
         self.pending.discard(n)
@@ -169,6 +179,8 @@ class Record(object):
             if "op" in e:
                 self.header = e
             elif "step" in e:
+                for n in e.get("replaces", ()):
+                    steps.pop(n, None)
                 steps[e["step"]] = e
             elif "done" in e:
                 steps.pop(e["done"], None)

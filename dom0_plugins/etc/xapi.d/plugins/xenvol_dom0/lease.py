@@ -1,4 +1,10 @@
-"""A pool-wide lock on one SR, for the steps that must not interleave across hosts.
+"""A pool-wide lock on one SR, for the steps that must not interleave across hosts: an SR's
+set-up (introduce, PBD create and plug) and its release (the users check, then unplug and
+forget, or this host's PBD removed). It is held only for those steps, never while a call
+scans or makes its VBD: a connecting call that finds the SR up takes no lease, and once its
+VBD or connection claim exists it waits for any lease held then to go (wait_free) and checks
+that the SR and this host's PBD are still there (storage.in_use), so a release that began
+before the claim existed and missed it makes the call roll back and try again.
 
 dom0 flocks only serialise calls on one host. Across hosts, XAPI itself is the arbiter:
 SR.add_to_other_config fails with MAP_DUPLICATE_KEY when the key exists, which makes it an
@@ -33,23 +39,42 @@ class Lease(object):
         self.held = False
 
     def acquire(self):
+        """Take the lease, waiting while a live operation holds it."""
+        if self.call.journal:
+            self.call.journal.lease(self.call.uuids.get(self.sr) or
+                                    self.call.x.SR.get_uuid(self.sr), self.value)
+        self._wait(take=True)
+        self.held = True
+        return self
+
+    def wait_free(self):
+        """Wait until no live operation holds the lease, without taking it; returns the SR's
+        record as read with no lease on it (a forgotten SR fails HANDLE_INVALID)."""
+        return self._wait(take=False)
+
+    def _wait(self, take):
         x = self.call.x
         stale = float(self.call.settings["lease_stale_after"])
         deadline = self.call.wait_deadline()
         delay = 0.02
         verdicts = {}
-        if self.call.journal:
-            self.call.journal.lease(self.call.uuids.get(self.sr) or x.SR.get_uuid(self.sr),
-                                    self.value)
         while True:
-            try:
-                x.SR.add_to_other_config(self.sr, KEY, self.value)
-                self.held = True
-                return self
-            except XenAPI.Failure as f:
-                if f.details[0] != "MAP_DUPLICATE_KEY":
-                    raise from_xapi(f, "locking the SR")
-            holder = x.SR.get_other_config(self.sr).get(KEY, "")
+            if take:
+                try:
+                    x.SR.add_to_other_config(self.sr, KEY, self.value)
+                    return None
+                except XenAPI.Failure as f:
+                    if f.details[0] != "MAP_DUPLICATE_KEY":
+                        raise from_xapi(f, "locking the SR")
+                holder = x.SR.get_other_config(self.sr).get(KEY, "")
+            else:
+                try:
+                    rec = x.SR.get_record(self.sr)
+                except XenAPI.Failure as f:
+                    raise from_xapi(f, "reading the SR")
+                holder = rec["other_config"].get(KEY, "")
+                if not holder:
+                    return rec
             if holder and _dead(self.call, holder, verdicts):
                 log.warning("breaking the SR lease of a dead operation", holder=holder)
                 remove_if(self.call, self.sr, holder)

@@ -69,7 +69,7 @@ def _admit(call, driver, cfg, data, vm=None, mode=None):
                 and data.data[key] not in (None, ""):
             raise data.bad(key, "is a secret the %s driver does not use; xenvol never ignores "
                            "a secret" % cfg.driver_volume_type)
-    xsecret.check_given(call, data)
+    call.secret_values = xsecret.check_given(call, data)
     multiattach, ignored = policy.check_data(call, data, data.envelope)
     policy.check_sr(call, cfg)
     ignored = list(cfg.get("ignored") or []) + ignored
@@ -156,25 +156,30 @@ def _route_info(call, vm):
             "vm_running": rec.get("power_state") == "Running"}
 
 
-def _connect_then(call, driver, cfg, then):
-    """Connect the volume under its SR's lock, then run then(vdi, steps) for the rest of the
-    call; on failure every recorded step is rolled back. A call that met an object a
-    concurrent release removed is rolled back and tried again."""
-    lock = "sr-" + driver.sr_uuid(cfg)
+def _connect_then(call, driver, cfg, lock_of, then):
+    """Connect the volume (storage.ensure_sr locks the SR only for its set-up), then run
+    then(vdi, steps) for the rest of the call under the host lock lock_of(vdi) names; on
+    failure every recorded step is rolled back (then's under that lock, so that no call
+    waiting on it meets a half-undone state). A call that met an object a concurrent release
+    removed is rolled back and tried again."""
     for attempt in range(ATTEMPTS):
+        steps = Steps(call)
         try:
-            with call.lock(lock):
-                steps = Steps(call)
-                try:
-                    _sr, vdi = driver.connect_volume(call, cfg, steps)
-                    result = then(vdi, steps)
-                except Exception as e:
-                    _rollback(call, driver, steps, e)
-                    raise
-                finally:
-                    call.finish()
-                steps.commit()
-                return result
+            try:
+                _sr, vdi = driver.connect_volume(call, cfg, steps)
+                with call.lock(lock_of(vdi)):
+                    try:
+                        result = then(vdi, steps)
+                    except Exception as e:
+                        _rollback(call, driver, steps, e)
+                        raise
+            except Exception as e:
+                _rollback(call, driver, steps, e)
+                raise
+            finally:
+                call.guard = None
+            steps.commit()
+            return result
         except (XenvolError, XenAPI.Failure) as e:
             if not vanished(e) or attempt == ATTEMPTS - 1:
                 raise
@@ -197,7 +202,9 @@ def _describe(call, vbd, rec=None):
         vdi_rec = call.records[vdi] = x.VDI.get_record(vdi)
     sr = vdi_rec["SR"] if vdi_rec else NULL
     if sr != NULL and sr not in call.uuids:
-        call.uuids[sr] = x.SR.get_uuid(sr)
+        # The record: its ownership marks serve the release that may follow.
+        call.sr_records[sr] = x.SR.get_record(sr)
+        call.uuids[sr] = call.sr_records[sr]["uuid"]
     vm_rec = call.vm_records.get(rec["VM"])
     return {"vbd_uuid": rec["uuid"],
             "vm_uuid": vm_rec["uuid"] if vm_rec else x.VM.get_uuid(rec["VM"]),
@@ -224,12 +231,19 @@ def connect_volume(session, args):
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
         _claim(call, vdi, steps)
-        return {"sr_uuid": driver.sr_uuid(cfg), "vdi_uuid": call.x.VDI.get_uuid(vdi),
+        return {"sr_uuid": driver.sr_uuid(cfg), "vdi_uuid": _vdi_uuid(call, vdi),
                 "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
-    result = _connect_then(call, driver, cfg, claim)
+    # Connects of one volume on this host, one at a time: a rollback of one never drops a
+    # claim another has just counted on.
+    result = _connect_then(call, driver, cfg, lambda vdi: "vdi-" + _vdi_uuid(call, vdi), claim)
     if ignored:
         result["ignored"] = ignored
     return result
+
+
+def _vdi_uuid(call, vdi):
+    rec = call.records.get(vdi)
+    return rec["uuid"] if rec else call.do("reading the VDI", call.x.VDI.get_uuid, vdi)
 
 
 def _claim(call, vdi, steps):
@@ -239,6 +253,7 @@ def _claim(call, vdi, steps):
     if claim not in call.do("reading the VDI", x.VDI.get_other_config, vdi):
         with steps.change("record connection", "remove_claim", vdi=vdi, key=claim):
             call.do("recording the connection", x.VDI.add_to_other_config, vdi, claim, "true")
+    storage.in_use(call)
 
 
 def disconnect_volume(session, args):
@@ -303,11 +318,17 @@ def attach_volume(session, args):
                                                      volume_type)
 
     def attach(vdi, steps):
-        with call.lock("vm-" + vm_uuid):
-            check_vdi(vdi)
-            integrate.name_vdi(call, vdi, cfg, volume_type, steps)
-            return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
-    result = _connect_then(call, driver, cfg, attach)
+        # The VM's disks and the volume's in one filtered read (the device choice and the
+        # policy check), whatever the VM has.
+        found = call.do("listing the disks", call.x.VBD.get_all_records_where,
+                        'field "VM" = "%s" or field "VDI" = "%s"' % (vm, vdi))
+        call.vbd_records.update(found)
+        call.vdi_vbds[vdi] = dict((v, r) for v, r in found.items() if r["VDI"] == vdi)
+        call.vm_vbds[vm] = dict((v, r) for v, r in found.items() if r["VM"] == vm)
+        check_vdi(vdi)
+        integrate.name_vdi(call, vdi, cfg, volume_type, steps)
+        return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
+    result = _connect_then(call, driver, cfg, lambda vdi: "vm-" + vm_uuid, attach)
     result["host_uuid"] = call.host_uuid
     result["route"] = _route_info(call, vm)
     if ignored:
@@ -341,7 +362,9 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
     created = vbd is None
     if vbd is not None:
         note = "already attached"
-        log.step("volume already attached to the VM", userdevice=x.VBD.get_userdevice(vbd))
+        log.step("volume already attached to the VM",
+                 userdevice=call.vbd_records[vbd]["userdevice"] if vbd in call.vbd_records
+                 else x.VBD.get_userdevice(vbd))
     else:
         if read_only and vm_rec["domain_type"] == "hvm":
             raise _ro_on_hvm()
@@ -354,6 +377,7 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
         else:
             raise XenvolError("XENVOL_DEVICE_IN_USE", "no free device after 5 attempts",
                               field="mountpoint")
+    storage.in_use(call)
     if hotplug and running and (created or not x.VBD.get_currently_attached(vbd)):
         try:
             vbds.plug(call, vbd, steps)

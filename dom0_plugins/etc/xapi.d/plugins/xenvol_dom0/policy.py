@@ -70,11 +70,14 @@ def check_vdi(call, vdi, vm, mode, multiattach):
     """Never another VM's disk that xenvol did not attach; read-write next to another VM's
     read-write attachment only for a multi-attach volume."""
     x = call.x
-    # One filtered read, whatever the VDI's VBDs; kept for the attach that follows.
-    found = call.do("listing the VDI's disks", x.VBD.get_all_records_where,
-                    'field "VDI" = "%s"' % vdi)
-    call.vbd_records.update(found)
-    call.vdi_vbds[vdi] = found
+    # One filtered read, whatever the VDI's VBDs (none when the attach read them just now,
+    # under the VM's lock); kept for the attach that follows.
+    found = call.vdi_vbds.get(vdi)
+    if found is None:
+        found = call.do("listing the VDI's disks", x.VBD.get_all_records_where,
+                        'field "VDI" = "%s"' % vdi)
+        call.vbd_records.update(found)
+        call.vdi_vbds[vdi] = found
     for vbd, rec in sorted(found.items()):
         if vm is not None and rec["VM"] == vm:
             continue

@@ -1,69 +1,154 @@
 """SRs and PBDs: bring an SR up on this host, and release it when nothing uses it.
 
 Ownership marks live in SR.other_config (PBD.create ignores other_config):
-  xenvol-introduced = true     xenvol introduced this SR and may forget it
-  xenvol-pbd-<host uuid> = true  xenvol created that host's PBD
+  xenvol-introduced = true     xenvol introduced this SR and may forget it (with every PBD,
+                               all of them xenvol's)
+  xenvol-pbd-<host uuid> = true  xenvol created that host's PBD of an SR it did not introduce
 A VDI that connect_volume holds for a host carries xenvol-connected-<host uuid> in its
 other_config; a VBD xenvol created carries xenvol = true."""
 import XenAPI
 
 from . import log
 from .lease import Lease
-from .errors import UNSUPPORTED_VOLUME, XenvolError, from_xapi, vanished
+from .errors import UNSUPPORTED_VOLUME, XAPI_ERROR, XenvolError, from_xapi, vanished
 from .redact import SCRUB
 
 INTRODUCED = "xenvol-introduced"
 PBD_MARK = "xenvol-pbd-"
 CONNECTED = "xenvol-connected-"
+FORGOTTEN = "SR forgotten"
+
+
+# The compensations of an SR's set-up; once the set-up is done, one undo_setup step stands
+# for them (a rollback then takes away only what nothing uses).
+SETUP_UNDO = ("forget_sr", "destroy_pbd", "unplug_pbd")
 
 
 def ensure_sr(call, driver, config, steps):
+    """The SR, plugged on this host (and wherever else it must be). Its dom0 lock and its
+    pool-wide lease are held only while it is introduced or PBDs are made or plugged, so the
+    calls of one SR run in parallel once it is up. Until the call's VBD or connection claim
+    makes the SR in use, a release (here or on another host) may forget it: in_use() then
+    finds the SR or this host's PBD gone, and the call is rolled back and tried again."""
     x = call.x
     sr_uuid = driver.sr_uuid(config)
-    sr = call.find("SR", sr_uuid)
-    fresh = False
-    if sr is None:
-        sr, fresh = _introduce(call, driver, config, sr_uuid, steps)
-        call.uuids[sr] = sr_uuid
-    else:
-        sr_type = call.do("reading the SR", x.SR.get_type, sr)
-        if sr_type != driver.sr_type:
+    with call.lock("sr-" + sr_uuid):
+        sr, rec = _find(call, sr_uuid)
+        if sr is None:
+            sr = _introduce(call, driver, config, sr_uuid, steps)
+            if sr is not None:
+                rec = {"type": driver.sr_type, "other_config": {INTRODUCED: "true"}}
+            else:  # introduced concurrently: theirs
+                sr, rec = _find(call, sr_uuid)
+                if sr is None:
+                    raise XenvolError(XAPI_ERROR, "SR %s was forgotten as it was introduced"
+                                      % sr_uuid, xapi_error=["HANDLE_INVALID", "SR", sr_uuid])
+            pbds = {}
+        else:
+            pbds = call.do("reading the SR's PBDs", x.PBD.get_all_records_where,
+                           'field "SR" = "%s"' % sr)
+        if rec["type"] != driver.sr_type:
             raise XenvolError(UNSUPPORTED_VOLUME, "SR %s exists with type %s, not %s"
-                              % (sr_uuid, sr_type, driver.sr_type), sr_uuid=sr_uuid)
+                              % (sr_uuid, rec["type"], driver.sr_type), sr_uuid=sr_uuid)
         call.uuids[sr] = sr_uuid
-    # Held until the call ends, so that no release on another host forgets the SR between
-    # here and the VBD or connect mark that will make it in use.
-    call.hold(Lease(call, sr).acquire())
+        if pbds:
+            driver.check_sr(call, sr, pbds, config)
+        hosts = _hosts(call, driver, config)
+        by_host = dict((r["host"], (p, r["currently_attached"])) for p, r in pbds.items())
+        from .integrate import PLACEMENT
+        mark_pool = config.get("placement") == "pool" and driver.shared and \
+            rec["other_config"].get(PLACEMENT) != "pool"
+        todo = [h for h in hosts if not by_host.get(h, (None, False))[1]]
+        if todo or mark_pool:
+            lease = Lease(call, sr).acquire()
+            try:
+                made = _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps)
+                setup = [n for n, _d, undo, _a in steps.done if undo in SETUP_UNDO]
+                if setup:
+                    steps.replace(setup, "set up SR %s" % sr_uuid, "undo_setup",
+                                  sr_uuid=sr_uuid, **made)
+            except Exception as e:
+                # Undone under the lease and the lock, before anyone else may use the SR.
+                failed = steps.rollback()
+                if failed and isinstance(e, XenvolError):
+                    e.details["rollback_incomplete"] = failed
+                raise
+            finally:
+                lease.release()
+    call.guard = (sr, by_host.get(call.host, (None,))[0])
+    return sr
+
+
+def _find(call, sr_uuid):
+    """(ref, record) of the SR, or (None, None): one filtered read."""
+    found = call.do("looking up the SR", call.x.SR.get_all_records_where,
+                    'field "uuid" = "%s"' % sr_uuid)
+    return sorted(found.items())[0] if found else (None, None)
+
+
+def _hosts(call, driver, config):
+    """The hosts the SR must be plugged on: this one and, for a shared SR, the pool master
+    (xapi runs SR.scan of a shared SR there), or every host for pool-wide placement."""
     hosts = [call.host]
     if driver.shared:
-        # xapi runs SR.scan of a shared SR on the pool master: its PBD must be plugged too.
-        master = x.pool.get_master(x.pool.get_all()[0])
+        master = call.master()
         if master != call.host:
             hosts.append(master)
         if config.get("placement") == "pool":
-            # Pool-wide placement: every host a VM may run on (integrate.reconcile adds
-            # hosts that join or come back later).
-            from .integrate import PLACEMENT, pool_hosts
+            # integrate.reconcile adds hosts that join or come back later.
+            from .integrate import pool_hosts
             hosts += [h for h in pool_hosts(call) if h not in hosts]
-            if x.SR.get_other_config(sr).get(PLACEMENT) != "pool":
-                call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT,
-                        "pool")
-    for host in hosts:
-        # An SR this call introduced has no PBD yet.
-        pbd = None if fresh else call.host_pbd(sr, host)
-        created = pbd is None
-        if created:
-            pbd = _create_pbd(call, driver, config, sr, host, steps)
-        if created or not call.do("reading the PBD", x.PBD.get_currently_attached, pbd):
-            with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
-                              host=host):
-                call.do("plugging the SR", x.PBD.plug, pbd)
-    return sr
+    return hosts
+
+
+def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
+    """Under the SR's lease: its PBDs on `todo`, plugged. Returns the arguments of the
+    undo_setup step that stands for this set-up: the hosts whose PBD the call made, and
+    those whose existing PBD it plugged."""
+    x = call.x
+    sr_uuid = call.uuids[sr]
+    foreign = rec["other_config"].get(INTRODUCED) != "true"
+    if mark_pool:
+        from .integrate import PLACEMENT
+        call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT, "pool")
+    made, plugged = [], []
+    for host in todo:
+        pbd = by_host.get(host, (None,))[0]
+        if pbd is None:
+            mark = None
+            if foreign:
+                mark = call.host_uuid if host == call.host else \
+                    call.do("reading the host", x.host.get_uuid, host)
+            pbd = _create_pbd(call, driver, config, sr, host, steps, mark)
+            by_host[host] = (pbd, False)
+            made.append(host)
+        else:
+            plugged.append(host)
+        with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
+                          host=host):
+            call.do("plugging the SR", x.PBD.plug, pbd)
+    return {"made": made, "plugged": plugged}
+
+
+def in_use(call):
+    """Called once the call's VBD or connection claim exists (a release from now on sees the
+    SR in use): check that no release that began before forgot the SR or removed this host's
+    PBD meanwhile. A release holding the SR's lease now may have missed the claim, so its
+    end is awaited first. The SR or PBD gone is a vanished object: rolled back, tried again."""
+    if call.guard is None:
+        return
+    sr, pbd = call.guard
+    call.guard = None
+    rec = Lease(call, sr).wait_free()
+    if pbd is not None and pbd not in rec["PBDs"]:
+        raise XenvolError(XAPI_ERROR, "the SR's PBD on this host was removed meanwhile",
+                          xapi_error=["HANDLE_INVALID", "PBD", pbd])
 
 
 def _introduce(call, driver, config, sr_uuid, steps):
     x = call.x
     # Undone by forgetting the SR unless another call has started using it (gave it PBDs).
+    # The mark goes on an SR that came out of SR.introduce, which returns no other_config.
     steps.will("introduce SR %s" % sr_uuid, "forget_sr", sr_uuid=sr_uuid)
     try:
         sr = x.SR.introduce(sr_uuid, driver.sr_label(config), driver.sr_description(config),
@@ -75,12 +160,12 @@ def _introduce(call, driver, config, sr_uuid, steps):
             raise from_xapi(f, "introducing SR %s" % sr_uuid)
         # Another call (here or on another host) introduced it first: use theirs.
         log.step("SR introduced concurrently; using it", sr_uuid=sr_uuid)
-        return call.do("looking up SR", x.SR.get_by_uuid, sr_uuid), False
+        return None
     call.do("marking the SR", x.SR.add_to_other_config, sr, INTRODUCED, "true")
-    return sr, True
+    return sr
 
 
-def _create_pbd(call, driver, config, sr, host, steps):
+def _create_pbd(call, driver, config, sr, host, steps, mark_uuid):
     x = call.x
     dconf = driver.device_config(config)
     temporary = []
@@ -108,9 +193,10 @@ def _create_pbd(call, driver, config, sr, host, steps):
             raise from_xapi(f, "creating the PBD")
         pbd = f.details[3]
     else:
-        mark = PBD_MARK + (call.host_uuid if host == call.host else
-                           call.do("reading the host", x.host.get_uuid, host))
-        call.do("marking the SR", x.SR.add_to_other_config, sr, mark, "true")
+        if mark_uuid:
+            # Only on a foreign SR: xenvol forgets an SR it introduced whole, PBDs and all.
+            call.do("marking the SR", x.SR.add_to_other_config, sr, PBD_MARK + mark_uuid,
+                    "true")
     for ref in temporary:
         call.do("destroying a temporary secret", x.secret.destroy, ref)
     return pbd
@@ -139,8 +225,20 @@ def users(call, sr):
 def release_sr(call, sr):
     """Forget the SR (or drop this host's PBD) if xenvol made it and nothing uses it.
 
-    Returns a note saying what was done. Runs under the SR's dom0 lock and its pool lease;
-    a release on another host may have forgotten the SR first."""
+    Returns a note saying what was done. Runs under the SR's pool lease; a release on another
+    host may have forgotten the SR first. A connecting call that found the SR up and has no
+    VBD or claim yet is not a user: it finds the SR gone (in_use) and tries again."""
+    return _leased(call, sr, _release)
+
+
+def undo_setup(call, sr, made, plugged):
+    """Undo a set-up (PBDs made or plugged on hosts `made`, `plugged`) once other calls may
+    use the SR: under its lease, a release of the SR when nothing uses it; else each of those
+    PBDs that nothing on its host needs is destroyed (made) or unplugged (plugged)."""
+    return _leased(call, sr, lambda c, s: _undo_setup(c, s, made, plugged))
+
+
+def _leased(call, sr, fn):
     try:
         lease = Lease(call, sr).acquire()
     except (XenAPI.Failure, XenvolError) as e:
@@ -148,7 +246,10 @@ def release_sr(call, sr):
             return "SR already gone"
         raise
     try:
-        return _release(call, sr)
+        note = fn(call, sr)
+        if note == FORGOTTEN:
+            lease.held = False  # gone with the SR
+        return note
     except (XenAPI.Failure, XenvolError) as e:
         if vanished(e):
             return "SR already gone"
@@ -159,24 +260,20 @@ def release_sr(call, sr):
 
 def _release(call, sr):
     x = call.x
-    other = x.SR.get_other_config(sr)
+    # Ownership marks as this call read them (only this host's calls, under its SR lock,
+    # change this host's), else read now.
+    rec = call.sr_records.get(sr)
+    other = rec["other_config"] if rec else x.SR.get_other_config(sr)
     sr_uuid = call.uuids.get(sr) or x.SR.get_uuid(sr)
     held = users(call, sr)
     if held:
         log.step("SR still in use; keeping it", sr_uuid=sr_uuid, users=len(held))
         return "SR kept: still in use by %d volume(s)" % len(held)
     if other.get(INTRODUCED) == "true":
-        pbds = x.PBD.get_all_records_where('field "SR" = "%s"' % sr)
-        for pbd, rec in sorted(pbds.items()):
-            if rec["currently_attached"]:
-                log.step("unplugging PBD", sr_uuid=sr_uuid)
-                call.do("unplugging the SR", x.PBD.unplug, pbd)
-        log.step("forgetting SR", sr_uuid=sr_uuid)
-        call.do("forgetting the SR", x.SR.forget, sr)
-        return "SR forgotten"
+        return _forget(call, sr, sr_uuid)
     mark = PBD_MARK + call.host_uuid
-    pbd = call.this_host_pbd(sr)
-    if other.get(mark) == "true" and pbd is not None:
+    pbd = call.this_host_pbd(sr) if other.get(mark) == "true" else None
+    if pbd is not None:
         log.step("removing this host's PBD of a foreign SR", sr_uuid=sr_uuid)
         if x.PBD.get_currently_attached(pbd):
             call.do("unplugging the SR", x.PBD.unplug, pbd)
@@ -184,3 +281,54 @@ def _release(call, sr):
         remove_mark(call, sr, mark)
         return "PBD removed; SR was not introduced by xenvol"
     return "SR kept: not introduced by xenvol"
+
+
+def _forget(call, sr, sr_uuid):
+    x = call.x
+    pbds = x.PBD.get_all_records_where('field "SR" = "%s"' % sr)
+    for pbd, rec in sorted(pbds.items()):
+        if rec["currently_attached"]:
+            log.step("unplugging PBD", sr_uuid=sr_uuid)
+            call.do("unplugging the SR", x.PBD.unplug, pbd)
+    log.step("forgetting SR", sr_uuid=sr_uuid)
+    call.do("forgetting the SR", x.SR.forget, sr)
+    return FORGOTTEN
+
+
+def _undo_setup(call, sr, made, plugged):
+    x = call.x
+    rec = x.SR.get_record(sr)
+    held = users(call, sr)
+    if not held and rec["other_config"].get(INTRODUCED) == "true":
+        return _forget(call, sr, rec["uuid"])
+    needed = _hosts_needing(call, sr) if held else set()
+    for host in list(made) + list(plugged):
+        if host in needed:
+            continue
+        pbd = call.host_pbd(sr, host)
+        if pbd is None:
+            continue
+        if x.PBD.get_currently_attached(pbd):
+            call.do("unplugging the SR", x.PBD.unplug, pbd)
+        if host in made:
+            call.do("destroying the PBD", x.PBD.destroy, pbd)
+            remove_mark(call, sr, PBD_MARK + x.host.get_uuid(host))
+    return "set-up undone"
+
+
+def _hosts_needing(call, sr):
+    """The hosts whose PBD of the SR something uses: the master (xapi scans a shared SR
+    there), the hosts of the VMs with a VBD of its VDIs (running, starting, or to start
+    there: their affinity), the hosts holding a connection claim."""
+    x = call.x
+    needed = set([call.master()])
+    for _vdi, rec in x.VDI.get_all_records_where('field "SR" = "%s"' % sr).items():
+        for vbd in rec["VBDs"]:
+            vm = x.VM.get_record(x.VBD.get_VM(vbd))
+            needed.update([vm["resident_on"], vm["scheduled_to_be_resident_on"], vm["affinity"]])
+        for key in rec["other_config"]:
+            if key.startswith(CONNECTED):
+                host = call.find("host", key[len(CONNECTED):])
+                if host is not None:
+                    needed.add(host)
+    return needed

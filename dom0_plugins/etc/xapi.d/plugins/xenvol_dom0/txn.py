@@ -39,6 +39,14 @@ class Steps(object):
             self.finished()
             raise
 
+    def replace(self, ns, description, undo, **args):
+        """One step (already made) that stands for steps ns from now on."""
+        journal = self.call.journal
+        n = journal.replace(ns, description, undo, args) if journal else \
+            max([e[0] for e in self.done] + [0]) + 1
+        self.done = [e for e in self.done if e[0] not in ns] + [(n, description, undo, args)]
+        return n
+
     def finished(self, n=None):
         """Step n (default: the last) needs nothing more: undone, refused, or completed."""
         for i, entry in enumerate(self.done):

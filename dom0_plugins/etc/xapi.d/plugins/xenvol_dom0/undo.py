@@ -145,6 +145,15 @@ def release_sr(call, sr_uuid):
         storage.release_sr(call, sr)
 
 
+@compensation("undo_setup")
+def undo_setup(call, sr_uuid, made, plugged):
+    """Undo an SR's set-up (the PBDs made or plugged on those hosts, by ref) once other calls
+    may use the SR: what nothing uses goes (storage.undo_setup)."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        storage.undo_setup(call, sr, made, plugged)
+
+
 @compensation("restore_vdi_name")
 def restore_vdi_name(call, vdi_uuid, label, text, named):
     """Undo integrate.name_vdi: the VDI's name, and the name xenvol gave it, as they were."""

@@ -49,7 +49,21 @@ def device_name(userdevice):
 
 
 def choose_device(call, vm):
-    allowed = call.do("asking for free devices", call.x.VM.get_allowed_VBD_devices, vm)
+    """The first free disk device, not 0 (the boot disk's) nor the CD slot when another is
+    free. From the VM's VBDs as this call read them when it has (xen-api
+    xapi_vm_helpers.ml allowed_VBD_devices: 0..254 for HVM and PV guests alike, less every
+    device a VBD of the VM names); else, or after losing a race, xapi's own list."""
+    known = call.vm_vbds.pop(vm, None)
+    if known is not None:
+        used = set()
+        for rec in known.values():
+            try:
+                used.add(device_number(rec["userdevice"], "userdevice"))
+            except XenvolError:
+                pass  # not a disk device name: blocks no number
+        allowed = [str(n) for n in range(MAX_DEVICE + 1) if str(n) not in used]
+    else:
+        allowed = call.do("asking for free devices", call.x.VM.get_allowed_VBD_devices, vm)
     allowed = sorted(allowed, key=int)
     preferred = [d for d in allowed if d not in ("0", CD_SLOT)] or allowed
     if not preferred:

@@ -76,6 +76,10 @@ class Driver(object):
     def read_only(self, config):
         return bool(config.get("read_only"))
 
+    def check_sr(self, call, sr, pbds, config):
+        """Before anything changes, with the SR's PBD records ({ref: record}, read once):
+        refuse a volume this existing SR cannot serve as given."""
+
     # ------------------------------------------------------------------ lifecycle
     def connect_volume(self, call, config, steps):
         """Make the volume's VDI usable on this host; every change goes into `steps`."""
@@ -139,27 +143,31 @@ def _vdi_records(call, sr):
 
 
 def scan(call, sr, doing, attempt):
-    """SR.scan, shared: a call's first look skips its own scan when a scan of this SR began on
-    this host after the call began (the calls queued on the SR's lock meanwhile are served by
-    that one scan: 200 LUNs of one target cost one scan, not 200). Later attempts always
-    scan. The stamp is the start time of this host's last scan of the SR."""
+    """SR.scan, shared by the calls of this host: one scan serves every call that asked for
+    it before the scan began. Scans of one SR wait on its lock; the stamp file holds the SR's
+    ref (an SR forgotten and introduced again is another ref, never scanned) with the start
+    time of its last scan. A call's first look asks as of its own start (its volume existed
+    then), later looks as of now (the volume did not show in a scan already)."""
     import os
-    stamp = os.path.join(paths.lock_dir(), "scan-" + (call.uuids.get(sr) or sr.replace(":", "_")))
-    if attempt == 0:
+    name = "scan-" + (call.uuids.get(sr) or sr.replace(":", "_"))
+    stamp = os.path.join(paths.lock_dir(), name)
+    asked = call.op.started if attempt == 0 else time.time()
+    with call.lock(name):
         try:
-            if os.path.getmtime(stamp) >= call.op.started:
-                log.step("the SR was scanned since this call began; not again")
-                return
-        except OSError:
+            with open(stamp) as fh:
+                if fh.read() == sr and os.fstat(fh.fileno()).st_mtime >= asked:
+                    log.step("the SR was scanned since this call asked; not again")
+                    return
+        except (IOError, OSError):
             pass
-    started = time.time()
-    call.do(doing, call.x.SR.scan, sr)
-    try:
-        with open(stamp, "w"):
-            pass
-        os.utime(stamp, (started, started))
-    except (IOError, OSError):
-        pass  # only a lost saving
+        started = time.time()
+        call.do(doing, call.x.SR.scan, sr)
+        try:
+            with open(stamp, "w") as fh:
+                fh.write(sr)
+            os.utime(stamp, (started, started))
+        except (IOError, OSError):
+            pass  # only a lost saving
 
 
 def wait_for(call, find, what, field):

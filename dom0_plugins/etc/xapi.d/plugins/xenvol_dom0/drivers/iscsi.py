@@ -9,8 +9,6 @@ read inside dom0, compared in constant time) and refuses any difference with
 XENVOL_AUTH_MISMATCH before it changes anything."""
 import hmac
 
-import XenAPI
-
 from .. import xsecret
 from ..check import host_port
 from ..errors import AUTH_MISMATCH, XenvolError
@@ -104,11 +102,8 @@ class ISCSIDriver(Driver):
                             "not supported")
         return out
 
-    def connect_volume(self, call, cfg, steps):
-        sr = call.find("SR", self.sr_uuid(cfg))
-        if sr is not None:
-            _check_credentials(call, sr, cfg)
-        return Driver.connect_volume(self, call, cfg, steps)
+    def check_sr(self, call, sr, pbds, cfg):
+        _check_credentials(call, sr, pbds, cfg)
 
     def sr_uuid(self, cfg):
         return name_uuid("%s/%s/%s" % (cfg.host, cfg.port, cfg.iqn))
@@ -171,18 +166,20 @@ def _given(call, password, field):
     if not password:
         return ""
     if "secret" in password:
-        return xsecret.value(call, password["secret"], field + "_secret")
+        known = call.secret_values.get(password["secret"])
+        return known if known is not None else \
+            xsecret.value(call, password["secret"], field + "_secret")
     return password["value"]
 
 
 def _pbd_password(call, dconf, key):
     """The password a PBD holds under key (as key_secret, or in clear on old PBDs)."""
     if dconf.get(key + "_secret"):
-        try:
-            x = call.x
-            return x.secret.get_value(x.secret.get_by_uuid(dconf[key + "_secret"]))
-        except XenAPI.Failure:
-            return None  # a PBD whose secret is gone matches nothing
+        # One filtered read (a uuid xapi wrote; not get_by_uuid then get_value).
+        found = call.do("reading the PBD's secret", call.x.secret.get_all_records_where,
+                        'field "uuid" = "%s"' % dconf[key + "_secret"].replace('"', ""))
+        # a PBD whose secret is gone matches nothing
+        return list(found.values())[0]["value"] if found else None
     return dconf.get(key, "")
 
 
@@ -191,27 +188,29 @@ def _same(a, b):
         hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
-def _check_credentials(call, sr, cfg):
+def _check_credentials(call, sr, pbds, cfg):
     given = (("chapuser", cfg.get("chap_user") or ""),
              ("chappassword", _given(call, cfg.get("chap"), "data.auth_password")),
              ("incoming_chapuser", cfg.get("mutual_user") or ""),
              ("incoming_chappassword", _given(call, cfg.get("mutual"),
                                               "data.target_auth_password")))
-    x = call.x
-    for pbd in call.do("listing the SR's PBDs", x.SR.get_PBDs, sr):
-        dconf = call.do("reading the PBD", x.PBD.get_device_config, pbd)
-        have = {"chapuser": dconf.get("chapuser", ""),
-                "incoming_chapuser": dconf.get("incoming_chapuser", ""),
-                "chappassword": _pbd_password(call, dconf, "chappassword"),
-                "incoming_chappassword": _pbd_password(call, dconf, "incoming_chappassword")}
-        # every comparison runs, so the time taken does not say which one differed
-        same = [_same(value, have[key]) for key, value in given]
-        if not all(same):
-            raise XenvolError(AUTH_MISMATCH, "data.auth_username: the CHAP credentials differ "
-                              "from those the target's SR %s is set up with on this pool; the "
-                              "storage would be reached with the SR's, so the call is refused"
-                              % x.SR.get_uuid(sr), field="data.auth_username",
-                              sr_uuid=x.SR.get_uuid(sr))
+    # One PBD, this host's when there is one (what SM logs in with here): every PBD xenvol
+    # makes was compared with the SR's existing ones first, so they agree, and the secrets
+    # read stay the same whatever the pool's size.
+    pbd, rec = sorted(pbds.items(), key=lambda kv: (kv[1]["host"] != call.host, kv[0]))[0]
+    dconf = rec["device_config"]
+    have = {"chapuser": dconf.get("chapuser", ""),
+            "incoming_chapuser": dconf.get("incoming_chapuser", ""),
+            "chappassword": _pbd_password(call, dconf, "chappassword"),
+            "incoming_chappassword": _pbd_password(call, dconf, "incoming_chappassword")}
+    # every comparison runs, so the time taken does not say which one differed
+    same = [_same(value, have[key]) for key, value in given]
+    if not all(same):
+        sr_uuid = call.uuids[sr]
+        raise XenvolError(AUTH_MISMATCH, "data.auth_username: the CHAP credentials differ "
+                          "from those the target's SR %s is set up with on this pool; the "
+                          "storage would be reached with the SR's, so the call is refused"
+                          % sr_uuid, field="data.auth_username", sr_uuid=sr_uuid)
 
 
 def _password_key(key, password):
