@@ -1,9 +1,11 @@
 """No per-target serialisation (issue 12): the calls of one SR lock it only for its set-up, share
 its scans, and survive a release on another host that forgets the SR in their window (between
 the set-up and their VBD), through the real path with the simulator's latency hooks."""
+
 import threading
 
 import pytest
+
 from conftest import PluginError, plugin, state
 from test_plugin_iscsi import ci, placed
 
@@ -16,6 +18,7 @@ def _in_thread(fn):
             out["r"] = fn()
         except PluginError as e:
             out["r"] = e
+
     t = threading.Thread(target=run)
     t.start()
     return t, out
@@ -37,15 +40,15 @@ def _window(ppool, peers, fn, wait_in, slowed=None):
     _ref1, uuid1, host1 = placed(ppool, xapi, "vm-1")
     _ref3, uuid3, host3 = placed(ppool, xapi, "vm-3")
     assert host1.ref != host3.ref
-    other = plugin(xapi, host3, "attach_volume", connection_info=ci(peers, iqn, 2),
-                   vm_uuid=uuid3)
+    other = plugin(xapi, host3, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=uuid3)
     ppool.admin.clear()
     ppool.admin.set_latency(wait_in, 1.5, "plugin")
     if slowed:
         ppool.admin.set_latency(slowed, 3.0, "plugin")
     args = {"vm_uuid": uuid1} if fn == "attach_volume" else {}
-    t, out = _in_thread(lambda: plugin(ppool.session().xenapi, host1, fn,
-                                       connection_info=ci(peers, iqn, 1), **args))
+    t, out = _in_thread(
+        lambda: plugin(ppool.session().xenapi, host1, fn, connection_info=ci(peers, iqn, 1), **args)
+    )
     _wait_for_call(ppool, wait_in, t, out)
     released = plugin(xapi, host3, "detach_volume", vbd_uuid=other["vbd_uuid"])
     assert released["note"] == "SR forgotten"
@@ -56,36 +59,40 @@ def _window(ppool, peers, fn, wait_in, slowed=None):
     assert ppool.admin.counts()["SR.introduce"]["plugin"] == 1
     ppool.admin.clear()
     sr = xapi.SR.get_by_uuid(got["sr_uuid"])
-    pbds = dict((xapi.PBD.get_host(p), xapi.PBD.get_currently_attached(p))
-                for p in xapi.SR.get_PBDs(sr))
+    pbds = dict(
+        (xapi.PBD.get_host(p), xapi.PBD.get_currently_attached(p)) for p in xapi.SR.get_PBDs(sr)
+    )
     assert pbds.get(host1.ref) is True
     if fn == "attach_volume":
         vbd = xapi.VBD.get_by_uuid(got["vbd_uuid"])
         assert xapi.VBD.get_currently_attached(vbd)
-        vbds = [v for v in xapi.VM.get_VBDs(xapi.VM.get_by_uuid(uuid1))
-                if xapi.VBD.get_other_config(v).get("xenvol") == "true"]
+        vbds = [
+            v
+            for v in xapi.VM.get_VBDs(xapi.VM.get_by_uuid(uuid1))
+            if xapi.VBD.get_other_config(v).get("xenvol") == "true"
+        ]
         assert vbds == [vbd]  # the first try's VBD was rolled back
         plugin(xapi, host1, "detach_volume", vbd_uuid=got["vbd_uuid"])
     else:
         vdi = xapi.VDI.get_by_uuid(got["vdi_uuid"])
         assert "xenvol-connected-" + host1.uuid in xapi.VDI.get_other_config(vdi)
-        plugin(xapi, host1, "disconnect_volume", sr_uuid=got["sr_uuid"],
-               vdi_uuid=got["vdi_uuid"])
+        plugin(xapi, host1, "disconnect_volume", sr_uuid=got["sr_uuid"], vdi_uuid=got["vdi_uuid"])
     assert state(ppool) == before
 
 
-@pytest.mark.parametrize("fn,wait_in", [("attach_volume", "VBD.create"),
-                                        ("connect_volume", "VDI.get_other_config")])
+@pytest.mark.parametrize(
+    "fn,wait_in", [("attach_volume", "VBD.create"), ("connect_volume", "VDI.get_other_config")]
+)
 def test_a_release_forgets_the_sr_before_the_vbd_or_claim_exists(ppool, peers, fn, wait_in):
     """The SR is forgotten while the call waits to make its VBD (or claim): that step meets a
     vanished VDI, and the call is rolled back and tried again."""
     _window(ppool, peers, fn, wait_in)
 
 
-@pytest.mark.parametrize("fn,wait_in", [("attach_volume", "VBD.create"),
-                                        ("connect_volume", "VDI.get_other_config")])
-def test_a_release_that_missed_the_vbd_or_claim_is_awaited_then_retried(ppool, peers, fn,
-                                                                        wait_in):
+@pytest.mark.parametrize(
+    "fn,wait_in", [("attach_volume", "VBD.create"), ("connect_volume", "VDI.get_other_config")]
+)
+def test_a_release_that_missed_the_vbd_or_claim_is_awaited_then_retried(ppool, peers, fn, wait_in):
     """The release checked the SR's users before the call made its VBD (or claim) and forgets
     the SR after (its SR.forget slowed): the call's check after its VBD waits for the
     release's lease to go, finds the SR gone, rolls back (its VBD or claim too) and tries
@@ -102,10 +109,14 @@ def test_connects_of_one_target_share_one_scan(ppool, peers):
     iqn = peers.new_target(luns=luns, size_mb=1)
     host = ppool.host(0)
     ppool.admin.set_latency("SR.scan", 1.0, "plugin")
-    threads = [_in_thread(lambda lun=lun: plugin(ppool.session().xenapi, host,
-                                                 "connect_volume",
-                                                 connection_info=ci(peers, iqn, lun)))
-               for lun in luns]
+    threads = [
+        _in_thread(
+            lambda lun=lun: plugin(
+                ppool.session().xenapi, host, "connect_volume", connection_info=ci(peers, iqn, lun)
+            )
+        )
+        for lun in luns
+    ]
     for t, _out in threads:
         t.join(120)
     results = [out["r"] for _t, out in threads]

@@ -1,20 +1,27 @@
 """Operations that survive their caller (issue 10): the plugin killed (SIGKILL, by the
 simulator when it makes its nth XAPI call) or the client killed at every step, faults in the
 release, client timeouts, Ctrl-C, a destroyed VM, a rebooted host, and gc."""
+
 import json
 import subprocess
 import sys
 import threading
 
 import pytest
-import xenvol
-from xenvol import errors
 
+import xenvol
 from conftest import PluginError, plugin, state
-from killcheck import (default_settings, journals, killed_then_retried, plugin_calls,
-                       release_args, release_each_kill)
+from killcheck import (
+    default_settings,
+    journals,
+    killed_then_retried,
+    plugin_calls,
+    release_args,
+    release_each_kill,
+)
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
+from xenvol import errors
 
 CHAP = ("xenvol-user", "Chap-Secret-0123")
 
@@ -26,8 +33,9 @@ def test_attach_killed_at_every_step_then_again(ppool, when):
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
-    for n, out in killed_then_retried(ppool, xapi, host, "attach_volume", when,
-                                      connection_info=info, vm_uuid=vm_uuid):
+    for n, out in killed_then_retried(
+        ppool, xapi, host, "attach_volume", when, connection_info=info, vm_uuid=vm_uuid
+    ):
         assert out["plugged"] is True, n
         plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
         assert state(ppool) == before, n
@@ -45,6 +53,7 @@ def test_release_killed_at_every_step_then_again(ppool, fn):
     def nothing_left(n):
         assert state(ppool) == before, n
         assert journals(host) == [], n
+
     release_each_kill(ppool, xapi, host, fn, "after", info, vm_uuid, nothing_left)
 
 
@@ -58,15 +67,19 @@ def test_fault_at_every_release_call_then_a_plain_retry(ppool, fn):
     ppool.admin.clear()
     plugin(xapi, host, fn, **args)
     counts = ppool.admin.counts()
-    calls = sorted((m, c["plugin"]) for m, c in counts.items()
-                   if c.get("plugin") and not m.startswith("session."))
+    calls = sorted(
+        (m, c["plugin"])
+        for m, c in counts.items()
+        if c.get("plugin") and not m.startswith("session.")
+    )
     faulted = 0
     for method, times in calls:
         for nth in range(1, times + 1):
             args = release_args(xapi, host, fn, info, vm_uuid)
             ppool.admin.clear()
-            ppool.admin.inject_fault(method, ["INTERNAL_ERROR", "injected"],
-                                     {"nth": nth, "caller": "plugin"})
+            ppool.admin.inject_fault(
+                method, ["INTERNAL_ERROR", "injected"], {"nth": nth, "caller": "plugin"}
+            )
             try:
                 plugin(xapi, host, fn, **args)
             except PluginError:
@@ -83,21 +96,32 @@ def test_client_killed_at_every_step_leaves_nothing(ppool, peers):
     left, not even the secret the client made for the CHAP password."""
     default_settings(ppool)
     iqn = peers.new_target(luns=(1,), chap=CHAP)
-    info = {"driver_volume_type": "iscsi", "data": {
-        "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": 1,
-        "auth_method": "CHAP", "auth_username": CHAP[0], "auth_password": CHAP[1]}}
+    info = {
+        "driver_volume_type": "iscsi",
+        "data": {
+            "target_portal": peers.iscsi.portal,
+            "target_iqn": iqn,
+            "target_lun": 1,
+            "auth_method": "CHAP",
+            "auth_username": CHAP[0],
+            "auth_password": CHAP[1],
+        },
+    }
     before = state(ppool)
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
         ppool.admin.clear()
         client.detach(attachment=client.attach(info, "vm-1"))
         n_calls = plugin_calls(ppool)
         assert state(ppool) == before
-        script = ("import json, sys, xenvol\n"
-                  "c = xenvol.Client(sys.argv[1], 'root', sys.argv[2])\n"
-                  "c.attach(json.loads(sys.argv[3]), 'vm-1')\n")
+        script = (
+            "import json, sys, xenvol\n"
+            "c = xenvol.Client(sys.argv[1], 'root', sys.argv[2])\n"
+            "c.attach(json.loads(sys.argv[3]), 'vm-1')\n"
+        )
         for n in range(1, n_calls, 3):
-            proc = subprocess.Popen([sys.executable, "-c", script, ppool.url,
-                                     ppool.info["password"], json.dumps(info)])
+            proc = subprocess.Popen(
+                [sys.executable, "-c", script, ppool.url, ppool.info["password"], json.dumps(info)]
+            )
             ppool.admin.clear()
             ppool.admin.kill_plugin("*", {"nth": n, "pid": proc.pid})
             proc.wait()
@@ -130,10 +154,17 @@ def test_cancel_stops_at_the_next_step_and_rolls_back(ppool):
 
     def attach():
         try:
-            out["r"] = plugin(xapi, host, "attach_volume", connection_info=info,
-                              vm_uuid=vm_uuid, op_id="op-cancel-1")
+            out["r"] = plugin(
+                xapi,
+                host,
+                "attach_volume",
+                connection_info=info,
+                vm_uuid=vm_uuid,
+                op_id="op-cancel-1",
+            )
         except PluginError as e:
             out["r"] = e
+
     t = threading.Thread(target=attach)
     t.start()
     _wait_for_call(ppool, "VBD.create", t, out)
@@ -193,9 +224,13 @@ def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
     info = file_volume(host)
     foreign = xapi.secret.create({"value": "not-ours", "other_config": {}})
     before = state(ppool)
-    xapi.secret.create({"value": "pw", "other_config": {
-        "xenvol": "client", "xenvol-op": "op-dead", "xenvol-expires": "1"}})
-    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    xapi.secret.create(
+        {
+            "value": "pw",
+            "other_config": {"xenvol": "client", "xenvol-op": "op-dead", "xenvol-expires": "1"},
+        }
+    )
+    plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     xapi.VM.hard_shutdown(vm_ref)
     xapi.VM.destroy(vm_ref)
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
@@ -214,6 +249,7 @@ def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
 
 def test_cli_gc(ppool, monkeypatch, capsys):
     from xenvol import cli
+
     monkeypatch.setenv("XENVOL_PASSWORD", ppool.info["password"])
     assert cli.main(["--url", ppool.url, "--json", "gc"]) == 0
     assert json.loads(capsys.readouterr().out) == []

@@ -2,6 +2,7 @@
 runs for detach/disconnect; the kill matrix over iSCSI with CHAP (real tgt) and NFS (real
 ganesha); a dead lease held by another host (not live, or live with its operation dead).
 Defaults only (lock_timeout 120 s): a dead holder waited out would fail BUSY, never slowly pass."""
+
 import pytest
 
 from conftest import PluginError, plugin, state
@@ -25,8 +26,16 @@ def nothing_left(pool, xapi, host, before, n):
 
 def released_each_kill(pool, xapi, host, fn, when, info, vm_uuid, before):
     """killcheck.release_each_kill, with nothing left after each retry (no CHAP secret)."""
-    return release_each_kill(pool, xapi, host, fn, when, info, vm_uuid,
-                             lambda n: nothing_left(pool, xapi, host, before, n))
+    return release_each_kill(
+        pool,
+        xapi,
+        host,
+        fn,
+        when,
+        info,
+        vm_uuid,
+        lambda n: nothing_left(pool, xapi, host, before, n),
+    )
 
 
 # A kill before the nth call runs, or after it ran (its change made, its answer lost).
@@ -41,8 +50,9 @@ def test_connect_killed_at_every_step_then_again(ppool, when):
     host = ppool.host(0)
     info = file_volume(host)
     before = state(ppool)
-    for n, out in killed_then_retried(ppool, xapi, host, "connect_volume", when,
-                                      connection_info=info):
+    for n, out in killed_then_retried(
+        ppool, xapi, host, "connect_volume", when, connection_info=info
+    ):
         assert out["vdi_uuid"] and out["host_uuid"] == host.uuid, n
         plugin(xapi, host, "disconnect_volume", connection_info=info)
         nothing_left(ppool, xapi, host, before, n)
@@ -73,8 +83,9 @@ def chap_volume(pool, peers):
 @KILLS
 def test_iscsi_chap_attach_killed_at_every_step_then_again(ppool, peers, when):
     xapi, vm_uuid, host, info, before = chap_volume(ppool, peers)
-    for n, out in killed_then_retried(ppool, xapi, host, "attach_volume", when,
-                                      connection_info=info, vm_uuid=vm_uuid):
+    for n, out in killed_then_retried(
+        ppool, xapi, host, "attach_volume", when, connection_info=info, vm_uuid=vm_uuid
+    ):
         assert out["plugged"] is True, n
         plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
         nothing_left(ppool, xapi, host, before, n)
@@ -94,8 +105,9 @@ def test_iscsi_chap_connect_killed_at_every_step_then_again(ppool, peers):
     iqn = peers.new_target(luns=(1,), chap=CHAP)
     info = ci(peers, iqn, chap=CHAP)
     before = state(ppool)
-    for n, out in killed_then_retried(ppool, xapi, host, "connect_volume", "after",
-                                      connection_info=info):
+    for n, out in killed_then_retried(
+        ppool, xapi, host, "connect_volume", "after", connection_info=info
+    ):
         assert out["vdi_uuid"] and out["host_uuid"] == host.uuid, n
         plugin(xapi, host, "disconnect_volume", connection_info=info)
         nothing_left(ppool, xapi, host, before, n)
@@ -104,8 +116,10 @@ def test_iscsi_chap_connect_killed_at_every_step_then_again(ppool, peers):
 def nfs_info(peers):
     """A VHD in an SR directory on the real ganesha export."""
     sr_uuid, (vdi,) = nfs_volume(peers)
-    return {"driver_volume_type": "nfs", "data": {
-        "server": "127.0.0.1", "serverpath": "/srv", "sr_uuid": sr_uuid, "vdi_uuid": vdi}}
+    return {
+        "driver_volume_type": "nfs",
+        "data": {"server": "127.0.0.1", "serverpath": "/srv", "sr_uuid": sr_uuid, "vdi_uuid": vdi},
+    }
 
 
 def test_nfs_attach_and_detach_killed_at_every_step_then_again(ppool, peers):
@@ -116,13 +130,15 @@ def test_nfs_attach_and_detach_killed_at_every_step_then_again(ppool, peers):
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = nfs_info(peers)
     before = state(ppool)
-    for n, out in killed_then_retried(ppool, xapi, host, "attach_volume", "after",
-                                      connection_info=info, vm_uuid=vm_uuid):
+    for n, out in killed_then_retried(
+        ppool, xapi, host, "attach_volume", "after", connection_info=info, vm_uuid=vm_uuid
+    ):
         assert out["plugged"] is True, n
         plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
         nothing_left(ppool, xapi, host, before, n)
-    assert released_each_kill(ppool, xapi, host, "detach_volume", "before", info, vm_uuid,
-                              before) > 5
+    assert (
+        released_each_kill(ppool, xapi, host, "detach_volume", "before", info, vm_uuid, before) > 5
+    )
 
 
 # ---------------------------------------------------------------------- another host's lease
@@ -137,11 +153,19 @@ def _leased_by_a_dead_operation(pool, xapi, peers):
     pool.admin.clear()
     pool.admin.kill_plugin("PBD.create", {"host": host_b.uuid})
     with pytest.raises(PluginError):
-        plugin(xapi, host_b, "attach_volume", connection_info=ci(peers, iqn, 1, chap=CHAP),
-               vm_uuid=vm_b)
+        plugin(
+            xapi,
+            host_b,
+            "attach_volume",
+            connection_info=ci(peers, iqn, 1, chap=CHAP),
+            vm_uuid=vm_b,
+        )
     pool.admin.clear()
-    leased = [(ref, rec) for ref, rec in xapi.SR.get_all_records().items()
-              if "xenvol-lease" in rec["other_config"]]
+    leased = [
+        (ref, rec)
+        for ref, rec in xapi.SR.get_all_records().items()
+        if "xenvol-lease" in rec["other_config"]
+    ]
     assert len(leased) == 1
     sr, rec = leased[0]
     assert rec["other_config"]["xenvol-lease"].startswith(host_b.uuid + "/")
@@ -164,8 +188,9 @@ def test_a_lease_of_a_host_that_is_not_live_is_broken_at_once(ppool, peers):
     _set_live(ppool, host_b, False)
     # A host that is not live is not asked: were it asked, this fault would make its
     # answer unknown and the attach would wait out lock_timeout and fail BUSY.
-    ppool.admin.inject_fault("host.call_plugin", ["INTERNAL_ERROR", "injected"],
-                             {"every": True, "caller": "plugin"})
+    ppool.admin.inject_fault(
+        "host.call_plugin", ["INTERNAL_ERROR", "injected"], {"every": True, "caller": "plugin"}
+    )
     out = plugin(xapi, host_a, "attach_volume", connection_info=info, vm_uuid=vm_a)
     assert out["plugged"] is True
     ppool.admin.clear()
@@ -198,7 +223,9 @@ def test_a_task_destroyed_before_its_answer_is_read_is_asked_again_by_op_id(ppoo
     task before the client reads it: the client asks again with the same op id and gets the
     plugin's saved result, not a second attach nor HANDLE_INVALID."""
     import threading
+
     import xenvol
+
     xapi = ppool.session().xenapi
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
@@ -214,6 +241,7 @@ def test_a_task_destroyed_before_its_answer_is_read_is_asked_again_by_op_id(ppoo
                     other.task.destroy(ref)
                     destroyed.append(rec["uuid"])
             stop.wait(0.02)
+
     # A client that shows progress runs its changing calls as tasks.
     with xenvol.Client(ppool.url, "root", ppool.info["password"], progress=lambda step: None) as c:
         c.check_version(host.ref)

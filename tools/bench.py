@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import XenAPI  # noqa: E402
+
 import xenvol  # noqa: E402
 from conftest import Peers, _peers_reason, plugin_pool  # noqa: E402
 
@@ -45,7 +46,7 @@ def row(what, figure, goal, met=None):
 
 
 # ---------------------------------------------------------------------- the delay proxy
-class DelayProxy(object):
+class DelayProxy:
     """A TCP proxy adding rtt/2 each way (real-storage-peers.md §3.3: netem is not built in
     this kernel), counting turns: data from the server after data from the client is one
     round trip."""
@@ -65,8 +66,7 @@ class DelayProxy(object):
     def _run(self, ready):
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(lambda loop, context: None)
-        server = self.loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0))
+        server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.server = server
         self.port = server.sockets[0].getsockname()[1]
         ready.set()
@@ -79,8 +79,11 @@ class DelayProxy(object):
             writer.close()
             return
         last = [None]
-        await asyncio.gather(self._pump(reader, up_w, "up", last),
-                             self._pump(up_r, writer, "down", last), return_exceptions=True)
+        await asyncio.gather(
+            self._pump(reader, up_w, "up", last),
+            self._pump(up_r, writer, "down", last),
+            return_exceptions=True,
+        )
 
     async def _pump(self, reader, writer, direction, last):
         queue = asyncio.Queue()
@@ -106,6 +109,7 @@ class DelayProxy(object):
                     return
                 writer.write(data)
                 await writer.drain()
+
         await asyncio.gather(rx(), tx(), return_exceptions=True)
 
     def close(self):
@@ -114,7 +118,7 @@ class DelayProxy(object):
 
 
 # ---------------------------------------------------------------------- a nova-style client
-class NovaStyle(object):
+class NovaStyle:
     """nova 15's XenAPI volume path, call for call as published (volume_utils.introduce_sr,
     introduce_vdi, volumeops attach/detach): SR.introduce, PBD.create, PBD.plug, SR.scan, the
     VDI found by sm_config LUNid (SR.get_VDIs, VDI.get_record each), VDI.introduce when the scan
@@ -135,8 +139,7 @@ class NovaStyle(object):
         if chap:
             dc.update(chapuser=chap[0], chappassword=chap[1])
         sr = x.SR.introduce(sr_uuid, "nova-" + iqn[-8:], "", "iscsi", "", False, {})
-        pbd = x.PBD.create({"host": self.host, "SR": sr, "device_config": dc,
-                            "other_config": {}})
+        pbd = x.PBD.create({"host": self.host, "SR": sr, "device_config": dc, "other_config": {}})
         x.PBD.plug(pbd)
         x.SR.scan(sr)
         vdi = None
@@ -146,10 +149,21 @@ class NovaStyle(object):
                 break
         if vdi is None:
             raise RuntimeError("nova-style: LUN %s not found" % lun)
-        vbd = x.VBD.create({"VM": self.vm, "VDI": vdi, "userdevice": "autodetect",
-                            "bootable": False, "mode": "RW", "type": "Disk", "empty": False,
-                            "unpluggable": True, "other_config": {},
-                            "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        vbd = x.VBD.create(
+            {
+                "VM": self.vm,
+                "VDI": vdi,
+                "userdevice": "autodetect",
+                "bootable": False,
+                "mode": "RW",
+                "type": "Disk",
+                "empty": False,
+                "unpluggable": True,
+                "other_config": {},
+                "qos_algorithm_type": "",
+                "qos_algorithm_params": {},
+            }
+        )
         x.VBD.plug(vbd)
         return vbd, sr
 
@@ -168,12 +182,22 @@ class NovaStyle(object):
 # ---------------------------------------------------------------------- measurements
 def wire(pool, peers, iqn, vm_name, vm_ref, host_ref, rtts, cycles):
     """Round trips and times per attach/detach through the delay proxy."""
-    info = {"driver_volume_type": "iscsi", "data": {
-        "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": 1,
-        "auth_method": "CHAP", "auth_username": CHAP[0], "auth_password": CHAP[1]}}
+    info = {
+        "driver_volume_type": "iscsi",
+        "data": {
+            "target_portal": peers.iscsi.portal,
+            "target_iqn": iqn,
+            "target_lun": 1,
+            "auth_method": "CHAP",
+            "auth_username": CHAP[0],
+            "auth_password": CHAP[1],
+        },
+    }
     nochap_iqn = peers.new_target(luns=(1,))
-    nochap = {"driver_volume_type": "iscsi", "data": {
-        "target_portal": peers.iscsi.portal, "target_iqn": nochap_iqn, "target_lun": 1}}
+    nochap = {
+        "driver_volume_type": "iscsi",
+        "data": {"target_portal": peers.iscsi.portal, "target_iqn": nochap_iqn, "target_lun": 1},
+    }
     for rtt in rtts:
         proxy = DelayProxy(pool.url, rtt)
         try:
@@ -185,11 +209,13 @@ def wire(pool, peers, iqn, vm_name, vm_ref, host_ref, rtts, cycles):
             turns = {}
             n = cycles if rtt < 100 else max(2, cycles // 3)
             for _ in range(n):
-                for key, fn in (("x-attach", lambda: client.attach(info, vm_name)),
-                                ("x-detach", lambda: client.detach(attachment=att)),
-                                ("n-attach", lambda: nova.attach(peers.iscsi.portal, iqn, 1,
-                                                                 CHAP)),
-                                ("n-detach", lambda: nova.detach(*nv))):
+                # Late binding on purpose: each detach takes the attach just made.
+                for key, fn in (
+                    ("x-attach", lambda: client.attach(info, vm_name)),  # noqa: B023
+                    ("x-detach", lambda: client.detach(attachment=att)),  # noqa: B023
+                    ("n-attach", lambda: nova.attach(peers.iscsi.portal, iqn, 1, CHAP)),  # noqa: B023
+                    ("n-detach", lambda: nova.detach(*nv)),  # noqa: B023
+                ):
                     before = proxy.turns
                     t = time.perf_counter()
                     out = fn()
@@ -205,17 +231,31 @@ def wire(pool, peers, iqn, vm_name, vm_ref, host_ref, rtts, cycles):
                 a = client.attach(nochap, vm_name)
                 nochap_turns = proxy.turns - before
                 client.detach(attachment=a)
-                row("round trips: attach, long-lived client, CHAP", str(turns["x-attach"]),
-                    "2", turns["x-attach"] <= 2)
-                row("round trips: attach, long-lived client, no CHAP", str(nochap_turns),
-                    "1", nochap_turns <= 1)
+                row(
+                    "round trips: attach, long-lived client, CHAP",
+                    str(turns["x-attach"]),
+                    "2",
+                    turns["x-attach"] <= 2,
+                )
+                row(
+                    "round trips: attach, long-lived client, no CHAP",
+                    str(nochap_turns),
+                    "1",
+                    nochap_turns <= 1,
+                )
                 row("round trips: detach", str(turns["x-detach"]), "1", turns["x-detach"] <= 1)
-                row("round trips: nova-style attach / detach",
-                    "%d / %d" % (turns["n-attach"], turns["n-detach"]), "(reference)")
+                row(
+                    "round trips: nova-style attach / detach",
+                    "%d / %d" % (turns["n-attach"], turns["n-detach"]),
+                    "(reference)",
+                )
                 # A new process: nothing in memory; the master's ref in the cache file
                 # (xenvol/hostcache.py) or, the first time ever, not.
-                for label in ("first client ever (no cache file)", "first client of a process",
-                              "new client, same process"):
+                for label in (
+                    "first client ever (no cache file)",
+                    "first client of a process",
+                    "new client, same process",
+                ):
                     if not label.startswith("new"):
                         xenvol.routing._MASTERS.clear()
                     if label.endswith("(no cache file)"):
@@ -229,17 +269,30 @@ def wire(pool, peers, iqn, vm_name, vm_ref, host_ref, rtts, cycles):
                         fresh.detach(attachment=a)
                     fresh_turns = proxy.turns - before
                     if label.endswith("(no cache file)"):
-                        row("round trips: %s: login+attach+detach+logout" % label,
-                            str(fresh_turns), "(+ session.get_this_host)")
+                        row(
+                            "round trips: %s: login+attach+detach+logout" % label,
+                            str(fresh_turns),
+                            "(+ session.get_this_host)",
+                        )
                     else:
-                        row("round trips: %s: login+attach+detach+logout" % label,
-                            str(fresh_turns), "4", fresh_turns <= 4)
-            row("RTT %3d ms: attach xenvol %.0f ms, nova-style %.0f ms" % (
-                rtt, med["x-attach"], med["n-attach"]),
-                "ratio %.2f" % (med["x-attach"] / med["n-attach"]), "(< 1: xenvol faster)")
-            row("RTT %3d ms: detach xenvol %.0f ms, nova-style %.0f ms" % (
-                rtt, med["x-detach"], med["n-detach"]),
-                "ratio %.2f" % (med["x-detach"] / med["n-detach"]), "(< 1: xenvol faster)")
+                        row(
+                            "round trips: %s: login+attach+detach+logout" % label,
+                            str(fresh_turns),
+                            "4",
+                            fresh_turns <= 4,
+                        )
+            row(
+                "RTT %3d ms: attach xenvol %.0f ms, nova-style %.0f ms"
+                % (rtt, med["x-attach"], med["n-attach"]),
+                "ratio %.2f" % (med["x-attach"] / med["n-attach"]),
+                "(< 1: xenvol faster)",
+            )
+            row(
+                "RTT %3d ms: detach xenvol %.0f ms, nova-style %.0f ms"
+                % (rtt, med["x-detach"], med["n-detach"]),
+                "ratio %.2f" % (med["x-detach"] / med["n-detach"]),
+                "(< 1: xenvol faster)",
+            )
             client.close()
             nova.close()
         finally:
@@ -268,16 +321,21 @@ def cold_start(pool, n):
     os.chmod(path, 0o755)
     runs = {"trivial": [], "xenvol": []}
     for _ in range(n):
-        for name, plugin, fn in (("trivial", "bench-trivial", "ping"),
-                                 ("xenvol", "xenvol", "version")):
+        for name, plugin, fn in (
+            ("trivial", "bench-trivial", "ping"),
+            ("xenvol", "xenvol", "version"),
+        ):
             t = time.perf_counter()
             x.host.call_plugin(host.ref, plugin, fn, {})
             runs[name].append(time.perf_counter() - t)
     med = dict((k, statistics.median(v) * 1000) for k, v in runs.items())
     ratio = med["xenvol"] / med["trivial"]
-    row("plugin cold start: version %.0f ms vs trivial %.0f ms" % (med["xenvol"],
-                                                                   med["trivial"]),
-        "%.2fx" % ratio, "<= 1.15x", ratio <= 1.15)
+    row(
+        "plugin cold start: version %.0f ms vs trivial %.0f ms" % (med["xenvol"], med["trivial"]),
+        "%.2fx" % ratio,
+        "<= 1.15x",
+        ratio <= 1.15,
+    )
 
 
 def plugin_calls(pool, n_vdis, n_disks):
@@ -299,13 +357,27 @@ def plugin_calls(pool, n_vdis, n_disks):
     for i in range(n_disks):
         # Other devices on the VM (empty CD drives: the simulator has no VDI.create), marked
         # as xenvol's, so that every walk over the VM's VBDs would meet them.
-        extra.append(x.VBD.create({"VM": vm, "VDI": "OpaqueRef:NULL", "userdevice": str(i + 4),
-                                   "bootable": False, "mode": "RO", "type": "CD",
-                                   "empty": True, "unpluggable": True,
-                                   "other_config": {"xenvol": "true"},
-                                   "qos_algorithm_type": "", "qos_algorithm_params": {}}))
-    infos = [{"driver_volume_type": "file", "data": {"path": seen, "vdi_uuid": u}}
-             for u in (first, second)]
+        extra.append(
+            x.VBD.create(
+                {
+                    "VM": vm,
+                    "VDI": "OpaqueRef:NULL",
+                    "userdevice": str(i + 4),
+                    "bootable": False,
+                    "mode": "RO",
+                    "type": "CD",
+                    "empty": True,
+                    "unpluggable": True,
+                    "other_config": {"xenvol": "true"},
+                    "qos_algorithm_type": "",
+                    "qos_algorithm_params": {},
+                }
+            )
+        )
+    infos = [
+        {"driver_volume_type": "file", "data": {"path": seen, "vdi_uuid": u}}
+        for u in (first, second)
+    ]
     uuid_vm = x.VM.get_uuid(vm)
     client.detach(attachment=client.attach(infos[0], uuid_vm))  # routes learnt; SR scanned once
     # The SR is forgotten at detach; the measured attach introduces and scans it again.
@@ -316,6 +388,7 @@ def plugin_calls(pool, n_vdis, n_disks):
         out = fn()
         counts[key] = sum(v.get("plugin", 0) for v in pool.admin.counts().values())
         return out
+
     att[0] = counted("attach, new SR", lambda: client.attach(infos[0], uuid_vm))
     att[1] = counted("attach, SR up", lambda: client.attach(infos[1], uuid_vm))
     counted("detach, SR kept", lambda: client.detach(attachment=att[1]))
@@ -349,21 +422,26 @@ def concurrency(peers, timing, k, one_target):
 
         def one(i):
             iqn, lun = infos[i]
-            info = {"driver_volume_type": "iscsi", "data": {
-                "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": lun}}
+            info = {
+                "driver_volume_type": "iscsi",
+                "data": {"target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": lun},
+            }
             with xenvol.Client(pool.url, "root", pool.info["password"], timeout=900) as c:
                 try:
                     return c.connect(info, hosts[i % len(hosts)])
                 except xenvol.errors.XenvolError as e:
                     errs.append(e)
+
         t = time.perf_counter()
         with ThreadPoolExecutor(max_workers=k) as ex:
             done = list(ex.map(one, range(k)))
         took = time.perf_counter() - t
+
         def undo(conn):
             if conn is not None:
                 with xenvol.Client(pool.url, "root", pool.info["password"], timeout=900) as c:
                     c.disconnect(conn)
+
         with ThreadPoolExecutor(max_workers=16) as ex:
             list(ex.map(undo, done))
         return k / took, len(errs), errs[:2]
@@ -373,10 +451,13 @@ def concurrency(peers, timing, k, one_target):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--concurrency", type=int,
-                   default=int(os.environ.get("XENVOL_BENCH_CONCURRENCY", "200")),
-                   help="concurrent connects per run (the goal is stated for 200; the whole "
-                   "run takes about five minutes on 2 cores)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("XENVOL_BENCH_CONCURRENCY", "200")),
+        help="concurrent connects per run (the goal is stated for 200; the whole "
+        "run takes about five minutes on 2 cores)",
+    )
     p.add_argument("--cycles", type=int, default=int(os.environ.get("XENVOL_BENCH_N", "5")))
     p.add_argument("--rtts", default="0,2,20,100")
     p.add_argument("--skip-real", action="store_true", help="no run with the real SM timings")
@@ -389,27 +470,45 @@ def main():
         cold_start(pool, 25)
         for n_vdis, n_disks in ((0, 0), (100, 0), (1000, 0), (0, 100), (0, 200)):
             c = plugin_calls(pool, n_vdis, n_disks)
-            row("plugin XAPI calls: %4d VDIs in SR, %3d disks on VM" % (n_vdis, n_disks),
-                "attach %d / %d, detach %d / %d" % (
-                    c["attach, new SR"], c["attach, SR up"], c["detach, SR kept"],
-                    c["detach, SR forgotten"]), "<= 15, constant",
-                max(c.values()) <= 15)
+            row(
+                "plugin XAPI calls: %4d VDIs in SR, %3d disks on VM" % (n_vdis, n_disks),
+                "attach %d / %d, detach %d / %d"
+                % (
+                    c["attach, new SR"],
+                    c["attach, SR up"],
+                    c["detach, SR kept"],
+                    c["detach, SR forgotten"],
+                ),
+                "<= 15, constant",
+                max(c.values()) <= 15,
+            )
         if peers is None:
             print("iSCSI parts skipped: %s" % reason)
             return 0
         x = pool.session().xenapi
         vm = x.VM.get_by_name_label("vm-1")[0]
         iqn = peers.new_target(luns=(1,), chap=CHAP)
-        wire(pool, peers, iqn, "vm-1", vm, x.VM.get_resident_on(vm),
-             [int(r) for r in a.rtts.split(",")], a.cycles)
+        wire(
+            pool,
+            peers,
+            iqn,
+            "vm-1",
+            vm,
+            x.VM.get_resident_on(vm),
+            [int(r) for r in a.rtts.split(",")],
+            a.cycles,
+        )
         for timing in ("fast",) + (() if a.skip_real else ("real",)):
             one = concurrency(peers, timing, a.concurrency, True)
             many = concurrency(peers, timing, a.concurrency, False)
             ratio = one[0] / many[0]
-            row("%d concurrent, SM %s: one target %.1f/s (%d errors), distinct %.1f/s "
+            row(
+                "%d concurrent, SM %s: one target %.1f/s (%d errors), distinct %.1f/s "
                 "(%d errors)" % (a.concurrency, timing, one[0], one[1], many[0], many[1]),
-                "ratio %.2f" % ratio, ">= 0.5, 0 errors",
-                ratio >= 0.5 and one[1] == 0 and many[1] == 0)
+                "ratio %.2f" % ratio,
+                ">= 0.5, 0 errors",
+                ratio >= 0.5 and one[1] == 0 and many[1] == 0,
+            )
             for e in one[2] + many[2]:
                 print("   error: %s" % e)
     finally:

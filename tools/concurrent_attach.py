@@ -42,18 +42,25 @@ def run_all(label, fn, items):
         try:
             r = fn(item)
         except BaseException as e:  # counted and shown: every failure is a finding
-            where = [f for f in traceback.extract_tb(e.__traceback__)
-                     if "xenvol" in f.filename]
+            where = [f for f in traceback.extract_tb(e.__traceback__) if "xenvol" in f.filename]
             with lock:
-                errors["%s.%s: %s%s" % (type(e).__module__, type(e).__name__,
-                                        str(e).splitlines()[0][:100],
-                                        " (at %s:%d %s)" % (os.path.basename(where[-1].filename),
-                                                            where[-1].lineno, where[-1].line)
-                                        if where else "")] += 1
+                errors[
+                    "%s.%s: %s%s"
+                    % (
+                        type(e).__module__,
+                        type(e).__name__,
+                        str(e).splitlines()[0][:100],
+                        " (at %s:%d %s)"
+                        % (os.path.basename(where[-1].filename), where[-1].lineno, where[-1].line)
+                        if where
+                        else "",
+                    )
+                ] += 1
             return
         with lock:
             latencies.append(time.perf_counter() - t)
             results[item] = r
+
     threads = [threading.Thread(target=one, args=(i,)) for i in items]
     for t in threads:
         t.start()
@@ -62,9 +69,18 @@ def run_all(label, fn, items):
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    print("%-7s %3d calls  wall %6.1f s  latency median %5.1f s  max %5.1f s  ok %d  errors %d"
-          % (label, len(items), wall, statistics.median(latencies) if latencies else 0,
-             max(latencies) if latencies else 0, len(latencies), sum(errors.values())))
+    print(
+        "%-7s %3d calls  wall %6.1f s  latency median %5.1f s  max %5.1f s  ok %d  errors %d"
+        % (
+            label,
+            len(items),
+            wall,
+            statistics.median(latencies) if latencies else 0,
+            max(latencies) if latencies else 0,
+            len(latencies),
+            sum(errors.values()),
+        )
+    )
     for what, n in sorted(errors.items()):
         print("    %3d x %s" % (n, what))
     return results, errors
@@ -82,13 +98,23 @@ def main():
         luns = list(range(1, N + 1))
         iqn = peers.new_target(luns=luns, chap=CHAP, size_mb=1)
         before = pool.admin.snapshot()
-        print("xenvol: %d concurrent attaches of LUNs of one iSCSI target (CHAP), then detaches"
-              " (SM timings %s)" % (N, TIMING))
+        print(
+            "xenvol: %d concurrent attaches of LUNs of one iSCSI target (CHAP), then detaches"
+            " (SM timings %s)" % (N, TIMING)
+        )
 
         def attach(lun):
-            info = {"driver_volume_type": "iscsi", "data": {
-                "target_portal": peers.iscsi.portal, "target_iqn": iqn, "target_lun": lun,
-                "auth_method": "CHAP", "auth_username": CHAP[0], "auth_password": CHAP[1]}}
+            info = {
+                "driver_volume_type": "iscsi",
+                "data": {
+                    "target_portal": peers.iscsi.portal,
+                    "target_iqn": iqn,
+                    "target_lun": lun,
+                    "auth_method": "CHAP",
+                    "auth_username": CHAP[0],
+                    "auth_password": CHAP[1],
+                },
+            }
             with xenvol.Client(pool.url, "root", pool.info["password"]) as c:
                 return c.attach(info, VMS[lun % len(VMS)])
 

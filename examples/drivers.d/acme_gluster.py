@@ -7,6 +7,7 @@ ACME's Cinder driver hands out connection_info like
 and the volume is a VHD in <volume>/<sr_uuid>/<vdi_uuid>.vhd, which XCP-ng's `glusterfs` SR
 serves. Drop this file into /etc/xenvol/drivers.d/ on every host; `list_drivers` shows it.
 """
+
 import re
 
 from xenvol_dom0.check import host_port
@@ -32,9 +33,14 @@ class AcmeGlusterDriver(Driver):
             if not isinstance(b, str):
                 raise d.bad("backup_servers[%d]" % i, "must be a host name")
             host_port(b, d.name("backup_servers[%d]" % i), default_port=24007)
-        return Config(server=server, volume=volume, backups=backups,
-                      sr_uuid=d.uuid("sr_uuid"), vdi_uuid=d.uuid("vdi_uuid"),
-                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro")
+        return Config(
+            server=server,
+            volume=volume,
+            backups=backups,
+            sr_uuid=d.uuid("sr_uuid"),
+            vdi_uuid=d.uuid("vdi_uuid"),
+            read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
+        )
 
     def sr_uuid(self, cfg):
         return cfg.sr_uuid

@@ -1,5 +1,6 @@
 """One plugin call's view of XAPI: the plugin's own local session, this host, settings, and
 the operation it runs (its id, journal, cancel mark and progress)."""
+
 import contextlib
 import os
 import time
@@ -7,8 +8,13 @@ import time
 import XenAPI
 
 from . import journal, log, settings
-from .version import VERSION
 from .errors import BUSY, CANCELLED, XenvolError, from_xapi
+from .version import VERSION
+
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict  # noqa: F401
 
 NULL = "OpaqueRef:NULL"
 # Progress goes to the caller's task only for calls that last: the first update after this
@@ -19,7 +25,7 @@ TASK_OP_KEY = "xenvol-op"
 TASK_STEP_KEY = "xenvol-step"
 
 
-class Op(object):
+class Op:
     """The operation this plugin process runs (xapi execs one process per call)."""
 
     def __init__(self, op_id, fn):
@@ -44,10 +50,12 @@ def _inventory_uuid():
                 key, _, value = line.strip().partition("=")
                 if key == "INSTALLATION_UUID":
                     return value.strip("'\"") or None
-    except (IOError, OSError):
+    except OSError:
         pass
     return None
-_HOSTS = {}
+
+
+_HOSTS = {}  # type: Dict[str, Any]
 
 
 @contextlib.contextmanager
@@ -70,7 +78,7 @@ def local_session():
             pass
 
 
-class Call(object):
+class Call:
     def __init__(self, session):
         self.session = session
         self.x = session.xenapi
@@ -97,7 +105,7 @@ class Call(object):
         try:
             return fn(*args)
         except XenAPI.Failure as f:
-            raise from_xapi(f, doing)
+            raise from_xapi(f, doing) from None
 
     def find(self, cls, uuid):
         """The ref of an object by uuid, or None when there is none."""
@@ -106,12 +114,15 @@ class Call(object):
         except XenAPI.Failure as f:
             if f.details[0] == "UUID_INVALID":
                 return None
-            raise from_xapi(f, "looking up %s %s" % (cls, uuid))
+            raise from_xapi(f, "looking up %s %s" % (cls, uuid)) from None
 
     def host_pbd(self, sr, host):
         """The SR's PBD on host, or None: one filtered read, whatever the pool's size."""
-        found = self.do("looking up the SR's PBD", self.x.PBD.get_all_records_where,
-                        'field "SR" = "%s" and field "host" = "%s"' % (sr, host))
+        found = self.do(
+            "looking up the SR's PBD",
+            self.x.PBD.get_all_records_where,
+            'field "SR" = "%s" and field "host" = "%s"' % (sr, host),
+        )
         return sorted(found)[0] if found else None
 
     def this_host_pbd(self, sr):
@@ -133,6 +144,7 @@ class Call(object):
     def lock(self, name):
         """A dom0 lock, waited for within the operation's shared wait."""
         from .locks import Lock
+
         return Lock(name, max(0.0, self.wait_deadline() - time.time()))
 
     def wait_deadline(self):
@@ -142,8 +154,9 @@ class Call(object):
     def checkpoint(self, doing):
         """Between steps: stop if the caller cancelled; tell a lasting call's task the step."""
         if self.journal and self.journal.cancelled():
-            raise XenvolError(CANCELLED, "cancelled by the caller before: %s" % doing,
-                              op_id=self.op_id)
+            raise XenvolError(
+                CANCELLED, "cancelled by the caller before: %s" % doing, op_id=self.op_id
+            )
         now = time.time()
         if now - self.op.started < PROGRESS_AFTER or now - self.op.progress_at < PROGRESS_EVERY:
             return
@@ -179,8 +192,7 @@ def run(name, fn, session, args, op_id, journaled):
     own = journal.path_of(op_id)
     while journal.recover(call, own) == "alive":
         if time.time() >= call.wait_deadline():
-            raise XenvolError(BUSY, "operation %s is still running; try again" % op_id,
-                              op_id=op_id)
+            raise XenvolError(BUSY, "operation %s is still running; try again" % op_id, op_id=op_id)
         time.sleep(0.1)
     saved = journal.saved_result(op_id)
     if saved is not None:

@@ -1,4 +1,5 @@
 """Validation of caller input into typed values, with errors that name the field."""
+
 import ipaddress
 import json
 import posixpath
@@ -18,20 +19,26 @@ MAX_STRING = 1024
 # argument may be at most 128 KiB (Linux MAX_ARG_STRLEN); the client checks the same limit.
 MAX_DOCUMENT = 64 * 1024
 MAX_PASSWORD = 256
-_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
-_IQN = re.compile(r"^(iqn\.[0-9]{4}-[0-9]{2}\.[A-Za-z0-9][A-Za-z0-9.-]*(:[A-Za-z0-9.:_-]+)?"
-                  r"|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)\Z")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z"
+)
+_IQN = re.compile(
+    r"^(iqn\.[0-9]{4}-[0-9]{2}\.[A-Za-z0-9][A-Za-z0-9.-]*(:[A-Za-z0-9.:_-]+)?"
+    r"|eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}([0-9A-Fa-f]{16})?)\Z"
+)
 _SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*\Z")
 # A password goes into iscsid's and mount's configuration: no line or field separators of any
 # kind (C0, DEL, C1, Unicode line/paragraph separators).
-_PASSWORD_BAD = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PASSWORD_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:/+-]*\Z")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}\Z")
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}\Z"
+)
 
 
-class Fields(object):
+class Fields:
     """Typed access to one dict of caller input; `where` prefixes field names in errors."""
 
     def __init__(self, data, where, code=INVALID_CONNECTION_INFO):
@@ -220,11 +227,17 @@ def mount_options(text, allowed, field):
     for item in items:
         name, sep, value = item.partition("=")
         if name not in allowed:
-            raise invalid(field, "%r is not an allowed mount option (allowed: %s)"
-                          % (name[:32], ", ".join(sorted(allowed))))
+            raise invalid(
+                field,
+                "%r is not an allowed mount option (allowed: %s)"
+                % (name[:32], ", ".join(sorted(allowed))),
+            )
         if bool(sep) != allowed[name]:
-            raise invalid(field, "mount option %r %s" % (name, "needs a value" if allowed[name]
-                                                          else "takes no value"))
+            raise invalid(
+                field,
+                "mount option %r %s"
+                % (name, "needs a value" if allowed[name] else "takes no value"),
+            )
         if sep and (not value or not _OPTION_VALUE.match(value)):
             raise invalid(field, "mount option %r has a value with characters not allowed" % name)
         out.append((name, value if sep else None))
@@ -251,8 +264,14 @@ def no_control_characters(obj, where):
 
 def _kind(v):
     # type: (object) -> str
-    return {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
-            dict: "an object", str: "a string"}.get(type(v), type(v).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+        str: "a string",
+    }.get(type(v), type(v).__name__)
 
 
 def host_port(value, field, default_port=3260, bare_v6_port=True):
@@ -267,7 +286,7 @@ def host_port(value, field, default_port=3260, bare_v6_port=True):
         end = v.find("]")
         if end < 0:
             raise invalid(field, "has an unclosed '[' in %r" % v[:64])
-        host, rest = v[1:end], v[end + 1:]
+        host, rest = v[1:end], v[end + 1 :]
         if rest:
             if not rest.startswith(":"):
                 raise invalid(field, "has text after the bracketed address")
@@ -275,7 +294,7 @@ def host_port(value, field, default_port=3260, bare_v6_port=True):
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise invalid(field, "%r is not an IPv6 address" % host[:64])
+            raise invalid(field, "%r is not an IPv6 address" % host[:64]) from None
         return host, port
     if v.count(":") > 1:
         head, _sep, tail = v.rpartition(":")
@@ -291,7 +310,7 @@ def host_port(value, field, default_port=3260, bare_v6_port=True):
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
-            raise invalid(field, "%r is not an IP address or host name" % host[:64])
+            raise invalid(field, "%r is not an IP address or host name" % host[:64]) from None
     return host, port
 
 
@@ -315,8 +334,12 @@ def too_large(text, field, code=INVALID_ARGUMENT):
     # type: (str, str, str) -> Optional[XenvolError]
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_DOCUMENT:
-        return invalid(field, "is too large (%d bytes, at most %d): XAPI passes it on dom0's "
-                       "command line" % (size, MAX_DOCUMENT), code)
+        return invalid(
+            field,
+            "is too large (%d bytes, at most %d): XAPI passes it on dom0's "
+            "command line" % (size, MAX_DOCUMENT),
+            code,
+        )
     return None
 
 
@@ -328,4 +351,4 @@ def parse_json(text, field, code=INVALID_ARGUMENT):
     try:
         return json.loads(text)
     except ValueError as e:
-        raise invalid(field, "is not valid JSON (%s)" % str(e).split(":")[0], code)
+        raise invalid(field, "is not valid JSON (%s)" % str(e).split(":")[0], code) from None

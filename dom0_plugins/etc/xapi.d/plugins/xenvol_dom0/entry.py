@@ -4,7 +4,7 @@ Every function is wrapped so that a xenvol error leaves as XenAPIPlugin.Failure(
 [message, details-json]), a XAPI error met on the way as XENVOL_XAPI_ERROR, and anything
 unexpected as XENVOL_INTERNAL_ERROR — never a traceback, never a secret. The function works
 on the plugin's own local session (call.local_session), not on the caller's."""
-import io
+
 import os
 import sys
 
@@ -17,12 +17,12 @@ def _wrap(name, fn):
 
     import XenAPI
 
-    from . import call, log, operations, settings
+    from . import call, journal, log, operations, settings
     from .call import local_session
     from .errors import INTERNAL_ERROR, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
-    from . import journal
     from .redact import SCRUB, without_paths
     from .version import API_LEVEL
+
     journaled = name in operations.JOURNALED
 
     def plugin_function(_caller_session, args):
@@ -33,8 +33,9 @@ def _wrap(name, fn):
         log.step("call %s" % name, args=sorted(args), op_id=op_id)
         try:
             if not journal.valid_op_id(op_id):
-                raise invalid("op_id", "is not an operation id (letters, digits, . _ -)",
-                              INVALID_ARGUMENT)
+                raise invalid(
+                    "op_id", "is not an operation id (letters, digits, . _ -)", INVALID_ARGUMENT
+                )
             with local_session() as session:
                 result = call.run(name, fn, session, args, op_id, journaled)
         except XenvolError as e:
@@ -42,20 +43,27 @@ def _wrap(name, fn):
         except XenAPI.Failure as f:
             return _fail(name, from_xapi(f, name))
         except Exception as e:
-            return _fail(name, XenvolError(INTERNAL_ERROR, "%s failed: %s: %s"
-                                           % (name, type(e).__name__, without_paths(e))))
+            return _fail(
+                name,
+                XenvolError(
+                    INTERNAL_ERROR, "%s failed: %s: %s" % (name, type(e).__name__, without_paths(e))
+                ),
+            )
         log.step("%s succeeded" % name)
         if isinstance(result, dict):
             # The client checks the plugin's level on its first answer: no version() call.
-            result = dict(result, api_level=API_LEVEL,
-                          wait_limit=settings.wait_limit(settings.load()))
+            result = dict(
+                result, api_level=API_LEVEL, wait_limit=settings.wait_limit(settings.load())
+            )
         return json.dumps(result, sort_keys=True)
+
     plugin_function.__name__ = name
     return plugin_function
 
 
 def _new_op_id():
     import uuid
+
     return str(uuid.uuid4())
 
 
@@ -64,9 +72,9 @@ def _fail(name, error):
 
     from . import log
     from .redact import SCRUB, mask
+
     params = [SCRUB(p) for p in error.params()]
-    log.warning("%s failed: %s %s" % (name, error.code, params[0]),
-                details=mask(error.details))
+    log.warning("%s failed: %s %s" % (name, error.code, params[0]), details=mask(error.details))
     raise XenAPIPlugin.Failure(error.code, params)
 
 
@@ -77,7 +85,7 @@ def utf8_io():
     in UTF-8 and reads the answer as UTF-8; say so to Python before dispatch."""
     sys.argv[1:] = [os.fsencode(a).decode("utf-8", "replace") for a in sys.argv[1:]]
     if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
-        sys.stdout = io.open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
+        sys.stdout = open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
 
 
 def version(_caller_session, args):
@@ -86,10 +94,18 @@ def version(_caller_session, args):
 
     from . import settings
     from .version import API_LEVEL, VERSION
+
     if args:
         return table()["version_checked"](_caller_session, args)
-    return json.dumps({"plugin": "xenvol", "version": VERSION, "api_level": API_LEVEL,
-                       "wait_limit": settings.wait_limit(settings.load())}, sort_keys=True)
+    return json.dumps(
+        {
+            "plugin": "xenvol",
+            "version": VERSION,
+            "api_level": API_LEVEL,
+            "wait_limit": settings.wait_limit(settings.load()),
+        },
+        sort_keys=True,
+    )
 
 
 class _Table(dict):
@@ -110,6 +126,7 @@ class _Table(dict):
 
 def _operations():
     from . import operations
+
     return operations
 
 

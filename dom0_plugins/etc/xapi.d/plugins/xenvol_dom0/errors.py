@@ -1,5 +1,6 @@
 """The error contract: every failure leaves the plugin as XenAPIPlugin.Failure(code,
 [message, details-json]) with a stable XENVOL_* code. See docs/plugin-api.md."""
+
 import json
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -53,14 +54,19 @@ def from_xapi(failure, doing):
     details = [str(d) for d in getattr(failure, "details", [str(failure)])]
     code = details[0] if details else "UNKNOWN"
     if code.startswith("SR_BACKEND_FAILURE"):
-        sm_code = code[len("SR_BACKEND_FAILURE_"):] if code != "SR_BACKEND_FAILURE" else ""
+        sm_code = code[len("SR_BACKEND_FAILURE_") :] if code != "SR_BACKEND_FAILURE" else ""
         text = details[2] if len(details) > 2 else ""
-        return XenvolError(BACKEND_FAILURE, "%s: storage backend error %s: %s"
-                           % (doing, sm_code or "?", text or code),
-                           sm_code=sm_code, sm_message=text, xapi_error=details[:3],
-                           stderr=(details[3] if len(details) > 3 else "")[:4000])
-    return XenvolError(XAPI_ERROR, "%s: XAPI error %s" % (doing, " ".join(details)),
-                       xapi_error=details)
+        return XenvolError(
+            BACKEND_FAILURE,
+            "%s: storage backend error %s: %s" % (doing, sm_code or "?", text or code),
+            sm_code=sm_code,
+            sm_message=text,
+            xapi_error=details[:3],
+            stderr=(details[3] if len(details) > 3 else "")[:4000],
+        )
+    return XenvolError(
+        XAPI_ERROR, "%s: XAPI error %s" % (doing, " ".join(details)), xapi_error=details
+    )
 
 
 def vanished(e):

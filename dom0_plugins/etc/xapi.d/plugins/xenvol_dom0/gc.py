@@ -4,10 +4,13 @@ Only objects xenvol made and marked are considered: SRs marked xenvol-introduced
 marked xenvol-pbd-<host>, VBDs marked xenvol, secrets tagged xenvol, the xenvol-lease and
 xenvol-connected-<host> keys, and this host's journals. Local items are this host's; the
 pool-wide ones are looked at by the one host asked to (the client asks the master)."""
+
 import os
 import time
 
-from . import journal, lease as leases, log, storage, vbd as vbds
+from . import journal, log, storage
+from . import lease as leases
+from . import vbd as vbds
 from .lease import Lease
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 NULL = "OpaqueRef:NULL"
 
 
-class Sweep(object):
+class Sweep:
     def __init__(self, call, apply):
         # type: (Call, bool) -> None
         self.call = call
@@ -61,14 +64,22 @@ def _local(sweep):
         if journal.dead(path):
             rec = journal.Record(path)
             d = rec.describe()
-            item = sweep.found("journal", d["op_id"], "operation %s (%s) is dead with %d step(s) "
-                               "left" % (d["op_id"], d["fn"], len(d["left"])),
-                               "roll back or finish it")
+            item = sweep.found(
+                "journal",
+                d["op_id"],
+                "operation %s (%s) is dead with %d step(s) "
+                "left" % (d["op_id"], d["fn"], len(d["left"])),
+                "roll back or finish it",
+            )
             item["left"] = d["left"]
             sweep.act(item, _recover, sweep.call, path)
     for path in journal.orphan_temp_files():
-        item = sweep.found("journal-file", os.path.basename(path),
-                           "left by a process killed before it began", "remove the file")
+        item = sweep.found(
+            "journal-file",
+            os.path.basename(path),
+            "left by a process killed before it began",
+            "remove the file",
+        )
         sweep.act(item, os.unlink, path)
 
 
@@ -94,10 +105,13 @@ def _pool(sweep):
     # Connection claims of hosts that left the pool.
     for ref, rec in vdis.items():
         for key in sorted(rec["other_config"]):
-            if key.startswith(storage.CONNECTED) and key[len(storage.CONNECTED):] not in hosts:
-                item = sweep.found("claim", "%s %s" % (rec["uuid"], key),
-                                   "host %s left the pool" % key[len(storage.CONNECTED):],
-                                   "drop the connection claim")
+            if key.startswith(storage.CONNECTED) and key[len(storage.CONNECTED) :] not in hosts:
+                item = sweep.found(
+                    "claim",
+                    "%s %s" % (rec["uuid"], key),
+                    "host %s left the pool" % key[len(storage.CONNECTED) :],
+                    "drop the connection claim",
+                )
                 sweep.act(item, x.VDI.remove_from_other_config, ref, key)
     for sr, rec in sorted(srs.items(), key=lambda kv: kv[1]["uuid"]):
         other = rec["other_config"]
@@ -105,8 +119,9 @@ def _pool(sweep):
         if holder:
             if not _holder_dead(call, holder, sweep.apply):
                 continue  # an operation is at work on it
-            item = sweep.found("lease", rec["uuid"], "held by a dead operation (%s)" % holder,
-                               "break the lease")
+            item = sweep.found(
+                "lease", rec["uuid"], "held by a dead operation (%s)" % holder, "break the lease"
+            )
             sweep.act(item, leases.remove_if, call, sr, holder)
         marks = [k for k in other if k.startswith(storage.PBD_MARK)]
         if other.get(storage.INTRODUCED) != "true" and not marks:
@@ -114,14 +129,22 @@ def _pool(sweep):
         if _in_use(rec, vdis, hosts):
             continue
         if other.get(storage.INTRODUCED) == "true":
-            item = sweep.found("sr", rec["uuid"], "introduced by xenvol; no VBD and no "
-                               "connection uses it", "unplug its PBDs and forget the SR")
+            item = sweep.found(
+                "sr",
+                rec["uuid"],
+                "introduced by xenvol; no VBD and no connection uses it",
+                "unplug its PBDs and forget the SR",
+            )
             sweep.act(item, _release, call, sr, rec["uuid"], None)
         else:
-            owners = [k[len(storage.PBD_MARK):] for k in marks]
-            item = sweep.found("pbd", rec["uuid"], "PBD(s) xenvol made on host(s) %s of an SR "
-                               "it did not introduce; nothing uses them" % ", ".join(owners),
-                               "unplug and destroy those PBDs")
+            owners = [k[len(storage.PBD_MARK) :] for k in marks]
+            item = sweep.found(
+                "pbd",
+                rec["uuid"],
+                "PBD(s) xenvol made on host(s) %s of an SR "
+                "it did not introduce; nothing uses them" % ", ".join(owners),
+                "unplug and destroy those PBDs",
+            )
             sweep.act(item, _release, call, sr, rec["uuid"], [hosts.get(h) for h in owners])
     now = time.time()
     pbd_secrets = set()
@@ -142,8 +165,10 @@ def _in_use(sr_rec, vdis, hosts):
             continue
         if rec["VBDs"]:
             return True
-        if any(k.startswith(storage.CONNECTED) and k[len(storage.CONNECTED):] in hosts
-               for k in rec["other_config"]):
+        if any(
+            k.startswith(storage.CONNECTED) and k[len(storage.CONNECTED) :] in hosts
+            for k in rec["other_config"]
+        ):
             return True
     return False
 
@@ -210,4 +235,3 @@ def _orphan_secret(call, rec, now, hosts):
         if not alive:
             return "made by the plugin for operation %s, which is over" % op_id
     return None
-

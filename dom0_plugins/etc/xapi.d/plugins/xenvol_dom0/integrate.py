@@ -2,12 +2,14 @@
 describe a host as a storage initiator (connector), keep a volume's SR plugged on the hosts a
 VM may run on (pool-wide placement, prepare/release around a migration), and name the VDIs
 of volumes so that people and backup tools see what they are."""
+
 import glob
 import os
 
 import XenAPI
 
-from . import log, storage, vbd as vbds
+from . import log, storage
+from . import vbd as vbds
 from .call import NULL
 from .errors import VDI_NOT_FOUND, XenvolError, from_xapi, vanished
 from .txn import Steps
@@ -33,8 +35,9 @@ def vdi_name(settings, cfg, volume_type):
     # type: (Dict[str, Any], Any, str) -> str
     """The VDI's name_label: the operator's tags first (Xen Orchestra skips a disk whose name
     starts with [NOBAK] in backups and contains [NOSNAP] in snapshots), then the volume."""
-    volume = cfg.get("display_name") or (("volume-%s" % cfg.volume_id) if cfg.get("volume_id")
-                                         else "%s volume" % volume_type)
+    volume = cfg.get("display_name") or (
+        ("volume-%s" % cfg.volume_id) if cfg.get("volume_id") else "%s volume" % volume_type
+    )
     tags = "".join(settings["vdi_name_tags"])
     return ("%s %s" % (tags, volume)).strip()
 
@@ -53,8 +56,14 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
     description = ("xenvol %s volume %s" % (volume_type, cfg.get("volume_id") or "")).strip()
     if rec["name_label"] == name and rec["name_description"] == description:
         return
-    with steps.change("name the VDI", "restore_vdi_name", vdi_uuid=rec["uuid"],
-                      label=rec["name_label"], text=rec["name_description"], named=ours):
+    with steps.change(
+        "name the VDI",
+        "restore_vdi_name",
+        vdi_uuid=rec["uuid"],
+        label=rec["name_label"],
+        text=rec["name_description"],
+        named=ours,
+    ):
         call.do("naming the VDI", x.VDI.set_name_label, vdi, name)
         call.do("describing the VDI", x.VDI.set_name_description, vdi, description)
         if ours is not None:
@@ -64,7 +73,7 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
         except XenAPI.Failure as f:
             # A concurrent call (the record is the one this call found) named it too.
             if f.details[0] != "MAP_DUPLICATE_KEY":
-                raise from_xapi(f, "marking the VDI named")
+                raise from_xapi(f, "marking the VDI named") from None
 
 
 # ---------------------------------------------------------------------- extend
@@ -89,19 +98,32 @@ def extend(call, sr, vdi):
     scsi_id = rec["sm_config"].get("SCSIid")
     if scsi_id:
         master = x.pool.get_master(x.pool.get_all()[0])
-        hosts = [x.PBD.get_host(p) for p in call.do("listing the SR's PBDs", x.SR.get_PBDs, sr)
-                 if x.PBD.get_currently_attached(p)]
+        hosts = [
+            x.PBD.get_host(p)
+            for p in call.do("listing the SR's PBDs", x.SR.get_PBDs, sr)
+            if x.PBD.get_currently_attached(p)
+        ]
         # The master first: SR.scan reads the size there.
         for host in sorted(set(hosts), key=lambda h: h != master):
             host_uuid = x.host.get_uuid(host)
             log.step("refreshing the LUN's size", host_uuid=host_uuid, scsi_id=scsi_id)
-            answer = call.do("refreshing the LUN's size on host %s" % host_uuid,
-                             x.host.call_plugin, host, "on-slave",
-                             "refresh_lun_size_by_SCSIid", {"SCSIid": scsi_id})
+            answer = call.do(
+                "refreshing the LUN's size on host %s" % host_uuid,
+                x.host.call_plugin,
+                host,
+                "on-slave",
+                "refresh_lun_size_by_SCSIid",
+                {"SCSIid": scsi_id},
+            )
             if answer != "True":
-                raise XenvolError("XENVOL_BACKEND_FAILURE", "host %s could not refresh the size "
-                                  "of LUN %s (its paths disagree on the capacity; see SMlog)"
-                                  % (host_uuid, scsi_id), host_uuid=host_uuid, scsi_id=scsi_id)
+                raise XenvolError(
+                    "XENVOL_BACKEND_FAILURE",
+                    "host %s could not refresh the size "
+                    "of LUN %s (its paths disagree on the capacity; see SMlog)"
+                    % (host_uuid, scsi_id),
+                    host_uuid=host_uuid,
+                    scsi_id=scsi_id,
+                )
             refreshed.append(host_uuid)
     call.do("scanning the SR", x.SR.scan, sr)
     rec = call.do("reading the VDI", x.VDI.get_record, vdi)
@@ -110,11 +132,24 @@ def extend(call, sr, vdi):
     for vbd in rec["VBDs"]:
         v = x.VBD.get_record(vbd)
         vm = x.VM.get_record(v["VM"])
-        guests.append({"vm_uuid": vm["uuid"], "vbd_uuid": v["uuid"], "device": v["device"],
-                       "plugged": v["currently_attached"],
-                       "sees": _guest_sees(vm, v, rec, new > old)})
-    return {"vdi_uuid": rec["uuid"], "sr_uuid": x.SR.get_uuid(sr), "old_size": old,
-            "new_size": new, "grew": new > old, "refreshed_hosts": refreshed, "vbds": guests}
+        guests.append(
+            {
+                "vm_uuid": vm["uuid"],
+                "vbd_uuid": v["uuid"],
+                "device": v["device"],
+                "plugged": v["currently_attached"],
+                "sees": _guest_sees(vm, v, rec, new > old),
+            }
+        )
+    return {
+        "vdi_uuid": rec["uuid"],
+        "sr_uuid": x.SR.get_uuid(sr),
+        "old_size": old,
+        "new_size": new,
+        "grew": new > old,
+        "refreshed_hosts": refreshed,
+        "vbds": guests,
+    }
 
 
 def _guest_sees(vm, vbd, vdi, grew):
@@ -135,8 +170,10 @@ def _guest_sees(vm, vbd, vdi, grew):
     # Linux xen-blkback xen_blkif_schedule: each loop (at least every LRU_INTERVAL, 100 ms)
     # compares the device's size; xen_vbd_resize writes `sectors` to xenstore and the
     # frontend (Linux blkfront) sets the disk's capacity.
-    return ("the new size: blkback sees dom0's device grew within ~100 ms and writes the "
-            "new sectors to xenstore; a Linux guest's blkfront then sets the capacity")
+    return (
+        "the new size: blkback sees dom0's device grew within ~100 ms and writes the "
+        "new sectors to xenstore; a Linux guest's blkfront then sets the capacity"
+    )
 
 
 # ---------------------------------------------------------------------- connector
@@ -153,12 +190,19 @@ def connector(call):
         for ip in [p.get("IP")] + [a.split("/")[0] for a in p.get("IPv6") or []]:
             if ip and ip not in ips:
                 ips.append(ip)
-    out = {"host_uuid": rec["uuid"], "host": rec["hostname"], "name_label": rec["name_label"],
-           "ip": rec["address"], "ips": ips, "os_type": "linux2", "platform": "x86_64",
-           # xapi keeps the IQN in other_config (the host.iscsi_iqn field mirrors it).
-           "initiator": rec["other_config"].get("iscsi_iqn") or rec.get("iscsi_iqn") or "",
-           "multipath": bool(rec.get("multipathing")) or
-           rec["other_config"].get("multipathing") == "true"}
+    out = {
+        "host_uuid": rec["uuid"],
+        "host": rec["hostname"],
+        "name_label": rec["name_label"],
+        "ip": rec["address"],
+        "ips": ips,
+        "os_type": "linux2",
+        "platform": "x86_64",
+        # xapi keeps the IQN in other_config (the host.iscsi_iqn field mirrors it).
+        "initiator": rec["other_config"].get("iscsi_iqn") or rec.get("iscsi_iqn") or "",
+        "multipath": bool(rec.get("multipathing"))
+        or rec["other_config"].get("multipathing") == "true",
+    }
     wwpns, wwnns = _fc_ports()
     if wwpns:
         out["wwpns"], out["wwnns"] = wwpns, wwnns
@@ -187,7 +231,7 @@ def _read(path):
     try:
         with open(path) as fh:
             return fh.read().strip()
-    except (IOError, OSError):
+    except OSError:
         return ""
 
 
@@ -234,24 +278,26 @@ def plug_here(call, sr, steps, host=None):
     if pbd is None:
         others = x.SR.get_PBDs(sr)
         if not others:
-            raise XenvolError(VDI_NOT_FOUND, "SR %s has no PBD to copy" % sr_uuid,
-                              sr_uuid=sr_uuid)
+            raise XenvolError(VDI_NOT_FOUND, "SR %s has no PBD to copy" % sr_uuid, sr_uuid=sr_uuid)
         dconf = x.PBD.get_device_config(others[0])
         steps.will("create PBD", "destroy_pbd", sr_uuid=sr_uuid, host=host)
         try:
-            pbd = x.PBD.create({"host": host, "SR": sr, "device_config": dconf,
-                                "other_config": {}})
+            pbd = x.PBD.create({"host": host, "SR": sr, "device_config": dconf, "other_config": {}})
         except XenAPI.Failure as f:
             steps.finished()
             if f.details[0] != "PBD_EXISTS":
-                raise from_xapi(f, "creating the PBD")
+                raise from_xapi(f, "creating the PBD") from None
             pbd = f.details[3]
         else:
-            call.do("marking the SR", x.SR.add_to_other_config, sr,
-                    storage.PBD_MARK + x.host.get_uuid(host), "true")
+            call.do(
+                "marking the SR",
+                x.SR.add_to_other_config,
+                sr,
+                storage.PBD_MARK + x.host.get_uuid(host),
+                "true",
+            )
     if not x.PBD.get_currently_attached(pbd):
-        with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
-                          host=host):
+        with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid, host=host):
             call.do("plugging the SR", x.PBD.plug, pbd)
     return pbd
 
@@ -307,8 +353,10 @@ def _release_here(call, sr, master):
             return "kept: connected on this host"
         for vbd in vrec["VBDs"]:
             vm = x.VBD.get_VM(vbd)
-            if x.VM.get_resident_on(vm) == call.host or \
-                    x.VM.get_scheduled_to_be_resident_on(vm) == call.host:
+            if (
+                x.VM.get_resident_on(vm) == call.host
+                or x.VM.get_scheduled_to_be_resident_on(vm) == call.host
+            ):
                 return "kept: a VM on this host uses it"
     pbd = call.this_host_pbd(sr)
     if pbd is not None:
@@ -333,8 +381,11 @@ def reconcile(call, apply):
         for host in hosts:
             if have.get(host):
                 continue
-            item = {"sr_uuid": rec["uuid"], "host_uuid": x.host.get_uuid(host),
-                    "action": "plug" if host in have else "create and plug"}
+            item = {
+                "sr_uuid": rec["uuid"],
+                "host_uuid": x.host.get_uuid(host),
+                "action": "plug" if host in have else "create and plug",
+            }
             if apply:
                 with call.lock("sr-" + rec["uuid"]):
                     steps = Steps(call)

@@ -16,6 +16,7 @@ One file per operation, <journal_dir>/<op id>.json, JSON lines appended and fsyn
 The owner holds an flock on the file from before it is visible until it ends, and removes it
 when it ends with nothing left to do. A journal is dead when its flock is free and its
 process is gone: another boot, no such pid, or a pid with another start time."""
+
 import errno
 import fcntl
 import json
@@ -25,13 +26,18 @@ import time
 
 from . import log, paths
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Set  # noqa: F401
+
 # A recovery is tried by this many calls; then the journal waits for `gc --apply`.
 MAX_ATTEMPTS = 3
 # Results of finished operations are kept this long, for retries with the same op id.
 RESULT_TTL = 86400
 _OP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Operations this process is recovering: their leases are broken, not waited for.
-RECOVERING = set()
+RECOVERING = set()  # type: Set[str]
 
 
 def valid_op_id(op_id):
@@ -42,7 +48,7 @@ def boot_id():
     try:
         with open(paths.boot_id_file()) as fh:
             return fh.read().strip()
-    except (IOError, OSError):
+    except OSError:
         return ""
 
 
@@ -51,7 +57,7 @@ def start_time(pid):
     try:
         with open("/proc/%d/stat" % int(pid)) as fh:
             data = fh.read()
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
     fields = data.rsplit(")", 1)[-1].split()
     return fields[19] if len(fields) > 19 else None
@@ -85,7 +91,7 @@ def _fsync_dir(d):
         os.close(fd)
 
 
-class Journal(object):
+class Journal:
     """The running operation's journal, created flocked and fsync'd before it is visible."""
 
     def __init__(self, op_id, fn, host_uuid):
@@ -99,8 +105,17 @@ class Journal(object):
         self.n = 0
         self.pending = set()
         pid = os.getpid()
-        self._write({"op": op_id, "fn": fn, "pid": pid, "start": start_time(pid),
-                     "boot": boot_id(), "host": host_uuid, "time": int(time.time())})
+        self._write(
+            {
+                "op": op_id,
+                "fn": fn,
+                "pid": pid,
+                "start": start_time(pid),
+                "boot": boot_id(),
+                "host": host_uuid,
+                "time": int(time.time()),
+            }
+        )
         os.rename(tmp, self.path)
         _fsync_dir(d)
 
@@ -116,8 +131,9 @@ class Journal(object):
 
     def replace(self, ns, desc, undo, args):
         self.n += 1
-        self._write({"step": self.n, "desc": desc, "undo": undo, "args": args,
-                     "replaces": list(ns)})
+        self._write(
+            {"step": self.n, "desc": desc, "undo": undo, "args": args, "replaces": list(ns)}
+        )
         self.pending.difference_update(ns)
         self.pending.add(self.n)
         return self.n
@@ -159,7 +175,7 @@ def _unlink(path):
         pass
 
 
-class Record(object):
+class Record:
     """A journal read back: header, steps still to undo or finish (in order), leases."""
 
     def __init__(self, path):
@@ -168,7 +184,7 @@ class Record(object):
         self.steps = []
         self.leases = []
         self.attempts = 0
-        steps = {}
+        steps = {}  # type: Dict[int, Dict[str, Any]]
         with open(path) as fh:
             lines = fh.read().split("\n")
         for line in lines:
@@ -194,13 +210,18 @@ class Record(object):
 
     @property
     def op_id(self):
-        return self.header.get("op") or os.path.basename(self.path)[:-len(".json")]
+        return self.header.get("op") or os.path.basename(self.path)[: -len(".json")]
 
     def describe(self):
-        return {"op_id": self.op_id, "fn": self.header.get("fn", ""),
-                "pid": self.header.get("pid"), "started": self.header.get("time"),
-                "other_boot": self.header.get("boot") != boot_id(),
-                "left": [s["desc"] for s in self.steps], "attempts": self.attempts}
+        return {
+            "op_id": self.op_id,
+            "fn": self.header.get("fn", ""),
+            "pid": self.header.get("pid"),
+            "started": self.header.get("time"),
+            "other_boot": self.header.get("boot") != boot_id(),
+            "left": [s["desc"] for s in self.steps],
+            "attempts": self.attempts,
+        }
 
 
 def journals():
@@ -222,7 +243,7 @@ def recover(call, path, force=False):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (IOError, OSError):
+        except OSError:
             return "alive"
         if os.fstat(fd).st_nlink == 0:
             return "gone"  # recovered by another call between our open and our lock
@@ -236,6 +257,7 @@ def recover(call, path, force=False):
         log.step("recovering a dead operation", **rec.describe())
         failed = _undo(call, fd, rec)
         from . import lease
+
         for sr_uuid, value in rec.leases:
             lease.drop(call, sr_uuid, value)
         if failed:
@@ -254,6 +276,7 @@ def recover(call, path, force=False):
 
 def _undo(call, fd, rec):
     from .undo import find
+
     failed = []
     for step in reversed(rec.steps):
         try:
@@ -291,11 +314,11 @@ def orphan_temp_files():
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 out.append(path)
-            except (IOError, OSError):
+            except OSError:
                 pass
             finally:
                 os.close(fd)
-        elif name.endswith(".cancel") and not os.path.exists(path[:-len(".cancel")] + ".json"):
+        elif name.endswith(".cancel") and not os.path.exists(path[: -len(".cancel")] + ".json"):
             out.append(path)
     return out
 
@@ -316,7 +339,7 @@ def saved_result(op_id):
     try:
         with open(result_path(op_id)) as fh:
             return json.load(fh)
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
 
 
@@ -348,7 +371,7 @@ def dead(path):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (IOError, OSError):
+        except OSError:
             return False
         rec = Record(path)
         return not (rec.header and process_alive(rec.header))

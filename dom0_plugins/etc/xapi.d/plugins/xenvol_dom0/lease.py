@@ -17,6 +17,7 @@ lease); on another host, a host that left the pool or is not live (host_metrics.
 nothing, else that host's plugin is asked (`recover`: it rolls its dead operation back and
 answers whether it is alive). Only a lease in no known form is left to age out after
 lease_stale_after seconds."""
+
 import json
 import os
 import time
@@ -26,12 +27,17 @@ import XenAPI
 from . import journal, log
 from .errors import BUSY, XenvolError, from_xapi
 
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict  # noqa: F401
+
 KEY = "xenvol-lease"
 # How long a verdict of "alive" from another host is trusted before asking again.
 ASK_EVERY = 2.0
 
 
-class Lease(object):
+class Lease:
     def __init__(self, call, sr):
         self.call = call
         self.sr = sr
@@ -41,8 +47,9 @@ class Lease(object):
     def acquire(self):
         """Take the lease, waiting while a live operation holds it."""
         if self.call.journal:
-            self.call.journal.lease(self.call.uuids.get(self.sr) or
-                                    self.call.x.SR.get_uuid(self.sr), self.value)
+            self.call.journal.lease(
+                self.call.uuids.get(self.sr) or self.call.x.SR.get_uuid(self.sr), self.value
+            )
         self._wait(take=True)
         self.held = True
         return self
@@ -57,7 +64,7 @@ class Lease(object):
         stale = float(self.call.settings["lease_stale_after"])
         deadline = self.call.wait_deadline()
         delay = 0.02
-        verdicts = {}
+        verdicts = {}  # type: Dict[str, float]
         while True:
             if take:
                 try:
@@ -65,13 +72,13 @@ class Lease(object):
                     return None
                 except XenAPI.Failure as f:
                     if f.details[0] != "MAP_DUPLICATE_KEY":
-                        raise from_xapi(f, "locking the SR")
+                        raise from_xapi(f, "locking the SR") from None
                 holder = x.SR.get_other_config(self.sr).get(KEY, "")
             else:
                 try:
                     rec = x.SR.get_record(self.sr)
                 except XenAPI.Failure as f:
-                    raise from_xapi(f, "reading the SR")
+                    raise from_xapi(f, "reading the SR") from None
                 holder = rec["other_config"].get(KEY, "")
                 if not holder:
                     return rec
@@ -84,8 +91,13 @@ class Lease(object):
                 remove_if(self.call, self.sr, holder)
                 continue
             if time.time() >= deadline:
-                raise XenvolError(BUSY, "another xenvol call holds SR %s (%s); try again"
-                                  % (x.SR.get_uuid(self.sr), holder), lock=KEY, holder=holder)
+                raise XenvolError(
+                    BUSY,
+                    "another xenvol call holds SR %s (%s); try again"
+                    % (x.SR.get_uuid(self.sr), holder),
+                    lock=KEY,
+                    holder=holder,
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
 
@@ -152,8 +164,7 @@ def _dead(call, holder, verdicts):
         if op_id in journal.RECOVERING:
             return True
         # The journal exists from before the lease until after its release.
-        return journal.recover(call, journal.path_of(op_id)) in ("gone", "recovered",
-                                                                 "failed")
+        return journal.recover(call, journal.path_of(op_id)) in ("gone", "recovered", "failed")
     asked = verdicts.get(holder)
     if asked is not None and time.time() - asked < ASK_EVERY:
         return False

@@ -2,6 +2,7 @@
 
 The lock is the open file description, so it dies with the process: no stale lock can
 outlive a crashed call. The file names what it guards, for an operator looking at it."""
+
 import errno
 import fcntl
 import os
@@ -11,7 +12,7 @@ from . import paths
 from .errors import BUSY, XenvolError
 
 
-class Lock(object):
+class Lock:
     def __init__(self, name, timeout):
         self.name = name
         self.timeout = timeout
@@ -32,14 +33,15 @@ class Lock(object):
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except (IOError, OSError) as e:
+            except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
             if time.time() >= deadline:
                 os.close(self.fd)
                 self.fd = None
-                raise XenvolError(BUSY, "another xenvol call holds %s; try again" % self.name,
-                                  lock=self.name)
+                raise XenvolError(
+                    BUSY, "another xenvol call holds %s; try again" % self.name, lock=self.name
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
         os.ftruncate(self.fd, 0)

@@ -1,4 +1,5 @@
 """One log line per step in /var/log/xenvol.log, secrets masked and scrubbed."""
+
 import json
 import logging
 import logging.handlers
@@ -27,10 +28,11 @@ def logger():
             if not os.path.isdir(os.path.dirname(path)):
                 os.makedirs(os.path.dirname(path))
             handler = logging.FileHandler(path)  # type: logging.Handler
-        except (IOError, OSError):
+        except OSError:
             handler = logging.NullHandler()
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s xenvol[%(process)d] %(levelname)s %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s xenvol[%(process)d] %(levelname)s %(message)s")
+        )
         _logger.addHandler(handler)
         _add_syslog(_logger)
     return _logger
@@ -45,8 +47,9 @@ def _add_syslog(target):
         return
     try:
         handler = logging.handlers.SysLogHandler(
-            address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
-    except (IOError, OSError):
+            address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+        )
+    except OSError:
         return
     handler.setFormatter(logging.Formatter("xenvol[%(process)d]: %(levelname)s %(message)s"))
     target.addHandler(handler)

@@ -1,15 +1,27 @@
 """The plugin's functions. Each takes (session, args) with args a string->string map and
 returns a JSON string; docs/plugin-api.md is their contract, with xe examples."""
+
 import os
 
 import XenAPI
 
-from . import (call as call_mod, check, gc as gc_mod, integrate, journal, log, policy,
-               settings, storage, vbd as vbds, xsecret)
+from . import call as call_mod
+from . import check, integrate, journal, log, policy, settings, storage, xsecret
+from . import gc as gc_mod
+from . import vbd as vbds
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
-from .errors import (INVALID_ARGUMENT, INVALID_CONNECTION_INFO, POLICY_REFUSED, VDI_NOT_FOUND,
-                     VM_NOT_FOUND, WRONG_HOST, XenvolError, invalid, vanished)
+from .errors import (
+    INVALID_ARGUMENT,
+    INVALID_CONNECTION_INFO,
+    POLICY_REFUSED,
+    VDI_NOT_FOUND,
+    VM_NOT_FOUND,
+    WRONG_HOST,
+    XenvolError,
+    invalid,
+    vanished,
+)
 from .redact import SCRUB, is_secret_key, is_secret_ref
 from .registry import Registry
 from .txn import Steps
@@ -22,8 +34,12 @@ ATTEMPTS = 3
 
 def version(session, args):
     Fields(args, "", INVALID_ARGUMENT).reject_unknown(())
-    return {"plugin": "xenvol", "version": VERSION, "api_level": API_LEVEL,
-            "wait_limit": settings.wait_limit(settings.load())}
+    return {
+        "plugin": "xenvol",
+        "version": VERSION,
+        "api_level": API_LEVEL,
+        "wait_limit": settings.wait_limit(settings.load()),
+    }
 
 
 def list_drivers(session, args):
@@ -54,8 +70,11 @@ def _connection_info(a, required=True):
         raise ci.bad("data", "is required")
     if isinstance(info["data"], dict):
         # Secrets the client made for this call are consumed when it ends (call.run).
-        call_mod.CURRENT[0].secrets = [v for k, v in sorted(info["data"].items())
-                                       if k.endswith("password_secret") and isinstance(v, str)]
+        call_mod.CURRENT[0].secrets = [
+            v
+            for k, v in sorted(info["data"].items())
+            if k.endswith("password_secret") and isinstance(v, str)
+        ]
     data = Fields(info["data"], "data")
     data.envelope = info
     return volume_type, data
@@ -65,10 +84,16 @@ def _admit(call, driver, cfg, data, vm=None, mode=None):
     """The checks before anything changes: given secrets read and checked, the policy on the
     SR and on optional keys. Returns (check_vdi(vdi), ignored) for the connect step."""
     for key in sorted(data.data):
-        if (is_secret_key(key) or is_secret_ref(key)) and key not in data.used \
-                and data.data[key] not in (None, ""):
-            raise data.bad(key, "is a secret the %s driver does not use; xenvol never ignores "
-                           "a secret" % cfg.driver_volume_type)
+        if (
+            (is_secret_key(key) or is_secret_ref(key))
+            and key not in data.used
+            and data.data[key] not in (None, "")
+        ):
+            raise data.bad(
+                key,
+                "is a secret the %s driver does not use; xenvol never ignores "
+                "a secret" % cfg.driver_volume_type,
+            )
     call.secret_values = xsecret.check_given(call, data)
     multiattach, ignored = policy.check_data(call, data, data.envelope)
     policy.check_sr(call, cfg)
@@ -76,6 +101,7 @@ def _admit(call, driver, cfg, data, vm=None, mode=None):
 
     def check_vdi(vdi):
         policy.check_vdi(call, vdi, vm, mode, multiattach)
+
     return check_vdi, ignored
 
 
@@ -98,26 +124,33 @@ def _vm(call, a):
     given = a.uuid("vm_uuid") if field == "vm_uuid" else a.string("vm", max_len=255)
     found = {}
     if check.is_uuid(given):
-        found = call.do("looking up the VM", call.x.VM.get_all_records_where,
-                        'field "uuid" = "%s"' % given.lower())
+        found = call.do(
+            "looking up the VM",
+            call.x.VM.get_all_records_where,
+            'field "uuid" = "%s"' % given.lower(),
+        )
     if not found and field == "vm":
         for ref in call.do("looking up the VM", call.x.VM.get_by_name_label, given):
             rec = call.do("reading the VM", call.x.VM.get_record, ref)
             if not rec["is_a_template"] and not rec["is_control_domain"]:
                 found[ref] = rec
         if len(found) > 1:
-            raise invalid("vm", "%d VMs are named %r; give its uuid" % (len(found), given),
-                          INVALID_ARGUMENT)
+            raise invalid(
+                "vm", "%d VMs are named %r; give its uuid" % (len(found), given), INVALID_ARGUMENT
+            )
     if not found:
-        raise XenvolError(VM_NOT_FOUND, "%s: no VM %s" % (field, given), field=field,
-                          vm_uuid=given)
+        raise XenvolError(VM_NOT_FOUND, "%s: no VM %s" % (field, given), field=field, vm_uuid=given)
     vm, rec = list(found.items())[0]
     if rec["is_a_template"]:
         raise invalid(field, "%s is a template, not a VM" % given, INVALID_ARGUMENT)
     if rec["is_control_domain"]:
-        raise XenvolError(POLICY_REFUSED, "%s: %s is a control domain (dom0); xenvol "
-                          "never attaches volumes to it" % (field, given), field=field,
-                          vm_uuid=rec["uuid"])
+        raise XenvolError(
+            POLICY_REFUSED,
+            "%s: %s is a control domain (dom0); xenvol "
+            "never attaches volumes to it" % (field, given),
+            field=field,
+            vm_uuid=rec["uuid"],
+        )
     call.vm_records[vm] = rec
     if a.raw("route") == "strict":
         _check_route(call, vm, rec)
@@ -145,15 +178,19 @@ def _check_route(call, vm, rec):
     home = _home(call, rec)
     if home != call.host:
         host_uuid = call.do("reading the host", call.x.host.get_uuid, home)
-        raise XenvolError(WRONG_HOST, "VM %s runs on host %s; call its plugin there"
-                          % (rec["uuid"], host_uuid), host_ref=home, host_uuid=host_uuid,
-                          vm_ref=vm, vm_uuid=rec["uuid"])
+        raise XenvolError(
+            WRONG_HOST,
+            "VM %s runs on host %s; call its plugin there" % (rec["uuid"], host_uuid),
+            host_ref=home,
+            host_uuid=host_uuid,
+            vm_ref=vm,
+            vm_uuid=rec["uuid"],
+        )
 
 
 def _route_info(call, vm):
     rec = call.vm_records.get(vm) or {}
-    return {"vm_ref": vm, "host_ref": call.host,
-            "vm_running": rec.get("power_state") == "Running"}
+    return {"vm_ref": vm, "host_ref": call.host, "vm_running": rec.get("power_state") == "Running"}
 
 
 def _connect_then(call, driver, cfg, lock_of, then):
@@ -206,15 +243,18 @@ def _describe(call, vbd, rec=None):
         call.sr_records[sr] = x.SR.get_record(sr)
         call.uuids[sr] = call.sr_records[sr]["uuid"]
     vm_rec = call.vm_records.get(rec["VM"])
-    return {"vbd_uuid": rec["uuid"],
-            "vm_uuid": vm_rec["uuid"] if vm_rec else x.VM.get_uuid(rec["VM"]),
-            "vdi_uuid": vdi_rec["uuid"] if vdi_rec else "",
-            "sr_uuid": call.uuids[sr] if sr != NULL else "",
-            "userdevice": rec["userdevice"],
-            "device": rec["device"] or vbds.device_name(vbds.device_number(rec["userdevice"])),
-            "plugged": rec["currently_attached"], "mode": rec["mode"].lower(),
-            "driver_volume_type": rec["other_config"].get("xenvol-driver", ""),
-            "volume_id": rec["other_config"].get("xenvol-volume-id", "")}
+    return {
+        "vbd_uuid": rec["uuid"],
+        "vm_uuid": vm_rec["uuid"] if vm_rec else x.VM.get_uuid(rec["VM"]),
+        "vdi_uuid": vdi_rec["uuid"] if vdi_rec else "",
+        "sr_uuid": call.uuids[sr] if sr != NULL else "",
+        "userdevice": rec["userdevice"],
+        "device": rec["device"] or vbds.device_name(vbds.device_number(rec["userdevice"])),
+        "plugged": rec["currently_attached"],
+        "mode": rec["mode"].lower(),
+        "driver_volume_type": rec["other_config"].get("xenvol-driver", ""),
+        "volume_id": rec["other_config"].get("xenvol-volume-id", ""),
+    }
 
 
 # ---------------------------------------------------------------------- connect / disconnect
@@ -231,8 +271,13 @@ def connect_volume(session, args):
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
         _claim(call, vdi, steps)
-        return {"sr_uuid": driver.sr_uuid(cfg), "vdi_uuid": _vdi_uuid(call, vdi),
-                "host_uuid": call.host_uuid, "driver_volume_type": volume_type}
+        return {
+            "sr_uuid": driver.sr_uuid(cfg),
+            "vdi_uuid": _vdi_uuid(call, vdi),
+            "host_uuid": call.host_uuid,
+            "driver_volume_type": volume_type,
+        }
+
     # Connects of one volume on this host, one at a time: a rollback of one never drops a
     # claim another has just counted on.
     result = _connect_then(call, driver, cfg, lambda vdi: "vdi-" + _vdi_uuid(call, vdi), claim)
@@ -268,8 +313,9 @@ def disconnect_volume(session, args):
         vdi = driver.locate_vdi(call, sr, cfg) if sr else None
     else:
         if not a.has("sr_uuid"):
-            raise invalid("connection_info", "give connection_info, or sr_uuid and vdi_uuid",
-                          INVALID_ARGUMENT)
+            raise invalid(
+                "connection_info", "give connection_info, or sr_uuid and vdi_uuid", INVALID_ARGUMENT
+            )
         sr_uuid, vdi_uuid = a.uuid("sr_uuid"), a.uuid("vdi_uuid")
         sr, vdi = call.find("SR", sr_uuid), call.find("VDI", vdi_uuid)
     if sr is None:
@@ -281,8 +327,12 @@ def disconnect_volume(session, args):
         if vdi is not None:
             claim = storage.CONNECTED + call.host_uuid
             if claim in call.x.VDI.get_other_config(vdi):
-                call.do("dropping the connection record", call.x.VDI.remove_from_other_config,
-                        vdi, claim)
+                call.do(
+                    "dropping the connection record",
+                    call.x.VDI.remove_from_other_config,
+                    vdi,
+                    claim,
+                )
         note = storage.release_sr(call, sr)
         steps.finished(n)
     return {"sr_uuid": sr_uuid, "note": note}
@@ -292,8 +342,9 @@ def disconnect_volume(session, args):
 def attach_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
-    a.reject_unknown(("connection_info", "vm_uuid", "vm", "route", "mountpoint", "mode",
-                      "hotplug", "placement"))
+    a.reject_unknown(
+        ("connection_info", "vm_uuid", "vm", "route", "mountpoint", "mode", "hotplug", "placement")
+    )
     if a.has("route"):
         a.choice("route", ("strict",))
     # The VM first: a WRONG_HOST answer leaves the client's secrets for the host it re-sends
@@ -302,32 +353,39 @@ def attach_volume(session, args):
     volume_type, data = _connection_info(a)
     driver, cfg = _driver_and_config(call, volume_type, data)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
-    number = vbds.device_number(a.string("mountpoint", required=False, default="autodetect",
-                                         max_len=64))
+    number = vbds.device_number(
+        a.string("mountpoint", required=False, default="autodetect", max_len=64)
+    )
     mode = a.choice("mode", ("rw", "ro"), "ro" if driver.read_only(cfg) else "rw")
     if mode == "rw" and driver.read_only(cfg):
-        raise invalid("mode", "the volume's access_mode is ro; it cannot be attached rw",
-                      INVALID_ARGUMENT)
+        raise invalid(
+            "mode", "the volume's access_mode is ro; it cannot be attached rw", INVALID_ARGUMENT
+        )
     hotplug = a.boolean("hotplug", True)
     check_vdi, ignored = _admit(call, driver, cfg, data, vm, mode)
     marks = {vbds.MARK: "true", "xenvol-host": call.host_uuid, "xenvol-driver": volume_type}
     if cfg.get("volume_id"):
         marks["xenvol-volume-id"] = cfg.volume_id
     # The VBD says which volume it is (a VBD has no name of its own).
-    marks["xenvol-volume-name"] = integrate.vdi_name(dict(call.settings, vdi_name_tags=[]), cfg,
-                                                     volume_type)
+    marks["xenvol-volume-name"] = integrate.vdi_name(
+        dict(call.settings, vdi_name_tags=[]), cfg, volume_type
+    )
 
     def attach(vdi, steps):
         # The VM's disks and the volume's in one filtered read (the device choice and the
         # policy check), whatever the VM has.
-        found = call.do("listing the disks", call.x.VBD.get_all_records_where,
-                        'field "VM" = "%s" or field "VDI" = "%s"' % (vm, vdi))
+        found = call.do(
+            "listing the disks",
+            call.x.VBD.get_all_records_where,
+            'field "VM" = "%s" or field "VDI" = "%s"' % (vm, vdi),
+        )
         call.vbd_records.update(found)
         call.vdi_vbds[vdi] = dict((v, r) for v, r in found.items() if r["VDI"] == vdi)
         call.vm_vbds[vm] = dict((v, r) for v, r in found.items() if r["VM"] == vm)
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
         return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
+
     result = _connect_then(call, driver, cfg, lambda vdi: "vm-" + vm_uuid, attach)
     result["host_uuid"] = call.host_uuid
     result["route"] = _route_info(call, vm)
@@ -338,17 +396,22 @@ def attach_volume(session, args):
 
 # XAPI refuses a hot-plug into an HVM guest that cannot take one (xen-api
 # ocaml/xapi/xapi_vbd_helpers.ml valid_operations): no PV drivers, or the guest says so.
-_NO_HOTPLUG = (("VM_MISSING_PV_DRIVERS",),
-               ("OPERATION_NOT_ALLOWED", "VM states it does not support VBD hotplug."))
-NOTE_NEXT_BOOT = ("not plugged: the guest cannot hot-plug disks (HVM without PV drivers); "
-                  "the disk appears at the VM's next start")
+_NO_HOTPLUG = (
+    ("VM_MISSING_PV_DRIVERS",),
+    ("OPERATION_NOT_ALLOWED", "VM states it does not support VBD hotplug."),
+)
+NOTE_NEXT_BOOT = (
+    "not plugged: the guest cannot hot-plug disks (HVM without PV drivers); "
+    "the disk appears at the VM's next start"
+)
 
 
 def _ro_on_hvm():
     # xen-api ocaml/xapi/xapi_vbd.ml plug (CA-83260) refuses RO disks on HVM guests, and at boot
     # qemu leaves RO disks out (xenopsd), so xenvol refuses them hot and cold alike.
-    return invalid("mode", "an HVM guest cannot take a read-only disk; attach it rw",
-                   INVALID_ARGUMENT)
+    return invalid(
+        "mode", "an HVM guest cannot take a read-only disk; attach it rw", INVALID_ARGUMENT
+    )
 
 
 def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
@@ -362,21 +425,26 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
     created = vbd is None
     if vbd is not None:
         note = "already attached"
-        log.step("volume already attached to the VM",
-                 userdevice=call.vbd_records[vbd]["userdevice"] if vbd in call.vbd_records
-                 else x.VBD.get_userdevice(vbd))
+        log.step(
+            "volume already attached to the VM",
+            userdevice=call.vbd_records[vbd]["userdevice"]
+            if vbd in call.vbd_records
+            else x.VBD.get_userdevice(vbd),
+        )
     else:
         if read_only and vm_rec["domain_type"] == "hvm":
             raise _ro_on_hvm()
         for _try in range(5):
             userdevice = number if number is not None else vbds.choose_device(call, vm)
-            vbd = vbds.create(call, vm, vdi, userdevice, read_only, marks, steps,
-                              explicit=number is not None)
+            vbd = vbds.create(
+                call, vm, vdi, userdevice, read_only, marks, steps, explicit=number is not None
+            )
             if vbd is not None:
                 break
         else:
-            raise XenvolError("XENVOL_DEVICE_IN_USE", "no free device after 5 attempts",
-                              field="mountpoint")
+            raise XenvolError(
+                "XENVOL_DEVICE_IN_USE", "no free device after 5 attempts", field="mountpoint"
+            )
     storage.in_use(call)
     if hotplug and running and (created or not x.VBD.get_currently_attached(vbd)):
         try:
@@ -384,14 +452,13 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
         except XenvolError as e:
             refused = e.details.get("xapi_error", [])
             if refused[:1] == ["DISK_VBD_MUST_BE_READWRITE_FOR_HVM"]:
-                raise _ro_on_hvm()
+                raise _ro_on_hvm() from None
             if refused[:1] == ["VM_BAD_POWER_STATE"]:
                 log.step("the VM stopped meanwhile; the disk waits for its next start")
                 return _describe(call, vbd)
-            if not any(refused[:len(c)] == list(c) for c in _NO_HOTPLUG):
+            if not any(refused[: len(c)] == list(c) for c in _NO_HOTPLUG):
                 raise
-            log.step("guest cannot hot-plug; leaving the disk for the next start",
-                     error=refused[0])
+            log.step("guest cannot hot-plug; leaving the disk for the next start", error=refused[0])
             note = NOTE_NEXT_BOOT
     out = _describe(call, vbd)
     if note:
@@ -408,29 +475,42 @@ def detach_volume(session, args):
         a.choice("route", ("strict",))
     # VBD records read once (filtered reads), and used for every step below.
     if a.has("vbd_uuid"):
-        found = call.do("looking up the disk", x.VBD.get_all_records_where,
-                        'field "uuid" = "%s"' % a.uuid("vbd_uuid"))
+        found = call.do(
+            "looking up the disk",
+            x.VBD.get_all_records_where,
+            'field "uuid" = "%s"' % a.uuid("vbd_uuid"),
+        )
         call.vbd_records.update(found)
         targets, field = sorted(found), "vbd_uuid"
     elif a.has("vdi_uuid"):
         vdi = call.find("VDI", a.uuid("vdi_uuid"))
-        found = call.do("listing the volume's disks", x.VBD.get_all_records_where,
-                        'field "VDI" = "%s"' % vdi) if vdi else {}
+        found = (
+            call.do(
+                "listing the volume's disks",
+                x.VBD.get_all_records_where,
+                'field "VDI" = "%s"' % vdi,
+            )
+            if vdi
+            else {}
+        )
         call.vbd_records.update(found)
-        targets = [v for v, r in sorted(found.items())
-                   if r["other_config"].get(vbds.MARK) == "true"]
+        targets = [
+            v for v, r in sorted(found.items()) if r["other_config"].get(vbds.MARK) == "true"
+        ]
         field = "vdi_uuid"
     elif a.has("vm_uuid") or a.has("vm"):
         vm, _vm_uuid = _vm(call, a)
         number = vbds.device_number(a.string("mountpoint", max_len=64))
         if number is None:
-            raise invalid("mountpoint", "name the device to detach, not autodetect",
-                          INVALID_ARGUMENT)
+            raise invalid(
+                "mountpoint", "name the device to detach, not autodetect", INVALID_ARGUMENT
+            )
         ref = vbds.at_device(call, vm, number)
         targets, field = ([ref] if ref else []), "mountpoint"
     else:
-        raise invalid("vbd_uuid", "give vbd_uuid, vdi_uuid, or vm_uuid and mountpoint",
-                      INVALID_ARGUMENT)
+        raise invalid(
+            "vbd_uuid", "give vbd_uuid, vdi_uuid, or vm_uuid and mountpoint", INVALID_ARGUMENT
+        )
     if not targets:
         return {"detached": [], "note": "nothing to detach: not attached"}
     if a.raw("route") == "strict" and field != "mountpoint":
@@ -441,8 +521,9 @@ def detach_volume(session, args):
     for ref in targets:
         rec = call.vbd_records.get(ref) or x.VBD.get_record(ref)
         if rec["other_config"].get(vbds.MARK) != "true":
-            raise invalid(field, "that disk was not attached by xenvol; detach it with xe",
-                          INVALID_ARGUMENT)
+            raise invalid(
+                field, "that disk was not attached by xenvol; detach it with xe", INVALID_ARGUMENT
+            )
         described = _describe(call, ref, rec)
         if rec["currently_attached"]:
             # Before anything goes: a call killed here is a plain retry (the VBD is still
@@ -453,8 +534,11 @@ def detach_volume(session, args):
         # What is still to release outlives the VBD: in the journal before the VBD goes, and
         # finished by the next call on this host if this one fails or dies after.
         sr_uuid = described["sr_uuid"]
-        release = steps.will("release SR %s" % sr_uuid, "release_sr",
-                             sr_uuid=sr_uuid) if sr_uuid else None
+        release = (
+            steps.will("release SR %s" % sr_uuid, "release_sr", sr_uuid=sr_uuid)
+            if sr_uuid
+            else None
+        )
         steps.will("destroy VBD %s" % described["vbd_uuid"], "finish_detach", vbd=ref)
         vbds.destroy(call, ref)
         steps.finished()
@@ -491,8 +575,13 @@ def list_attachments(session, args):
             out.append(_describe(call, ref))
         except XenAPI.Failure:
             continue  # destroyed while we listed
-    return {"host_uuid": call.host_uuid, "attachments": sorted(out, key=lambda d: (
-        d["vm_uuid"], int(d["userdevice"]) if d["userdevice"].isdigit() else 0))}
+    return {
+        "host_uuid": call.host_uuid,
+        "attachments": sorted(
+            out,
+            key=lambda d: (d["vm_uuid"], int(d["userdevice"]) if d["userdevice"].isdigit() else 0),
+        ),
+    }
 
 
 # ---------------------------------------------------------------------- lifecycle
@@ -513,10 +602,14 @@ def recover(session, args):
     if probe:
         return {"dead": [journal.Record(p).op_id for p in journal.journals() if journal.dead(p)]}
     done = journal.recover_dead(call)
-    return {"recovered": sorted(journal.Record(p).op_id if os.path.exists(p) else
-                                os.path.basename(p)[:-5] for p, r in done.items()
-                                if r == "recovered"),
-            "failed": sorted(os.path.basename(p)[:-5] for p, r in done.items() if r == "failed")}
+    return {
+        "recovered": sorted(
+            journal.Record(p).op_id if os.path.exists(p) else os.path.basename(p)[:-5]
+            for p, r in done.items()
+            if r == "recovered"
+        ),
+        "failed": sorted(os.path.basename(p)[:-5] for p, r in done.items() if r == "failed"),
+    }
 
 
 def cancel(session, args):
@@ -526,8 +619,10 @@ def cancel(session, args):
     op_id = _op_id(a, "operation")
     if journal.saved_result(op_id) is not None:
         return {"operation": op_id, "state": "finished"}
-    return {"operation": op_id,
-            "state": "cancelling" if call_mod.cancel_mark(op_id) else "not running"}
+    return {
+        "operation": op_id,
+        "state": "cancelling" if call_mod.cancel_mark(op_id) else "not running",
+    }
 
 
 def gc(session, args):
@@ -558,11 +653,17 @@ def extend_volume(session, args):
     else:
         raise invalid("connection_info", "give connection_info, or vdi_uuid", INVALID_ARGUMENT)
     if sr is None or vdi is None:
-        raise XenvolError(VDI_NOT_FOUND, "the volume is not connected on this pool "
-                          "(attach or connect it first)", field="connection_info")
+        raise XenvolError(
+            VDI_NOT_FOUND,
+            "the volume is not connected on this pool (attach or connect it first)",
+            field="connection_info",
+        )
     if not integrate.is_volume(call, vdi):
-        raise XenvolError(POLICY_REFUSED, "vdi_uuid: %s is not a volume xenvol attached or "
-                          "connected" % call.x.VDI.get_uuid(vdi), field="vdi_uuid")
+        raise XenvolError(
+            POLICY_REFUSED,
+            "vdi_uuid: %s is not a volume xenvol attached or connected" % call.x.VDI.get_uuid(vdi),
+            field="vdi_uuid",
+        )
     with call.lock("sr-" + sr_uuid):
         return integrate.extend(call, sr, vdi)
 
@@ -579,8 +680,11 @@ def prepare_host(session, args):
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("vm_uuid",))
     vm, vm_uuid = _vm(call, a)
-    return {"host_uuid": call.host_uuid, "vm_uuid": vm_uuid,
-            "sr_uuids": integrate.prepare_host(call, vm)}
+    return {
+        "host_uuid": call.host_uuid,
+        "vm_uuid": vm_uuid,
+        "sr_uuids": integrate.prepare_host(call, vm),
+    }
 
 
 def release_host(session, args):
@@ -590,8 +694,11 @@ def release_host(session, args):
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("vm_uuid",))
     vm, vm_uuid = _vm(call, a)
-    return {"host_uuid": call.host_uuid, "vm_uuid": vm_uuid,
-            "released": integrate.release_host(call, vm)}
+    return {
+        "host_uuid": call.host_uuid,
+        "vm_uuid": vm_uuid,
+        "released": integrate.release_host(call, vm),
+    }
 
 
 def reconcile(session, args):
@@ -609,12 +716,31 @@ def _op_id(a, field):
     return op_id
 
 
-FUNCTIONS = ("version", "list_drivers", "connect_volume", "disconnect_volume", "attach_volume",
-             "detach_volume", "list_attachments", "recover", "cancel", "gc", "extend_volume",
-             "connector", "prepare_host", "release_host", "reconcile")
+FUNCTIONS = (
+    "version",
+    "list_drivers",
+    "connect_volume",
+    "disconnect_volume",
+    "attach_volume",
+    "detach_volume",
+    "list_attachments",
+    "recover",
+    "cancel",
+    "gc",
+    "extend_volume",
+    "connector",
+    "prepare_host",
+    "release_host",
+    "reconcile",
+)
 # The functions that change the pool: journaled, with the dead operations of the host
 # recovered first and results kept by operation id.
-JOURNALED = ("connect_volume", "disconnect_volume", "attach_volume", "detach_volume",
-             "prepare_host", "release_host", "reconcile")
-
-
+JOURNALED = (
+    "connect_volume",
+    "disconnect_volume",
+    "attach_volume",
+    "detach_volume",
+    "prepare_host",
+    "release_host",
+    "reconcile",
+)

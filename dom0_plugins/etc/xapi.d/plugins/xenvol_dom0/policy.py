@@ -2,6 +2,7 @@
 the rules no policy lifts. Every refusal is XENVOL_POLICY_REFUSED naming the field; what a
 call cannot honour but may ignore is listed in the result's `ignored`, never dropped silently.
 docs/plugin-api.md describes each rule."""
+
 import os
 
 from . import storage
@@ -16,13 +17,40 @@ if TYPE_CHECKING:
     from .check import Fields  # noqa: F401
 
 # SM types whose storage is a disk or directory of one host: the host's own Local storage.
-LOCAL_SR_TYPES = ("file", "ext", "ext4", "lvm", "udev", "zfs", "xfs", "largeblock", "dummy",
-                  "btrfs")
+LOCAL_SR_TYPES = (
+    "file",
+    "ext",
+    "ext4",
+    "lvm",
+    "udev",
+    "zfs",
+    "xfs",
+    "largeblock",
+    "dummy",
+    "btrfs",
+)
 # Never volume directories, whatever file_roots says: dom0's root and configuration, xapi's
 # state, other SRs' mounts, the kernel's file systems.
-FORBIDDEN_DIRS = ("/etc", "/var/lib/xcp", "/var/xapi", "/opt/xensource", "/var/run/sr-mount",
-                  "/run/sr-mount", "/boot", "/dev", "/proc", "/sys", "/usr", "/bin", "/sbin",
-                  "/lib", "/lib64", "/root", "/var/log", "/var/lock")
+FORBIDDEN_DIRS = (
+    "/etc",
+    "/var/lib/xcp",
+    "/var/xapi",
+    "/opt/xensource",
+    "/var/run/sr-mount",
+    "/run/sr-mount",
+    "/boot",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/root",
+    "/var/log",
+    "/var/lock",
+)
 
 
 def refused(field, problem, **details):
@@ -38,8 +66,11 @@ def check_sr(call, cfg):
     allowed_types = setting_list(call, "allowed_sr_types")
     sr_type = cfg.get("sr_type")
     if sr_type in LOCAL_SR_TYPES and sr_type not in allowed_types:
-        raise refused("data.sr_type", "%s is a local SR type (a host's own disks); xenvol uses "
-                      "it only when the operator lists it in allowed_sr_types" % sr_type)
+        raise refused(
+            "data.sr_type",
+            "%s is a local SR type (a host's own disks); xenvol uses "
+            "it only when the operator lists it in allowed_sr_types" % sr_type,
+        )
     sr_uuid = cfg.get("sr_uuid")
     if not sr_uuid:
         return
@@ -53,8 +84,12 @@ def check_sr(call, cfg):
         return
     if rec["type"] in allowed_types and rec["type"] not in LOCAL_SR_TYPES:
         return
-    raise refused("data.sr_uuid", "SR %s was not introduced by xenvol and the operator has not "
-                  "allowed it (allowed_sr_uuids, allowed_sr_types)" % sr_uuid, sr_uuid=sr_uuid)
+    raise refused(
+        "data.sr_uuid",
+        "SR %s was not introduced by xenvol and the operator has not "
+        "allowed it (allowed_sr_uuids, allowed_sr_types)" % sr_uuid,
+        sr_uuid=sr_uuid,
+    )
 
 
 def setting_list(call, key):
@@ -74,20 +109,27 @@ def check_vdi(call, vdi, vm, mode, multiattach):
     # under the VM's lock); kept for the attach that follows.
     found = call.vdi_vbds.get(vdi)
     if found is None:
-        found = call.do("listing the VDI's disks", x.VBD.get_all_records_where,
-                        'field "VDI" = "%s"' % vdi)
+        found = call.do(
+            "listing the VDI's disks", x.VBD.get_all_records_where, 'field "VDI" = "%s"' % vdi
+        )
         call.vbd_records.update(found)
         call.vdi_vbds[vdi] = found
-    for vbd, rec in sorted(found.items()):
+    for _vbd, rec in sorted(found.items()):
         if vm is not None and rec["VM"] == vm:
             continue
         if rec["other_config"].get("xenvol") != "true":
-            raise refused("connection_info", "the volume's VDI is a disk of another VM that "
-                          "xenvol did not attach; xenvol attaches volumes only")
+            raise refused(
+                "connection_info",
+                "the volume's VDI is a disk of another VM that "
+                "xenvol did not attach; xenvol attaches volumes only",
+            )
         if mode == "rw" and rec["mode"] == "RW" and not multiattach:
-            raise refused("mode", "the volume is attached read-write to another VM and is not "
-                          "multi-attach (connection_info.multiattach); attach it ro, or detach "
-                          "it there first")
+            raise refused(
+                "mode",
+                "the volume is attached read-write to another VM and is not "
+                "multi-attach (connection_info.multiattach); attach it ro, or detach "
+                "it there first",
+            )
 
 
 def check_data(call, data, envelope):
@@ -96,11 +138,18 @@ def check_data(call, data, envelope):
     ignored = []
     if data.boolean("encrypted", False):
         if call.settings.get("allow_encrypted") is not True:
-            raise refused("data.encrypted", "the volume is encrypted (LUKS): xenvol attaches it "
-                          "as it is, so the guest would see ciphertext; the operator may allow "
-                          "this with allow_encrypted when guests decrypt themselves")
-        ignored.append({"field": "data.encrypted", "reason": "attached as ciphertext: the "
-                        "guest decrypts it (allow_encrypted)"})
+            raise refused(
+                "data.encrypted",
+                "the volume is encrypted (LUKS): xenvol attaches it "
+                "as it is, so the guest would see ciphertext; the operator may allow "
+                "this with allow_encrypted when guests decrypt themselves",
+            )
+        ignored.append(
+            {
+                "field": "data.encrypted",
+                "reason": "attached as ciphertext: the guest decrypts it (allow_encrypted)",
+            }
+        )
     qos = data.raw("qos_specs")
     if qos not in (None, {}, ""):
         if not isinstance(qos, dict):
@@ -108,18 +157,31 @@ def check_data(call, data, envelope):
         # xen-api ocaml/xapi/xapi_xenops.ml: a VBD's only QoS is ionice (a scheduling class
         # and priority); Cinder's qos_specs are rate limits, which XAPI cannot express.
         for key in sorted(qos):
-            ignored.append({"field": "data.qos_specs.%s" % key, "reason": "XAPI's VBD QoS is "
-                            "ionice priority only; Cinder rate limits cannot be applied"})
+            ignored.append(
+                {
+                    "field": "data.qos_specs.%s" % key,
+                    "reason": "XAPI's VBD QoS is "
+                    "ionice priority only; Cinder rate limits cannot be applied",
+                }
+            )
     if data.boolean("discard", False):
-        ignored.append({"field": "data.discard", "reason": "XAPI has no per-VBD discard "
-                        "setting; the guest gets discard only if the SR's storage manager "
-                        "offers it"})
+        ignored.append(
+            {
+                "field": "data.discard",
+                "reason": "XAPI has no per-VBD discard "
+                "setting; the guest gets discard only if the SR's storage manager "
+                "offers it",
+            }
+        )
     multiattach = data.boolean("multiattach", False)
     top = envelope.get("multiattach") if isinstance(envelope, dict) else None
     if top not in (None, ""):
         if not isinstance(top, bool) and str(top).lower() not in ("true", "false"):
-            raise XenvolError(POLICY_REFUSED, "connection_info.multiattach: must be true or "
-                              "false", field="connection_info.multiattach")
+            raise XenvolError(
+                POLICY_REFUSED,
+                "connection_info.multiattach: must be true or false",
+                field="connection_info.multiattach",
+            )
         multiattach = multiattach or top is True or str(top).lower() == "true"
     return multiattach, ignored
 

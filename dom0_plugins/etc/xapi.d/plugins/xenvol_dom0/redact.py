@@ -8,6 +8,7 @@ keyring, token or key, or whose name ends in password or passwd (chappassword). 
 Two layers: values under secret keys are masked wherever a structure is logged, and every
 secret value the call has seen (given in clear, or read from a XAPI secret) is scrubbed from
 any text that leaves the plugin, as a whole token only, so that no ordinary word is mangled."""
+
 import json
 import re
 
@@ -28,7 +29,7 @@ def is_secret_ref(key):
     # type: (object) -> bool
     """`auth_password_secret`: the uuid of a XAPI secret, not a secret itself."""
     key = str(key)
-    return key.lower().endswith("_secret") and _names_secret(key[:-len("_secret")])
+    return key.lower().endswith("_secret") and _names_secret(key[: -len("_secret")])
 
 
 def is_secret_key(key):
@@ -41,8 +42,9 @@ def is_secret_key(key):
 def _names_secret(key):
     # type: (str) -> bool
     low = key.lower()
-    return bool(low) and (_WORDS.split(low)[-1] in SECRET_WORDS
-                          or low.endswith(("password", "passwd")))
+    return bool(low) and (
+        _WORDS.split(low)[-1] in SECRET_WORDS or low.endswith(("password", "passwd"))
+    )
 
 
 _PATH = re.compile(r"(?<![\w.:/-])/(?:[\w.@+-]+/)*[\w.@+-]+")
@@ -63,7 +65,7 @@ def mask(obj):
     return obj
 
 
-class Scrubber(object):
+class Scrubber:
     """Remembers the secret values of one call and blanks them out of text."""
 
     def __init__(self):
@@ -100,10 +102,12 @@ class Scrubber(object):
         if self._pattern is None:
             # Whole tokens: a value is masked where no letter or digit touches it, so the
             # password "plug" leaves "plugging the SR" alone but not "password=plug,".
-            alternatives = "|".join(re.escape(v) for v in
-                                    sorted(self.values, key=len, reverse=True))
-            self._pattern = re.compile("(?<![%s])(?:%s)(?![%s])"
-                                       % (_TOKEN_CHAR, alternatives, _TOKEN_CHAR))
+            alternatives = "|".join(
+                re.escape(v) for v in sorted(self.values, key=len, reverse=True)
+            )
+            self._pattern = re.compile(
+                "(?<![%s])(?:%s)(?![%s])" % (_TOKEN_CHAR, alternatives, _TOKEN_CHAR)
+            )
         return self._pattern.sub(MASK, text)
 
 

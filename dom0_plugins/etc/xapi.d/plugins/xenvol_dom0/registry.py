@@ -1,6 +1,7 @@
 """driver_volume_type -> driver. Built-in drivers (xenvol_dom0/drivers/*.py) and vendors'
 drivers (/etc/xenvol/drivers.d/*.py) are found the same way: every Driver subclass defined in
 such a file with non-empty `volume_types`. A file that fails to load is reported and skipped."""
+
 import glob
 import importlib
 import importlib.util
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 _BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "drivers")
 
 
-class Registry(object):
+class Registry:
     def __init__(self):
         # type: () -> None
         self.drivers = {}  # type: Dict[str, Driver]
@@ -45,9 +46,15 @@ class Registry(object):
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[module_name] = module
                 spec.loader.exec_module(module)
-            found = [c for c in vars(module).values()
-                     if isinstance(c, type) and issubclass(c, Driver) and c is not Driver
-                     and c.__module__ == module_name and c.volume_types]
+            found = [
+                c
+                for c in vars(module).values()
+                if isinstance(c, type)
+                and issubclass(c, Driver)
+                and c is not Driver
+                and c.__module__ == module_name
+                and c.volume_types
+            ]
             if not found:
                 raise ValueError("defines no Driver subclass with volume_types")
             pending = {}
@@ -55,13 +62,16 @@ class Registry(object):
                 driver = cls()
                 for t in cls.volume_types:
                     if t in self.drivers or t in pending:
-                        raise ValueError("driver_volume_type %r is already provided by %s"
-                                         % (t, self.origin.get(t, "this file")))
+                        raise ValueError(
+                            "driver_volume_type %r is already provided by %s"
+                            % (t, self.origin.get(t, "this file"))
+                        )
                     pending[t] = driver
         except Exception as e:  # one broken file must not break the others
             sys.modules.pop(module_name, None)
-            self.broken.append({"file": path, "origin": origin,
-                                "error": "%s: %s" % (type(e).__name__, e)})
+            self.broken.append(
+                {"file": path, "origin": origin, "error": "%s: %s" % (type(e).__name__, e)}
+            )
             return
         for t, driver in pending.items():
             self.drivers[t] = driver
@@ -74,17 +84,31 @@ class Registry(object):
         except KeyError:
             why = unsupported.reason(volume_type)
             if why:
-                raise XenvolError(UNSUPPORTED_VOLUME, "connection_info.driver_volume_type: %r "
-                                  "is not supported on XenServer: %s" % (volume_type, why),
-                                  field="connection_info.driver_volume_type")
-            raise XenvolError(UNKNOWN_DRIVER, "connection_info.driver_volume_type: no driver for "
-                              "%r (known: %s)" % (volume_type[:64], ", ".join(sorted(self.drivers))),
-                              field="connection_info.driver_volume_type",
-                              known=sorted(self.drivers))
+                raise XenvolError(
+                    UNSUPPORTED_VOLUME,
+                    "connection_info.driver_volume_type: %r "
+                    "is not supported on XenServer: %s" % (volume_type, why),
+                    field="connection_info.driver_volume_type",
+                ) from None
+            raise XenvolError(
+                UNKNOWN_DRIVER,
+                "connection_info.driver_volume_type: no driver for "
+                "%r (known: %s)" % (volume_type[:64], ", ".join(sorted(self.drivers))),
+                field="connection_info.driver_volume_type",
+                known=sorted(self.drivers),
+            ) from None
 
     def describe(self):
         # type: () -> Dict[str, Any]
-        return {"drivers": [{"driver_volume_type": t, "class": type(d).__name__,
-                             "sr_type": d.sr_type, "origin": self.origin[t]}
-                            for t, d in sorted(self.drivers.items())],
-                "failed": self.broken}
+        return {
+            "drivers": [
+                {
+                    "driver_volume_type": t,
+                    "class": type(d).__name__,
+                    "sr_type": d.sr_type,
+                    "origin": self.origin[t],
+                }
+                for t, d in sorted(self.drivers.items())
+            ],
+            "failed": self.broken,
+        }

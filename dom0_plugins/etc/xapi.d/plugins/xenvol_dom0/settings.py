@@ -1,4 +1,5 @@
 """Operator tuning from /etc/xenvol/xenvol.conf (JSON), with the defaults below."""
+
 import json
 
 from . import paths
@@ -44,8 +45,11 @@ def wait_limit(settings):
     # type: (Dict[str, Any]) -> int
     """The longest a call can spend waiting (locks, rescans, guest unplug retries), which
     version() reports: a client waits longer than this before it calls an outcome unknown."""
-    return int(float(settings["lock_timeout"]) + sum(float(d) for d in settings["lun_rescan_delays"])
-               + int(settings["unplug_attempts"]) * float(settings["unplug_retry_delay"]))
+    return int(
+        float(settings["lock_timeout"])
+        + sum(float(d) for d in settings["lun_rescan_delays"])
+        + int(settings["unplug_attempts"]) * float(settings["unplug_retry_delay"])
+    )
 
 
 def load():
@@ -54,6 +58,6 @@ def load():
     try:
         with open(paths.config_file()) as fh:
             settings.update(json.load(fh))
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         pass
     return settings

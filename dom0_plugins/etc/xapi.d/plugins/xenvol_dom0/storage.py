@@ -6,11 +6,12 @@ Ownership marks live in SR.other_config (PBD.create ignores other_config):
   xenvol-pbd-<host uuid> = true  xenvol created that host's PBD of an SR it did not introduce
 A VDI that connect_volume holds for a host carries xenvol-connected-<host uuid> in its
 other_config; a VBD xenvol created carries xenvol = true."""
+
 import XenAPI
 
 from . import log
-from .lease import Lease
 from .errors import UNSUPPORTED_VOLUME, XAPI_ERROR, XenvolError, from_xapi, vanished
+from .lease import Lease
 from .redact import SCRUB
 
 INTRODUCED = "xenvol-introduced"
@@ -41,23 +42,34 @@ def ensure_sr(call, driver, config, steps):
             else:  # introduced concurrently: theirs
                 sr, rec = _find(call, sr_uuid)
                 if sr is None:
-                    raise XenvolError(XAPI_ERROR, "SR %s was forgotten as it was introduced"
-                                      % sr_uuid, xapi_error=["HANDLE_INVALID", "SR", sr_uuid])
+                    raise XenvolError(
+                        XAPI_ERROR,
+                        "SR %s was forgotten as it was introduced" % sr_uuid,
+                        xapi_error=["HANDLE_INVALID", "SR", sr_uuid],
+                    )
             pbds = {}
         else:
-            pbds = call.do("reading the SR's PBDs", x.PBD.get_all_records_where,
-                           'field "SR" = "%s"' % sr)
+            pbds = call.do(
+                "reading the SR's PBDs", x.PBD.get_all_records_where, 'field "SR" = "%s"' % sr
+            )
         if rec["type"] != driver.sr_type:
-            raise XenvolError(UNSUPPORTED_VOLUME, "SR %s exists with type %s, not %s"
-                              % (sr_uuid, rec["type"], driver.sr_type), sr_uuid=sr_uuid)
+            raise XenvolError(
+                UNSUPPORTED_VOLUME,
+                "SR %s exists with type %s, not %s" % (sr_uuid, rec["type"], driver.sr_type),
+                sr_uuid=sr_uuid,
+            )
         call.uuids[sr] = sr_uuid
         if pbds:
             driver.check_sr(call, sr, pbds, config)
         hosts = _hosts(call, driver, config)
         by_host = dict((r["host"], (p, r["currently_attached"])) for p, r in pbds.items())
         from .integrate import PLACEMENT
-        mark_pool = config.get("placement") == "pool" and driver.shared and \
-            rec["other_config"].get(PLACEMENT) != "pool"
+
+        mark_pool = (
+            config.get("placement") == "pool"
+            and driver.shared
+            and rec["other_config"].get(PLACEMENT) != "pool"
+        )
         todo = [h for h in hosts if not by_host.get(h, (None, False))[1]]
         if todo or mark_pool:
             lease = Lease(call, sr).acquire()
@@ -65,8 +77,9 @@ def ensure_sr(call, driver, config, steps):
                 made = _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps)
                 setup = [n for n, _d, undo, _a in steps.done if undo in SETUP_UNDO]
                 if setup:
-                    steps.replace(setup, "set up SR %s" % sr_uuid, "undo_setup",
-                                  sr_uuid=sr_uuid, **made)
+                    steps.replace(
+                        setup, "set up SR %s" % sr_uuid, "undo_setup", sr_uuid=sr_uuid, **made
+                    )
             except Exception as e:
                 # Undone under the lease and the lock, before anyone else may use the SR.
                 failed = steps.rollback()
@@ -81,8 +94,9 @@ def ensure_sr(call, driver, config, steps):
 
 def _find(call, sr_uuid):
     """(ref, record) of the SR, or (None, None): one filtered read."""
-    found = call.do("looking up the SR", call.x.SR.get_all_records_where,
-                    'field "uuid" = "%s"' % sr_uuid)
+    found = call.do(
+        "looking up the SR", call.x.SR.get_all_records_where, 'field "uuid" = "%s"' % sr_uuid
+    )
     return sorted(found.items())[0] if found else (None, None)
 
 
@@ -97,6 +111,7 @@ def _hosts(call, driver, config):
         if config.get("placement") == "pool":
             # integrate.reconcile adds hosts that join or come back later.
             from .integrate import pool_hosts
+
             hosts += [h for h in pool_hosts(call) if h not in hosts]
     return hosts
 
@@ -110,6 +125,7 @@ def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
     foreign = rec["other_config"].get(INTRODUCED) != "true"
     if mark_pool:
         from .integrate import PLACEMENT
+
         call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT, "pool")
     made, plugged = [], []
     for host in todo:
@@ -117,15 +133,17 @@ def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
         if pbd is None:
             mark = None
             if foreign:
-                mark = call.host_uuid if host == call.host else \
-                    call.do("reading the host", x.host.get_uuid, host)
+                mark = (
+                    call.host_uuid
+                    if host == call.host
+                    else call.do("reading the host", x.host.get_uuid, host)
+                )
             pbd = _create_pbd(call, driver, config, sr, host, steps, mark)
             by_host[host] = (pbd, False)
             made.append(host)
         else:
             plugged.append(host)
-        with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid,
-                          host=host):
+        with steps.change("plug PBD of SR %s" % sr_uuid, "unplug_pbd", sr_uuid=sr_uuid, host=host):
             call.do("plugging the SR", x.PBD.plug, pbd)
     return {"made": made, "plugged": plugged}
 
@@ -141,8 +159,11 @@ def in_use(call):
     call.guard = None
     rec = Lease(call, sr).wait_free()
     if pbd is not None and pbd not in rec["PBDs"]:
-        raise XenvolError(XAPI_ERROR, "the SR's PBD on this host was removed meanwhile",
-                          xapi_error=["HANDLE_INVALID", "PBD", pbd])
+        raise XenvolError(
+            XAPI_ERROR,
+            "the SR's PBD on this host was removed meanwhile",
+            xapi_error=["HANDLE_INVALID", "PBD", pbd],
+        )
 
 
 def _introduce(call, driver, config, sr_uuid, steps):
@@ -151,13 +172,19 @@ def _introduce(call, driver, config, sr_uuid, steps):
     # The mark goes on an SR that came out of SR.introduce, which returns no other_config.
     steps.will("introduce SR %s" % sr_uuid, "forget_sr", sr_uuid=sr_uuid)
     try:
-        sr = x.SR.introduce(sr_uuid, driver.sr_label(config), driver.sr_description(config),
-                            driver.sr_type, driver.content_type, driver.shared,
-                            driver.sm_config(config))
+        sr = x.SR.introduce(
+            sr_uuid,
+            driver.sr_label(config),
+            driver.sr_description(config),
+            driver.sr_type,
+            driver.content_type,
+            driver.shared,
+            driver.sm_config(config),
+        )
     except XenAPI.Failure as f:
         steps.finished()
         if f.details[0] != "SR_UUID_EXISTS":
-            raise from_xapi(f, "introducing SR %s" % sr_uuid)
+            raise from_xapi(f, "introducing SR %s" % sr_uuid) from None
         # Another call (here or on another host) introduced it first: use theirs.
         log.step("SR introduced concurrently; using it", sr_uuid=sr_uuid)
         return None
@@ -175,12 +202,19 @@ def _create_pbd(call, driver, config, sr, host, steps, mark_uuid):
             SCRUB.remember(dconf[key])
             # Tagged with the operation, so that a recovery finds it even when the plugin
             # died before it knew the secret's ref.
-            with steps.change("create a temporary secret", "destroy_op_secrets",
-                              op_id=call.op_id):
-                ref = call.do("creating a secret", x.secret.create, {
-                    "value": dconf.pop(key),
-                    "other_config": {"xenvol": "plugin", "xenvol-op": call.op_id,
-                                     "xenvol-host": call.host_uuid}})
+            with steps.change("create a temporary secret", "destroy_op_secrets", op_id=call.op_id):
+                ref = call.do(
+                    "creating a secret",
+                    x.secret.create,
+                    {
+                        "value": dconf.pop(key),
+                        "other_config": {
+                            "xenvol": "plugin",
+                            "xenvol-op": call.op_id,
+                            "xenvol-host": call.host_uuid,
+                        },
+                    },
+                )
             temporary.append(ref)
             dconf[key + "_secret"] = call.do("reading the secret", x.secret.get_uuid, ref)
     log.step("creating PBD", device_config=dconf)
@@ -190,13 +224,12 @@ def _create_pbd(call, driver, config, sr, host, steps, mark_uuid):
     except XenAPI.Failure as f:
         steps.finished()
         if f.details[0] != "PBD_EXISTS":
-            raise from_xapi(f, "creating the PBD")
+            raise from_xapi(f, "creating the PBD") from None
         pbd = f.details[3]
     else:
         if mark_uuid:
             # Only on a foreign SR: xenvol forgets an SR it introduced whole, PBDs and all.
-            call.do("marking the SR", x.SR.add_to_other_config, sr, PBD_MARK + mark_uuid,
-                    "true")
+            call.do("marking the SR", x.SR.add_to_other_config, sr, PBD_MARK + mark_uuid, "true")
     for ref in temporary:
         call.do("destroying a temporary secret", x.secret.destroy, ref)
     return pbd
@@ -214,7 +247,7 @@ def users(call, sr):
     x = call.x
     held = []
     # One filtered read, not a record per VDI.
-    for vdi, rec in sorted(x.VDI.get_all_records_where('field "SR" = "%s"' % sr).items()):
+    for _vdi, rec in sorted(x.VDI.get_all_records_where('field "SR" = "%s"' % sr).items()):
         if rec["VBDs"]:
             held.append(("vbd", rec["uuid"]))
         if any(k.startswith(CONNECTED) for k in rec["other_config"]):
@@ -328,7 +361,7 @@ def _hosts_needing(call, sr):
             needed.update([vm["resident_on"], vm["scheduled_to_be_resident_on"], vm["affinity"]])
         for key in rec["other_config"]:
             if key.startswith(CONNECTED):
-                host = call.find("host", key[len(CONNECTED):])
+                host = call.find("host", key[len(CONNECTED) :])
                 if host is not None:
                     needed.add(host)
     return needed

@@ -6,6 +6,7 @@ undone by whoever recovers its journal. A compensation therefore runs whether or
 change happened, and does nothing when there is nothing to undo. A change XAPI refused is
 marked done at once (an error answer changed nothing). rollback() runs the compensations in
 reverse and keeps going when one fails, reporting what it could not undo."""
+
 import contextlib
 
 import XenAPI
@@ -14,7 +15,7 @@ from . import log
 from .errors import XenvolError
 
 
-class Steps(object):
+class Steps:
     def __init__(self, call):
         self.call = call
         self.done = []
@@ -42,8 +43,11 @@ class Steps(object):
     def replace(self, ns, description, undo, **args):
         """One step (already made) that stands for steps ns from now on."""
         journal = self.call.journal
-        n = journal.replace(ns, description, undo, args) if journal else \
-            max([e[0] for e in self.done] + [0]) + 1
+        n = (
+            journal.replace(ns, description, undo, args)
+            if journal
+            else max([e[0] for e in self.done] + [0]) + 1
+        )
         self.done = [e for e in self.done if e[0] not in ns] + [(n, description, undo, args)]
         return n
 
@@ -59,6 +63,7 @@ class Steps(object):
     def rollback(self):
         """Undo every recorded step, newest first; returns the ones that failed."""
         from .undo import find
+
         failed = []
         while self.done:
             n, description, undo, args = self.done.pop()

@@ -4,20 +4,29 @@ Each one undoes (or, for a detach, finishes) one step whether or not the step's 
 happened, found again from the step's arguments, and does nothing when there is nothing
 left to do: it may run in the call that made the change, or in a later call recovering a
 dead one."""
+
 import XenAPI
 
-from . import storage, vbd as vbds
+from . import storage
+from . import vbd as vbds
 from .errors import from_xapi
 
-UNDO = {}
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict  # noqa: F401
+
+UNDO = {}  # type: Dict[str, Callable[..., Any]]
 
 
 def compensation(name):
     """Register fn(call, **args) as the compensation `name` (drivers with steps of their own
     register theirs under a name of their own, e.g. "acme.unmap_lun")."""
+
     def register(fn):
         UNDO[name] = fn
         return fn
+
     return register
 
 
@@ -26,6 +35,7 @@ def find(name):
     a call recovering another's journal loads the drivers first."""
     if name not in UNDO:
         from .registry import Registry
+
         Registry()
     return UNDO[name]
 
@@ -134,7 +144,7 @@ def remove_claim(call, vdi, key):
             call.x.VDI.remove_from_other_config(vdi, key)
     except XenAPI.Failure as f:
         if not _gone(f):
-            raise from_xapi(f, "dropping the connection record")
+            raise from_xapi(f, "dropping the connection record") from None
 
 
 @compensation("release_sr")

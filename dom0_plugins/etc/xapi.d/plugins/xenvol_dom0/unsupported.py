@@ -13,11 +13,11 @@ _NO_SR = "XenServer/XCP-ng has no SR type for it"
 
 REASONS = {
     "rbd": "Ceph RBD images: %s (the `cephfs` SR is CephFS, a file system, not RBD); a "
-           "community RBD SR driver needs its own xenvol driver in %s" % (_NO_SR, DROP_IN),
+    "community RBD SR driver needs its own xenvol driver in %s" % (_NO_SR, DROP_IN),
     "nvme": "NVMe over Fabrics: %s (no NVMe-oF initiator in the SM)" % _NO_SR,
     "nvmeof": "NVMe over Fabrics: %s (no NVMe-oF initiator in the SM)" % _NO_SR,
     "iser": "iSER (iSCSI over RDMA): the `iscsi` SR logs in over TCP only (iscsiadm with the "
-            "default tcp transport); %s" % _NO_SR,
+    "default tcp transport); %s" % _NO_SR,
     "quobyte": "Quobyte: %s (its client is not part of dom0)" % _NO_SR,
     "vzstorage": "Virtuozzo Storage: %s" % _NO_SR,
     "scaleio": "Dell PowerFlex/ScaleIO (SDC block devices): %s" % _NO_SR,
@@ -29,7 +29,7 @@ REASONS = {
     "huaweisdshypervisor": "Huawei SDSHypervisor: %s" % _NO_SR,
     "sheepdog": "Sheepdog: %s" % _NO_SR,
     "drbd": "DRBD block devices from Cinder: %s; XCP-ng's `linstor` SR manages its own DRBD "
-            "resources and cannot take one from Cinder" % _NO_SR,
+    "resources and cannot take one from Cinder" % _NO_SR,
     "vmdk": "VMware VMDK volumes: %s" % _NO_SR,
     "aoe": "ATA over Ethernet: %s" % _NO_SR,
 }

@@ -1,4 +1,5 @@
 """VBDs: device numbers from mount points, create and plug, and a patient unplug."""
+
 import re
 import time
 
@@ -27,15 +28,21 @@ def device_number(mountpoint, field="mountpoint"):
     else:
         match = re.match(r"^(?:xvd|sd|hd|vd)([a-z]{1,2})$", m)
         if not match:
-            raise invalid(field, "%r is not a disk device (xvdb, /dev/sdc, hdd, 1, autodetect)"
-                          % mountpoint[:64], INVALID_ARGUMENT)
+            raise invalid(
+                field,
+                "%r is not a disk device (xvdb, /dev/sdc, hdd, 1, autodetect)" % mountpoint[:64],
+                INVALID_ARGUMENT,
+            )
         n = 0
         for ch in match.group(1):
             n = n * 26 + ord(ch) - ord("a") + 1
         n -= 1
     if n > MAX_DEVICE:
-        raise invalid(field, "device number %d is beyond the last one (%d)" % (n, MAX_DEVICE),
-                      INVALID_ARGUMENT)
+        raise invalid(
+            field,
+            "device number %d is beyond the last one (%d)" % (n, MAX_DEVICE),
+            INVALID_ARGUMENT,
+        )
     return str(n)
 
 
@@ -78,14 +85,18 @@ def find(call, vm, vdi):
     if known is not None:
         mine = sorted(v for v, r in known.items() if r["VM"] == vm)
         return mine[0] if mine else None
-    found = call.do("listing the VM's disks", call.x.VBD.get_all_records_where,
-                    'field "VM" = "%s" and field "VDI" = "%s"' % (vm, vdi))
+    found = call.do(
+        "listing the VM's disks",
+        call.x.VBD.get_all_records_where,
+        'field "VM" = "%s" and field "VDI" = "%s"' % (vm, vdi),
+    )
     return sorted(found)[0] if found else None
 
 
 def at_device(call, vm, number):
-    found = call.do("listing the VM's disks", call.x.VBD.get_all_records_where,
-                    'field "VM" = "%s"' % vm)
+    found = call.do(
+        "listing the VM's disks", call.x.VBD.get_all_records_where, 'field "VM" = "%s"' % vm
+    )
     call.vbd_records.update(found)
     for vbd, rec in sorted(found.items()):
         if device_number(rec["userdevice"], "userdevice") == number:
@@ -95,10 +106,19 @@ def at_device(call, vm, number):
 
 def create(call, vm, vdi, userdevice, read_only, marks, steps, explicit):
     x = call.x
-    rec = {"VM": vm, "VDI": vdi, "userdevice": userdevice, "bootable": False,
-           "mode": "RO" if read_only else "RW", "type": "Disk", "empty": False,
-           "unpluggable": True, "other_config": marks, "qos_algorithm_type": "",
-           "qos_algorithm_params": {}}
+    rec = {
+        "VM": vm,
+        "VDI": vdi,
+        "userdevice": userdevice,
+        "bootable": False,
+        "mode": "RO" if read_only else "RW",
+        "type": "Disk",
+        "empty": False,
+        "unpluggable": True,
+        "other_config": marks,
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    }
     log.step("creating VBD", userdevice=userdevice, mode=rec["mode"])
     steps.will("create VBD", "destroy_vbd", vm=vm, vdi=vdi)
     try:
@@ -107,10 +127,14 @@ def create(call, vm, vdi, userdevice, read_only, marks, steps, explicit):
         steps.finished()
         if f.details[0] == "DEVICE_ALREADY_EXISTS":
             if explicit:
-                raise XenvolError(DEVICE_IN_USE, "mountpoint: device %s of the VM is taken"
-                                  % userdevice, field="mountpoint", userdevice=userdevice)
+                raise XenvolError(
+                    DEVICE_IN_USE,
+                    "mountpoint: device %s of the VM is taken" % userdevice,
+                    field="mountpoint",
+                    userdevice=userdevice,
+                ) from None
             return None  # lost a race for an autodetected device; the caller picks again
-        raise from_xapi(f, "creating the VBD")
+        raise from_xapi(f, "creating the VBD") from None
     return vbd
 
 
@@ -138,13 +162,16 @@ def unplug(call, vbd):
                 call.do("making the disk unpluggable", x.VBD.set_unpluggable, vbd, True)
                 continue
             if code not in _RETRY_UNPLUG:
-                raise from_xapi(f, "unplugging the disk")
+                raise from_xapi(f, "unplugging the disk") from None
             last = f
             log.step("unplug refused; retrying", error=code, attempt=attempt + 1)
             time.sleep(delay)
-    raise XenvolError(DETACH_FAILED, "the guest did not release the disk after %d attempts (%s)"
-                      % (attempts, last.details[0] if last else "?"),
-                      xapi_error=last.details if last else [])
+    raise XenvolError(
+        DETACH_FAILED,
+        "the guest did not release the disk after %d attempts (%s)"
+        % (attempts, last.details[0] if last else "?"),
+        xapi_error=last.details if last else [],
+    )
 
 
 def destroy(call, vbd):
@@ -152,4 +179,4 @@ def destroy(call, vbd):
         call.x.VBD.destroy(vbd)
     except XenAPI.Failure as f:
         if f.details[0] != "HANDLE_INVALID":
-            raise from_xapi(f, "destroying the VBD")
+            raise from_xapi(f, "destroying the VBD") from None

@@ -1,5 +1,6 @@
 """The plugin's version (the project's one version string, in VERSION beside this file) and
 its API level: MAJOR changes break callers, MINOR ones only add."""
+
 import os
 
 # 1.1: every object result carries api_level and wait_limit; vm (uuid or name) and route

@@ -4,6 +4,7 @@ A secret's value is checked exactly as the same password given in clear would be
 client turning a password into a secret first cannot carry what the plugin would refuse
 (a newline in a CHAP password is a line of iscsid's configuration), and it is remembered for
 scrubbing, so that a XAPI error echoing it is blanked like a clear password."""
+
 import XenAPI
 
 from .check import password_problem
@@ -27,8 +28,8 @@ def value(call, uuid, field):
         text = call.x.secret.get_value(ref)
     except XenAPI.Failure as f:
         if f.details[0] in ("UUID_INVALID", "HANDLE_INVALID"):
-            raise invalid(field, "names no XAPI secret", INVALID_CONNECTION_INFO)
-        raise from_xapi(f, "reading the secret given as %s" % field)
+            raise invalid(field, "names no XAPI secret", INVALID_CONNECTION_INFO) from None
+        raise from_xapi(f, "reading the secret given as %s" % field) from None
     SCRUB.remember(text)
     problem = password_problem(text)
     if problem:

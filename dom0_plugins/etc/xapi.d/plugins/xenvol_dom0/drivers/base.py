@@ -6,12 +6,18 @@ and find_vdi(). The framework does the rest: SR introduce with race handling, PB
 and plug with secrets, locking, rollback and release. Override connect_volume /
 disconnect_volume / rollback only when a backend needs steps of its own. See
 docs/writing-a-driver.md."""
-import time
+
 import binascii
 import hashlib
+import time
 
 from .. import log, paths, storage
 from ..errors import VDI_NOT_FOUND, XenvolError
+
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple  # noqa: F401
 
 # nova's namespace for iSCSI SR uuids, uuid5(UUID(int=0), "volume_utils-SR_UUID"): using it
 # keeps SRs that nova introduced recognisable as the same SR.
@@ -35,12 +41,12 @@ class Config(dict):
         try:
             return self[name]
         except KeyError:
-            raise AttributeError(name)
+            raise AttributeError(name) from None
 
 
-class Driver(object):
-    volume_types = ()
-    sr_type = None
+class Driver:
+    volume_types = ()  # type: Tuple[str, ...]
+    sr_type = None  # type: Optional[str]
     shared = True
     content_type = ""
 
@@ -99,8 +105,11 @@ def vdi_by_uuid_with_scan(call, sr, uuid, field):
     """File-backed SRs: the VDI appears after a scan of the SR."""
     for attempt in range(2):
         # One filtered read whatever the SR holds (uuid checked as a uuid by the driver).
-        found = call.do("looking up the VDI", call.x.VDI.get_all_records_where,
-                        'field "uuid" = "%s" and field "SR" = "%s"' % (uuid, sr))
+        found = call.do(
+            "looking up the VDI",
+            call.x.VDI.get_all_records_where,
+            'field "uuid" = "%s" and field "SR" = "%s"' % (uuid, sr),
+        )
         if found:
             vdi, rec = sorted(found.items())[0]
             call.records[vdi] = rec
@@ -108,9 +117,12 @@ def vdi_by_uuid_with_scan(call, sr, uuid, field):
         if attempt == 0:
             log.step("scanning SR for VDI", vdi_uuid=uuid)
             call.do("scanning the SR", call.x.SR.scan, sr)
-    raise XenvolError(VDI_NOT_FOUND, "%s: no VDI %s in SR %s" % (field, uuid,
-                                                                 call.x.SR.get_uuid(sr)),
-                      field=field, vdi_uuid=uuid)
+    raise XenvolError(
+        VDI_NOT_FOUND,
+        "%s: no VDI %s in SR %s" % (field, uuid, call.x.SR.get_uuid(sr)),
+        field=field,
+        vdi_uuid=uuid,
+    )
 
 
 def vdi_by_sm_config(call, sr, key, value, adopt_unmanaged=False):
@@ -149,6 +161,7 @@ def scan(call, sr, doing, attempt):
     time of its last scan. A call's first look asks as of its own start (its volume existed
     then), later looks as of now (the volume did not show in a scan already)."""
     import os
+
     name = "scan-" + (call.uuids.get(sr) or sr.replace(":", "_"))
     stamp = os.path.join(paths.lock_dir(), name)
     asked = call.op.started if attempt == 0 else time.time()
@@ -158,7 +171,7 @@ def scan(call, sr, doing, attempt):
                 if fh.read() == sr and os.fstat(fh.fileno()).st_mtime >= asked:
                     log.step("the SR was scanned since this call asked; not again")
                     return
-        except (IOError, OSError):
+        except OSError:
             pass
         started = time.time()
         call.do(doing, call.x.SR.scan, sr)
@@ -166,7 +179,7 @@ def scan(call, sr, doing, attempt):
             with open(stamp, "w") as fh:
                 fh.write(sr)
             os.utime(stamp, (started, started))
-        except (IOError, OSError):
+        except OSError:
             pass  # only a lost saving
 
 
@@ -180,5 +193,6 @@ def wait_for(call, find, what, field):
         vdi = find(attempt)
         if vdi:
             return vdi
-    raise XenvolError(VDI_NOT_FOUND, "%s: %s not found after %d scans" % (field, what, len(delays)),
-                      field=field)
+    raise XenvolError(
+        VDI_NOT_FOUND, "%s: %s not found after %d scans" % (field, what, len(delays)), field=field
+    )

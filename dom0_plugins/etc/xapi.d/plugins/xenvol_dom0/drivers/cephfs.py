@@ -5,6 +5,7 @@ device_config as sm's CephFSSR.py reads it: `server` (monitor, or a comma list),
 name=admin,secretfile=/etc/ceph/admin.secret). device_config is plain text in the PBD, so the
 key must be a secretfile on every host: an inline `secret=` is refused. Cinder has no CephFS
 volume driver; its `rbd` volumes are RBD images, which no stock XenServer/XCP-ng SR serves."""
+
 import posixpath
 import re
 
@@ -36,18 +37,29 @@ class CephFSDriver(SharedFileDriver):
         if not _NAME.match(name):
             raise d.bad("name", "is not a Ceph client name")
         if d.has("secret") or d.has("key"):
-            raise d.bad("secret" if d.has("secret") else "key", "cannot be used: XCP-ng's CephFS "
-                        "SR passes options as plain PBD device_config; put the key in a file on "
-                        "every host and give its path as secretfile")
+            raise d.bad(
+                "secret" if d.has("secret") else "key",
+                "cannot be used: XCP-ng's CephFS "
+                "SR passes options as plain PBD device_config; put the key in a file on "
+                "every host and give its path as secretfile",
+            )
         secretfile = d.path("secretfile", required=False)
-        return Config(servers=servers, serverpath=d.path("serverpath"),
-                      port=d.integer("serverport", required=False, default=6789, low=1,
-                                     high=65535),
-                      client=name, secretfile=secretfile, **self.volume(d))
+        return Config(
+            servers=servers,
+            serverpath=d.path("serverpath"),
+            port=d.integer("serverport", required=False, default=6789, low=1, high=65535),
+            client=name,
+            secretfile=secretfile,
+            **self.volume(d),
+        )
 
     def device_config(self, cfg):
         options = "name=%s" % cfg.client
         if cfg.secretfile:
             options += ",secretfile=%s" % posixpath.normpath(cfg.secretfile)
-        return {"server": ",".join(cfg.servers), "serverpath": cfg.serverpath,
-                "serverport": str(cfg.port), "options": options}
+        return {
+            "server": ",".join(cfg.servers),
+            "serverpath": cfg.serverpath,
+            "serverport": str(cfg.port),
+            "options": options,
+        }

@@ -7,11 +7,12 @@ kernel shows it: /sys/block/sdX/device -> H:C:T:L, initiator = fc_host/hostH/por
 that sm_config SCSIid. HBASR leaves scanned LUNs unmanaged and cannot VDI.introduce them
 (_getLUNbySMconfig always fails), so the LUN is claimed with VDI.set_managed, as sm's own
 RAWVDI.create does."""
+
 import os
 import re
 
 from .. import log
-from ..errors import XenvolError, VDI_NOT_FOUND
+from ..errors import VDI_NOT_FOUND, XenvolError
 from .base import Config, Driver, name_uuid, scan, vdi_by_sm_config, wait_for
 
 LUN_MAX = 16383
@@ -29,10 +30,13 @@ class FibreChannelDriver(Driver):
             wwns = _wwn_list(d, "target_wwns")
             luns = d.string_list("target_luns")
             if len(luns) != len(wwns):
-                raise d.bad("target_luns", "must have one LUN per entry of target_wwns (%d, %d)"
-                            % (len(luns), len(wwns)))
-            pairs = [(w, _lun(d, "target_luns[%d]" % i, l)) for i, (w, l) in
-                     enumerate(zip(wwns, luns))]
+                raise d.bad(
+                    "target_luns",
+                    "must have one LUN per entry of target_wwns (%d, %d)" % (len(luns), len(wwns)),
+                )
+            pairs = [
+                (w, _lun(d, "target_luns[%d]" % i, n)) for i, (w, n) in enumerate(zip(wwns, luns))
+            ]
         else:
             key = "target_wwn" if d.has("target_wwn") or not d.has("target_wwns") else "target_wwns"
             lun = _lun(d, "target_lun", d.raw("target_lun"))
@@ -40,15 +44,24 @@ class FibreChannelDriver(Driver):
         itmap = d.raw("initiator_target_map")
         if itmap is not None:
             if not isinstance(itmap, dict) or not itmap or len(itmap) > 64:
-                raise d.bad("initiator_target_map", "must be an object of initiator WWPN -> "
-                            "list of target WWNs")
-            itmap = dict((_wwn(d, "initiator_target_map", i) if isinstance(i, str) else None,
-                          _wwn_list(d, "initiator_target_map[%s]" % i[:24], t))
-                         for i, t in sorted(itmap.items()))
-        return Config(pairs=sorted(set(pairs)), itmap=itmap,
-                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
-                      volume_id=d.string("volume_id", required=False, max_len=128),
-                      name_label=d.string("name_label", required=False, max_len=128))
+                raise d.bad(
+                    "initiator_target_map",
+                    "must be an object of initiator WWPN -> list of target WWNs",
+                )
+            itmap = dict(
+                (
+                    _wwn(d, "initiator_target_map", i) if isinstance(i, str) else None,
+                    _wwn_list(d, "initiator_target_map[%s]" % i[:24], t),
+                )
+                for i, t in sorted(itmap.items())
+            )
+        return Config(
+            pairs=sorted(set(pairs)),
+            itmap=itmap,
+            read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
+            volume_id=d.string("volume_id", required=False, max_len=128),
+            name_label=d.string("name_label", required=False, max_len=128),
+        )
 
     def sr_uuid(self, cfg):
         return name_uuid("hba/%s" % cfg.host_uuid)
@@ -72,6 +85,7 @@ class FibreChannelDriver(Driver):
             scan(call, sr, "scanning the HBA SR", attempt)
             scsi_id = self._scsi_id(cfg)
             return scsi_id and vdi_by_sm_config(call, sr, "SCSIid", scsi_id)
+
         return wait_for(call, scan_and_look, "FC LUN %s" % _describe(cfg), "data.target_lun")
 
     def locate_vdi(self, call, sr, cfg):
@@ -90,9 +104,12 @@ class FibreChannelDriver(Driver):
             if scsi_id:
                 found.add(scsi_id)
         if len(found) > 1:
-            raise XenvolError(VDI_NOT_FOUND, "data.target_wwns: the targets and LUNs given are "
-                              "different disks (SCSI ids %s)" % ", ".join(sorted(found)),
-                              field="data.target_wwns")
+            raise XenvolError(
+                VDI_NOT_FOUND,
+                "data.target_wwns: the targets and LUNs given are "
+                "different disks (SCSI ids %s)" % ", ".join(sorted(found)),
+                field="data.target_wwns",
+            )
         return found.pop() if found else None
 
 
@@ -130,7 +147,7 @@ def _read_text(path):
     try:
         with open(path) as fh:
             return fh.read().strip()
-    except (IOError, OSError):
+    except OSError:
         return None
 
 

@@ -3,6 +3,7 @@ by a `file` SR ("file based SR attach for XCP"). Local to the host: one SR per h
 
 Only directories under the operator's file_roots (default /var/lib/xenvol/volumes), after
 symlinks and '..' are resolved, and never a system directory or another SR's mount."""
+
 import os
 
 from .. import policy
@@ -18,10 +19,13 @@ class FileDriver(FileBasedDriver):
     def validate(self, d):
         # The SR is identified by the real directory, whatever symlink the caller named.
         path = os.path.realpath(d.path("path"))
-        return Config(path=path, vdi_uuid=d.uuid("vdi_uuid"),
-                      sr_uuid=d.uuid("sr_uuid", required=False),
-                      read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
-                      name_label=d.string("name_label", required=False, max_len=128))
+        return Config(
+            path=path,
+            vdi_uuid=d.uuid("vdi_uuid"),
+            sr_uuid=d.uuid("sr_uuid", required=False),
+            read_only=d.choice("access_mode", ("rw", "ro"), "rw") == "ro",
+            name_label=d.string("name_label", required=False, max_len=128),
+        )
 
     def sr_uuid(self, cfg):
         # A file SR is per host, so its identity includes the host that runs the call.

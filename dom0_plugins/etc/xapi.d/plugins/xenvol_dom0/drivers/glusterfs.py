@@ -5,6 +5,7 @@ device_config as sm's GlusterFSSR.py reads it: `server` = host:/volume, `backups
 Cinder's removed glusterfs driver gave `export` (host:/volume) + `name` (a `volume-<id>` file
 in the volume root) and `options` "-o backup-volfile-servers=h2:h3"; such a file is not
 something the SR can open, so sr_uuid and vdi_uuid are required."""
+
 import re
 
 from ..check import host_port
@@ -34,17 +35,22 @@ class GlusterFSDriver(SharedFileDriver):
         for opt in _options(d):
             name, _eq, val = opt.partition("=")
             if name != "backup-volfile-servers":
-                raise d.bad("options", "option %r is not passed on by XCP-ng's GlusterFS SR (it "
-                            "mounts with backup-volfile-servers and fetch-attempts only)"
-                            % name[:32])
+                raise d.bad(
+                    "options",
+                    "option %r is not passed on by XCP-ng's GlusterFS SR (it "
+                    "mounts with backup-volfile-servers and fetch-attempts only)" % name[:32],
+                )
             backups = backups + val.split(":")
         for i, b in enumerate(backups):
             if not isinstance(b, str):
                 raise d.bad("backup_servers[%d]" % i, "must be a host name or address")
             _host(d, "backup_servers[%d]" % i, b)
-        return Config(server="%s:/%s" % (host, volume), backups=backups,
-                      attempts=d.integer("fetch_attempts", required=False, low=1, high=100),
-                      **self.volume(d))
+        return Config(
+            server="%s:/%s" % (host, volume),
+            backups=backups,
+            attempts=d.integer("fetch_attempts", required=False, low=1, high=100),
+            **self.volume(d),
+        )
 
     def device_config(self, cfg):
         dc = {"server": cfg.server}
@@ -58,8 +64,11 @@ class GlusterFSDriver(SharedFileDriver):
 def _host(d, field, value):
     # backupservers is ':'-separated, so an IPv6 address or a port cannot be written there.
     if ":" in value or "[" in value:
-        raise d.bad(field, "must be a host name or IPv4 address (no port, no IPv6: the SR "
-                    "separates servers with ':')")
+        raise d.bad(
+            field,
+            "must be a host name or IPv4 address (no port, no IPv6: the SR "
+            "separates servers with ':')",
+        )
     host_port(value, d.name(field), default_port=24007)
 
 

@@ -3,6 +3,7 @@
 This is the layout Cinder's XenAPINFS driver produces. A Cinder generic NFS volume (a file
 `volume-<id>` in the export root) is not something XenServer's NFS SR can open, and is
 refused with a message saying so."""
+
 from ..check import host_port
 from .base import Config
 from .filebased import SharedFileDriver
@@ -11,14 +12,41 @@ from .filebased import SharedFileDriver
 # "soft,proto=<tcp|udp>,vers=<nfsversion>,acdirmin=0,acdirmax=0" and appends
 # device_config options (sm libs/sm/nfs.py soft_mount); vers/nfsvers and proto are mapped to
 # nfsversion and useUDP instead, so that SM's own choice does not contradict them.
-MOUNT_OPTIONS = {"vers": True, "nfsvers": True, "proto": True, "port": True, "timeo": True,
-                 "retrans": True, "rsize": True, "wsize": True, "actimeo": True,
-                 "acregmin": True, "acregmax": True, "acdirmin": True, "acdirmax": True,
-                 "nconnect": True, "minorversion": True, "mountport": True, "mountproto": True,
-                 "sec": True, "hard": False, "soft": False, "intr": False, "nointr": False,
-                 "nolock": False, "lock": False, "noac": False, "ac": False, "tcp": False,
-                 "udp": False, "noatime": False, "nodiratime": False, "relatime": False,
-                 "noacl": False, "nocto": False}
+MOUNT_OPTIONS = {
+    "vers": True,
+    "nfsvers": True,
+    "proto": True,
+    "port": True,
+    "timeo": True,
+    "retrans": True,
+    "rsize": True,
+    "wsize": True,
+    "actimeo": True,
+    "acregmin": True,
+    "acregmax": True,
+    "acdirmin": True,
+    "acdirmax": True,
+    "nconnect": True,
+    "minorversion": True,
+    "mountport": True,
+    "mountproto": True,
+    "sec": True,
+    "hard": False,
+    "soft": False,
+    "intr": False,
+    "nointr": False,
+    "nolock": False,
+    "lock": False,
+    "noac": False,
+    "ac": False,
+    "tcp": False,
+    "udp": False,
+    "noatime": False,
+    "nodiratime": False,
+    "relatime": False,
+    "noacl": False,
+    "nocto": False,
+}
 VERSIONS = ("3", "4", "4.0", "4.1")
 
 
@@ -35,8 +63,9 @@ class NFSDriver(SharedFileDriver):
             host_part, sep, path = export.partition(":/")
             if not sep:
                 raise d.bad("export", "must be server:/path")
-            server, _port = host_port(host_part, d.name("export"), default_port=2049,
-                                      bare_v6_port=False)
+            server, _port = host_port(
+                host_part, d.name("export"), default_port=2049, bare_v6_port=False
+            )
             serverpath = "/" + path
             if ".." in serverpath.split("/") or "//" in serverpath:
                 raise d.bad("export", "must be server:/plain/absolute/path (no '..', no '//')")
@@ -48,8 +77,14 @@ class NFSDriver(SharedFileDriver):
         if version is not None and version not in VERSIONS:
             raise d.bad("nfsversion", "must be 3, 4, 4.0 or 4.1")
         version, udp, options = _options(d, version)
-        return Config(server=server, serverpath=serverpath.rstrip("/") or "/",
-                      nfsversion=version, udp=udp, options=options, **self.volume(d))
+        return Config(
+            server=server,
+            serverpath=serverpath.rstrip("/") or "/",
+            nfsversion=version,
+            udp=udp,
+            options=options,
+            **self.volume(d),
+        )
 
     def device_config(self, cfg):
         dc = {"server": cfg.server, "serverpath": cfg.serverpath}
