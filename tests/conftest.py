@@ -192,6 +192,19 @@ class Peers:
             daemon.mutual_chap(iqn, *mutual)
         return iqn
 
+    def iscsi_info(self, iqn, lun=1, chap=None, secret_uuid=None, **data):
+        """An iscsi connection_info for a LUN of this run's target; chap=(user, password),
+        the password inline or as the XAPI secret secret_uuid."""
+        d = {"target_portal": self.iscsi.portal, "target_iqn": iqn, "target_lun": lun}
+        if chap:
+            d.update(auth_method="CHAP", auth_username=chap[0])
+            if secret_uuid:
+                d["auth_password_secret"] = secret_uuid
+            else:
+                d["auth_password"] = chap[1]
+        d.update(data)
+        return {"driver_volume_type": "iscsi", "data": d}
+
     def stop(self):
         if self._gluster is not None:
             self._gluster.stop()

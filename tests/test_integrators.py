@@ -15,14 +15,7 @@ MiB = 1 << 20
 
 
 def ci(peers, iqn, lun=1, **extra):
-    data = {
-        "target_portal": peers.iscsi.portal,
-        "target_iqn": iqn,
-        "target_lun": lun,
-        "volume_id": "vol-%s" % lun,
-    }
-    data.update(extra)
-    return {"driver_volume_type": "iscsi", "data": data}
+    return peers.iscsi_info(iqn, lun, **dict({"volume_id": "vol-%s" % lun}, **extra))
 
 
 def running(pool, xapi, name):

@@ -96,17 +96,7 @@ def test_client_killed_at_every_step_leaves_nothing(ppool, peers):
     left, not even the secret the client made for the CHAP password."""
     default_settings(ppool)
     iqn = peers.new_target(luns=(1,), chap=CHAP)
-    info = {
-        "driver_volume_type": "iscsi",
-        "data": {
-            "target_portal": peers.iscsi.portal,
-            "target_iqn": iqn,
-            "target_lun": 1,
-            "auth_method": "CHAP",
-            "auth_username": CHAP[0],
-            "auth_password": CHAP[1],
-        },
-    }
+    info = peers.iscsi_info(iqn, chap=CHAP)
     before = state(ppool)
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
         ppool.admin.clear()

@@ -14,20 +14,9 @@ CHAP = ("volchap", "Vol-Secret-9f3a1")
 
 
 def ci(peers, iqn, lun=1, chap=None, secret_uuid=None, **extra):
-    data = {
-        "target_portal": peers.iscsi.portal,
-        "target_iqn": iqn,
-        "target_lun": lun,
-        "volume_id": "vol-%s" % lun,
-    }
-    if chap:
-        data.update(auth_method="CHAP", auth_username=chap[0])
-        if secret_uuid:
-            data["auth_password_secret"] = secret_uuid
-        else:
-            data["auth_password"] = chap[1]
-    data.update(extra)
-    return {"driver_volume_type": "iscsi", "data": data}
+    return peers.iscsi_info(
+        iqn, lun, chap, secret_uuid, **dict({"volume_id": "vol-%s" % lun}, **extra)
+    )
 
 
 def vm(xapi, name):

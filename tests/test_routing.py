@@ -143,20 +143,6 @@ def test_an_old_plugin_is_named_on_the_first_answer(ppool):
 CHAP = ("routeuser", "Routing-Chap-Secret-7")
 
 
-def _chap_info(peers, iqn):
-    return {
-        "driver_volume_type": "iscsi",
-        "data": {
-            "target_portal": peers.iscsi.portal,
-            "target_iqn": iqn,
-            "target_lun": 1,
-            "auth_method": "CHAP",
-            "auth_username": CHAP[0],
-            "auth_password": CHAP[1],
-        },
-    }
-
-
 def _client_calls(pool):
     """{method: n} of the calls clients made on the wire since the last admin.clear()."""
     return dict(
@@ -189,7 +175,7 @@ def test_a_new_process_finds_the_master_on_disk(ppool, peers, tmp_path, monkeypa
     secret.introduce, host.call_plugin, logout): the master's host ref comes from the user's
     cache file, which only the first client ever wrote, with no secret in it."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    info = _chap_info(peers, peers.new_target(luns=(1,), chap=CHAP))
+    info = peers.iscsi_info(peers.new_target(luns=(1,), chap=CHAP), chap=CHAP)
     before = state(ppool)
     first = _attach_in_a_new_process(ppool, info)
     assert first.get("session.get_this_host") == 1  # nothing on disk yet
@@ -213,7 +199,7 @@ def test_a_stale_master_ref_on_disk_is_looked_up_again(ppool, peers, tmp_path, m
     plugin call fails HANDLE_INVALID, the client drops the ref, asks session.get_this_host,
     re-sends, and writes the new ref."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    info = _chap_info(peers, peers.new_target(luns=(1,), chap=CHAP))
+    info = peers.iscsi_info(peers.new_target(luns=(1,), chap=CHAP), chap=CHAP)
     _attach_in_a_new_process(ppool, info)
     url, old = ppool.url, ppool.sim.master.ref
     ppool.servers.stop()

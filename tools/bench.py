@@ -182,17 +182,7 @@ class NovaStyle:
 # ---------------------------------------------------------------------- measurements
 def wire(pool, peers, iqn, vm_name, vm_ref, host_ref, rtts, cycles):
     """Round trips and times per attach/detach through the delay proxy."""
-    info = {
-        "driver_volume_type": "iscsi",
-        "data": {
-            "target_portal": peers.iscsi.portal,
-            "target_iqn": iqn,
-            "target_lun": 1,
-            "auth_method": "CHAP",
-            "auth_username": CHAP[0],
-            "auth_password": CHAP[1],
-        },
-    }
+    info = peers.iscsi_info(iqn, chap=CHAP)
     nochap_iqn = peers.new_target(luns=(1,))
     nochap = {
         "driver_volume_type": "iscsi",

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional, Set, Tuple
@@ -403,6 +404,17 @@ def _verify(iso: str, trusted_file: str, report: Report, work: str, home: str) -
     _installed(report, work, tree, payload_rpm, stamp_rpm, upd)
 
 
+def _rpm_verify(root: str) -> Tuple[bool, str]:
+    """`rpm -V` of the payload installed under root: (clean, the tail of what it said)."""
+    v = subprocess.run(
+        ["rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-V", "--nodeps", PAYLOAD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return v.returncode == 0, v.stdout.strip()[-300:]
+
+
 def _installed(
     report: Report, work: str, tree: str, payload_rpm: str, stamp_rpm: str, upd: ET.Element
 ) -> None:
@@ -468,18 +480,9 @@ def _installed(
     report.check(
         "plugin shebang is #!/usr/bin/python3 (dom0's python)", first == "#!/usr/bin/python3", first
     )
-    v = subprocess.run(
-        ["rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-V", "--nodeps", PAYLOAD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    report.check(
-        "rpm -V of the installed payload is clean", v.returncode == 0, v.stdout.strip()[-300:]
-    )
+    ok, out = _rpm_verify(root)
+    report.check("rpm -V of the installed payload is clean", ok, out)
     # What running the plugin does to the tree: Python writes its bytecode caches.
-    import sys
-
     subprocess.run(
         [
             sys.executable,
@@ -491,17 +494,8 @@ def _installed(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    v = subprocess.run(
-        ["rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-V", "--nodeps", PAYLOAD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    report.check(
-        "rpm -V is still clean after Python wrote its bytecode caches",
-        v.returncode == 0,
-        v.stdout.strip()[-300:],
-    )
+    ok, out = _rpm_verify(root)
+    report.check("rpm -V is still clean after Python wrote its bytecode caches", ok, out)
     applied = os.path.join(root, "var/update/applied", upd.get("uuid") or "")
     ok = False
     if os.path.isfile(applied):
