@@ -129,3 +129,57 @@ def test_connects_of_one_target_share_one_scan(ppool, peers):
     for r in results:
         plugin(xapi, host, "disconnect_volume", sr_uuid=r["sr_uuid"], vdi_uuid=r["vdi_uuid"])
     assert state(ppool) == before
+
+
+def test_a_call_meets_an_sr_another_call_has_introduced_but_not_yet_marked(ppool, peers):
+    """SR.introduce and xenvol's ownership mark are two XAPI calls: a second attach that reads
+    the SR between them (on another host, no lock shared) waits for the mark instead of
+    refusing the SR as foreign (XENVOL_POLICY_REFUSED)."""
+    from test_plugin_drivers import nfs_volume
+
+    xapi = ppool.session().xenapi
+    before = state(ppool)
+    sr_uuid, vdis = nfs_volume(peers, n=2)
+    hosts_vms = [placed(ppool, xapi, name) for name in ("vm-1", "vm-3")]
+    assert hosts_vms[0][2].ref != hosts_vms[1][2].ref
+
+    def info(vdi):
+        return {
+            "driver_volume_type": "nfs",
+            "data": {
+                "server": "127.0.0.1",
+                "serverpath": "/srv",
+                "sr_uuid": sr_uuid,
+                "vdi_uuid": vdi,
+            },
+        }
+
+    ppool.admin.clear()
+    ppool.admin.set_latency("SR.add_to_other_config", 1.5, "plugin")  # the mark, then the lease
+    _r, uuid1, host1 = hosts_vms[0]
+    t, out = _in_thread(
+        lambda: plugin(
+            ppool.session().xenapi,
+            host1,
+            "attach_volume",
+            connection_info=info(vdis[0]),
+            vm_uuid=uuid1,
+        )
+    )
+    _wait_for_call(ppool, "SR.introduce", t, out)
+    for _ in range(500):  # the introduce done; its mark is slowed down
+        if xapi.SR.get_all_records_where('field "uuid" = "%s"' % sr_uuid):
+            break
+        t.join(0.01)
+    _r, uuid3, host3 = hosts_vms[1]
+    second = plugin(xapi, host3, "attach_volume", connection_info=info(vdis[1]), vm_uuid=uuid3)
+    t.join(120)
+    assert not isinstance(out["r"], PluginError), out["r"]
+    assert ppool.admin.counts()["SR.introduce"]["plugin"] == 1
+    ppool.admin.set_latency("SR.add_to_other_config", 0, "plugin")
+    sr = xapi.SR.get_by_uuid(sr_uuid)
+    assert xapi.SR.get_other_config(sr).get("xenvol-introduced") == "true"
+    assert not [k for k in xapi.SR.get_other_config(sr) if k.startswith("xenvol-pbd-")]
+    for got, host in ((out["r"], host1), (second, host3)):
+        plugin(xapi, host, "detach_volume", vbd_uuid=got["vbd_uuid"])
+    assert state(ppool) == before

@@ -77,8 +77,9 @@ def check_sr(call, cfg):
     sr = call.find("SR", sr_uuid)
     if sr is None:
         return
-    rec = call.do("reading the SR", call.x.SR.get_record, sr)
-    if rec["other_config"].get(storage.INTRODUCED) == "true":
+    # Another xenvol call may have introduced it and not yet marked it.
+    rec = storage.settled(call, sr, call.do("reading the SR", call.x.SR.get_record, sr))
+    if rec is None or rec["other_config"].get(storage.INTRODUCED) == "true":
         return
     if sr_uuid in [u.lower() for u in setting_list(call, "allowed_sr_uuids")]:
         return

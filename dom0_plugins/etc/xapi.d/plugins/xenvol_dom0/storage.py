@@ -7,6 +7,8 @@ Ownership marks live in SR.other_config (PBD.create ignores other_config):
 A VDI that connect_volume holds for a host carries xenvol-connected-<host uuid> in its
 other_config; a VBD xenvol created carries xenvol = true."""
 
+import time
+
 import XenAPI
 
 from . import log
@@ -18,6 +20,10 @@ INTRODUCED = "xenvol-introduced"
 PBD_MARK = "xenvol-pbd-"
 CONNECTED = "xenvol-connected-"
 FORGOTTEN = "SR forgotten"
+# SR.introduce and the INTRODUCED mark are two XAPI calls: how long an unmarked SR with no PBD
+# (the state between them; PBDs come only after the mark) is re-read before it counts as
+# foreign.
+INTRODUCE_WINDOW = 5.0
 
 
 # The compensations of an SR's set-up; once the set-up is done, one undo_setup step stands
@@ -93,11 +99,38 @@ def ensure_sr(call, driver, config, steps):
 
 
 def _find(call, sr_uuid):
-    """(ref, record) of the SR, or (None, None): one filtered read."""
+    """(ref, record) of the SR, or (None, None): one filtered read (more only while another
+    call is between its SR.introduce and the mark, see settled)."""
     found = call.do(
         "looking up the SR", call.x.SR.get_all_records_where, 'field "uuid" = "%s"' % sr_uuid
     )
-    return sorted(found.items())[0] if found else (None, None)
+    if not found:
+        return None, None
+    sr, rec = sorted(found.items())[0]
+    rec = settled(call, sr, rec)
+    return (sr, rec) if rec is not None else (None, None)
+
+
+def settled(call, sr, rec):
+    """The SR's record once no xenvol call is between SR.introduce and its INTRODUCED mark,
+    or None if the SR was forgotten meanwhile (that call rolled back). An SR in that window is
+    unmarked and has no PBD; it is re-read for up to INTRODUCE_WINDOW seconds, after which an
+    SR still in that state counts as it is (not xenvol's). Any other record is returned
+    unread."""
+    deadline = time.time() + INTRODUCE_WINDOW
+    delay = 0.02
+    while rec["other_config"].get(INTRODUCED) != "true" and not rec["PBDs"]:
+        if time.time() >= deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+        try:
+            rec = call.x.SR.get_record(sr)
+        except XenAPI.Failure as f:
+            if vanished(f):
+                return None
+            raise from_xapi(f, "reading the SR") from None
+    return rec
 
 
 def _hosts(call, driver, config):
