@@ -64,9 +64,12 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
             subst["<sr-uuid>"], subst["<vdi-uuid>"] = out["sr_uuid"], out["vdi_uuid"]
         if fn == "version":
             assert out["plugin"] == "xenvol"
+        if fn == "check_config":
+            assert (out["state"], out["valid"]) == ("ok", True)
     assert ran == [
         "gc",
         "version",
+        "check_config",
         "list_drivers",
         "attach_volume",
         "detach_volume",

@@ -296,6 +296,7 @@ def test_list_drivers_and_version(ppool):
             "version": fh.read().strip(),
             "api_level": "1.1",
             "wait_limit": 60,
+            "config": {"state": "ok"},
         }
 
 

@@ -736,7 +736,10 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
     if args.command == "version":
         result = client.versions()
         rows = sorted(
-            (dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),
+            (
+                dict(v, host=names.host(h), host_uuid=h, conf=_config_state(v))
+                for h, v in result.items()
+            ),
             key=lambda r: (r["host"], r["host_uuid"]),
         )
         text = "xenvol client %s\n" % __version__ + _table(
@@ -746,21 +749,43 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
                 ("HOST_UUID", "host_uuid"),
                 ("VERSION", "version"),
                 ("API_LEVEL", "api_level"),
+                ("CONFIG", "conf"),
                 ("ERROR", "error"),
             ),
         )
         bad = [r for r in rows if r.get("error")]
+        invalid = [
+            "host %s: %s" % (r["host"], r["config"].get("error", "xenvol.conf is invalid"))
+            for r in rows
+            if (r.get("config") or {}).get("state") == "invalid"
+        ]
         data = {"client": __version__, "hosts": result}
         return (
             data,
             text,
-            [],
+            invalid,
             [r.get("version", "") for r in rows],
-            [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
-            if bad
-            else [],
+            (
+                [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
+                if bad
+                else []
+            )
+            + (
+                [errors.InvalidConfig("%d host(s) have an invalid xenvol.conf" % len(invalid))]
+                if invalid
+                else []
+            ),
         )
     raise AssertionError(args.command)
+
+
+def _config_state(info: Dict[str, Any]) -> str:
+    """A host's /etc/xenvol/xenvol.conf as its plugin's version() reports it."""
+    config = info.get("config")
+    if not isinstance(config, dict):
+        return "" if info.get("error") else "?"  # a plugin before 0.2.0 does not say
+    state = str(config.get("state", "?"))
+    return {"absent": "defaults", "invalid": "INVALID"}.get(state, state)
 
 
 def _fail(args: argparse.Namespace, e: errors.XenvolError) -> int:

@@ -6,7 +6,7 @@ import os
 import XenAPI
 
 from . import call as call_mod
-from . import check, integrate, journal, log, policy, settings, storage, xsecret
+from . import check, integrate, journal, log, paths, policy, settings, storage, xsecret
 from . import gc as gc_mod
 from . import vbd as vbds
 from .call import NULL, Call
@@ -38,7 +38,22 @@ def version(session, args):
         "plugin": "xenvol",
         "version": VERSION,
         "api_level": API_LEVEL,
-        "wait_limit": settings.wait_limit(settings.load()),
+        "wait_limit": settings.wait_limit(settings.read()[0]),
+        "config": settings.state(),
+    }
+
+
+def check_config(session, args):
+    """/etc/xenvol/xenvol.conf as this host's plugin reads it: every problem, and the
+    settings in force (the defaults where the file says nothing)."""
+    Fields(args, "", INVALID_ARGUMENT).reject_unknown(())
+    found, state, problems = settings.read()
+    return {
+        "file": paths.config_file(),
+        "state": state,
+        "valid": state != "invalid",
+        "problems": [dict(p, message=settings.describe(p)) for p in problems],
+        "settings": found if state != "invalid" else None,
     }
 
 
@@ -718,6 +733,7 @@ def _op_id(a, field):
 
 FUNCTIONS = (
     "version",
+    "check_config",
     "list_drivers",
     "connect_volume",
     "disconnect_volume",
