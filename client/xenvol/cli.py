@@ -9,8 +9,9 @@ by its SHA-256 fingerprint (--trust-fingerprint, remembered in ~/.config/xenvol/
 Exit codes: 0 done, 1 other errors, 2 bad input, 3 not found, 4 storage/backend failure,
 5 plugin missing or incompatible (on any host: the others are still listed), 6 pack failure,
 7 cannot connect or log in (network, timeout, certificate, credentials), 8 no answer in time
-(the operation may still complete; `xenvol list` tells), 130 interrupted (Ctrl-C during an
-operation: it is cancelled and rolled back). A closed output pipe ends quietly.
+(the operation may still complete; `xenvol list` tells), 9 `xenvol check` found a FAIL,
+130 interrupted (Ctrl-C during an operation: it is cancelled and rolled back). A closed
+output pipe ends quietly.
 
 On a terminal, long operations show the step they are at on stderr; --json is quiet.
 """
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit
 import XenAPI
 
 from . import __version__, errors
+from . import check as checks
 from .client import Client
 from .errors import ConnectionFailed
 from .records import Connection
@@ -122,6 +124,28 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gc", help="list (and with --apply remove) what xenvol left unused")
     g.add_argument("--apply", action="store_true", help="remove them (default: list only)")
     sub.add_parser("version", help="client version and every host's plugin version")
+    ck = sub.add_parser(
+        "check",
+        help="is this pool ready for xenvol: OK/WARN/FAIL per host and for the pool, one line "
+        "of why and what to do each (changes nothing without --smoke; exit 9 on a FAIL)",
+    )
+    ck.add_argument(
+        "--types",
+        help="driver types to check storage for, comma-separated (default: every driver, "
+        "a missing SM type then only a WARN)",
+    )
+    ck.add_argument(
+        "--smoke",
+        metavar="VM",
+        help="also attach and detach a scratch file volume to this halted test VM and check "
+        "that the pool is left as it was",
+    )
+    ck.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write the findings, the versions and what the pool answered (secrets "
+        "scrubbed) to FILE, to attach to a bug report",
+    )
     ex = sub.add_parser("extend", help="after the backend grew a volume: rescan, new size")
     ex.add_argument("connection_info", nargs="?", help="file with the connection_info JSON")
     ex.add_argument("--vdi", help="the volume's VDI uuid instead of connection_info")
@@ -508,6 +532,10 @@ def _run(args: argparse.Namespace) -> Result:
     if not args.url:
         raise errors.InvalidArgument(
             "no pool: give --url or set XENVOL_URL", details={"field": "url"}
+        )
+    if args.command == "check":
+        return checks.command(
+            args, normalize_url(args.url), load_known_certs(), lambda: _connect(args), __version__
         )
     progress = _show_progress if not args.json and sys.stderr.isatty() else None
     with _connect(args, progress) as client:

@@ -10,7 +10,7 @@ import sys
 
 # What answers while /etc/xenvol/xenvol.conf is invalid: the rest refuse with
 # XENVOL_INVALID_CONFIG before they touch anything.
-CONFIG_FREE = ("version", "check_config", "cancel")
+CONFIG_FREE = ("version", "check_config", "cancel", "probe")
 
 # Nothing else at import time: a cold start pays only for what the called function uses
 # (version: no XAPI session, no journal, no logging; the others import operations on call).

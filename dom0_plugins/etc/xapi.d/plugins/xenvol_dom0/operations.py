@@ -8,6 +8,7 @@ import XenAPI
 from . import call as call_mod
 from . import check, integrate, journal, log, paths, policy, settings, storage, xsecret
 from . import gc as gc_mod
+from . import probe as probe_mod
 from . import vbd as vbds
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
@@ -649,6 +650,21 @@ def gc(session, args):
     return gc_mod.run(call, a.boolean("apply", False), a.boolean("pool", False))
 
 
+def probe(session, args):
+    """What `xenvol check` needs of this host's dom0, read-only (probe.py); pool=true adds
+    the pool-wide leftovers gc would report (ask one host)."""
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("pool",))
+    return probe_mod.probe(session, a.boolean("pool", False))
+
+
+def smoke_volume(session, args):
+    """`xenvol check --smoke`'s scratch file volume on this host: action=create|remove."""
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("action", "volume"))
+    return probe_mod.smoke_volume(a.choice("action", ("create", "remove")), a.uuid("volume") or "")
+
+
 # ---------------------------------------------------------------------- integrators
 def extend_volume(session, args):
     """After the backend grew the volume: refresh, rescan, return the new size."""
@@ -748,6 +764,8 @@ FUNCTIONS = (
     "prepare_host",
     "release_host",
     "reconcile",
+    "probe",
+    "smoke_volume",
 )
 # The functions that change the pool: journaled, with the dead operations of the host
 # recovered first and results kept by operation id.
