@@ -21,6 +21,33 @@ from . import errors, secrets, transport
 from .client import SECRET_TTL_GRACE, Client
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
+# Every check (docs/check.md has a row for each; storage:<type> is one per driver type).
+CHECKS = (
+    "tls",
+    "connect",
+    "plugin",
+    "plugin-versions",
+    "dom0",
+    "dom0-python",
+    "config",
+    "dirs",
+    "journals",
+    "leases",
+    "leftovers",
+    "clock",
+    "client-clock",
+    "storage",
+    "storage:<type>",
+    "iscsi-iqn",
+    "iscsi-iqn-unique",
+    "multipath",
+    "fc",
+    "file-roots",
+    "xapi-version",
+    "xapi-features",
+    "ha",
+    "smoke",
+)
 EXIT_CHECK = 9
 # Clocks: a skew above this is worth fixing (NTP) whatever else holds.
 CLOCK_WARN = 10.0
@@ -29,14 +56,9 @@ FREE_FAIL = 1 << 20
 FREE_WARN = 64 << 20
 # What the volume drivers need of an SM: xapi plugs a VDI through the SM's attach/detach.
 REQUIRED_CAPABILITIES = ("VDI_ATTACH", "VDI_DETACH")
-# XAPI messages xenvol cannot do without (found with system.listMethods where xapi has it).
-REQUIRED_METHODS = (
-    "host.call_plugin",
-    "Async.host.call_plugin",
-    "secret.create",
-    "secret.destroy",
-    "task.cancel",
-)
+# XAPI messages xenvol cannot do without (found with system.listMethods where xapi has it;
+# it lists the synchronous wire names only, gen_server.ml).
+REQUIRED_METHODS = ("host.call_plugin", "secret.introduce", "secret.destroy", "task.cancel")
 # VM.call_host_plugin (native routing) is in xapi from 25.22.0 (datamodel_lifecycle.ml).
 NATIVE_ROUTING = "VM.call_host_plugin"
 NATIVE_ROUTING_XAPI = (25, 22)
@@ -820,7 +842,7 @@ def smoke(client: Client, vm: str) -> Tuple[Finding, Dict[str, Any]]:
             finding(
                 "smoke",
                 FAIL,
-                "%s: %s" % ("; ".join(steps) or "nothing done", report["error"]),
+                "%s: %s" % (", ".join(steps) or "nothing done", report["error"]),
                 "the other findings say why; xenvol gc lists anything left",
                 who,
             ),
@@ -841,8 +863,8 @@ def smoke(client: Client, vm: str) -> Tuple[Finding, Dict[str, Any]]:
         finding(
             "smoke",
             OK,
-            "%s to VM %s; SRs, PBDs, VDIs, VBDs and secrets as before"
-            % ("; ".join(steps), rec["name_label"]),
+            "VM %s: %s; SRs, PBDs, VDIs, VBDs and secrets as before"
+            % (rec["name_label"], ", ".join(steps)),
             host=who,
         ),
         report,
@@ -931,7 +953,7 @@ def run(
     out: Dict[str, Any] = {"findings": findings, "answers": {}}
     if findings[0]["status"] == FAIL:
         findings.append(
-            finding("connect", FAIL, "not attempted: the TLS check failed", findings[0]["todo"])
+            finding("connect", FAIL, "not attempted: the TLS check failed (no password sent)")
         )
     else:
         with connect() as client:
