@@ -67,6 +67,7 @@ ALL_OK = (
     "config",
     "dirs",
     "journals",
+    "set-aside",
     "leases",
     "leftovers",
     "clock",

@@ -32,6 +32,7 @@ CHECKS = (
     "config",
     "dirs",
     "journals",
+    "set-aside",
     "leases",
     "leftovers",
     "clock",
@@ -77,6 +78,9 @@ BUILT_IN = {
 # Fields that change without anything being done (compared out of the smoke test).
 VOLATILE = ("current_operations", "allowed_operations")
 SMOKE_CLASSES = ("SR", "PBD", "VDI", "VBD", "secret")
+# gc's items of one host's dom0 (the rest are the pool's, reported by the master's probe):
+# dead journals, orphan journal files, damaged journals and results set aside.
+LOCAL_KINDS = ("journal", "journal-file", "damaged")
 
 
 class CheckFailed(errors.XenvolError):
@@ -369,8 +373,19 @@ class PoolCheck:
             )
             return
         journals = [i for i in items if i["kind"] in ("journal", "journal-file")]
+        aside = [i for i in items if i["kind"] == "damaged"]
         leases = [i for i in items if i["kind"] == "lease"]
-        others = [i for i in items if i["kind"] not in ("journal", "journal-file", "lease")]
+        others = [i for i in items if i["kind"] not in LOCAL_KINDS + ("lease",)]
+        if aside:
+            self.add(
+                "set-aside",
+                WARN,
+                "; ".join("%s: %s" % (i["id"], i["why"]) for i in aside),
+                "check what it describes (xenvol gc lists it), then remove the file",
+                h,
+            )
+        else:
+            self.add("set-aside", OK, "no damaged journal or result set aside", host=h)
         if journals:
             self.add(
                 "journals",
