@@ -129,8 +129,19 @@ def test_a_missing_plugin_and_differing_versions(ppool, monkeypatch, capsys):
         version = fh.read().strip()
     with open(vfile, "w") as fh:
         fh.write("0.1.9\n")
+    # and xs02's plugin is one from before `probe`
+    ops = os.path.join(ppool.host(1).plugins_dir, "xenvol_dom0", "operations.py")
+    with open(ops) as fh:
+        text = fh.read()
+    with open(ops, "w") as fh:
+        fh.write(text.replace('    "probe",\n', "", 1))
     result = run(ppool)
     assert statuses(result, "plugin") == {"xs01": "OK", "xs02": "OK", "xs03": "FAIL"}
+    status, why = found(result, "dom0", "xs02")["xs02"]
+    assert (
+        status == "WARN"
+        and why == "the plugin (0.1.9) has no probe function: its dom0 is not checked"
+    )
     assert found(result, "plugin", "xs03")["xs03"][1] == "the xenvol plugin is not installed"
     status, why = found(result, "plugin-versions")["pool"]
     assert status == "WARN"
@@ -138,8 +149,8 @@ def test_a_missing_plugin_and_differing_versions(ppool, monkeypatch, capsys):
     assert sorted(why.split(": ", 1)[1].split("; ")) == sorted(
         ["0.1.9 (API 1.1) on xs02", "%s (API 1.1) on xs01" % version]
     )
-    # no dom0 checks where there is no plugin
-    assert sorted(statuses(result, "config")) == ["xs01", "xs02"]
+    # no dom0 checks where there is no plugin, or no probe
+    assert sorted(statuses(result, "config")) == ["xs01"]
     monkeypatch.setenv("XENVOL_PASSWORD", ppool.info["password"])
     assert cli.main(["--url", ppool.url, "check"]) == check.EXIT_CHECK
     out = capsys.readouterr().out
@@ -346,3 +357,78 @@ def test_the_docs_list_every_check():
     rows = re.findall(r"^\| `([^`]+)` \|", text, re.M)
     assert sorted(rows) == sorted(check.CHECKS)
     assert "`connect` FAIL" in text
+
+
+def test_thresholds_and_answers_no_pool_gives():
+    """The outcomes a simulated pool cannot produce (a full disk, an old Python, an xapi
+    without a method xenvol needs, hosts mid-upgrade), on the answers the checks read."""
+    c = check.PoolCheck.__new__(check.PoolCheck)
+    c.findings, c.probes, c.answers, c.types, c.must = [], {}, {}, None, check.WARN
+    c.master = "OpaqueRef:m"
+    c.hosts = {
+        "OpaqueRef:m": {
+            "uuid": "u1",
+            "name_label": "xs01",
+            "API_version_major": "2",
+            "API_version_minor": "21",
+            "software_version": {"xapi": "26.1"},
+            "other_config": {},
+        },
+        "OpaqueRef:b": {
+            "uuid": "u2",
+            "name_label": "xs02",
+            "API_version_major": "2",
+            "API_version_minor": "20",
+            "software_version": {"xapi": "24.0"},
+            "other_config": {},
+        },
+    }
+
+    def dirs(free, **extra):
+        return {
+            "dirs": [
+                dict(
+                    {
+                        "name": "journal",
+                        "path": "/var/lib/xenvol/ops",
+                        "writable": True,
+                        "free_bytes": free,
+                    },
+                    **extra,
+                )
+            ]
+        }
+
+    c.check_dirs("OpaqueRef:m", dirs(512 << 10))
+    c.check_dirs("OpaqueRef:m", dirs(10 << 20))
+    c.check_dirs("OpaqueRef:m", dirs(10 << 30, read_only=True))
+    c.check_python("OpaqueRef:m", {"python": "2.7.5"})
+    assert [(f["check"], f["status"]) for f in c.findings] == [
+        ("dirs", "FAIL"),
+        ("dirs", "WARN"),
+        ("dirs", "FAIL"),
+        ("dom0-python", "FAIL"),
+    ]
+    assert c.findings[0]["why"] == "journal /var/lib/xenvol/ops has 512.0 KiB free"
+    assert "(read-only)" in c.findings[2]["why"]
+    c.findings = []
+
+    class Session:
+        class system:
+            @staticmethod
+            def listMethods():
+                return ["host.call_plugin", "secret.introduce", "VM.call_host_plugin"]
+
+    c.client = type("C", (), {"session": Session})()
+    c.check_features()
+    assert [(f["check"], f["status"]) for f in c.findings] == [
+        ("xapi-version", "WARN"),
+        ("xapi-features", "FAIL"),
+    ]
+    assert c.findings[1]["why"] == "xapi lacks secret.destroy, task.cancel"
+    Session.system.listMethods = staticmethod(lambda: list(check.REQUIRED_METHODS))
+    c.findings = []
+    c.check_features()
+    assert c.findings[1]["status"] == "OK" and "routing by host" in c.findings[1]["why"]
+    report = check.scrub({"a": {"auth_password": "s3cret", "chappassword": "x", "name": "n"}})
+    assert report == {"a": {"auth_password": "***", "chappassword": "***", "name": "n"}}
