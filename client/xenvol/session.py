@@ -1,6 +1,13 @@
 """The XAPI session a client works through: login that follows HOST_IS_SLAVE to the master,
-TLS verified or pinned (transport.py), XAPI failures as xenvol exceptions, logout."""
+TLS verified or pinned (transport.py), XAPI failures as xenvol exceptions, logout.
 
+Threads: one XAPI session, one HTTP connection per thread. xmlrpc's proxy keeps one
+connection and is not safe to share (CannotSendRequest, ResponseNotReady), so each thread but
+the one that made the session gets a copy of the proxy with a transport of its own, carrying
+the same session ref (XAPI serves one session on many connections)."""
+
+import copy
+import threading
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,8 +31,10 @@ class PoolSession:
     ) -> None:
         self.session = session
         self.url = url
-        self.transport = transport
+        self._transport = transport
         self.owned = owned
+        self._owner = threading.get_ident()
+        self._local = threading.local()
 
     @classmethod
     def login(
@@ -54,12 +63,45 @@ class PoolSession:
                 raise errors.ConnectionFailed("cannot reach %s: %s" % (url, e)) from None
         raise errors.ConnectionFailed("too many HOST_IS_SLAVE redirects from %s" % url)
 
+    def _mine(self) -> Any:
+        """This thread's XenAPI.Session: the one made (or borrowed) in the owning thread, a
+        copy with a connection of its own in any other."""
+        base = self.session
+        if base is None:
+            raise errors.XenvolError("the client is closed")
+        if threading.get_ident() == self._owner:
+            return base
+        mine = getattr(self._local, "session", None)
+        if mine is None or self._local.base is not base:
+            mine = self.fresh()
+            self._local.session, self._local.base = mine, base
+        return mine
+
+    def fresh(self) -> Any:
+        """A copy of the session on a new connection (its own transport): for another
+        thread, or to cancel while this thread's connection is in an unknown state."""
+        base = self.session
+        if base is None:
+            raise errors.XenvolError("the client is closed")
+        clone = copy.copy(base)
+        transport = copy.copy(base._ServerProxy__transport)
+        transport._connection = (None, None)
+        transport._extra_headers = []
+        clone._ServerProxy__transport = transport
+        clone.transport = transport
+        return clone
+
+    @property
+    def transport(self) -> Optional[AnyTransport]:
+        """This thread's transport (None for a borrowed session: its owner's timeouts)."""
+        if self._transport is None or self.session is None:
+            return None
+        return self._mine()._ServerProxy__transport
+
     @property
     def x(self) -> Any:
-        """session.xenapi: XAPI's classes."""
-        if self.session is None:
-            raise errors.XenvolError("the client is closed")
-        return self.session.xenapi
+        """session.xenapi of this thread: XAPI's classes."""
+        return self._mine().xenapi
 
     @property
     def handle(self) -> str:

@@ -94,6 +94,9 @@ class SafeTransport(xmlrpc.client.SafeTransport):
 
 
 AnyTransport = Union[Transport, SafeTransport]
+# What a request can fail with below XAPI: socket and TLS errors, a connection in the wrong
+# state (CannotSendRequest, ResponseNotReady, BadStatusLine), an HTTP error status.
+TRANSPORT_ERRORS = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError)
 
 
 def for_url(

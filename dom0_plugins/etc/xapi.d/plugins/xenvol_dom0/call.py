@@ -200,6 +200,7 @@ def run(name, fn, session, args, op_id, journaled):
     journal.recover_dead(call)
     op.journal = journal.Journal(op_id, name, call.host_uuid)
     try:
+        call.checkpoint("starting %s" % name)  # cancelled before it started
         result = fn(session, args)
         journal.save_result(op_id, result)
         return result
@@ -224,9 +225,10 @@ def consume_secrets(call):
 
 
 def cancel_mark(op_id):
-    """Ask a running operation to stop at its next step (it rolls back)."""
-    if not os.path.exists(journal.path_of(op_id)):
-        return False
+    """Ask an operation to stop at its next step (it rolls back); True when it is running.
+    One not running yet (its request still on the way) is marked too, and stops before its
+    first step; gc removes the mark of one that never comes."""
+    journal.ensure_dir()
     with open(journal.cancel_path(op_id), "w"):
         pass
-    return True
+    return os.path.exists(journal.path_of(op_id))
