@@ -83,7 +83,10 @@ class PoolSession:
         base = self.session
         if base is None:
             raise errors.XenvolError("the client is closed")
-        clone = copy.copy(base)
+        # XenAPI.Session turns every attribute it lacks into an XAPI call (copy.copy's
+        # __reduce_ex__ too): copy its state by hand.
+        clone = object.__new__(type(base))
+        clone.__dict__.update(base.__dict__)
         transport = copy.copy(base._ServerProxy__transport)
         transport._connection = (None, None)
         transport._extra_headers = []
