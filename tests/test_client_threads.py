@@ -102,7 +102,12 @@ def test_transport_failures_are_xenvol_errors_with_the_op_id(ppool, caplog):
         assert isinstance(e.value.__context__, http.client.CannotSendRequest)
         # ... and the next call has a new connection.
         assert c.attachments() == []
-        # A changing call on a broken connection is sent again, with its op id, on a new one.
+        # A changing call on a broken connection: named by its op id; the same call again
+        # (a new connection) returns its result.
         conn = transport.make_connection(urlsplit(ppool.url).netloc)
         conn.putrequest("POST", "/")
-        assert c.detach(vdi=str(uuid.uuid4()), op_id="op-detach-1") == []
+        vdi = str(uuid.uuid4())
+        with pytest.raises(errors.ConnectionFailed) as e:
+            c.detach(vdi=vdi, op_id="op-detach-1")
+        assert e.value.op_id == "op-detach-1" and "op_id=op-detach-1" in e.value.message
+        assert c.detach(vdi=vdi, op_id="op-detach-1") == []
