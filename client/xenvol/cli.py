@@ -9,8 +9,14 @@ by its SHA-256 fingerprint (--trust-fingerprint, remembered in ~/.config/xenvol/
 Exit codes: 0 done, 1 other errors, 2 bad input, 3 not found, 4 storage/backend failure,
 5 plugin missing or incompatible (on any host: the others are still listed), 6 pack failure,
 7 cannot connect or log in (network, timeout, certificate, credentials), 8 no answer in time
-(the operation may still complete; `xenvol list` tells), 130 interrupted (Ctrl-C during an
-operation: it is cancelled and rolled back). A closed output pipe ends quietly.
+(the operation may still complete; `xenvol list` tells), 130 interrupted. A closed output pipe
+ends quietly.
+
+Ctrl-C (or SIGINT: `timeout -s INT`, a script's kill -INT) during attach, detach, connect or
+any change cancels it: the operation is cancelled by its op id over a fresh connection, the
+command waits briefly for the rollback and says what happened: "cancelled: it stopped and
+rolled back", "completed before it could be cancelled", or "may still complete: op id …,
+`xenvol list` tells". A second Ctrl-C stops waiting.
 
 On a terminal, long operations show the step they are at on stderr; --json is quiet.
 """
@@ -820,7 +826,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _main(args)
     except KeyboardInterrupt:
-        sys.stderr.write("\n")
+        # Outside a change (a lookup, the login): nothing was started.
+        sys.stderr.write("\nxenvol: interrupted\n")
         return 130
     except BrokenPipeError:
         # The reader went away (`xenvol list | head`): no message, and no second error

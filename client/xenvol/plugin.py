@@ -55,6 +55,7 @@ class Plugin:
     ) -> errors.Cancelled:
         """Ctrl-C during a changing call: cancel it by its op id, wait briefly for the
         rollback, and say what happened."""
+        self.ps.reset()
         host_ref, vm_ref = getattr(self._local, "sent", (host_ref, vm_ref))
         op_id = args["op_id"]
         level = str((self.versions.get(host_ref or "") or {}).get("api_level", ""))

@@ -94,6 +94,12 @@ class PoolSession:
         clone.transport = transport
         return clone
 
+    def reset(self) -> None:
+        """Close this thread's connection (an interrupt left it mid-request): the next
+        request opens a new one."""
+        if self.session is not None:
+            self._mine()._ServerProxy__transport.close()
+
     @property
     def transport(self) -> Optional[AnyTransport]:
         """This thread's transport (None for a borrowed session: its owner's timeouts)."""
