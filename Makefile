@@ -18,7 +18,7 @@ SM_TIMING ?= fast
 $(STAMP): pyproject.toml simulator/pyproject.toml dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,pack]'
 	$(PY) -m pip install -q -e ./simulator
 	touch $(STAMP)
 

@@ -19,9 +19,9 @@ from .hostcache import HostCache
 from .plugin import REQUIRED_API, Plugin
 from .records import Attachment, Connection
 from .routing import NULL, Router
-from .session import PoolSession
+from .session import PoolSession, normalize_url
 from .tasks import Args, Progress
-from .transport import TRANSPORT_ERRORS
+from .transport import TRANSPORT_ERRORS, load_known_certs
 
 __all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "REQUIRED_API"]
 
@@ -78,7 +78,17 @@ def _with_op_id(out: Any, op: str) -> Any:
 class Client:
     """Talk to a pool. Build it from a URL and credentials (it follows HOST_IS_SLAVE to the
     master, verifies TLS unless verify_tls=False, and logs out on close()), or from an
-    existing XenAPI.Session with Client.from_session(session).
+    existing XenAPI.Session with Client.from_session(session). A URL without a scheme is
+    https:// (`xs1`, `xs1:8443`). A self-signed host certificate is trusted by its SHA-256
+    fingerprint: pinned_certs, by default the ones the CLI recorded.
+
+    Threads: one Client may be shared; each thread gets its own connection on the one XAPI
+    session (a borrowed session: a copy of it per thread). Calls from several threads run in
+    parallel; results and errors go to the thread that made the call. Ctrl-C (SIGINT, in
+    the main thread) during a changing call cancels it by its op id and raises
+    errors.Cancelled saying what became of it (outcome: rolled back, completed, unknown).
+    Every call has an op id (op_id=, else a new one): in its result, in every error's
+    details, and in the `xenvol` logger's lines.
 
     routing: "host" (default: host.call_plugin on the VM's host, known from earlier answers)
     or "native" (VM.call_host_plugin where xapi has it; see plugin.Plugin). progress(step):
@@ -104,9 +114,12 @@ class Client:
             raise errors.InvalidArgument("routing: host or native", details={"field": "routing"})
         self.timeout = timeout
         if url is not None:
-            # pinned_certs: "host:port" -> SHA-256 of a trusted certificate
+            # pinned_certs: "host:port" -> SHA-256 of a trusted certificate; None: those the
+            # CLI's --trust-fingerprint recorded (~/.config/xenvol/known_certs).
+            if pinned_certs is None:
+                pinned_certs = load_known_certs()
             self._link = PoolSession.login(
-                url,
+                normalize_url(url),
                 username,
                 password or "",
                 originator,
@@ -353,17 +366,18 @@ class Client:
 
     @operation
     def gc(
-        self, dry_run: bool = True, pool: bool = True, op_id: Optional[str] = None
+        self, dry_run: bool = True, pool_only: bool = False, op_id: Optional[str] = None
     ) -> List[Dict[str, Any]]:
         """What xenvol left that nothing uses (dead operations' journals and leases, SRs and
         PBDs it made that nothing uses, orphan secrets, claims of hosts that left): a list
         of items {kind, id, why, action, host_uuid}; removed only with dry_run=False. It
-        never touches an object xenvol did not make. pool=False: only the pool-wide
-        objects (SRs, leases, secrets, claims: asked of the master), not every host's
-        journals."""
+        never touches an object xenvol did not make. pool_only: only the pool-wide objects
+        (SRs, PBDs, leases, secrets, claims) and the master's journals, asked of the master
+        alone, not every host."""
         items: List[Dict[str, Any]] = []
         master = self._router.master()
-        hosts = [master] + ([h for h in self._router.hosts() if h != master] if pool else [])
+        others = [] if pool_only else [h for h in self._router.hosts() if h != master]
+        hosts = [master] + others
         for host in hosts:
             args = {
                 "apply": "false" if dry_run else "true",

@@ -7,6 +7,7 @@ the one that made the session gets a copy of the proxy with a transport of its o
 the same session ref (XAPI serves one session on many connections)."""
 
 import copy
+import ssl
 import threading
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -15,7 +16,13 @@ import XenAPI
 
 from . import errors
 from .secrets import Scrub
-from .transport import AnyTransport, for_url
+from .transport import (
+    AnyTransport,
+    for_url,
+    format_fingerprint,
+    known_certs_path,
+    peer_fingerprint,
+)
 
 
 class PoolSession:
@@ -59,6 +66,8 @@ class PoolSession:
                     url = with_host(url, f.details[1])
                     continue
                 raise errors.from_failure(f.details, scrub=Scrub([password])) from None
+            except ssl.SSLCertVerificationError as e:
+                raise untrusted(url, e, timeout) from None
             except OSError as e:
                 raise errors.ConnectionFailed("cannot reach %s: %s" % (url, e)) from None
         raise errors.ConnectionFailed("too many HOST_IS_SLAVE redirects from %s" % url)
@@ -131,6 +140,58 @@ class PoolSession:
             except Exception:
                 pass
         self.session = None
+
+
+def normalize_url(url: str) -> str:
+    """`xs1.example.com` or `xs1:8443` as https://…/: xe -s users type just the host."""
+    url = url.strip()
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.InvalidArgument(
+            "url: %r is not a host name or an http(s) URL" % url, details={"field": "url"}
+        )
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is read
+    except ValueError:
+        raise errors.InvalidArgument(
+            "url: bad port in %r" % url, details={"field": "url"}
+        ) from None
+    return url if parts.path else url + "/"
+
+
+def untrusted(url: str, cause: BaseException, timeout: float) -> errors.ConnectionFailed:
+    """A certificate no CA vouches for (every XenServer host has a self-signed one): how to
+    pin it. The exception's __context__ is the TLS error."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    try:
+        fpr: Optional[str] = format_fingerprint(peer_fingerprint(host, port, min(timeout, 10.0)))
+    except OSError:
+        fpr = None
+    error = errors.ConnectionFailed(
+        "the certificate of %s:%d is not signed by a CA this machine trusts (%s); its SHA-256 "
+        "fingerprint is %s. Compare it with the host's (on the host: openssl x509 -noout "
+        "-fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem); if they match, pin it: "
+        "Client(..., pinned_certs={'%s:%d': 'FINGERPRINT'}), or once for the CLI and this "
+        "library: `xenvol --url %s --trust-fingerprint FINGERPRINT version` (kept in %s); or "
+        "give cafile="
+        % (
+            host,
+            port,
+            getattr(cause, "verify_message", None) or cause,
+            fpr or "unreadable",
+            host,
+            port,
+            url,
+            known_certs_path(),
+        ),
+        "TLS_CERTIFICATE_UNTRUSTED",
+        {"fingerprint": fpr},
+    )
+    error.__context__ = cause
+    return error
 
 
 def _pin(pins: Dict[str, str], url: str) -> Optional[str]:
