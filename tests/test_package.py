@@ -144,3 +144,32 @@ def test_records_are_frozen_hashable_and_asdict():
         "op_id": "o",
     }
     assert len({a, b}) == 1
+
+
+def test_the_readme_python_example_runs_as_written():
+    """README's self-contained example against the quick start's pool: its output as shown."""
+    import re
+
+    from conftest import PLUGINS, Pool
+
+    with open(os.path.join(REPO, "README.md")) as fh:
+        text = fh.read()
+    code, shown = re.search(
+        r"```python\n(import os\n\nimport xenvol\n.*?)```\n```\n(.*?)```", text, re.S
+    ).groups()
+    pool = Pool(hosts=1, vms=2, plugins=PLUGINS)
+    try:
+        d = os.path.join(pool.host(0).root, "var/lib/xenvol/volumes")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "6f1c2d3e-0000-4000-8000-000000000001.raw"), "wb") as fh:
+            fh.truncate(64 << 20)
+        env = dict(os.environ, XENVOL_URL=pool.url, XENVOL_PASSWORD=pool.info["password"])
+        p = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert p.returncode == 0, p.stderr
+        out, expected = p.stdout.splitlines(), shown.splitlines()
+        assert out[0].split()[:3] == expected[0].split()[:3]  # the op id is new each run
+        assert out[1:] == expected[1:]
+    finally:
+        pool.close()
