@@ -208,10 +208,14 @@ class Client:
                 out = self._router.vm_call(vm, fn, args, stashed.scrub)
             else:
                 out = self._plugin.call(host_ref, fn, args, stashed.scrub)
-        except errors.OperationTimedOut:
-            raise  # the plugin may still use them; they expire, and gc removes them
-        except Exception:
-            secrets.drop(self.x, stashed.created)
+        except Exception as e:
+            # An outcome unknown (no answer in time, the connection lost, interrupted): the
+            # plugin may still use them; they expire, and gc removes them.
+            unknown = isinstance(e, (errors.OperationTimedOut, errors.ConnectionFailed)) or (
+                isinstance(e, errors.Cancelled) and e.outcome == "unknown"
+            )
+            if not unknown:
+                secrets.drop(self.x, stashed.created)
             raise
         secrets.drop(self.x, stashed.leftover)
         return out
