@@ -37,11 +37,17 @@ def file_volume(state_dir):
 
 
 def running(state_dir, timeout=60):
-    """Wait (bounded) until an operation's journal exists on some host."""
+    """Wait (bounded) until an operation has journaled a change on some host (a journal
+    with only its header may be the master's, answering WRONG_HOST)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if glob.glob(os.path.join(state_dir, "h*/var/lib/xenvol/ops/*.json")):
-            return
+        for path in glob.glob(os.path.join(state_dir, "h*/var/lib/xenvol/ops/*.json")):
+            try:
+                with open(path) as fh:
+                    if '"step"' in fh.read():
+                        return
+            except OSError:
+                pass  # ended meanwhile
         time.sleep(0.05)
     raise AssertionError("no operation started")
 

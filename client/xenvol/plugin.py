@@ -4,7 +4,7 @@ host's first answer, and its failure mapped to a xenvol exception."""
 
 import json
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import XenAPI
 
@@ -65,7 +65,7 @@ class Plugin:
             vm_ref,
             op_id,
             getattr(e, "task", None),
-            prestart=_level(level) >= (1, 2),
+            prestart=tasks.level(level) >= (1, 2),
         )
         return errors.interrupted(fn, op_id, self.host_uuid(host_ref), outcome)
 
@@ -196,7 +196,7 @@ class Plugin:
         return self.versions[host_ref]
 
     def _check_level(self, host_ref: str, info: Dict[str, Any]) -> None:
-        level = _level(str(info.get("api_level", "")))
+        level = tasks.level(str(info.get("api_level", "")))
         if len(level) != 2 or level[0] != REQUIRED_API[0] or level < REQUIRED_API:
             host_uuid = self.host_uuid(host_ref)
             raise errors.PluginIncompatible(
@@ -225,14 +225,6 @@ class Plugin:
                 (k, info[k]) for k in ("plugin", "version", "api_level", "wait_limit") if k in info
             ),
         )
-
-
-def _level(text: str) -> Tuple[int, ...]:
-    """ "1.2" as (1, 2); () when it is no level."""
-    try:
-        return tuple(int(p) for p in text.split(".")[:2])
-    except ValueError:
-        return ()
 
 
 def _client_version() -> str:

@@ -6,7 +6,7 @@ import json
 import socket
 import time
 import xmlrpc.client
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import XenAPI
 
@@ -274,7 +274,10 @@ def cancel_and_wait(
             host_ref = x.VM.get_resident_on(vm_ref)
         seen_running = False
         while True:
-            state = str(json.loads(cancel_call(x, host_ref, op_id)).get("state"))
+            answer = json.loads(cancel_call(x, host_ref, op_id))
+            state = str(answer.get("state"))
+            # The answer's API level says whether the host stops an operation not yet started.
+            prestart = prestart or level(str(answer.get("api_level", ""))) >= (1, 2)
             if task is not None:
                 rec = x.task.get_record(task)
                 if rec["status"] != "pending":
@@ -298,6 +301,14 @@ def cancel_and_wait(
         if isinstance(e, TRANSPORT_ERRORS):
             return "unknown"
         raise
+
+
+def level(text: str) -> Tuple[int, ...]:
+    """An API level, "1.2", as (1, 2); () when it is none."""
+    try:
+        return tuple(int(p) for p in text.split(".")[:2])
+    except ValueError:
+        return ()
 
 
 def cancel_call(api: Any, host_ref: Optional[str], op_id: str) -> str:
