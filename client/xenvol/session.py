@@ -180,7 +180,7 @@ def untrusted(url: str, cause: BaseException, timeout: float) -> errors.Connecti
         % (
             host,
             port,
-            getattr(cause, "verify_message", None) or cause,
+            cause,
             fpr or "unreadable",
             host,
             port,
