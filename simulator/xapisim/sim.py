@@ -498,7 +498,8 @@ def _response(encode, success, contents):
 def _json_typed(method, value):
     """The database keeps ints in their XML-RPC form, a decimal string (xapi's Int goes out as
     bare text). JSON-RPC writes an Int as a number (ocaml-rpc jsonrpc.ml rpc_to_json), so
-    int-typed results and record fields become ints here. Not done: event records."""
+    int-typed results and record fields become ints here. (Event snapshots are typed
+    where they are made, api_event.py.)"""
     cls, _, msg = method.partition(".")
     if cls not in schema.SCHEMA:
         return value
