@@ -170,6 +170,7 @@ class Events:
             self.cond.notify_all()
 
     def stop(self):
+        """The simulator stops (sim.stopping is set): waiting calls end now."""
         with self.cond:
             self.cond.notify_all()
 
@@ -269,7 +270,7 @@ class Events:
         for cls in EVENT_CLASSES:
             if not table_matches(subs, cls):
                 continue
-            for ref, (created, modified) in db.stamps[cls].items():
+            for ref, (created, modified) in list(db.stamps[cls].items()):
                 if modified > since and object_matches(subs, cls, ref):
                     last = max(last, modified)
                     (creates if created > since else mods).append((cls, ref, modified))

@@ -83,7 +83,7 @@ class Database:
         self.stamps: Dict[str, Dict[str, List[int]]] = dict((c, {}) for c in schema.CLASSES)
         self.deleted: Dict[str, List[Tuple[int, int, str]]] = dict((c, []) for c in schema.CLASSES)
         self.listeners: List[Callable[[str, str, str, Callable[[], dict]], None]] = []
-        self._shadow: Dict[str, Dict[str, dict]] = dict((c, {}) for c in schema.CLASSES)
+        self._shadow: Dict[str, Dict[str, Tuple[str, dict]]] = dict((c, {}) for c in schema.CLASSES)
         self._touched: Set[Tuple[str, str]] = set()
         self._touched_lock = threading.Lock()
 
@@ -103,7 +103,7 @@ class Database:
         # `mod` for each object it refers to.
         g = self.generation
         self.stamps[cls][ref] = [g, g]
-        self._shadow[cls][ref] = _copy(rec)
+        self._shadow[cls][ref] = _fingerprint(cls, rec)
         self._notify(cls, ref, "add")
         self._relate(cls, rec, None, g)
         self.generation += 1
@@ -206,15 +206,18 @@ class Database:
             touched, self._touched = self._touched, set()
         for cls, ref in sorted(touched):
             rec = self.tables[cls].get(ref)
+            if rec is None:
+                continue
+            now = _fingerprint(cls, rec)
             old = self._shadow[cls].get(ref)
-            if rec is None or old == rec:
+            if old is None or old[0] == now[0]:
                 continue
             g = self.generation
             self.stamps[cls][ref][1] = g
-            self._shadow[cls][ref] = _copy(rec)
-            self._relate(cls, old, rec, g)
+            self._shadow[cls][ref] = now
+            self._relate(cls, old[1], rec, g)
             self._notify(cls, ref, "mod")
-            self._relate(cls, rec, old, g)
+            self._relate(cls, rec, old[1], g)
             self.generation += 1
 
     def sync(self):
@@ -277,6 +280,18 @@ class Database:
                     continue
                 out[cls] = dict((rec["uuid"], _plain(rec)) for rec in self.records(cls).values())
             return out
+
+
+# For each class, its reference fields that some other class lists in a REVERSE set.
+LINKS: Dict[str, List[str]] = {}
+for (_owner, _set), (_child, _link) in REVERSE.items():
+    LINKS.setdefault(_child, []).append(_link)
+
+
+def _fingerprint(cls, rec):
+    """What flush compares a record with: its text (repr, at C speed; a deep copy would cost
+    more than the calls it watches), and its reference fields as they were."""
+    return repr(rec), dict((k, rec.get(k)) for k in LINKS.get(cls, ()))
 
 
 def _copy(value):
