@@ -316,3 +316,35 @@ def test_from_over_both_transports_answers_an_event_batch(pool, path):
         _h, out = http(pool, json_body("event.from", [s, ["host"], "", 1.5], v2=True), path=path)
         doc = json.loads(out)["result"]
         assert [e["operation"] for e in doc["events"]] == ["add"] * 3
+
+
+def test_a_negative_timeout_waits_for_a_change(pool, xapi):
+    # xapi_event.ml from: Clock.Timer.s_to_span gives no span for a negative timeout, and the
+    # call then waits up to a day; it is not an immediate empty answer.
+    vm = xapi.VM.get_by_name_label("vm-1")[0]
+    token = start_token(xapi)
+    out = {}
+    waiter = threading.Thread(
+        target=lambda: out.update(batch=event_from(pool.session().xenapi, ["vm"], token, -1.0))
+    )
+    waiter.start()
+    time.sleep(0.3)
+    xapi.VM.set_name_description(vm, "after")
+    waiter.join(60)
+    assert ops(out["batch"]) == [("vm", "mod", vm)]
+
+
+def test_logout_ends_a_waiting_next_with_session_invalid(pool):
+    s = pool.session()
+    s.xenapi.event.register(["vm"])
+    proxy = xmlrpc.client.ServerProxy(pool.url)
+    out = {}
+    waiter = threading.Thread(
+        target=lambda: out.update(answer=proxy.event.next(s._session))  # no timeout: it waits
+    )
+    waiter.start()
+    time.sleep(0.3)
+    ref = s._session
+    s.xenapi.session.logout()
+    waiter.join(60)
+    assert out["answer"]["ErrorDescription"] == ["SESSION_INVALID", ref]
