@@ -354,7 +354,11 @@ def _typed_record(cls, rec):
     """A snapshot as API.rpc_of_<class>_t writes it: int fields typed (the database keeps them
     as decimal strings, sim.py _json_typed)."""
     ints = [f[0] for f in schema.fields(cls) if f[1] == "int"]
-    return dict((k, int(v) if k in ints else v) for k, v in rec.items())
+
+    def typed(k, v):
+        return int(v) if k in ints and isinstance(v, str) and v.lstrip("-").isdigit() else v
+
+    return dict((k, typed(k, v)) for k, v in rec.items())
 
 
 # ------------------------------------------------------------------- messages

@@ -72,7 +72,7 @@ class Database:
     (eventgen.ml database_callback), event.next's queue among them.
 
     The simulator's code changes records in place (raw()); what raw() handed out is compared
-    with the copy of the last write when the lock is left (flush), or on sync()."""
+    with the text of its last write when the lock is left (flush), or on sync()."""
 
     def __init__(self):
         self.lock = _Lock(self)
