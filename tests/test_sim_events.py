@@ -177,20 +177,21 @@ def test_from_times_out_with_an_empty_batch_and_the_same_token(pool, xapi):
 
 
 def test_from_blocks_until_a_change_without_holding_the_database(pool, xapi):
-    vm = xapi.VM.get_by_name_label("vm-1")[0]
+    vm = xapi.VM.get_by_name_label("vm-2")[0]  # halted: nothing else changes it
     token = start_token(xapi)
     out = {}
 
     def wait():
-        out["batch"] = event_from(pool.session().xenapi, ["vm"], token, 60.0)
+        out["batch"] = event_from(pool.session().xenapi, ["VM/" + vm], token, 60.0)
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    # the waiting call holds no lock others need: calls go on, changes of other classes
+    # the waiting call holds no lock others need: calls go on, changes of other objects
     # do not answer it
-    for _ in range(5):
+    for n in range(5):
         assert xapi.VM.get_record(vm)["uuid"]
-        xapi.pool.add_to_other_config(xapi.pool.get_all()[0], "n%d" % _, "x")
+        xapi.pool.add_to_other_config(xapi.pool.get_all()[0], "n%d" % n, "x")
+        xapi.VM.add_to_other_config(xapi.VM.get_by_name_label("vm-3")[0], "n%d" % n, "x")
     assert waiter.is_alive()
     xapi.VM.set_name_description(vm, "changed")
     waiter.join(60)
