@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import xenvol
-from conftest import REPO, PluginError, plugin, plugin_pool, state
+from conftest import API_LEVEL, REPO, PluginError, plugin, plugin_pool, state
 from xenvol import check, cli, errors
 
 
@@ -147,7 +147,7 @@ def test_a_missing_plugin_and_differing_versions(ppool, monkeypatch, capsys):
     assert status == "WARN"
     assert why.startswith("hosts run different plugins: ")
     assert sorted(why.split(": ", 1)[1].split("; ")) == sorted(
-        ["0.1.9 (API 1.1) on xs02", "%s (API 1.1) on xs01" % version]
+        ["0.1.9 (API %s) on xs02" % API_LEVEL, "%s (API %s) on xs01" % (version, API_LEVEL)]
     )
     # no dom0 checks where there is no plugin, or no probe
     assert sorted(statuses(result, "config")) == ["xs01"]
