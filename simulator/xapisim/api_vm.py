@@ -306,9 +306,9 @@ def vm_set_domain_type(ctx, vm, value):
 def vm_create(ctx, rec):
     """xen-api ocaml/xapi/xapi_vm.ml create: a Halted VM whatever power state is asked (a
     Suspended one needs the suspend VDI, last booted record and CPU flags, which are not
-    modelled: refused as xapi refuses them missing; the error names no ref), its metrics, a mac_seed; the domain type derived from HVM_boot_policy
-    when unspecified (xapi_vm_helpers.ml derive_domain_type). Other checks wait for
-    VM.start."""
+    modelled: refused as xapi refuses them missing; the error names no ref), its metrics,
+    a mac_seed; the domain type derived from HVM_boot_policy when unspecified
+    (xapi_vm_helpers.ml derive_domain_type). Other checks wait for VM.start."""
     rec = require_fields("VM", rec)
     power = str(rec.pop("power_state", "Halted")).lower()
     if power == "suspended":
