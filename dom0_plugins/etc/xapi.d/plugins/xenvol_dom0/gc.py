@@ -387,7 +387,7 @@ def _seen_for(call, ref, stamp, apply):
     (CLOCK_MONOTONIC: no change of the time of day moves it); 0 the first time (then, with
     apply, stamped), or when another host (or this one before a reboot) stamped it."""
     here = "%s %s" % (call.host_uuid, journal.boot_id())
-    now = "%.0f" % time.monotonic()
+    now = "%.3f" % time.monotonic()
     where, _, when = (stamp or "").rpartition(" ")
     if where == here:
         try:
