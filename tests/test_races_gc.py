@@ -180,10 +180,13 @@ def test_gc_leaves_an_sr_a_detach_is_releasing(ppool):
     assert state(ppool) == before
 
 
-def test_gc_reports_an_sr_that_came_into_use_as_skipped_not_done(ppool):
+def test_gc_reports_an_sr_that_came_into_use_as_left_not_removed(ppool, monkeypatch, capsys):
     """gc read the SR unused, then an attach made its VBD before gc held the lease (gc's
-    lease taken slowly): under the lease gc finds a user, keeps the SR, and reports the item
-    skipped, not done. The attachment stays."""
+    lease taken slowly): under the lease gc finds a user, keeps the SR, and says so (`xenvol
+    gc --apply`: removed nothing, the SR left, in use). The attachment stays."""
+    from xenvol import cli
+
+    monkeypatch.setenv("XENVOL_PASSWORD", ppool.info["password"])
     xapi = ppool.session().xenapi
     host = ppool.host(1)
     before = state(ppool)
@@ -192,13 +195,14 @@ def test_gc_reports_an_sr_that_came_into_use_as_skipped_not_done(ppool):
     vm = new_vm(xapi, "spawned", host)
     ppool.admin.clear()
     ppool.admin.set_latency("SR.add_to_other_config", 3.0, "plugin")
-    t, out = _in_thread(lambda: gc(ppool.session().xenapi, ppool.host(0)))
+    t, out = _in_thread(lambda: cli.main(["--url", ppool.url, "gc", "--apply"]))
     _wait_for_call(ppool, "SR.add_to_other_config", t, out)
     got = plugin(xapi, host, "attach_volume", connection_info=new, vm_uuid=xapi.VM.get_uuid(vm))
     t.join(120)
-    assert not isinstance(out["r"], PluginError), out["r"]
-    (item,) = about(out["r"], sr_uuid)
-    assert item["done"] is False and item["skipped"] == "in use now by 1 volume(s)"
+    assert out["r"] == 0
+    text = capsys.readouterr().out
+    assert text.startswith("removed nothing\n"), text
+    assert "left: sr %s: in use now by 1 volume(s)" % sr_uuid in text
     ppool.admin.clear()
     usable(ppool, xapi, got["vbd_uuid"], host)
     plugin(xapi, host, "detach_volume", vbd_uuid=got["vbd_uuid"])
@@ -363,4 +367,46 @@ def test_an_attach_meeting_unplugged_pbds_of_a_release_starts_again(ppool, peers
     vbd = xapi.VBD.get_by_uuid(got["vbd_uuid"])
     assert xapi.VBD.get_currently_attached(vbd)
     plugin(xapi, host1, "detach_volume", vbd_uuid=got["vbd_uuid"])
+    assert state(ppool) == before
+
+
+def test_release_host_meeting_an_attach_in_its_window_never_loses_it(ppool, peers):
+    """release_host of a VM that left a member drops that member's PBD of the VM's SR (its
+    PBD.destroy slowed) while an attach there for a halted VM that starts there made its VBD
+    after release_host checked the users: release_host works under the SR's lease, so the
+    attach waits for it, finds the PBD gone, and starts again; the VM starts there."""
+    xapi = ppool.session().xenapi
+    host = ppool.host(1)
+    before = state(ppool)
+    iqn = peers.new_target(luns=(1, 2))
+    left = new_vm(xapi, "left", host)
+    left_uuid = xapi.VM.get_uuid(left)
+    gone = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 1), vm_uuid=left_uuid)
+    xapi.VM.set_affinity(left, ppool.host(2).ref)  # it moved away
+    vm = new_vm(xapi, "spawned", host)
+    ppool.admin.clear()
+    ppool.admin.set_latency("VBD.create", 1.5, "plugin")
+    ppool.admin.set_latency("PBD.destroy", 3.0, "plugin")
+    t, out = _in_thread(
+        lambda: plugin(
+            ppool.session().xenapi,
+            host,
+            "attach_volume",
+            connection_info=ci(peers, iqn, 2),
+            vm_uuid=xapi.VM.get_uuid(vm),
+        )
+    )
+    _wait_for_call(ppool, "VBD.create", t, out)
+    released = plugin(xapi, host, "release_host", vm_uuid=left_uuid)
+    assert [r["note"] for r in released["released"]] == ["PBD removed"]
+    t.join(120)
+    got = out["r"]
+    assert not isinstance(got, PluginError), got
+    assert ppool.admin.counts()["VBD.create"]["plugin"] == 2
+    ppool.admin.clear()
+    usable(ppool, xapi, got["vbd_uuid"], host)
+    for done in (got, gone):
+        plugin(xapi, host, "detach_volume", vbd_uuid=done["vbd_uuid"])
+    for v in (vm, left):
+        xapi.VM.destroy(v)
     assert state(ppool) == before
