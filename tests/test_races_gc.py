@@ -36,8 +36,10 @@ def new_vm(xapi, name, host):
 def volume(ppool, kind, host, n=1):
     """n connection_infos of volumes of one SR, usable from `host`."""
     if kind == "file":
-        infos = [file_volume(host) for _ in range(n)]
-        return infos
+        return [file_volume(host) for _ in range(n)]
+    if kind == "iscsi":
+        iqn = ppool.peers.new_target(luns=range(1, n + 1))
+        return [ci(ppool.peers, iqn, lun) for lun in range(1, n + 1)]
     sr_uuid, vdis = nfs_volume(ppool.peers, n=n)
     return [
         {
@@ -85,9 +87,9 @@ def usable(ppool, xapi, vbd_uuid, host):
     xapi.VM.hard_shutdown(vm)
 
 
-@pytest.fixture(params=["file", "nfs"])
+@pytest.fixture(params=["file", "nfs", "iscsi"])
 def kind(request, ppool):
-    if request.param == "nfs":
+    if request.param != "file":
         ppool.peers = request.getfixturevalue("peers")
     return request.param
 
