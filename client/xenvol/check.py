@@ -449,21 +449,24 @@ class PoolCheck:
                 round(skew),
                 round(readings[h][1] + master_err),
             )
+            # A named lease is never judged by its age; a lease in no known form (a plugin
+            # before API 1.2, another tool) ages out by the reading host's clock (lease.py).
             if abs(skew) > limit:
                 self.add(
                     "clock",
                     FAIL,
-                    text + ": above lease_stale_after/2 (%.0f s): a host whose clock runs "
-                    "ahead takes another host's live SR lease for stale and breaks it" % limit,
-                    "sync dom0's clock with NTP on every host (xe host-ntp-... / chronyd)",
+                    text + ": above lease_stale_after/2 (%.0f s): a lease in no known form (a "
+                    "plugin before 0.2.0) is taken for stale on a host whose clock runs ahead, "
+                    "and broken while held" % limit,
+                    "sync dom0's clock with NTP on every host (chronyd)",
                     h,
                 )
             elif abs(skew) > CLOCK_WARN:
                 self.add(
                     "clock",
                     WARN,
-                    text + ": SR leases are judged by their age across hosts "
-                    "(lease_stale_after %.0f s)" % stale,
+                    text + ": logs disagree, and a lease in no known form ages out by each "
+                    "host's clock (lease_stale_after %.0f s)" % stale,
                     "sync dom0's clock with NTP on every host",
                     h,
                 )
@@ -471,21 +474,31 @@ class PoolCheck:
                 self.add("clock", OK, text, host=h)
         offset = master_offset
         text = "this machine is %+d s off the pool (±%d s)" % (round(-offset), round(master_err))
-        if offset > SECRET_TTL_GRACE:
+        # Client-made secrets carry xenvol-ttl, timed by gc's own monotonic clock; only
+        # plugins before API 1.2 compare xenvol-expires, written in this machine's clock.
+        older = sorted(
+            self.name(h)
+            for h in self.hosts
+            if _version(str(self.plugins.get(self.hosts[h]["uuid"], {}).get("api_level", "")))
+            in ((1, 0), (1, 1))
+        )
+        if offset > SECRET_TTL_GRACE and older:
             self.add(
                 "client-clock",
                 FAIL,
-                text + ": the pool is ahead by more than the %d s grace of the secrets the "
-                "client makes (xenvol-expires): gc can destroy one an attach still needs"
-                % SECRET_TTL_GRACE,
-                "sync this machine's clock (and the hosts') with NTP",
+                text + ": the plugin on %s (before 0.2.0) expires client-made secrets by this "
+                "machine's clock (xenvol-expires): with the pool %d s ahead, above their %d s "
+                "grace, its gc can destroy one an attach still needs"
+                % (", ".join(older), round(offset), SECRET_TTL_GRACE),
+                "sync this machine's clock with NTP, and upgrade those hosts",
             )
         elif abs(offset) > CLOCK_WARN:
             self.add(
                 "client-clock",
                 WARN,
-                text + ": client-made secrets expire by this machine's clock "
-                "(grace %d s)" % SECRET_TTL_GRACE,
+                text + ": logs and reports disagree; secrets the client makes carry "
+                "xenvol-expires in this machine's clock (read by plugins before 0.2.0, "
+                "%d s grace)" % SECRET_TTL_GRACE,
                 "sync this machine's clock with NTP",
             )
         else:
