@@ -173,7 +173,7 @@ SCHEMA = (
         900,
         "Seconds after which a pool-wide SR lease in no known form is broken (one naming a "
         "dead operation is broken at once)",
-        minimum=60,
+        minimum=0,
         maximum=604800,
     ),
     Setting(
