@@ -267,7 +267,9 @@ def test_a_client_clock_behind_never_expires_a_secret_in_flight(ppool, peers, mo
     ) as operator:
         late.detach(attachment=late.attach(info, "vm-1"))  # the version check, once
         monkeypatch.setattr(
-            xenvol.client, "time", types.SimpleNamespace(time=lambda: real() - 3600)
+            xenvol.client,
+            "time",
+            types.SimpleNamespace(time=lambda: real() - 3600, monotonic=time.monotonic),
         )
         ppool.admin.clear()
         ppool.admin.set_latency("VM.get_all_records_where", 3.0, "plugin")
