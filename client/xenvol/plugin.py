@@ -28,9 +28,12 @@ class Plugin:
     of its version, and the hosts' uuids for messages.
 
     routing="native": VM calls through VM.call_host_plugin where xapi has it (25.22.0 and
-    later); it holds the VM operation call_plugin for the whole call, so a VM shutdown or
-    migrate meanwhile fails OTHER_OPERATION_IN_PROGRESS. "host": host.call_plugin on the VM's
-    host. progress(step): called with the step a long operation is at, when it changes."""
+    later); it holds the VM operation call_plugin for the whole call, so a VM.pool_migrate
+    issued meanwhile waits for the call to end (message_forwarding.ml with_vm_operation,
+    Policy.standard: neither refused nor interleaved), and a second VM.call_host_plugin on the
+    VM fails OTHER_OPERATION_IN_PROGRESS at once (Policy.fail_immediately; that call then goes
+    by host.call_plugin). "host": host.call_plugin on the VM's host. progress(step): called
+    with the step a long operation is at, when it changes."""
 
     def __init__(
         self, ps: PoolSession, routing: str = "host", progress: Optional[tasks.Progress] = None
