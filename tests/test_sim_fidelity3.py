@@ -272,3 +272,13 @@ def test_secret_uuids_are_unique_across_every_class(pool, xapi):
     vm_uuid = xapi.VM.get_uuid(xapi.VM.get_by_name_label("vm-1")[0])
     d = fails("INTERNAL_ERROR", xapi.secret.introduce, vm_uuid, "v", {})
     assert d[1:] == ['Db_exn.Uniqueness_constraint_violation("secret", "uuid", "%s")' % vm_uuid]
+
+
+def test_serve_takes_the_guest_agent_delay(tmp_path):
+    from xapisim import cli
+
+    sim, servers, _info = cli.start(1, 2, state_dir=str(tmp_path), guest_agent_delay=90)
+    try:
+        assert sim.guest_agent_delay == 90.0
+    finally:
+        servers.stop()
