@@ -84,3 +84,47 @@ def test_host_bound_calls_to_an_offline_host_name_it(ppool):
     after = state(ppool)
     for cls in ("SR", "PBD", "VBD", "VDI", "secret"):
         assert after.get(cls) == before.get(cls), cls
+
+
+def test_a_detach_keeps_a_pool_wide_sr_plugged_on_an_offline_host(ppool):
+    """xapi forwards no PBD.unplug to a host that is not live and leaves its PBD plugged: the
+    SR cannot be forgotten; the detach succeeds and says so, and a later release forgets it."""
+    import uuid
+
+    from conftest import plugin
+    from drivercheck import placed
+
+    xapi = ppool.session().xenapi
+    sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
+    ppool.admin.put_vdi(sr_uuid, vdi, {})
+    before = state(ppool)
+    ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    info = {
+        "driver_volume_type": "xensm",
+        "data": {
+            "sr_uuid": sr_uuid,
+            "sr_type": "iso",
+            "vdi_uuid": vdi,
+            "introduce_sr_keys": ["location"],
+            "location": "//files/isos",
+        },
+    }
+    out = plugin(
+        xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, placement="pool"
+    )
+    sr = xapi.SR.get_by_uuid(sr_uuid)
+    hosts = [xapi.PBD.get_host(p) for p in xapi.SR.get_PBDs(sr)]
+    dead = [h for h in ppool.sim.hosts if h.ref != host.ref and h.ref in hosts][-1]
+    ppool.admin.host_live(dead.uuid, False)
+    gone = plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert gone["detached"][0]["vbd_uuid"] == out["vbd_uuid"]
+    assert "SR kept: host %s is offline" % dead.uuid in gone["note"]
+    assert xapi.SR.get_uuid(sr) == sr_uuid
+    ppool.admin.host_live(dead.uuid, True)
+    out = plugin(
+        xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, placement="pool"
+    )
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    after = state(ppool)
+    for cls in ("SR", "PBD", "VBD", "VDI", "secret"):
+        assert after.get(cls) == before.get(cls), cls

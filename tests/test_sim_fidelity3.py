@@ -178,6 +178,27 @@ def test_calls_forwarded_to_a_host_that_is_not_live_fail_host_offline(pool, xapi
     assert xapi.host.call_plugin(member.ref, "probe", "echo", {}) == "{}"
 
 
+def test_pbd_vbd_and_sr_operations_forwarded_to_an_offline_host_fail(pool, xapi):
+    member = pool.host(1)
+    local = pool.sim.local_sr(member.ref)
+    [pbd] = xapi.SR.get_PBDs(local)
+    vm = [
+        v
+        for v in xapi.VM.get_all()
+        if xapi.VM.get_resident_on(v) == member.ref and not xapi.VM.get_is_control_domain(v)
+    ][0]
+    [root] = xapi.VM.get_VBDs(vm)
+    xapi.VBD.unplug(root)
+    pool.admin.host_live(member.uuid, False)
+    # forward_pbd_op, forward_vm_op, forward_sr_op: do_op_on -> check_live
+    for fn, arg in ((xapi.PBD.unplug, pbd), (xapi.VBD.plug, root), (xapi.SR.scan, local)):
+        assert fails("HOST_OFFLINE", fn, arg)[1:] == [member.ref]
+    assert xapi.PBD.get_currently_attached(pbd) and not xapi.VBD.get_currently_attached(root)
+    pool.admin.host_live(member.uuid, True)
+    xapi.VBD.plug(root)
+    xapi.SR.scan(local)
+
+
 def test_a_forwarded_calls_task_is_resident_on_the_host_it_runs_on(pool, xapi):
     install(pool, "probe", PLUGIN)
     for i in (0, 1):

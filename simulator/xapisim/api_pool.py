@@ -45,12 +45,13 @@ def call_plugin(ctx, host_ref, plugin, fn, args):
 
 def forward_to(ctx, host):
     """message_forwarding.ml do_op_on, for a call that runs on `host`: when that is not the
-    host the call came in on, check_live first (a host whose host_metrics.live is false, as
-    xapi_vm_helpers.ml is_host_live reads it, fails HOST_OFFLINE [host] before anything runs),
-    then set_forwarding_on_task: the call's task is resident_on that host (its forwarded and
-    forwarded_to fields are internal_only in datamodel.ml: no client sees them)."""
-    local = ctx.endpoint.host if ctx.endpoint is not None else ctx.sim.master
-    if host.ref == local.ref:
+    master (where every API call is dispatched: a member's xapi relays its callers' calls
+    there, api_server.ml), check_live first (a host whose host_metrics.live is false, as
+    xapi_vm_helpers.ml is_host_live reads it, fails HOST_OFFLINE [host] before anything runs;
+    the master itself always counts as live), then set_forwarding_on_task: the call's task is
+    resident_on that host (its forwarded and forwarded_to fields are internal_only in
+    datamodel.ml: no client sees them)."""
+    if host.ref == ctx.sim.master.ref:
         return
     with ctx.db.lock:
         metrics = ctx.db.raw("host", host.ref)["metrics"]

@@ -2,6 +2,7 @@
 
 import uuid as uuidlib
 
+from .api_pool import forward_to
 from .errors import XapiError, internal
 from .handlers import Context, check_map_keys, message, require_fields
 
@@ -99,7 +100,9 @@ def _sr_master(ctx, sr):
     plugged = [p for p in pbds if p["currently_attached"]]
     if not plugged:
         raise XapiError("SR_HAS_NO_PBDS", sr)
-    return ctx.sim.host(plugged[0]["host"]), plugged[0]
+    host = ctx.sim.host(plugged[0]["host"])
+    forward_to(ctx, host)  # forward_sr_op: do_op_on
+    return host, plugged[0]
 
 
 def _is_sr_master(ctx, sr_rec, host_ref):
@@ -242,6 +245,7 @@ def pbd_plug(ctx, pbd):
         sr = ctx.db.raw("SR", sr_ref)
         sm = ctx.sim.sm.driver(sr["type"])
         host = ctx.sim.host(rec["host"])
+        forward_to(ctx, host)  # message_forwarding.ml forward_pbd_op: do_op_on
     with ctx.sim.sm.sr_lock(host, sr["uuid"]):
         with ctx.db.lock:
             # xen-api ocaml/xapi/xapi_pbd.ml plug: check_sharing_constraint, then SR.attach.
@@ -275,6 +279,7 @@ def pbd_plug(ctx, pbd):
 @message("PBD.unplug")
 def pbd_unplug(ctx, pbd):
     rec = ctx.db.raw("PBD", pbd)
+    forward_to(ctx, ctx.sim.host(rec["host"]))  # forward_pbd_op: do_op_on
     if not rec["currently_attached"]:
         return
     in_use = []

@@ -4,6 +4,7 @@ import threading
 import time
 
 from . import devices
+from .api_pool import forward_to
 from .db import NULL
 from .errors import XapiError
 from .handlers import message, require_fields
@@ -635,6 +636,7 @@ def vbd_plug(ctx, vbd):
     _check_vbd(ctx, vbd, "plug")
     rec = ctx.db.raw("VBD", vbd)
     vm_rec = ctx.db.raw("VM", rec["VM"])
+    forward_to(ctx, ctx.sim.host(vm_rec["resident_on"]))  # forward_vm_op: do_op_on
     if _domain_type(ctx, vm_rec) == "hvm" and rec["type"] != "CD" and rec["mode"] == "RO":
         raise XapiError("DISK_VBD_MUST_BE_READWRITE_FOR_HVM", vbd)
     name = _device_of(vm_rec, rec)
@@ -652,6 +654,7 @@ def vbd_unplug(ctx, vbd):
     _check_vbd(ctx, vbd, "unplug")
     rec = ctx.db.raw("VBD", vbd)
     vm = ctx.db.raw("VM", rec["VM"])
+    forward_to(ctx, ctx.sim.host(vm["resident_on"]))  # forward_vm_op: do_op_on
     if not rec["empty"]:
         _detach_vdi(ctx, rec, ctx.sim.host(vm["resident_on"]))
     rec["currently_attached"] = False

@@ -521,7 +521,16 @@ def _forget(call, sr, sr_uuid):
     for pbd, rec in sorted(pbds.items()):
         if rec["currently_attached"]:
             log.step("unplugging PBD", sr_uuid=sr_uuid)
-            call.do("unplugging the SR", x.PBD.unplug, pbd)
+            try:
+                x.PBD.unplug(pbd)
+            except XenAPI.Failure as f:
+                if f.details[0] != "HOST_OFFLINE":
+                    raise from_xapi(f, "unplugging the SR") from None
+                # xapi forwards nothing to a host that is not live (message_forwarding.ml
+                # check_live) and leaves its PBDs plugged: the SR cannot be forgotten yet.
+                host_uuid = x.host.get_uuid(rec["host"])
+                log.warning("host %s is offline; keeping SR %s" % (host_uuid, sr_uuid))
+                return "SR kept: host %s is offline (its PBD stays plugged)" % host_uuid
     log.step("forgetting SR", sr_uuid=sr_uuid)
     call.do("forgetting the SR", x.SR.forget, sr)
     return FORGOTTEN
