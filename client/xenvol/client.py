@@ -185,9 +185,8 @@ class Client:
             args["placement"] = _placement(placement)
         if read_only is not None:
             args["mode"] = "ro" if read_only else "rw"
-        return Attachment(
-            **self._with_secrets(connection_info, None, "attach_volume", args, vm=args["vm"])
-        )
+        out = self._with_secrets(connection_info, None, "attach_volume", args, vm=args["vm"])
+        return Attachment(**_answer(out, "attach_volume", Attachment.FIELDS[:5]))
 
     def detach(
         self,
@@ -213,8 +212,11 @@ class Client:
                 details={"field": "mountpoint"},
             )
         args["op_id"] = _op_id(op_id)
-        out = self._router.vm_call(key, "detach_volume", args)
-        return [Attachment(**a) for a in out["detached"]]
+        out = _answer(self._router.vm_call(key, "detach_volume", args), "detach_volume", ())
+        detached = out.get("detached")
+        if not isinstance(detached, list):
+            raise _unexpected("detach_volume", out)
+        return [Attachment(**_answer(a, "detach_volume", ("vbd_uuid",))) for a in detached]
 
     def connect(
         self,
@@ -228,7 +230,8 @@ class Client:
         args = {"op_id": _op_id(op_id)}
         if placement is not None:
             args["placement"] = _placement(placement)
-        return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume", args))
+        out = self._with_secrets(connection_info, host_ref, "connect_volume", args)
+        return Connection(**_answer(out, "connect_volume", ("sr_uuid", "vdi_uuid")))
 
     def disconnect(
         self,
@@ -440,6 +443,28 @@ class Client:
             except errors.XenvolError as e:
                 out[uuid] = {"error": e.message, "code": e.code or type(e).__name__}
         return out
+
+
+def _answer(out: Any, fn: str, keys: Tuple[str, ...]) -> Dict[str, Any]:
+    """A plugin answer of the shape fn returns (a dict with keys); anything else is the
+    plugin's fault, said as a xenvol error, never a KeyError or TypeError."""
+    if not isinstance(out, dict) or any(k not in out for k in keys):
+        raise _unexpected(fn, out)
+    return out
+
+
+def _unexpected(fn: str, out: Any) -> errors.PluginIncompatible:
+    return errors.PluginIncompatible(
+        "the xenvol plugin answered %s with something it never returns (%s); "
+        "upgrade it (%s)"
+        % (
+            fn,
+            sorted(out)[:8] if isinstance(out, dict) else type(out).__name__,
+            errors.INSTALL_HINT,
+        ),
+        "XENVOL_UNEXPECTED_ANSWER",
+        {"fn": fn},
+    )
 
 
 def _placement(value: str) -> str:

@@ -72,6 +72,20 @@ class AuthMismatch(InvalidInput):
     """The credentials given for a target differ from those its SR is set up with."""
 
 
+class OpIdConflict(InvalidInput):
+    """The op_id given names another call: a finished or running call of another function
+    (`fn` says which) or of the same function with other arguments. Nothing was done; give
+    this call a new op_id (the plugin answers with a kept result only the same call again)."""
+
+    @property
+    def op_id(self) -> Any:
+        return self.details.get("op_id")
+
+    @property
+    def fn(self) -> Any:
+        return self.details.get("fn")
+
+
 class NotFound(XenvolError):
     exit_code = 3
 
@@ -177,6 +191,7 @@ _BY_CODE: Dict[str, Type[XenvolError]] = {
     "XENVOL_INTERNAL_ERROR": InternalError,
     "XENVOL_POLICY_REFUSED": PolicyRefused,
     "XENVOL_AUTH_MISMATCH": AuthMismatch,
+    "XENVOL_OP_ID_CONFLICT": OpIdConflict,
 }
 
 

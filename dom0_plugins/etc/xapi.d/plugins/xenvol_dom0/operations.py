@@ -6,7 +6,7 @@ import os
 import XenAPI
 
 from . import call as call_mod
-from . import check, integrate, journal, log, policy, settings, storage, xsecret
+from . import check, integrate, journal, log, opid, policy, settings, storage, xsecret
 from . import gc as gc_mod
 from . import vbd as vbds
 from .call import NULL, Call
@@ -30,6 +30,7 @@ from .version import API_LEVEL, VERSION
 # A concurrent release on another host can forget an SR between our steps; such a call is
 # rolled back and tried again, at most this many times in all.
 ATTEMPTS = 3
+OP_MARK = "xenvol-op"
 
 
 def version(session, args):
@@ -364,6 +365,8 @@ def attach_volume(session, args):
     hotplug = a.boolean("hotplug", True)
     check_vdi, ignored = _admit(call, driver, cfg, data, vm, mode)
     marks = {vbds.MARK: "true", "xenvol-host": call.host_uuid, "xenvol-driver": volume_type}
+    # The op id that made the VBD: a detach given the same id, on any host, is refused.
+    marks[OP_MARK] = call.op_id
     if cfg.get("volume_id"):
         marks["xenvol-volume-id"] = cfg.volume_id
     # The VBD says which volume it is (a VBD has no name of its own).
@@ -517,6 +520,15 @@ def detach_volume(session, args):
         vm = call.vbd_records[targets[0]]["VM"]
         call.vm_records[vm] = call.do("reading the VM", x.VM.get_record, vm)
         _check_route(call, vm, call.vm_records[vm])
+    for ref in targets:
+        made_by = (call.vbd_records.get(ref) or {}).get("other_config", {}).get(OP_MARK)
+        if made_by == call.op_id:
+            raise opid.conflict(
+                call.op_id,
+                "attach_volume",
+                "already used by the attach_volume call that made this disk; give the detach "
+                "a new op_id",
+            )
     detached, notes = [], []
     for ref in targets:
         rec = call.vbd_records.get(ref) or x.VBD.get_record(ref)
@@ -530,6 +542,8 @@ def detach_volume(session, args):
             # there, marked).
             log.step("unplugging VBD", vbd_uuid=described["vbd_uuid"])
             vbds.unplug(call, ref)
+            # Nothing re-plugs it: a cancel from here on is too late, the detach finishes.
+            call.op.irrevocable = "VBD %s unplugged" % described["vbd_uuid"]
         steps = Steps(call)
         # What is still to release outlives the VBD: in the journal before the VBD goes, and
         # finished by the next call on this host if this one fails or dies after.
@@ -600,15 +614,16 @@ def recover(session, args):
             return {"operation": op_id, "alive": os.path.exists(path) and not journal.dead(path)}
         return {"operation": op_id, "alive": journal.recover(call, path) == "alive"}
     if probe:
-        return {"dead": [journal.Record(p).op_id for p in journal.journals() if journal.dead(p)]}
+        return {
+            "dead": [journal.op_id_of(p) for p in journal.journals() if journal.dead(p)],
+            "damaged": journal.damaged(),
+        }
     done = journal.recover_dead(call)
     return {
-        "recovered": sorted(
-            journal.Record(p).op_id if os.path.exists(p) else os.path.basename(p)[:-5]
-            for p, r in done.items()
-            if r == "recovered"
-        ),
-        "failed": sorted(os.path.basename(p)[:-5] for p, r in done.items() if r == "failed"),
+        "recovered": sorted(journal.op_id_of(p) for p, r in done.items() if r == "recovered"),
+        "failed": sorted(journal.op_id_of(p) for p, r in done.items() if r == "failed"),
+        # Journals that cannot be read: set aside, kept for the operator, never run.
+        "damaged": journal.damaged(),
     }
 
 
@@ -617,7 +632,7 @@ def cancel(session, args):
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("operation",))
     op_id = _op_id(a, "operation")
-    if journal.saved_result(op_id) is not None:
+    if opid.finished(op_id):
         return {"operation": op_id, "state": "finished"}
     return {
         "operation": op_id,
