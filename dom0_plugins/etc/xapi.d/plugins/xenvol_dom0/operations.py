@@ -540,6 +540,7 @@ def detach_volume(session, args):
         if rec["currently_attached"]:
             # Before anything goes: a call killed here is a plain retry (the VBD is still
             # there, marked).
+            call.checkpoint("unplug VBD %s" % described["vbd_uuid"])
             log.step("unplugging VBD", vbd_uuid=described["vbd_uuid"])
             vbds.unplug(call, ref)
             # Nothing re-plugs it: a cancel from here on is too late, the detach finishes.
