@@ -206,7 +206,9 @@ class Journal:
         self._write_or_log({"commit": True})
 
     def lease(self, sr_uuid, value):
-        self._write({"lease": sr_uuid, "value": value})
+        # Best effort too (a rollback takes leases): a lease this line misses still names
+        # this operation, whose journal file says whether it is alive.
+        self._write_or_log({"lease": sr_uuid, "value": value})
 
     def cancel_path(self):
         return cancel_path(self.op_id)
