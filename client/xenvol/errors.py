@@ -142,7 +142,14 @@ class OperationTimedOut(XenvolError):
 
 
 class Cancelled(XenvolError):
-    """The caller cancelled (Ctrl-C); the plugin stopped at its next step and rolled back."""
+    """The caller cancelled (Ctrl-C); the plugin stopped at its next step and rolled back,
+    unless `rolled_back` (in details) is False: then `left` names what stands (left for the
+    host's recovery)."""
+
+    @property
+    def rolled_back(self) -> bool:
+        """Whether nothing of the operation stands (False also when it completed first)."""
+        return not self.details.get("completed") and bool(self.details.get("rolled_back", True))
 
     exit_code = 130
 

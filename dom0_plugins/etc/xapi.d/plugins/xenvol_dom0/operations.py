@@ -537,14 +537,15 @@ def detach_volume(session, args):
                 field, "that disk was not attached by xenvol; detach it with xe", INVALID_ARGUMENT
             )
         described = _describe(call, ref, rec)
+        # The last point a cancel stops the detach with nothing done; past it, the detach
+        # goes to its end (nothing re-plugs a disk) and answers what it detached.
+        call.checkpoint("detach VBD %s" % described["vbd_uuid"])
+        call.op.irrevocable = "detaching VBD %s" % described["vbd_uuid"]
         if rec["currently_attached"]:
             # Before anything goes: a call killed here is a plain retry (the VBD is still
             # there, marked).
-            call.checkpoint("unplug VBD %s" % described["vbd_uuid"])
             log.step("unplugging VBD", vbd_uuid=described["vbd_uuid"])
             vbds.unplug(call, ref)
-            # Nothing re-plugs it: a cancel from here on is too late, the detach finishes.
-            call.op.irrevocable = "VBD %s unplugged" % described["vbd_uuid"]
         steps = Steps(call)
         # What is still to release outlives the VBD: in the journal before the VBD goes, and
         # finished by the next call on this host if this one fails or dies after.
