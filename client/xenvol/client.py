@@ -278,7 +278,7 @@ class Client:
                 "list_attachments",
                 {"vm_uuid": self.x.VM.get_uuid(vm_ref)},
             )
-            found = out["attachments"]
+            found = _answer(out, "list_attachments", ("attachments",))["attachments"]
         else:
             found = []
             for host in self._router.hosts():
@@ -290,7 +290,8 @@ class Client:
                     skipped.append(e)
                     continue
                 found.extend(
-                    dict(a, host_uuid=self.x.host.get_uuid(host)) for a in out["attachments"]
+                    dict(a, host_uuid=self.x.host.get_uuid(host))
+                    for a in _answer(out, "list_attachments", ("attachments",))["attachments"]
                 )
         return [Attachment(**a) for a in found]
 
@@ -308,7 +309,7 @@ class Client:
                 "pool": "true" if host == master else "false",
                 "op_id": _op_id(None),
             }
-            out = self._plugin.call(host, "gc", args)
+            out = _answer(self._plugin.call(host, "gc", args), "gc", ("host_uuid", "items"))
             items.extend(dict(i, host_uuid=out["host_uuid"]) for i in out["items"])
         return items
 
@@ -379,7 +380,10 @@ class Client:
                 if vm is not None
                 else all_hosts
             )
-        hosts = [self._plugin.call(h, "connector", {}) for h in targets]
+        hosts = [
+            _answer(self._plugin.call(h, "connector", {}), "connector", ("host_uuid",))
+            for h in targets
+        ]
         return {
             "hosts": hosts,
             "plug_hosts": [h["host_uuid"] for h in hosts],
@@ -399,7 +403,11 @@ class Client:
         vm_uuid = call(x.VM.get_uuid, vm_ref)
         source = call(x.VM.get_resident_on, vm_ref)
         op = _op_id(op_id)
-        prepared = self._plugin.call(dest, "prepare_host", {"vm_uuid": vm_uuid, "op_id": op})
+        prepared = _answer(
+            self._plugin.call(dest, "prepare_host", {"vm_uuid": vm_uuid, "op_id": op}),
+            "prepare_host",
+            ("host_uuid", "sr_uuids"),
+        )
         try:
             call(x.VM.pool_migrate, vm_ref, dest, {"live": "true" if live else "false"})
         except BaseException:
@@ -410,8 +418,12 @@ class Client:
             raise
         released = []
         if source not in (NULL, dest):
-            released = self._plugin.call(
-                source, "release_host", {"vm_uuid": vm_uuid, "op_id": _op_id(None)}
+            released = _answer(
+                self._plugin.call(
+                    source, "release_host", {"vm_uuid": vm_uuid, "op_id": _op_id(None)}
+                ),
+                "release_host",
+                ("released",),
             )["released"]
         return {
             "vm_uuid": vm_uuid,
@@ -425,10 +437,14 @@ class Client:
         """Pool-wide placement kept up to date: PBDs on every enabled, live host for the SRs
         attached with placement="pool" (hosts that joined or came back). Returns the items
         found (made with apply=True)."""
-        out: Dict[str, Any] = self._plugin.call(
-            self._router.master(),
+        out = _answer(
+            self._plugin.call(
+                self._router.master(),
+                "reconcile",
+                {"apply": "true" if apply else "false", "op_id": _op_id(None)},
+            ),
             "reconcile",
-            {"apply": "true" if apply else "false", "op_id": _op_id(None)},
+            ("items",),
         )
         items: List[Dict[str, Any]] = out["items"]
         return items
