@@ -180,8 +180,15 @@ def test_a_retry_after_a_migration_is_answered_not_run_again(ppool, peers):
         ran = dict((m, c) for m, c in ppool.admin.counts().items() if "plugin" in c)
         assert "VBD.create" not in ran and "SR.introduce" not in ran, ran
         with xenvol.Client(ppool.url, "root", ppool.info["password"]) as other:
+            snap = state(ppool)
             with pytest.raises(errors.OpIdConflict):
                 other.detach(attachment=att, op_id="op-mig")
+            # Another volume with the id, on the VM's new host: refused, rolled back.
+            iqn2 = peers.new_target(luns=(1,), size_mb=8)
+            with pytest.raises(errors.OpIdConflict) as e:
+                other.attach(ci(peers, iqn2), vm_uuid, op_id="op-mig")
+            assert e.value.host == dest.uuid
+            assert state(ppool) == snap
             assert list(vbds_of(xapi, ref)) == [att.vbd_uuid]
         client.detach(attachment=att)
         assert vbds_of(xapi, ref) == {}

@@ -385,6 +385,15 @@ def attach_volume(session, args):
         call.vbd_records.update(found)
         call.vdi_vbds[vdi] = dict((v, r) for v, r in found.items() if r["VDI"] == vdi)
         call.vm_vbds[vm] = dict((v, r) for v, r in found.items() if r["VM"] == vm)
+        for r in call.vm_vbds[vm].values():
+            # The op id made another disk of this VM (on whichever host kept its result).
+            if r["other_config"].get(OP_MARK) == call.op_id and r["VDI"] != vdi:
+                raise opid.conflict(
+                    call.op_id,
+                    "attach_volume",
+                    "already used by the attach_volume call that made VBD %s (another "
+                    "volume); give this attach a new op_id" % r["uuid"],
+                )
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
         return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
