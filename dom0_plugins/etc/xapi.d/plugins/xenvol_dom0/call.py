@@ -9,6 +9,7 @@ import time
 import XenAPI
 
 from . import journal, log, opid, settings
+from .check import is_uuid
 from .errors import BUSY, CANCELLED, XenvolError, from_xapi
 from .version import VERSION
 
@@ -38,8 +39,8 @@ class Op:
         self.task = None
         self.secrets = []  # uuids of client-made secrets this call consumes
         self.known_secrets = {}  # type: Dict[str, str]  # uuid -> value, as read by the call
-        # Set once a change stands that a cancel cannot undo (a detach's VBD.unplug): a
-        # cancel mark is then ignored and the call goes on to its end.
+        # Set once the call is past cancelling (a detach that began on a disk: nothing
+        # re-plugs it): a cancel mark is then ignored and the call goes on to its end.
         self.irrevocable = ""
 
 
@@ -245,9 +246,7 @@ def client_secrets(args):
         return []
     if not isinstance(data, dict):
         return []
-    return [
-        v for k, v in sorted(data.items()) if k.endswith("password_secret") and isinstance(v, str)
-    ]
+    return [v for k, v in sorted(data.items()) if k.endswith("password_secret") and is_uuid(v)]
 
 
 def _cancel_report(op, error):
@@ -267,10 +266,10 @@ def consume_secrets(x, uuids):
     """Destroy the secrets the client made for this call (tagged xenvol=client): PBD.create
     copied what it needed into the PBD's own secret (xen-api xapi_pbd.ml duplicate_passwds),
     and nothing holding a password outlives the operation."""
-    for uuid in uuids:
+    for uuid in filter(is_uuid, uuids):
         try:
             # One filtered read for the ref and the tag (a checked uuid: no quote in it).
-            found = x.secret.get_all_records_where('field "uuid" = "%s"' % uuid.replace('"', ""))
+            found = x.secret.get_all_records_where('field "uuid" = "%s"' % uuid)
             for ref, rec in found.items():
                 if rec["other_config"].get("xenvol") == "client":
                     x.secret.destroy(ref)
