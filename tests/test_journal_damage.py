@@ -131,3 +131,19 @@ def test_a_damaged_journal_is_set_aside_and_the_host_goes_on(ppool, kind):
     assert all("done" not in i and i["action"].startswith("none") for i in damaged)
     assert len(journals(host)) == (0 if readable else 3)
     assert state(ppool) == before
+
+
+def test_a_lease_of_an_operation_whose_journal_is_damaged_is_broken(ppool):
+    """Its flock is free: the operation is dead, whatever its journal says; the lease it left
+    is broken at once, not waited out (and nothing of the journal is run)."""
+    xapi = ppool.session().xenapi
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    before = state(ppool)
+    out = plugin(xapi, host, "attach_volume", connection_info=file_volume(host), vm_uuid=vm_uuid)
+    put(host, "lease-op", body("number-line", "lease-op", host)[0])
+    sr = xapi.SR.get_by_uuid(out["sr_uuid"])
+    xapi.SR.add_to_other_config(sr, "xenvol-lease", "%s/lease-op/1/1" % host.uuid)
+    done = plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert [d["vbd_uuid"] for d in done["detached"]] == [out["vbd_uuid"]]
+    assert journals(host) == ["lease-op.json.damaged"]
+    assert state(ppool) == before

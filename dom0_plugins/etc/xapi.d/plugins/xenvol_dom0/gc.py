@@ -95,8 +95,11 @@ def _local(sweep):
 
 def _recover(call, path):
     # type: (Call, str) -> None
-    if journal.recover(call, path, force=True) == "failed":
+    outcome = journal.recover(call, path, force=True)
+    if outcome == "failed":
         raise RuntimeError("some steps could not be undone; see /var/log/xenvol.log")
+    if outcome == "damaged":
+        raise RuntimeError("it cannot be read: set aside, nothing run (see kind damaged)")
 
 
 def _pool(sweep):
