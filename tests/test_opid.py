@@ -223,3 +223,19 @@ def test_a_damaged_kept_result_is_set_aside_and_its_op_id_refused(ppool, damage)
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, op_id="op-ok")
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(ppool) == before
+
+
+def test_the_same_request_again_is_answered_though_its_secret_is_consumed(ppool, peers):
+    """A request asked again as it was (the client's re-ask after an HTTP timeout) names the
+    secret the first run consumed: it matches as passed."""
+    iqn = peers.new_target(luns=(1,), chap=CHAP)
+    xapi = ppool.session().xenapi
+    vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    ref = xapi.secret.create({"value": CHAP[1], "other_config": {"xenvol": "client"}})
+    info = peers.iscsi_info(iqn, 1, chap=CHAP, secret_uuid=xapi.secret.get_uuid(ref))
+    args = dict(connection_info=info, vm_uuid=vm_uuid, op_id="op-again")
+    out = plugin(xapi, host, "attach_volume", **args)
+    assert ref not in xapi.secret.get_all()  # consumed
+    assert plugin(xapi, host, "attach_volume", **args) == out
+    assert list(vbds_of(xapi, vm_ref)) == [out["vbd_uuid"]]
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])

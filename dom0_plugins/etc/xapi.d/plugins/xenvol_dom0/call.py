@@ -219,7 +219,7 @@ def run(name, fn, session, args, op_id, journaled):
     op.journal = journal.Journal(op_id, name, call.host_uuid)
     try:
         result = fn(session, args)
-        opid.save(op_id, name, opid.digest(name, args, secret_value), result)
+        opid.save(op_id, name, args, secret_value, result)
         return result
     except XenvolError as e:
         if e.code == CANCELLED:

@@ -2,13 +2,16 @@
 a retry of the same function with the same arguments; any other call with that id is refused
 XENVOL_OP_ID_CONFLICT, naming the function the id belongs to (docs/plugin-api.md).
 
-<results_dir>/<op id>.json: {"xenvol-result": 1, "op_id", "fn", "digest", "result"}, kept a
-day. The digest is salted SHA-256 of the function and its canonical arguments (sorted keys,
-connection_info as parsed JSON; op_id and the routing hint `route` left out), with each XAPI
-secret a `..._secret` key names replaced by its value: a client's retry stashes the same
-password in a new secret, so the same call names another uuid. No argument is stored, only
-the digest. A result file that cannot be read is set aside (<op id>.json.damaged, kept for
-the operator) and its op id is refused from then on: what it answered is unknown."""
+<results_dir>/<op id>.json: {"xenvol-result": 1, "op_id", "fn", "digest", "passed",
+"result"}, kept a day. Each digest is salted SHA-256 of the function and its canonical
+arguments (sorted keys, connection_info as parsed JSON; op_id and the routing hint `route` left
+out). `passed` digests them as passed; `digest` with each XAPI secret a `..._secret` key names
+replaced by its value, since a client's retry stashes the same password in a new secret (the
+same call naming another uuid). A retry matches either: the same request asked again (its
+secrets consumed by the first run, so unreadable), or the same call with new secrets. No
+argument is stored, only the digests. A result file that cannot be read is set aside
+(<op id>.json.damaged, kept for the operator) and its op id is refused from then on: what it
+answered is unknown."""
 
 import binascii
 import hashlib
@@ -54,16 +57,18 @@ def _resolve(obj, secret_value):
     return obj
 
 
-def digest(fn, args, secret_value, salt=None):
-    # type: (str, Dict[str, Any], Callable[[str], str], Optional[str]) -> str
-    """ "sha256:<salt>:<hex>" of the call as its function and canonical arguments say."""
+def digest(fn, args, secret_value=None, salt=None):
+    # type: (str, Dict[str, Any], Optional[Callable[[str], str]], Optional[str]) -> str
+    """sha256:<salt>:<hex> of the call as its function and canonical arguments say; with
+    secret_value, each secret by its value (else by the uuid passed)."""
     canonical = {}
     for k, v in args.items():
         if k in NOT_BOUND:
             continue
         if k == "connection_info" and isinstance(v, str):
             try:
-                v = {"json": _resolve(json.loads(v), secret_value)}
+                parsed = json.loads(v)
+                v = {"json": _resolve(parsed, secret_value) if secret_value else parsed}
             except ValueError:
                 pass
         canonical[k] = v
@@ -124,6 +129,7 @@ def saved(op_id):
             and rec.get(FORMAT) == 1
             and isinstance(rec.get("fn"), str)
             and isinstance(rec.get("digest"), str)
+            and isinstance(rec.get("passed"), str)
             and "result" in rec
         )
     except ValueError:
@@ -144,8 +150,9 @@ def answer(rec, op_id, fn, args, secret_value):
             "already used by a %s call (finished); an op id names one call: give this %s a new "
             "op_id" % (rec["fn"], fn),
         )
-    salt = rec["digest"].split(":")[1] if rec["digest"].count(":") == 2 else ""
-    if digest(fn, args, secret_value, salt) != rec["digest"]:
+    if not _matches(rec["passed"], fn, args, None) and not _matches(
+        rec["digest"], fn, args, secret_value
+    ):
         raise conflict(
             op_id,
             rec["fn"],
@@ -156,8 +163,14 @@ def answer(rec, op_id, fn, args, secret_value):
     return rec["result"]
 
 
-def save(op_id, fn, bound, result):
-    # type: (str, str, str, Any) -> None
+def _matches(kept, fn, args, secret_value):
+    # type: (str, str, Dict[str, Any], Optional[Callable[[str], str]]) -> bool
+    salt = kept.split(":")[1] if kept.count(":") == 2 else ""
+    return digest(fn, args, secret_value, salt) == kept
+
+
+def save(op_id, fn, args, secret_value, result):
+    # type: (str, str, Dict[str, Any], Callable[[str], str], Any) -> None
     """Keep a finished call's result for its retries; a full or read-only results directory
     only loses that (logged): the call's change stands and its answer goes out."""
     d = paths.results_dir()
@@ -166,7 +179,14 @@ def save(op_id, fn, bound, result):
         journal._mkdir(d)
         with open(tmp, "w") as fh:
             json.dump(
-                {FORMAT: 1, "op_id": op_id, "fn": fn, "digest": bound, "result": result},
+                {
+                    FORMAT: 1,
+                    "op_id": op_id,
+                    "fn": fn,
+                    "digest": digest(fn, args, secret_value),
+                    "passed": digest(fn, args),
+                    "result": result,
+                },
                 fh,
                 sort_keys=True,
             )
