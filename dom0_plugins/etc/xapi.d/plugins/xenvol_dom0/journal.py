@@ -373,7 +373,11 @@ def set_aside(path, why):
     while os.path.exists(target):
         n += 1
         target = "%s%s.%d" % (path, DAMAGED, n)
-    os.rename(path, target)
+    try:
+        os.rename(path, target)
+    except OSError as e:  # a read-only directory: still never run, and the host goes on
+        log.warning("%s cannot be read (%s) nor set aside (%s)" % (path, why, e.strerror))
+        return path
     log.warning(
         "%s cannot be read (%s); set aside as %s"
         % (os.path.basename(path), why, os.path.basename(target))

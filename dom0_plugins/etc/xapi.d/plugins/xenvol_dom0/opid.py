@@ -115,12 +115,7 @@ def saved(op_id):
         raw = None
     if raw is None:
         if os.path.exists(path + journal.DAMAGED):
-            raise conflict(
-                op_id,
-                "",
-                "its kept result could not be read (set aside as %s.json%s); what it answered "
-                "is unknown: list the attachments, and use a new op_id" % (op_id, journal.DAMAGED),
-            )
+            raise _unreadable(op_id)
         return None
     try:
         rec = json.loads(raw.decode("utf-8"))
@@ -136,8 +131,18 @@ def saved(op_id):
         ok = False
     if not ok:
         _set_aside(path)
-        return saved(op_id)
+        raise _unreadable(op_id)
     return rec
+
+
+def _unreadable(op_id):
+    # type: (str) -> XenvolError
+    return conflict(
+        op_id,
+        "",
+        "its kept result could not be read (set aside as %s.json%s); what it answered is "
+        "unknown: list the attachments, and use a new op_id" % (op_id, journal.DAMAGED),
+    )
 
 
 def answer(rec, op_id, fn, args, secret_value):
