@@ -10,7 +10,7 @@ DOM0    := .venv-dom0
 NETNS   := tools/in-private-netns
 SM_TIMING ?= fast
 
-.PHONY: test lint coverage demo pack bench bench-concurrent deps sysdeps clean
+.PHONY: test lint coverage demo pack bench bench-concurrent deps sysdeps npmdeps clean
 
 # Two distributions from this repository: xenvol (client, CLI, pack tools) and xapisim
 # (the simulator, whose xe is xapisim-xe); one after the other, so that an older single
@@ -30,10 +30,15 @@ $(DOM0)/.installed: $(STAMP)
 	    touch $@; \
 	else echo "no python3.6 found: plugins run under the simulator's Python (set PYTHON36=...)"; fi
 
-deps: $(STAMP) $(DOM0)/.installed sysdeps
+deps: $(STAMP) $(DOM0)/.installed sysdeps npmdeps
 
 sysdeps:
 	tools/install-debian-deps
+
+# Xen Orchestra's XAPI client (npm xen-api, pinned) for tests/test_xen_api_client.py, into
+# ~/.cache/xenvol/npm ($$XENVOL_NPM_CACHE): here, outside the tests' private network namespace.
+npmdeps:
+	tools/install-xen-api-client
 
 # Coverage data of a test run (.coveragerc): this Python's processes, and the plugin processes
 # the simulator execs, measured by .venv-dom0's coverage when XAPISIM_DOM0_COVERAGE names the
