@@ -51,7 +51,7 @@ def test_cancel_after_a_detachs_unplug_finishes_the_detach(ppool):
     before = state(ppool)
     out = plugin(xapi, host, "attach_volume", connection_info=file_volume(host), vm_uuid=vm_uuid)
     ppool.admin.clear()
-    ppool.admin.set_latency("VBD.unplug", 2.0, "plugin")
+    ppool.admin.set_latency("VBD.unplug", 4.0, "plugin")
     t, res = in_background(
         lambda: plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"], op_id="op-cd")
     )
@@ -72,7 +72,7 @@ def test_cancel_before_a_detachs_unplug_changes_nothing(ppool):
     out = plugin(xapi, host, "attach_volume", connection_info=file_volume(host), vm_uuid=vm_uuid)
     snap = state(ppool)
     ppool.admin.clear()
-    ppool.admin.set_latency("SR.get_record", 2.0, "plugin")  # describing the disk, before
+    ppool.admin.set_latency("SR.get_record", 4.0, "plugin")  # describing the disk, before
     t, res = in_background(
         lambda: plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"], op_id="op-cb")
     )
@@ -94,7 +94,7 @@ def test_a_cancel_whose_rollback_fails_says_what_stands(ppool):
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
-    ppool.admin.set_latency("VBD.create", 2.0, "plugin")
+    ppool.admin.set_latency("VBD.create", 4.0, "plugin")
     ppool.admin.inject_fault("VBD.destroy", ["INTERNAL_ERROR", "disk says no"], {"every": True})
     t, res = in_background(
         lambda: plugin(
@@ -193,7 +193,7 @@ def test_a_journal_full_in_the_middle_never_ends_the_rollback(ppool):
     info = file_volume(host)
     before = state(ppool)
     with small_fs(ops_dir(host)) as d:
-        ppool.admin.set_latency("VBD.create", 2.0, "plugin")
+        ppool.admin.set_latency("VBD.create", 4.0, "plugin")
         t, res = in_background(
             lambda: plugin(
                 xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, op_id="op-f"
@@ -216,7 +216,7 @@ def test_a_commit_line_that_cannot_be_written_leaves_the_attach_standing(ppool):
     xapi = ppool.session().xenapi
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     with small_fs(ops_dir(host)) as d:
-        ppool.admin.set_latency("VBD.plug", 2.0, "plugin")
+        ppool.admin.set_latency("VBD.plug", 4.0, "plugin")
         t, res = in_background(
             lambda: plugin(
                 xapi,

@@ -105,7 +105,7 @@ def test_a_conflicting_call_is_refused_while_the_first_runs(ppool):
     xapi = ppool.session().xenapi
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
-    ppool.admin.set_latency("VBD.create", 2.0, "plugin")
+    ppool.admin.set_latency("VBD.create", 5.0, "plugin")
     out = {}
 
     def attach():
