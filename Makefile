@@ -15,10 +15,10 @@ SM_TIMING ?= fast
 # Two distributions from this repository: xenvol (client, CLI, pack tools) and xapisim
 # (the simulator, whose xe is xapisim-xe); one after the other, so that an older single
 # install's scripts are gone before xapisim installs its own.
-$(STAMP): pyproject.toml simulator/pyproject.toml
+$(STAMP): pyproject.toml simulator/pyproject.toml dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,pack]'
 	$(PY) -m pip install -q -e ./simulator
 	touch $(STAMP)
 

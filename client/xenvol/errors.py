@@ -39,7 +39,13 @@ class XenvolError(Exception):
 
 
 class ConnectionFailed(XenvolError):
-    """XAPI cannot be reached (the socket error is the exception's __context__)."""
+    """XAPI cannot be reached (the socket error is the exception's __context__). During a
+    call, `op_id` (in details) names it: a changing call may still complete (attachments()
+    tells, and the same call with that op_id returns its result)."""
+
+    @property
+    def op_id(self) -> Any:
+        return self.details.get("op_id")
 
 
 class InvalidInput(XenvolError):
@@ -142,16 +148,29 @@ class OperationTimedOut(XenvolError):
 
 
 class Cancelled(XenvolError):
-    """The caller cancelled (Ctrl-C); the plugin stopped at its next step and rolled back,
-    unless `rolled_back` (in details) is False: then `left` names what stands (left for the
-    host's recovery)."""
+    """Interrupted (Ctrl-C): the operation was cancelled by its op id. details["outcome"]:
+    "rolled back" (the plugin stopped at its next step and undid its work), "not rolled back"
+    (it stopped, but some of its work stands: details["left"] says what, left for the host's
+    recovery), "failed" (it failed on its own and rolled back), "completed" (it finished
+    before the cancel), or "unknown" (it may still complete: attachments() tells). A plugin's
+    own XENVOL_CANCELLED answer says rolled_back (and left) in its details."""
+
+    exit_code = 130
+
+    @property
+    def op_id(self) -> Any:
+        return self.details.get("op_id")
+
+    @property
+    def outcome(self) -> Any:
+        if "outcome" in self.details:
+            return self.details["outcome"]
+        return "rolled back" if self.details.get("rolled_back", True) else "not rolled back"
 
     @property
     def rolled_back(self) -> bool:
-        """Whether nothing of the operation stands (False also when it completed first)."""
-        return not self.details.get("completed") and bool(self.details.get("rolled_back", True))
-
-    exit_code = 130
+        """Whether nothing of the operation stands."""
+        return bool(self.outcome == "rolled back")
 
 
 class PluginError(XenvolError):
@@ -262,6 +281,40 @@ def plugin_failure(
             host,
         )
     return from_failure(details, host, scrub)
+
+
+def connection_lost(
+    fn: str, op_id: Optional[str], host: Optional[str], cause: object
+) -> XenvolError:
+    """A transport failure (socket, TLS, HTTP) during a call, named by its op id."""
+    if op_id:
+        text = (
+            "%s (op id %s): lost the connection to the pool (%s: %s); the operation may still "
+            "complete: `xenvol list` tells, and the same call with op_id=%s returns its result"
+            % (fn, op_id, type(cause).__name__, cause, op_id)
+        )
+    else:
+        text = "%s: lost the connection to the pool (%s: %s)" % (fn, type(cause).__name__, cause)
+    return ConnectionFailed(text, "CONNECTION_LOST", {"op_id": op_id} if op_id else {}, host)
+
+
+def interrupted(fn: str, op_id: str, host: Optional[str], outcome: str) -> Cancelled:
+    """What became of an operation interrupted by Ctrl-C and cancelled by its op id."""
+    text = {
+        "rolled back": "%s cancelled: it stopped and rolled back (op id %s)",
+        "failed": "%s interrupted: it failed and rolled back (op id %s)",
+        "completed": "%s completed before it could be cancelled (op id %s): `xenvol list` "
+        "shows what it did",
+        "not rolled back": "%s cancelled, but not all of it could be rolled back (op id %s): "
+        "what stands is left for the host's recovery; `xenvol gc` lists it",
+        "unknown": "%s interrupted: it may still complete: op id %s, `xenvol list` tells",
+    }[outcome] % (fn, op_id)
+    return Cancelled(
+        text,
+        "XENVOL_CANCELLED",
+        {"op_id": op_id, "outcome": outcome, "completed": outcome == "completed"},
+        host,
+    )
 
 
 def timed_out(

@@ -176,7 +176,8 @@ class Router:
     def _sent(self, op_id: str, host_ref: str) -> None:
         if not op_id:
             return
+        # Each step one dict operation: threads sharing the client may call at once.
         self.sent.pop(op_id, None)
         self.sent[op_id] = host_ref
-        while len(self.sent) > MAX_SENT:
-            del self.sent[next(iter(self.sent))]
+        for old in list(self.sent)[: max(0, len(self.sent) - MAX_SENT)]:
+            self.sent.pop(old, None)

@@ -225,6 +225,10 @@ class Journal:
         os.close(self.fd)
 
 
+def ensure_dir():
+    _mkdir(paths.journal_dir())
+
+
 def cancel_path(op_id):
     return os.path.join(paths.journal_dir(), op_id + ".cancel")
 
@@ -562,7 +566,7 @@ def _listdir(d):
 
 def dead(path):
     """Whether a journal belongs to a dead operation, without recovering it (one that cannot
-    be read is set aside: it is no live journal any more)."""
+    be read is set aside as it is found, and is no live journal any more)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -578,7 +582,7 @@ def dead(path):
             rec = Record(path)
         except Damaged as e:
             set_aside(path, e)
-            return False
+            return True  # its flock is free: dead (and no live journal any more)
         return not process_alive(rec.header)
     finally:
         os.close(fd)
