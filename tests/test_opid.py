@@ -239,3 +239,22 @@ def test_the_same_request_again_is_answered_though_its_secret_is_consumed(ppool,
     assert plugin(xapi, host, "attach_volume", **args) == out
     assert list(vbds_of(xapi, vm_ref)) == [out["vbd_uuid"]]
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+
+
+def test_an_op_id_pinned_to_a_host_that_went_offline_goes_to_the_vms_host(ppool):
+    """The host that ran (or was sent) the op id is down: its kept result is out of reach;
+    the retry goes where the VM's work runs now, which answers from the pool's state."""
+    from test_client_offline import other_member
+    from test_routing import _off_master
+
+    xapi = ppool.session().xenapi
+    name, (vm_ref, vm_uuid, host) = _off_master(ppool, xapi)
+    dead = other_member(ppool, xapi, host)
+    with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
+        client._router.sent["op-off"] = dead.ref
+        ppool.admin.host_live(dead.uuid, False)
+        att = client.attach(file_volume(host), vm_uuid, op_id="op-off")
+        assert att.host_uuid == host.uuid and att.plugged is True
+        assert client._router.sent["op-off"] == host.ref
+        client.detach(attachment=att)
+    assert vbds_of(xapi, vm_ref) == {}

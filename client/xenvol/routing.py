@@ -139,6 +139,7 @@ class Router:
         # unseen; a host that never ran it answers WRONG_HOST, and the call goes on from there.
         pinned = self.sent.get(op_id)
         for hop in range(3):
+            at_pin = bool(pinned)
             if pinned:
                 host_ref, vm_ref = pinned, None
             else:
@@ -149,6 +150,11 @@ class Router:
             try:
                 out = self.plugin.call(host_ref, fn, args, scrub, vm_ref)
             except errors.HostOffline:
+                if at_pin:
+                    # The host that ran the op id is down: its kept result is out of reach.
+                    # The VM's host answers from the pool's state (the VBD's xenvol-op).
+                    self.sent.pop(op_id, None)
+                    continue
                 if not remembered:
                     raise  # the master, or its plugin's answer, named it: the VM's host
                 # A remembered host that is not live (the VM may have been restarted
