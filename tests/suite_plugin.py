@@ -1,0 +1,42 @@
+"""How the suite runs (loaded by conftest.py): each pytest-xdist worker in a network and mount
+namespace of its own, so that every worker's real peers (tgt on 3260, rpcbind and ganesha,
+smbd, glusterd, their sockets under /run) are its own; and the `slow` mark `make check` leaves
+out."""
+
+import os
+import shlex
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NETNS = os.path.join(REPO, "tools", "in-private-netns")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "slow: a test of many plugin calls or of real peers (make check leaves it out; make test"
+        " runs it)",
+    )
+    _worker_namespaces(config)
+
+
+def _worker_namespaces(config):
+    """Start each local xdist worker (`-n N`: tx `popen`) through tools/in-private-netns, which
+    makes it a fresh namespace inside this run's. Only where this run has one: elsewhere the
+    workers, like this process, skip the peer tests."""
+    tx = getattr(config.option, "tx", None)
+    if not tx or os.environ.get("XENVOL_PRIVATE_NETNS") != "1":
+        return
+    python = "env -u XENVOL_PRIVATE_NETNS %s %s" % (shlex.quote(NETNS), shlex.quote(sys.executable))
+    config.option.tx = [
+        spec + "//python=" + python if spec.split("*")[-1] == "popen" else spec for spec in tx
+    ]
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses the real peers is slow (their start, and the round trips to them)."""
+    for item in items:
+        if "peers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
