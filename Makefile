@@ -44,7 +44,8 @@ COVERAGE = COVERAGE_FILE=$(COVDATA)/cov $(VENV)/bin/coverage
 # The suite runs in TEST_WORKERS pytest-xdist workers, each in a network and mount namespace of
 # its own with its own real peers (tests/suite_plugin.py). Four on two cores: a worker spends
 # about a third of its time waiting (on a plugin process, a peer, an injected latency), which
-# the others fill. Work-stealing, as the tests' lengths differ by a factor of a thousand.
+# the others fill. Work-stealing, as the tests' lengths differ by a factor of a thousand (and
+# the slow ones are handed out first).
 # Coverage: every worker is measured through .coveragerc's `patch = subprocess`.
 TEST_WORKERS ?= 4
 XDIST   = -n $(TEST_WORKERS) --dist worksteal

@@ -27,7 +27,7 @@ def _worker_namespaces(config):
     makes it a fresh namespace inside this run's. Only where this run has one: elsewhere the
     workers, like this process, skip the peer tests."""
     tx = getattr(config.option, "tx", None)
-    if not tx or os.environ.get("XENVOL_PRIVATE_NETNS") != "1":
+    if not tx or hasattr(config, "workerinput") or os.environ.get("XENVOL_PRIVATE_NETNS") != "1":
         return
     python = "env -u XENVOL_PRIVATE_NETNS %s %s" % (shlex.quote(NETNS), shlex.quote(sys.executable))
     config.option.tx = [
@@ -35,8 +35,16 @@ def _worker_namespaces(config):
     ]
 
 
-def pytest_collection_modifyitems(items):
+def pytest_itemcollected(item):
     """A test that uses the real peers is slow (their start, and the round trips to them)."""
-    for item in items:
-        if "peers" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.slow)
+    if "peers" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """In xdist workers the slow tests come first (the collection order is the order the
+    workers are handed tests in), so that the long ones start early and short ones fill the
+    end."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
