@@ -5,6 +5,7 @@ out."""
 
 import os
 import shlex
+import signal
 import sys
 
 import pytest
@@ -20,6 +21,11 @@ def pytest_configure(config):
         " runs it)",
     )
     _worker_namespaces(config)
+    # A shell starts a background job (`make test &`) with SIGINT ignored, and every process
+    # below inherits that; the tests that deliver a real Ctrl-C (test_interrupt) need it
+    # handled, here and in the CLI processes they start.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _worker_namespaces(config):
