@@ -66,7 +66,7 @@ test: deps
 	status=$$?; wall=$$(( $$(date +%s) - start )); \
 	printf 'make test: %dm%02ds wall\n' $$((wall / 60)) $$((wall % 60)); exit $$status
 
-# The developers' loop, about two minutes: lint, then every test not marked `slow` (the kill
+# The developers' loop, one to two minutes: lint, then every test not marked `slow` (the kill
 # and fault matrices, the pack, everything on real peers), in parallel, without coverage.
 check: lint
 	$(NETNS) $(VENV)/bin/pytest -q $(XDIST) -m "not slow" tests
