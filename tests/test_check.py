@@ -440,3 +440,17 @@ def test_thresholds_and_answers_no_pool_gives():
     assert c.findings[1]["status"] == "OK" and "routing by host" in c.findings[1]["why"]
     report = check.scrub({"a": {"auth_password": "s3cret", "chappassword": "x", "name": "n"}})
     assert report == {"a": {"auth_password": "***", "chappassword": "***", "name": "n"}}
+
+
+def test_a_damaged_journal_set_aside(ppool):
+    """A journal that cannot be read is set aside, never run (gc kind `damaged`): the check
+    names it on its host."""
+    d = ppool.host(1).path("/var/lib/xenvol/ops")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "op-broken.json"), "w") as fh:
+        fh.write("{not json\n")
+    result = run(ppool)
+    assert statuses(result, "set-aside") == {"xs01": "OK", "xs02": "WARN", "xs03": "OK"}
+    why = found(result, "set-aside", "xs02")["xs02"][1]
+    assert why.startswith("op-broken.json.damaged: a journal that cannot be read")
+    assert statuses(result, "journals") == {"xs01": "OK", "xs02": "OK", "xs03": "OK"}

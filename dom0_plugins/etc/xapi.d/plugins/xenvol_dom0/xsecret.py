@@ -31,6 +31,7 @@ def value(call, uuid, field):
             raise invalid(field, "names no XAPI secret", INVALID_CONNECTION_INFO) from None
         raise from_xapi(f, "reading the secret given as %s" % field) from None
     SCRUB.remember(text)
+    call.op.known_secrets[uuid] = text  # for the op id's digest (opid.py), never stored
     problem = password_problem(text)
     if problem:
         raise invalid(field, "the secret's value %s" % problem, INVALID_CONNECTION_INFO)
