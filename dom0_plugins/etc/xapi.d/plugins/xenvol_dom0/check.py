@@ -131,6 +131,9 @@ class Fields:
     def iqn(self, key, value=None, required=True):
         # type: (str, Optional[str], bool) -> Optional[str]
         v = self.string(key, required=required, max_len=223) if value is None else value
+        if isinstance(v, str) and len(v) > 223:
+            # RFC 3720 3.2.6.1: an iSCSI name is at most 223 bytes.
+            raise self.bad(key, "is too long (%d characters, at most 223)" % len(v))
         if v is not None and not _IQN.match(v):
             raise self.bad(key, "is not an iSCSI name (iqn.YYYY-MM.domain[:id], eui. or naa.)")
         return v
