@@ -144,11 +144,11 @@ class Scrubber:
                     self.values.add(form)
                     self._pattern = None
 
-    def remember_in(self, obj, top=True):
+    def remember_in(self, obj, inside=True):
         # type: (Any, bool) -> None
-        """Values under secret keys, and (from the top of a connection_info) every secret
+        """Values under secret keys, and with `inside` (a parsed connection_info) every secret
         inside a string."""
-        if top:
+        if inside:
             for value in embedded_in(obj):
                 self.remember(value)
         if isinstance(obj, dict):

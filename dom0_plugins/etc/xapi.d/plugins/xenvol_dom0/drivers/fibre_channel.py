@@ -180,17 +180,21 @@ def _targets(d):
     target_luns, else target_lun; one LUN per WWN, or one LUN for every WWN. Stricter than
     os-brick: target_lun is required when target_luns is absent (os-brick assumes 0), and a
     target_lun given beside target_luns must be one of them."""
-    key = "target_wwns" if d.has("target_wwns") else "target_wwn"
-    if not d.has(key):
+
+    def given(key):
+        return d.raw(key) not in (None, "", [])  # os-brick: a falsy value is absent
+
+    key = "target_wwns" if given("target_wwns") else "target_wwn"
+    if not given(key):
         raise d.bad("target_wwn", "is required (a WWN or a list of WWNs; or target_wwns)")
     wwns = _wwn_list(d, key)
-    if d.has("target_wwns") and d.has("target_wwn"):
+    if key == "target_wwns" and given("target_wwn"):
         other = _wwn_list(d, "target_wwn")
         if set(other) != set(wwns):
             raise d.bad("target_wwn", "names other ports than target_wwns")
-    lun = _lun(d, "target_lun", d.raw("target_lun")) if d.has("target_lun") else None
+    lun = _lun(d, "target_lun", d.raw("target_lun")) if given("target_lun") else None
     luns = d.raw("target_luns")
-    if luns not in (None, "", []):
+    if given("target_luns"):
         if not isinstance(luns, list) or len(luns) > 64:
             raise d.bad("target_luns", "must be a list of LUNs, one per target WWN")
         luns = [_lun(d, "target_luns[%d]" % i, n) for i, n in enumerate(luns)]
