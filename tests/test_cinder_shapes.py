@@ -147,6 +147,21 @@ def test_a_served_type_echoing_a_password_is_scrubbed(ppool):
     assert "cluster1:***'" in message and message.endswith("cluster1:***")
 
 
+def test_a_bad_password_inside_an_export_reads_the_same_on_every_path(ppool):
+    """A served type: the client cuts the password out into a secret, the plugin judges that
+    secret as it judges the clear value by hand."""
+    info = {
+        "driver_volume_type": "nfs",
+        "data": {
+            "export": "nfsuser:%s@192.0.2.1:/srv" % ("P" * 300),
+            "sr_uuid": str(uuid.uuid4()),
+            "vdi_uuid": str(uuid.uuid4()),
+        },
+    }
+    message = refused_everywhere(ppool, info, BAD, "data.export", ["P" * 300])
+    assert message == "data.export: the password in it is too long (300 characters, at most 256)"
+
+
 # ---------------------------------------------------------------- 2: SMB, credentials in options
 SMB_PASSWORD = "Smb-Opt-Pass-5512"
 
@@ -163,8 +178,14 @@ def smbfs(fmt, **data):
 
 
 @pytest.mark.parametrize("fmt", ["qcow2", "vhdx"])
-def test_smb_options_credentials_and_another_format_are_unsupported(ppool, fmt):
-    message = refused_everywhere(ppool, smbfs(fmt), UNSUPPORTED, "data.format", [SMB_PASSWORD])
+@pytest.mark.parametrize(
+    "options",
+    ["-o username=svc-xenvol,password=%s", "-o user=svc-xenvol,pass=%s,domain=EXAMPLE"],
+    ids=["password", "pass"],
+)
+def test_smb_options_credentials_and_another_format_are_unsupported(ppool, fmt, options):
+    info = smbfs(fmt, options=options % SMB_PASSWORD)
+    message = refused_everywhere(ppool, info, UNSUPPORTED, "data.format", [SMB_PASSWORD])
     assert "a %s volume cannot be attached" % fmt in message
 
 
