@@ -212,16 +212,20 @@ def smb_volume(ppool, peers):
     os.makedirs(os.path.join(peers.smb_share, sr_uuid))
     vhd(os.path.join(peers.smb_share, sr_uuid), vdi, 16 << 20)
     info = smbfs("vhd", sr_uuid=sr_uuid, vdi_uuid=vdi)
-    info["data"]["options"] = "-o username=%s,password=%s,noperm,file_mode=0777,vers=3.0" % (
-        peers.SMB_USER,
-        peers.SMB_PASSWORD,
+    info["data"]["options"] = (
+        "-o username=%s,password=%s,noperm,file_mode=0777 -o vers=3.0,guest"
+        % (
+            peers.SMB_USER,
+            peers.SMB_PASSWORD,
+        )
     )
     return info, sr_uuid, vdi
 
 
 def _check_smb_attached(xapi, peers, out, sr_uuid):
     assert out["sr_uuid"] == sr_uuid
-    assert sorted(i["reason"].split("'")[1] for i in out["ignored"]) == ["file_mode", "noperm"]
+    ignored = sorted(i["reason"].split("'")[1] for i in out["ignored"])
+    assert ignored == ["file_mode", "guest", "noperm"], out["ignored"]
     assert all(i["field"] == "data.options" for i in out["ignored"])
     sr = xapi.SR.get_by_uuid(sr_uuid)
     for pbd in xapi.SR.get_PBDs(sr):

@@ -231,10 +231,13 @@ def test_bad_passwords_are_refused_naming_the_field_given(ppool, peers):
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     before = state(ppool)
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as c:
-        for bad in ("line\ninjection", "tab\there", "x" * 300, "sep\u2028x", 12345):
+        for bad in ("line\ninjection", "tab\there", "x" * 300, "sep\u2028x", "c\x01", 12345):
             with pytest.raises(errors.InvalidConnectionInfo) as e:
                 c.attach(ci(peers, iqn, chap=(CHAP[0], bad)), "vm-1")
-            assert e.value.field == "data.auth_password"
+            assert (e.value.code, e.value.field) == (
+                "XENVOL_INVALID_CONNECTION_INFO",
+                "data.auth_password",
+            )
             by_hand = refused(
                 xapi,
                 host,
