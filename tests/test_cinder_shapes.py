@@ -162,6 +162,21 @@ def test_a_bad_password_inside_an_export_reads_the_same_on_every_path(ppool):
     assert message == "data.export: the password in it is too long (300 characters, at most 256)"
 
 
+def test_a_password_option_nfs_cannot_take_reads_the_same_on_every_path(ppool):
+    info = {
+        "driver_volume_type": "nfs",
+        "data": {
+            "server": "192.0.2.1",
+            "serverpath": "/srv",
+            "options": "-o vers=4.1,password=Nfs-Opt-Pass-3",
+            "sr_uuid": str(uuid.uuid4()),
+            "vdi_uuid": str(uuid.uuid4()),
+        },
+    }
+    message = refused_everywhere(ppool, info, BAD, "data.options", ["Nfs-Opt-Pass-3"])
+    assert message.startswith("data.options: 'password' is not an allowed mount option")
+
+
 # ---------------------------------------------------------------- 2: SMB, credentials in options
 SMB_PASSWORD = "Smb-Opt-Pass-5512"
 

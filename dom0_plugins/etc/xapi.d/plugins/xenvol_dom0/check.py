@@ -6,6 +6,7 @@ import posixpath
 import re
 
 from .errors import INVALID_ARGUMENT, INVALID_CONNECTION_INFO, invalid
+from .redact import is_secret_ref
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
@@ -230,10 +231,12 @@ def mount_options(text, allowed, field):
     for item in items:
         name, sep, value = item.partition("=")
         if name not in allowed:
+            # The client's password_secret=<uuid> stands for password=…: named as given.
+            shown = name[: -len("_secret")] if is_secret_ref(name) else name
             raise invalid(
                 field,
                 "%r is not an allowed mount option (allowed: %s)"
-                % (name[:32], ", ".join(sorted(allowed))),
+                % (shown[:32], ", ".join(sorted(allowed))),
             )
         if bool(sep) != allowed[name]:
             raise invalid(
