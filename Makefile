@@ -10,15 +10,15 @@ DOM0    := .venv-dom0
 NETNS   := tools/in-private-netns
 SM_TIMING ?= fast
 
-.PHONY: test lint coverage demo pack bench bench-concurrent deps sysdeps clean
+.PHONY: test lint coverage demo pack bench bench-concurrent deps sysdeps npmdeps clean
 
 # Two distributions from this repository: xenvol (client, CLI, pack tools) and xapisim
 # (the simulator, whose xe is xapisim-xe); one after the other, so that an older single
 # install's scripts are gone before xapisim installs its own.
-$(STAMP): pyproject.toml simulator/pyproject.toml
+$(STAMP): pyproject.toml simulator/pyproject.toml dom0_plugins/etc/xapi.d/plugins/xenvol_dom0/VERSION
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,pack]'
 	$(PY) -m pip install -q -e ./simulator
 	touch $(STAMP)
 
@@ -30,10 +30,15 @@ $(DOM0)/.installed: $(STAMP)
 	    touch $@; \
 	else echo "no python3.6 found: plugins run under the simulator's Python (set PYTHON36=...)"; fi
 
-deps: $(STAMP) $(DOM0)/.installed sysdeps
+deps: $(STAMP) $(DOM0)/.installed sysdeps npmdeps
 
 sysdeps:
 	tools/install-debian-deps
+
+# Xen Orchestra's XAPI client (npm xen-api, pinned) for tests/test_xen_api_client.py, into
+# ~/.cache/xenvol/npm ($$XENVOL_NPM_CACHE): here, outside the tests' private network namespace.
+npmdeps:
+	tools/install-xen-api-client
 
 # Coverage data of a test run (.coveragerc): this Python's processes, and the plugin processes
 # the simulator execs, measured by .venv-dom0's coverage when XAPISIM_DOM0_COVERAGE names the

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +16,9 @@ from xapisim.peers import ganesha, gluster, samba, tgt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
+# The plugin's API level as its version.py says (tests that edit it on a host replace this).
+with open(os.path.join(PLUGINS, "xenvol_dom0", "version.py")) as _fh:
+    API_LEVEL = re.search(r'^API_LEVEL = "([0-9.]+)"', _fh.read(), re.M).group(1)
 
 # dom0's Python for plugins: the CPython 3.6 env `make deps` builds where a python3.6 exists
 # (the simulators started here, in process or as `xapisim serve`, inherit the variable).
@@ -29,6 +33,9 @@ if "XAPISIM_DOM0_PYTHON" not in os.environ and os.path.exists(
 _CACHE_HOME = tempfile.TemporaryDirectory(prefix="xenvol-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE_HOME.name
 os.environ.pop("XENVOL_HOST_CACHE", None)
+# Every Client reads the certificates the CLI pinned (xenvol/transport.py): this run's, too.
+_CONFIG_HOME = tempfile.TemporaryDirectory(prefix="xenvol-test-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME.name
 
 
 def plugin_python():

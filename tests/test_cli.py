@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from conftest import FAST_SETTINGS, PLUGINS
+from conftest import API_LEVEL, FAST_SETTINGS, PLUGINS
+from xenvol import Client, errors
 
 BIN = os.path.dirname(sys.executable)
 
@@ -103,7 +104,7 @@ def test_operator_session(served, peers, tmp_path):
     assert p.returncode == 0 and "SR forgotten" in p.stdout
     p = xenvol(served, "version")
     assert p.stdout.startswith("xenvol client ") and len(p.stdout.strip().splitlines()) == 5
-    assert [line.split()[-1] for line in p.stdout.splitlines()[2:]] == ["1.1"] * 3
+    assert [line.split()[-1] for line in p.stdout.splitlines()[2:]] == [API_LEVEL] * 3
     assert p.returncode == 0
     p = xenvol(served, "--json", "drivers", "xs02")
     assert "iscsi" in [
@@ -218,7 +219,7 @@ def test_a_host_without_the_plugin(served):
     p = run_case(served, ["version"])
     rows = dict((line.split()[0], line) for line in p.stdout.splitlines()[2:])
     assert p.returncode == 5 and sorted(rows) == ["xs01", "xs02", "xs03"]
-    assert rows["xs01"].split()[-1] == "1.1" and "no xenvol plugin" in rows["xs02"]
+    assert rows["xs01"].split()[-1] == API_LEVEL and "no xenvol plugin" in rows["xs02"]
     p = run_case(served, ["drivers"])
     assert p.returncode == 5
     assert "xs01" in p.stdout and "xs03" in p.stdout and "xs02" not in p.stdout
@@ -232,9 +233,11 @@ def test_a_host_without_the_plugin(served):
     assert p.returncode == 0 and "iscsi" in p.stdout.strip().split(",")
 
 
-def test_self_signed_certificate_trusted_on_first_use(tmp_path):
+def test_self_signed_certificate_trusted_on_first_use(tmp_path, monkeypatch):
     """A self-signed certificate: a hint with its fingerprint; --trust-fingerprint trusts
-    and remembers it; a changed certificate is refused."""
+    and remembers it, for the library too (a URL without a scheme is https:// there as
+    well); a changed certificate is refused."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
 
     def cert(name):
         c, k = str(tmp_path / (name + ".pem")), str(tmp_path / (name + ".key"))
@@ -296,6 +299,10 @@ def test_self_signed_certificate_trusted_on_first_use(tmp_path):
         p = run_case(info, ["version"], env=env)
         assert p.returncode == 7 and "self-signed" in p.stderr and fpr1 in p.stderr
         assert "--trust-fingerprint %s" % fpr1 in p.stderr
+        with pytest.raises(errors.ConnectionFailed) as e:
+            Client(hostport, "root", info["password"])
+        assert fpr1 in e.value.message and "pinned_certs={'%s'" % hostport in e.value.message
+        assert "--trust-fingerprint" in e.value.message
         p = run_case(
             info, ["--trust-fingerprint", fpr1.lower().replace(":", ""), "version"], env=env
         )
@@ -304,6 +311,8 @@ def test_self_signed_certificate_trusted_on_first_use(tmp_path):
         assert hostport in known
         p = run_case(info, ["version"], env=env)  # remembered
         assert p.returncode == 0, p.stderr
+        with Client(hostport, "root", info["password"]) as c:  # the CLI's pin
+            assert c.url == "https://%s/" % hostport and c.attachments() == []
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -9,7 +9,7 @@ import pytest
 import XenAPI
 
 import xenvol
-from conftest import plugin_pool, state
+from conftest import API_LEVEL, plugin_pool, state
 from xenvol import errors
 
 CHAP = ("cliuser", "Client-Chap-Secret-5")
@@ -125,12 +125,12 @@ def test_connect_on_a_migration_destination(ppool, peers, client):
 def test_version_mismatch_and_missing_plugin(ppool, client):
     versions = client.versions()
     assert set(versions) == set(h.uuid for h in ppool.sim.hosts)
-    assert all(v["api_level"] == "1.1" for v in versions.values())
+    assert all(v["api_level"] == API_LEVEL for v in versions.values())
     host = ppool.host(2)
     vfile = os.path.join(host.plugins_dir, "xenvol_dom0", "version.py")
     text = open(vfile).read()
     with open(vfile, "w") as fh:
-        fh.write(text.replace('API_LEVEL = "1.1"', 'API_LEVEL = "2.3"'))
+        fh.write(text.replace('API_LEVEL = "%s"' % API_LEVEL, 'API_LEVEL = "2.3"'))
     fresh = xenvol.Client(ppool.url, "root", ppool.info["password"])
     with pytest.raises(errors.PluginIncompatible) as e:
         fresh.connect({"driver_volume_type": "iscsi", "data": {}}, host.uuid)
@@ -274,7 +274,7 @@ def test_existing_session_and_tls(tmp_path, peers):
             xenvol.Client(pool.url, "root", pool.info["password"], timeout=5)
         assert "CERTIFICATE_VERIFY_FAILED" in e.value.message
         with xenvol.Client(pool.url, "root", pool.info["password"], cafile=cert) as c:
-            assert c.versions()[pool.host(0).uuid]["api_level"] == "1.1"
+            assert c.versions()[pool.host(0).uuid]["api_level"] == API_LEVEL
         with xenvol.Client(
             pool.info["member_urls"][0], "root", pool.info["password"], verify_tls=False
         ) as c:

@@ -283,8 +283,8 @@ def test_reconcile_plugs_pool_wide_srs_on_hosts_that_lack_them(ppool, peers, cli
     member = ppool.host(2)
     pbd = [p for p in xapi.SR.get_PBDs(sr) if xapi.PBD.get_host(p) == member.ref][0]
     xapi.PBD.unplug(pbd)
-    assert client.reconcile() == [
-        {"sr_uuid": att.sr_uuid, "host_uuid": member.uuid, "action": "plug"}
+    assert client.reconcile(op_id="rc-1") == [
+        {"sr_uuid": att.sr_uuid, "host_uuid": member.uuid, "action": "plug", "op_id": "rc-1"}
     ]
     assert member.uuid not in pbd_hosts(xapi, att.sr_uuid)
     client.reconcile(apply=True)

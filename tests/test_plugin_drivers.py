@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import PluginError, plugin, state
+from conftest import API_LEVEL, PluginError, plugin, state
 from test_plugin_iscsi import ci as iscsi_ci
 from test_plugin_iscsi import placed
 
@@ -294,7 +294,7 @@ def test_list_drivers_and_version(ppool):
         assert v == {
             "plugin": "xenvol",
             "version": fh.read().strip(),
-            "api_level": "1.1",
+            "api_level": API_LEVEL,
             "wait_limit": 60,
         }
 

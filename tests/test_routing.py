@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import xenvol
-from conftest import PLUGINS, PluginError, plugin, state
+from conftest import API_LEVEL, PLUGINS, PluginError, plugin, state
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
 from xapisim import cli as xapisim_cli
@@ -47,7 +47,7 @@ def test_the_plugin_names_the_vms_host_and_changes_nothing(ppool):
     assert state(ppool) == before
     # On the VM's host the same call is served.
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm=name, route="strict")
-    assert out["vm_uuid"] == vm_uuid and out["api_level"] == "1.1"
+    assert out["vm_uuid"] == vm_uuid and out["api_level"] == API_LEVEL
     assert out["route"] == {"vm_ref": vm_ref, "host_ref": host.ref, "vm_running": True}
     with pytest.raises(PluginError) as e:
         plugin(xapi, master, "detach_volume", vbd_uuid=out["vbd_uuid"], route="strict")
@@ -132,7 +132,7 @@ def test_an_old_plugin_is_named_on_the_first_answer(ppool):
     vfile = os.path.join(host.plugins_dir, "xenvol_dom0", "version.py")
     text = open(vfile).read()
     with open(vfile, "w") as fh:
-        fh.write(text.replace('API_LEVEL = "1.1"', 'API_LEVEL = "1.0"'))
+        fh.write(text.replace('API_LEVEL = "%s"' % API_LEVEL, 'API_LEVEL = "1.0"'))
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
         with pytest.raises(errors.PluginIncompatible) as e:
             client.attach(file_volume(host), vm_uuid)

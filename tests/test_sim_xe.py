@@ -57,3 +57,17 @@ def test_call_plugin_and_errors(pool, xe):
     assert "Error code: UNKNOWN_XENAPI_PLUGIN_FUNCTION" in err
     secret = xe("secret-create", "value=abc").strip()
     xe("secret-destroy", "uuid=" + secret)
+
+
+def test_a_missing_parameter_is_a_usage_error(pool, xe):
+    """As xe: `Required parameter not found`, the usage hint, exit 1; never a traceback."""
+    uuid = pool.host(0).uuid
+    for args, missing in (
+        (("host-call-plugin", "plugin=xenvol", "fn=version"), "host-uuid"),
+        (("host-call-plugin", "host-uuid=" + uuid, "plugin=xenvol"), "fn"),
+        (("host-call-plugin", "host-uuid=" + uuid, "fn=version"), "plugin"),
+        (("update-upload",), "file-name"),
+        (("secret-destroy",), "uuid"),
+    ):
+        err = xe(*args, ok=False)
+        assert err == "Required parameter not found: %s\nFor usage run: 'xe help'\n" % missing

@@ -1,5 +1,6 @@
 """xenvol: attach Cinder-style volumes to XenServer / XCP-ng VMs through dom0 plugins."""
 
+import logging
 import os
 
 # The one version string lives beside the dom0 plugin (it ships in the RPM); the package
@@ -27,6 +28,10 @@ def _version() -> str:
 
 
 __version__ = _version()
+
+# The `xenvol` logger names every call's op id (INFO), its failures (WARNING); silent until
+# the application configures logging.
+logging.getLogger("xenvol").addHandler(logging.NullHandler())
 
 
 from . import errors  # noqa: E402

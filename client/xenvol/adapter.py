@@ -69,7 +69,7 @@ class ComputeVolumeDriver:
         vm = _instance(instance)
         recorded = (connection_info.get("data") or {}).get("xenvol")
         if recorded and recorded.get("vbd_uuid"):
-            att = Attachment(**recorded)
+            att = Attachment.from_dict(recorded)
         else:
             volume_id = _volume_id(connection_info)
             found = [
@@ -162,11 +162,9 @@ class XenConnector:
         refusing guest a bounded number of times and never forces an unplug."""
         try:
             if device_info and device_info.get("vbd_uuid"):
-                fields = dict((k, v) for k, v in device_info.items() if k in Attachment.FIELDS)
-                self.client.detach(attachment=Attachment(**fields))
+                self.client.detach(attachment=Attachment.from_dict(device_info))
             elif device_info and device_info.get("vdi_uuid"):
-                fields = dict((k, v) for k, v in device_info.items() if k in Connection.FIELDS)
-                self.client.disconnect(Connection(**fields))
+                self.client.disconnect(Connection.from_dict(device_info))
             else:
                 self.client.disconnect(
                     connection_info=self._info(connection_properties), host=self.host

@@ -9,8 +9,14 @@ by its SHA-256 fingerprint (--trust-fingerprint, remembered in ~/.config/xenvol/
 Exit codes: 0 done, 1 other errors, 2 bad input, 3 not found, 4 storage/backend failure,
 5 plugin missing or incompatible (on any host: the others are still listed), 6 pack failure,
 7 cannot connect or log in (network, timeout, certificate, credentials), 8 no answer in time
-(the operation may still complete; `xenvol list` tells), 130 interrupted (Ctrl-C during an
-operation: it is cancelled and rolled back). A closed output pipe ends quietly.
+(the operation may still complete; `xenvol list` tells), 130 interrupted. A closed output pipe
+ends quietly.
+
+Ctrl-C (or SIGINT: `timeout -s INT`, a script's kill -INT) during attach, detach, connect or
+any change cancels it: the operation is cancelled by its op id over a fresh connection, the
+command waits briefly for the rollback and says what happened: "cancelled: it stopped and
+rolled back", "completed before it could be cancelled", or "may still complete: op id …,
+`xenvol list` tells". A second Ctrl-C stops waiting.
 
 On a terminal, long operations show the step they are at on stderr; --json is quiet.
 """
@@ -31,12 +37,17 @@ from . import __version__, errors
 from .client import Client
 from .errors import ConnectionFailed
 from .records import Connection
+from .session import normalize_url
 from .tasks import Progress
 from .transport import (
     CertificateMismatch,
     format_fingerprint,
+    hostport,
+    known_certs_path,
+    load_known_certs,
     normalize_fingerprint,
     peer_fingerprint,
+    remember_cert,
 )
 
 EXIT_PACK = 6
@@ -56,10 +67,61 @@ class CannotConnect(errors.XenvolError):
 Result = Tuple[Any, ...]
 
 
+# One example per command, shown by its --help.
+EXAMPLES = {
+    "attach": "xenvol attach vm-3 volume.json --mountpoint xvdc",
+    "detach": "xenvol detach vm-3 xvdc   (or: xenvol detach --vdi VDI_UUID)",
+    "connect": "xenvol connect xs02 volume.json",
+    "disconnect": "xenvol disconnect xs02 volume.json",
+    "list": "xenvol list vm-3 --json",
+    "drivers": "xenvol drivers xs01",
+    "gc": "xenvol gc --pool --apply",
+    "version": "xenvol version --minimal",
+    "extend": "xenvol extend volume.json",
+    "connector": "xenvol connector vm-3 --json",
+    "migrate": "xenvol migrate vm-3 xs03",
+    "reconcile": "xenvol reconcile --apply",
+    "pack": "xenvol pack verify xenvol-%s.iso --key RPM-GPG-KEY-xenvol" % __version__,
+    "pack build": "xenvol pack build --out out --test-key",
+    "pack verify": "xenvol pack verify xenvol-%s.iso --key RPM-GPG-KEY-xenvol" % __version__,
+    "pack install": "xenvol pack install xs1 xs2 --iso xenvol-%s.iso --key RPM-GPG-KEY-xenvol "
+    "--import-key" % __version__,
+}
+
+
+def _output_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--json / --minimal, before the command or after it (as `xe … --minimal`)."""
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", default=default, help="machine-readable output")
+    out.add_argument(
+        "--minimal",
+        action="store_true",
+        default=default,
+        help="only the uuids (or names), comma-separated, as xe --minimal",
+    )
+
+
+def _command(
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help: str
+) -> argparse.ArgumentParser:
+    """A command: its one-line help as its description, an example, --json/--minimal."""
+    c = sub.add_parser(
+        name.split()[-1],
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog="example:\n  " + EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # SUPPRESS: given after the command, they set the option; else the main parser's stands.
+    _output_options(c, argparse.SUPPRESS)
+    return c
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="xenvol", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--version", action="version", version="xenvol %s" % __version__)
     p.add_argument(
         "--url",
         default=os.environ.get("XENVOL_URL"),
@@ -78,16 +140,10 @@ def _parser() -> argparse.ArgumentParser:
         "(after comparing it with the host's) and remember it",
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per API call")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="machine-readable output")
-    out.add_argument(
-        "--minimal",
-        action="store_true",
-        help="only the uuids (or names), comma-separated, as xe --minimal",
-    )
+    _output_options(p, False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    a = sub.add_parser("attach", help="attach a volume to a VM")
+    a = _command(sub, "attach", help="attach a volume to a VM")
     a.add_argument("vm", help="VM uuid or name")
     a.add_argument("connection_info", help="file with the connection_info JSON, or - for stdin")
     a.add_argument("--mountpoint", default="autodetect", help="xvdb, /dev/sdc, 3, autodetect")
@@ -101,48 +157,57 @@ def _parser() -> argparse.ArgumentParser:
         help="plug the SR on the VM's host and the master, or on every host "
         "(default: the hosts' xenvol.conf)",
     )
-    d = sub.add_parser("detach", help="detach a volume: VM MOUNTPOINT, or --vdi UUID")
+    d = _command(sub, "detach", help="detach a volume: VM MOUNTPOINT, or --vdi UUID")
     d.add_argument("vm", nargs="?", help="VM uuid or name")
     d.add_argument("mountpoint", nargs="?")
     d.add_argument("--vdi", help="detach every xenvol disk of this VDI uuid")
-    c = sub.add_parser("connect", help="connect a volume to a host, no VM")
+    c = _command(sub, "connect", help="connect a volume to a host, no VM")
     c.add_argument("host", help="host uuid or name")
     c.add_argument("connection_info")
-    dc = sub.add_parser("disconnect", help="undo connect: HOST FILE, or HOST --sr --vdi")
+    dc = _command(sub, "disconnect", help="undo connect: HOST FILE, or HOST --sr --vdi")
     dc.add_argument("host")
     dc.add_argument("connection_info", nargs="?")
     dc.add_argument("--sr", help="SR uuid (with --vdi) instead of connection_info")
     dc.add_argument("--vdi")
-    lst = sub.add_parser("list", help="volumes attached by xenvol: all, or one VM's")
+    lst = _command(sub, "list", help="volumes attached by xenvol: all, or one VM's")
     lst.add_argument("vm", nargs="?", help="VM uuid or name")
     lst.add_argument("--vm", dest="vm_option", help=argparse.SUPPRESS)  # the 0.1 spelling
-    dr = sub.add_parser("drivers", help="volume drivers on every host, or on one")
+    dr = _command(sub, "drivers", help="volume drivers on every host, or on one")
     dr.add_argument("host", nargs="?", help="host uuid or name")
     dr.add_argument("--host", dest="host_option", help=argparse.SUPPRESS)  # the 0.1 spelling
-    g = sub.add_parser("gc", help="list (and with --apply remove) what xenvol left unused")
+    g = _command(sub, "gc", help="list (and with --apply remove) what xenvol left unused")
     g.add_argument("--apply", action="store_true", help="remove them (default: list only)")
-    sub.add_parser("version", help="client version and every host's plugin version")
-    ex = sub.add_parser("extend", help="after the backend grew a volume: rescan, new size")
+    g.add_argument(
+        "--pool",
+        action="store_true",
+        help="only the pool-wide objects (SRs, PBDs, leases, secrets, claims), asked of the "
+        "master (default: those and every host's dead operations)",
+    )
+    _command(sub, "version", help="client version and every host's plugin version")
+    ex = _command(sub, "extend", help="after the backend grew a volume: rescan, new size")
     ex.add_argument("connection_info", nargs="?", help="file with the connection_info JSON")
     ex.add_argument("--vdi", help="the volume's VDI uuid instead of connection_info")
-    cn = sub.add_parser(
+    cn = _command(
+        sub,
         "connector",
         help="initiator IQN, FC WWPNs, NVMe NQN and IPs of the hosts a volume will be plugged on",
     )
     cn.add_argument("vm", nargs="?", help="the VM the volume is for (default: every host)")
     cn.add_argument("--host", help="one host instead")
     cn.add_argument("--placement", choices=("host", "pool"), default="host")
-    mg = sub.add_parser("migrate", help="live-migrate a VM with xenvol disks to another host")
+    mg = _command(sub, "migrate", help="live-migrate a VM with xenvol disks to another host")
     mg.add_argument("vm", help="VM uuid or name")
     mg.add_argument("host", help="destination host uuid or name")
-    rc = sub.add_parser(
-        "reconcile", help="pool-wide placement: PBDs on every live host (--apply to make them)"
+    rc = _command(
+        sub, "reconcile", help="pool-wide placement: PBDs on every live host (--apply to make them)"
     )
     rc.add_argument("--apply", action="store_true")
-    pk = sub.add_parser("pack", help="the supplemental pack: build, verify, install over SSH")
+    pk = _command(sub, "pack", help="the supplemental pack: build, verify, install over SSH")
     psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
     psub.required = True
-    pb = psub.add_parser("build", help="build the RPM and the signed ISO (needs the source tree)")
+    pb = _command(
+        psub, "pack build", help="build the RPM and the signed ISO (needs the source tree)"
+    )
     pb.add_argument("--out", default="out")
     pb.add_argument("--source", help="the xenvol source tree (default: the one this runs from)")
     pb.add_argument(
@@ -150,12 +215,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sign with a throwaway TEST key (made once in OUT/test-signing)",
     )
-    pv = psub.add_parser("verify", help="check a pack ISO without a XenServer")
+    pv = _command(psub, "pack verify", help="check a pack ISO without a XenServer")
     pv.add_argument("iso")
     keys = pv.add_mutually_exclusive_group()
     keys.add_argument("--key", help="the public key you trust (got from the vendor, not the ISO)")
     keys.add_argument("--keyring", help="a gnupg home holding the keys you trust")
-    pi = psub.add_parser("install", help="install a pack on hosts over SSH")
+    pi = _command(psub, "pack install", help="install a pack on hosts over SSH")
     pi.add_argument(
         "hosts", nargs="+", metavar="HOST", help="host name, address or ~/.ssh/config alias"
     )
@@ -225,63 +290,7 @@ def _read_info(source: str) -> Any:
         ) from None
 
 
-def normalize_url(url: str) -> str:
-    """`xs1.example.com` or `xs1:8443` as https://…/: xe -s users type just the host."""
-    url = url.strip()
-    if "://" not in url:
-        url = "https://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise errors.InvalidArgument(
-            "--url: %r is not a host name or an http(s) URL" % url, details={"field": "url"}
-        )
-    try:
-        _ = parts.port  # urlsplit checks the port only when it is read
-    except ValueError:
-        raise errors.InvalidArgument(
-            "--url: bad port in %r" % url, details={"field": "url"}
-        ) from None
-    return url if parts.path else url + "/"
-
-
 # ---------------------------------------------------------------------- trusted certificates
-def _known_certs_path() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "xenvol", "known_certs")
-
-
-def _hostport(url: str) -> str:
-    parts = urlsplit(url)
-    return "%s:%d" % (parts.hostname, parts.port or 443)
-
-
-def load_known_certs() -> Dict[str, str]:
-    pins = {}
-    try:
-        with open(_known_certs_path()) as fh:
-            for line in fh:
-                fields = line.split()
-                if len(fields) == 2 and not line.startswith("#"):
-                    pins[fields[0]] = fields[1]
-    except OSError:
-        pass
-    return pins
-
-
-def remember_cert(hostport: str, fpr: str) -> None:
-    pins = load_known_certs()
-    if pins.get(hostport) == fpr:
-        return
-    pins[hostport] = fpr
-    path = _known_certs_path()
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(path + ".tmp", "w") as fh:
-        fh.write("# host:port  SHA-256 of the certificate trusted (xenvol --trust-fingerprint)\n")
-        for k in sorted(pins):
-            fh.write("%s %s\n" % (k, pins[k]))
-    os.replace(path + ".tmp", path)
-
-
 def _untrusted_cert(url: str, cause: BaseException, timeout: float) -> "CannotConnect":
     """The one-line hint for a certificate the client does not trust."""
     parts = urlsplit(url)
@@ -318,7 +327,7 @@ def _untrusted_cert(url: str, cause: BaseException, timeout: float) -> "CannotCo
             "its SHA-256 fingerprint is %s" % fpr if fpr else "its fingerprint could not be read",
             check,
             fpr or "SHA256",
-            _known_certs_path(),
+            known_certs_path(),
         ),
         "TLS_CERTIFICATE_UNTRUSTED",
         {"fingerprint": fpr},
@@ -341,7 +350,7 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
             raise errors.InvalidArgument(
                 "--trust-fingerprint: %s" % e, details={"field": "trust_fingerprint"}
             ) from None
-        pins[_hostport(url)] = pinned
+        pins[hostport(url)] = pinned
     password = _password(args)
     try:
         client = Client(
@@ -365,8 +374,8 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
         raise CannotConnect(e.message, "CANNOT_CONNECT") from None
     except errors.AuthenticationFailed as e:
         raise CannotConnect(e.message, e.code, e.details) from None
-    if pinned and client.url and _hostport(client.url) == _hostport(url):
-        remember_cert(_hostport(url), pinned)
+    if pinned and client.url and hostport(client.url) == hostport(url):
+        remember_cert(hostport(url), pinned)
     return client
 
 
@@ -413,7 +422,23 @@ def _skipped(skipped: Sequence[errors.XenvolError], names: _Names) -> List[str]:
 
 
 # ---------------------------------------------------------------------- commands
+def _pack_tools() -> None:
+    """The pack tools' libraries come with the `pack` extra, not with the client."""
+    import importlib
+
+    for name in ("paramiko", "pycdlib"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise PackFailed(
+                "the pack tools need %s, which comes with them: pip install 'xenvol[pack]'" % name,
+                "PACK_TOOLS_MISSING",
+                {"missing": name},
+            ) from None
+
+
 def _pack(args: argparse.Namespace) -> Result:
+    _pack_tools()
     from xenvol_pack import common
 
     try:
@@ -650,7 +675,7 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
             skipped,
         )
     if args.command == "gc":
-        items = client.gc(dry_run=not args.apply)
+        items = client.gc(dry_run=not args.apply, pool_only=args.pool)
         verb = "removed" if args.apply else "would remove (run with --apply)"
         text = "%s:\n%s" % (
             verb,
@@ -816,11 +841,15 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.json and args.minimal:
+        parser.error("--json and --minimal: give one")
     try:
         return _main(args)
     except KeyboardInterrupt:
-        sys.stderr.write("\n")
+        # Outside a change (a lookup, the login): nothing was started.
+        sys.stderr.write("\nxenvol: interrupted\n")
         return 130
     except BrokenPipeError:
         # The reader went away (`xenvol list | head`): no message, and no second error

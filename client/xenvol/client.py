@@ -3,11 +3,15 @@ host's plugin; the work is done by the modules below it (docs/architecture.md):
 session (login, TLS), secrets (passwords as XAPI secrets), routing (which host), plugin (one
 call, its API level, its errors), tasks (waiting, bounded), records (what calls return)."""
 
+import dataclasses
+import functools
+import inspect
 import json
+import logging
 import re
 import time
 import uuid as uuidlib
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, cast
 
 from . import errors, hostcache, secrets
 from .errors import ConnectionFailed, Scrubber
@@ -15,8 +19,9 @@ from .hostcache import HostCache
 from .plugin import REQUIRED_API, Plugin
 from .records import Attachment, Connection
 from .routing import NULL, Router
-from .session import PoolSession
+from .session import PoolSession, normalize_url
 from .tasks import Args, Progress
+from .transport import TRANSPORT_ERRORS, load_known_certs
 
 __all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "REQUIRED_API"]
 
@@ -24,11 +29,66 @@ __all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "REQUIRED_A
 # destroys them after this many seconds past the client's wait.
 SECRET_TTL_GRACE = 300
 
+log = logging.getLogger("xenvol")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def operation(fn: F) -> F:
+    """One call of the API as one operation: its op id (the caller's, else a new one) goes
+    to the plugin (the dom0 log names it), to the `xenvol` logger and into the result; a
+    transport failure on the way is a ConnectionFailed naming it, as every xenvol error
+    does in details["op_id"]."""
+    signature = inspect.signature(fn)
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def call(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        op = bound.arguments["op_id"] = _op_id(bound.arguments.get("op_id"))
+        log.info("%s: op_id=%s", name, op)
+        started = time.monotonic()
+        try:
+            out = fn(*bound.args, **bound.kwargs)
+        except errors.XenvolError as e:
+            e.details.setdefault("op_id", op)
+            log.warning("%s: op_id=%s failed: %s", name, op, e.message)
+            raise
+        except TRANSPORT_ERRORS as e:
+            log.warning("%s: op_id=%s: transport failure %s", name, op, e)
+            raise errors.connection_lost(name, op, None, e) from None
+        log.info("%s: op_id=%s done in %.2fs", name, op, time.monotonic() - started)
+        # {host uuid: ...} results carry it in each host's entry (the method puts it there).
+        return out if name in ("drivers", "versions") else _with_op_id(out, op)
+
+    return cast(F, call)
+
+
+def _with_op_id(out: Any, op: str) -> Any:
+    """The op id in a result: records carry it, dicts get the key, lists each item."""
+    if isinstance(out, (Attachment, Connection)):
+        return out if out.op_id else dataclasses.replace(out, op_id=op)
+    if isinstance(out, dict):
+        out.setdefault("op_id", op)
+        return out
+    if isinstance(out, list):
+        return [_with_op_id(o, op) for o in out]
+    return out
+
 
 class Client:
     """Talk to a pool. Build it from a URL and credentials (it follows HOST_IS_SLAVE to the
     master, verifies TLS unless verify_tls=False, and logs out on close()), or from an
-    existing XenAPI.Session with Client.from_session(session).
+    existing XenAPI.Session with Client.from_session(session). A URL without a scheme is
+    https:// (`xs1`, `xs1:8443`). A self-signed host certificate is trusted by its SHA-256
+    fingerprint: pinned_certs, by default the ones the CLI recorded.
+
+    Threads: one Client may be shared; each thread gets its own connection on the one XAPI
+    session (a borrowed session: a copy of it per thread). Calls from several threads run in
+    parallel; results and errors go to the thread that made the call. Ctrl-C (SIGINT, in
+    the main thread) during a changing call cancels it by its op id and raises
+    errors.Cancelled saying what became of it (outcome: rolled back, completed, unknown).
+    Every call has an op id (op_id=, else a new one): in its result, in every error's
+    details, and in the `xenvol` logger's lines.
 
     routing: "host" (default: host.call_plugin on the VM's host, known from earlier answers)
     or "native" (VM.call_host_plugin where xapi has it; see plugin.Plugin). progress(step):
@@ -54,9 +114,12 @@ class Client:
             raise errors.InvalidArgument("routing: host or native", details={"field": "routing"})
         self.timeout = timeout
         if url is not None:
-            # pinned_certs: "host:port" -> SHA-256 of a trusted certificate
+            # pinned_certs: "host:port" -> SHA-256 of a trusted certificate; None: those the
+            # CLI's --trust-fingerprint recorded (~/.config/xenvol/known_certs).
+            if pinned_certs is None:
+                pinned_certs = load_known_certs()
             self._link = PoolSession.login(
-                url,
+                normalize_url(url),
                 username,
                 password or "",
                 originator,
@@ -145,10 +208,14 @@ class Client:
                 out = self._router.vm_call(vm, fn, args, stashed.scrub)
             else:
                 out = self._plugin.call(host_ref, fn, args, stashed.scrub)
-        except errors.OperationTimedOut:
-            raise  # the plugin may still use them; they expire, and gc removes them
-        except Exception:
-            secrets.drop(self.x, stashed.created)
+        except Exception as e:
+            # An outcome unknown (no answer in time, the connection lost, interrupted): the
+            # plugin may still use them; they expire, and gc removes them.
+            unknown = isinstance(e, (errors.OperationTimedOut, errors.ConnectionFailed)) or (
+                isinstance(e, errors.Cancelled) and e.outcome == "unknown"
+            )
+            if not unknown:
+                secrets.drop(self.x, stashed.created)
             raise
         secrets.drop(self.x, stashed.leftover)
         return out
@@ -160,6 +227,7 @@ class Client:
         return stashed.info, stashed.scrub
 
     # ------------------------------------------------------------------ the API
+    @operation
     def attach(
         self,
         connection_info: Dict[str, Any],
@@ -185,10 +253,11 @@ class Client:
             args["placement"] = _placement(placement)
         if read_only is not None:
             args["mode"] = "ro" if read_only else "rw"
-        return Attachment(
-            **self._with_secrets(connection_info, None, "attach_volume", args, vm=args["vm"])
+        return Attachment.from_dict(
+            self._with_secrets(connection_info, None, "attach_volume", args, vm=args["vm"])
         )
 
+    @operation
     def detach(
         self,
         vm: Optional[str] = None,
@@ -200,7 +269,7 @@ class Client:
         """Detach by VM and mount point, by Attachment, or every xenvol VBD of a VDI uuid.
         Returns the Attachments detached (empty when nothing was attached)."""
         if attachment is not None:
-            key, args = attachment.vm_uuid, {"vbd_uuid": attachment.vbd_uuid}
+            key, args = str(attachment.vm_uuid), {"vbd_uuid": str(attachment.vbd_uuid)}
         elif vdi is not None:
             # Its VM's host is found in dom0 (WRONG_HOST), not by lookups from here.
             key, args = vdi, {"vdi_uuid": vdi}
@@ -214,8 +283,9 @@ class Client:
             )
         args["op_id"] = _op_id(op_id)
         out = self._router.vm_call(key, "detach_volume", args)
-        return [Attachment(**a) for a in out["detached"]]
+        return [Attachment.from_dict(a) for a in out["detached"]]
 
+    @operation
     def connect(
         self,
         connection_info: Dict[str, Any],
@@ -228,8 +298,11 @@ class Client:
         args = {"op_id": _op_id(op_id)}
         if placement is not None:
             args["placement"] = _placement(placement)
-        return Connection(**self._with_secrets(connection_info, host_ref, "connect_volume", args))
+        return Connection.from_dict(
+            self._with_secrets(connection_info, host_ref, "connect_volume", args)
+        )
 
+    @operation
     def disconnect(
         self,
         connection: Optional[Connection] = None,
@@ -242,8 +315,8 @@ class Client:
         if connection is not None:
             host_ref = self._router.host(connection.host_uuid)
             args = {
-                "sr_uuid": connection.sr_uuid,
-                "vdi_uuid": connection.vdi_uuid,
+                "sr_uuid": str(connection.sr_uuid),
+                "vdi_uuid": str(connection.vdi_uuid),
                 "op_id": _op_id(op_id),
             }
             out = self._plugin.call(host_ref, "disconnect_volume", args)
@@ -262,8 +335,12 @@ class Client:
         )
         return out
 
+    @operation
     def attachments(
-        self, vm: Optional[str] = None, skipped: Optional[List[errors.PluginError]] = None
+        self,
+        vm: Optional[str] = None,
+        skipped: Optional[List[errors.PluginError]] = None,
+        op_id: Optional[str] = None,
     ) -> List[Attachment]:
         """The volumes xenvol attached, on the VM's host or on every host. With a list as
         `skipped`, a host without a usable plugin is appended to it (as the PluginError) and
@@ -273,14 +350,14 @@ class Client:
             out = self._plugin.call(
                 self._router.host_for_vm(vm_ref),
                 "list_attachments",
-                {"vm_uuid": self.x.VM.get_uuid(vm_ref)},
+                {"vm_uuid": self.x.VM.get_uuid(vm_ref), "op_id": _op_id(op_id)},
             )
             found = out["attachments"]
         else:
             found = []
             for host in self._router.hosts():
                 try:
-                    out = self._plugin.call(host, "list_attachments", {})
+                    out = self._plugin.call(host, "list_attachments", {"op_id": _op_id(op_id)})
                 except errors.PluginError as e:
                     if skipped is None:
                         raise
@@ -289,28 +366,38 @@ class Client:
                 found.extend(
                     dict(a, host_uuid=self.x.host.get_uuid(host)) for a in out["attachments"]
                 )
-        return [Attachment(**a) for a in found]
+        return [Attachment.from_dict(a) for a in found]
 
-    def gc(self, dry_run: bool = True) -> List[Dict[str, Any]]:
+    @operation
+    def gc(
+        self, dry_run: bool = True, pool_only: bool = False, op_id: Optional[str] = None
+    ) -> List[Dict[str, Any]]:
         """What xenvol left that nothing uses (dead operations' journals and leases, SRs and
         PBDs it made that nothing uses, orphan secrets, claims of hosts that left): a list
         of items {kind, id, why, action, host_uuid}; removed only with dry_run=False. It
-        never touches an object xenvol did not make."""
+        never touches an object xenvol did not make. pool_only: only the pool-wide objects
+        (SRs, PBDs, leases, secrets, claims) and the master's journals, asked of the master
+        alone, not every host."""
         items: List[Dict[str, Any]] = []
         master = self._router.master()
-        hosts = [master] + [h for h in self._router.hosts() if h != master]
+        others = [] if pool_only else [h for h in self._router.hosts() if h != master]
+        hosts = [master] + others
         for host in hosts:
             args = {
                 "apply": "false" if dry_run else "true",
                 "pool": "true" if host == master else "false",
-                "op_id": _op_id(None),
+                "op_id": _op_id(op_id),
             }
             out = self._plugin.call(host, "gc", args)
             items.extend(dict(i, host_uuid=out["host_uuid"]) for i in out["items"])
         return items
 
+    @operation
     def drivers(
-        self, host: Optional[str] = None, skipped: Optional[List[errors.PluginError]] = None
+        self,
+        host: Optional[str] = None,
+        skipped: Optional[List[errors.PluginError]] = None,
+        op_id: Optional[str] = None,
     ) -> Dict[str, Any]:
         """{host uuid: {"drivers": [...], "failed": [...]}} for one host or all; `skipped` as
         in attachments()."""
@@ -318,7 +405,9 @@ class Client:
         out = {}
         for h in hosts:
             try:
-                out[str(self.x.host.get_uuid(h))] = self._plugin.call(h, "list_drivers", {})
+                out[str(self.x.host.get_uuid(h))] = dict(
+                    self._plugin.call(h, "list_drivers", {"op_id": _op_id(op_id)}), op_id=op_id
+                )
             except errors.PluginError as e:
                 if skipped is None:
                     raise
@@ -326,6 +415,7 @@ class Client:
         return out
 
     # ------------------------------------------------------------------ integrators
+    @operation
     def extend(
         self,
         connection_info: Optional[Dict[str, Any]] = None,
@@ -350,8 +440,13 @@ class Client:
         out: Dict[str, Any] = self._plugin.call(self._router.master(), "extend_volume", args, scrub)
         return out
 
+    @operation
     def connector(
-        self, vm: Optional[str] = None, host: Optional[str] = None, placement: str = "host"
+        self,
+        vm: Optional[str] = None,
+        host: Optional[str] = None,
+        placement: str = "host",
+        op_id: Optional[str] = None,
     ) -> Dict[str, Any]:
         """What the array must know before Cinder's initialize_connection: for each host a
         volume will be plugged on, its initiator IQN, FC WWPNs/WWNNs and NVMe host NQN where
@@ -376,13 +471,14 @@ class Client:
                 if vm is not None
                 else all_hosts
             )
-        hosts = [self._plugin.call(h, "connector", {}) for h in targets]
+        hosts = [self._plugin.call(h, "connector", {"op_id": _op_id(op_id)}) for h in targets]
         return {
             "hosts": hosts,
             "plug_hosts": [h["host_uuid"] for h in hosts],
             "connector": dict(hosts[0]) if hosts else {},
         }
 
+    @operation
     def migrate(
         self, vm: str, host: str, live: bool = True, op_id: Optional[str] = None
     ) -> Dict[str, Any]:
@@ -418,27 +514,30 @@ class Client:
             "released": released,
         }
 
-    def reconcile(self, apply: bool = False) -> List[Dict[str, Any]]:
+    @operation
+    def reconcile(self, apply: bool = False, op_id: Optional[str] = None) -> List[Dict[str, Any]]:
         """Pool-wide placement kept up to date: PBDs on every enabled, live host for the SRs
         attached with placement="pool" (hosts that joined or came back). Returns the items
         found (made with apply=True)."""
         out: Dict[str, Any] = self._plugin.call(
             self._router.master(),
             "reconcile",
-            {"apply": "true" if apply else "false", "op_id": _op_id(None)},
+            {"apply": "true" if apply else "false", "op_id": _op_id(op_id)},
         )
         items: List[Dict[str, Any]] = out["items"]
         return items
 
-    def versions(self) -> Dict[str, Dict[str, Any]]:
-        """{host uuid: version info, or the error text} for every host."""
+    @operation
+    def versions(self, op_id: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+        """{host uuid: version info, or the error text} for every host (each with the op
+        id of this call)."""
         out = {}
         for h in self._router.hosts():
             uuid = str(self.x.host.get_uuid(h))
             try:
-                out[uuid] = self._plugin.check_version(h)
+                out[uuid] = dict(self._plugin.check_version(h), op_id=op_id)
             except errors.XenvolError as e:
-                out[uuid] = {"error": e.message, "code": e.code or type(e).__name__}
+                out[uuid] = {"error": e.message, "code": e.code or type(e).__name__, "op_id": op_id}
         return out
 
 

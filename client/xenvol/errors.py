@@ -39,7 +39,13 @@ class XenvolError(Exception):
 
 
 class ConnectionFailed(XenvolError):
-    """XAPI cannot be reached (the socket error is the exception's __context__)."""
+    """XAPI cannot be reached (the socket error is the exception's __context__). During a
+    call, `op_id` (in details) names it: a changing call may still complete (attachments()
+    tells, and the same call with that op_id returns its result)."""
+
+    @property
+    def op_id(self) -> Any:
+        return self.details.get("op_id")
 
 
 class InvalidInput(XenvolError):
@@ -128,9 +134,20 @@ class OperationTimedOut(XenvolError):
 
 
 class Cancelled(XenvolError):
-    """The caller cancelled (Ctrl-C); the plugin stopped at its next step and rolled back."""
+    """Interrupted (Ctrl-C): the operation was cancelled by its op id. details["outcome"]:
+    "rolled back" (the plugin stopped at its next step and undid its work), "failed" (it
+    failed on its own and rolled back), "completed" (it finished before the cancel: the
+    volume is attached), or "unknown" (it may still complete: attachments() tells)."""
 
     exit_code = 130
+
+    @property
+    def op_id(self) -> Any:
+        return self.details.get("op_id")
+
+    @property
+    def outcome(self) -> Any:
+        return self.details.get("outcome", "rolled back")
 
 
 class PluginError(XenvolError):
@@ -240,6 +257,38 @@ def plugin_failure(
             host,
         )
     return from_failure(details, host, scrub)
+
+
+def connection_lost(
+    fn: str, op_id: Optional[str], host: Optional[str], cause: object
+) -> XenvolError:
+    """A transport failure (socket, TLS, HTTP) during a call, named by its op id."""
+    if op_id:
+        text = (
+            "%s (op id %s): lost the connection to the pool (%s: %s); the operation may still "
+            "complete: `xenvol list` tells, and the same call with op_id=%s returns its result"
+            % (fn, op_id, type(cause).__name__, cause, op_id)
+        )
+    else:
+        text = "%s: lost the connection to the pool (%s: %s)" % (fn, type(cause).__name__, cause)
+    return ConnectionFailed(text, "CONNECTION_LOST", {"op_id": op_id} if op_id else {}, host)
+
+
+def interrupted(fn: str, op_id: str, host: Optional[str], outcome: str) -> Cancelled:
+    """What became of an operation interrupted by Ctrl-C and cancelled by its op id."""
+    text = {
+        "rolled back": "%s cancelled: it stopped and rolled back (op id %s)",
+        "failed": "%s interrupted: it failed and rolled back (op id %s)",
+        "completed": "%s completed before it could be cancelled (op id %s): `xenvol list` "
+        "shows it; detach it if it is not wanted",
+        "unknown": "%s interrupted: it may still complete: op id %s, `xenvol list` tells",
+    }[outcome] % (fn, op_id)
+    return Cancelled(
+        text,
+        "XENVOL_CANCELLED",
+        {"op_id": op_id, "outcome": outcome, "completed": outcome == "completed"},
+        host,
+    )
 
 
 def timed_out(

@@ -3,6 +3,7 @@ VM where asked), its JSON answer checked against the API level this client needs
 host's first answer, and its failure mapped to a xenvol exception."""
 
 import json
+import threading
 from typing import Any, Dict, Optional
 
 import XenAPI
@@ -10,6 +11,7 @@ import XenAPI
 from . import errors, tasks
 from .errors import Scrubber
 from .session import PoolSession
+from .transport import TRANSPORT_ERRORS
 
 # 1.1: results carry the API level; attach/detach resolve the VM and answer WRONG_HOST.
 REQUIRED_API = (1, 1)
@@ -41,6 +43,31 @@ class Plugin:
         self.native: Optional[bool] = None  # VM.call_host_plugin: unknown, there, missing
         self.versions: Dict[str, Dict[str, Any]] = {}
         self.host_uuids: Dict[str, Optional[str]] = {}
+        self._local = threading.local()  # per thread: where its call was sent
+
+    def _interrupted(
+        self,
+        host_ref: Optional[str],
+        vm_ref: Optional[str],
+        fn: str,
+        args: tasks.Args,
+        e: KeyboardInterrupt,
+    ) -> errors.Cancelled:
+        """Ctrl-C during a changing call: cancel it by its op id, wait briefly for the
+        rollback, and say what happened."""
+        self.ps.reset()
+        host_ref, vm_ref = getattr(self._local, "sent", (host_ref, vm_ref))
+        op_id = args["op_id"]
+        level = str((self.versions.get(host_ref or "") or {}).get("api_level", ""))
+        outcome = tasks.cancel_and_wait(
+            self.ps,
+            host_ref,
+            vm_ref,
+            op_id,
+            getattr(e, "task", None),
+            prestart=tasks.level(level) >= (1, 2),
+        )
+        return errors.interrupted(fn, op_id, self.host_uuid(host_ref), outcome)
 
     def call(
         self,
@@ -57,6 +84,14 @@ class Plugin:
             raw = self._send(host_ref, fn, args, vm_ref)
         except XenAPI.Failure as f:
             raise self._error(host_ref, fn, f.details, scrub) from None
+        except KeyboardInterrupt as e:
+            if fn not in tasks.ASYNC_FUNCTIONS:
+                raise
+            raise self._interrupted(host_ref, vm_ref, fn, args, e) from None
+        except TRANSPORT_ERRORS as e:
+            raise errors.connection_lost(
+                fn, args.get("op_id"), self.host_uuid(host_ref), e
+            ) from None
         try:
             out = json.loads(raw)
         except ValueError:
@@ -91,6 +126,7 @@ class Plugin:
     def _run(
         self, host_ref: Optional[str], vm_ref: Optional[str], fn: str, args: tasks.Args
     ) -> str:
+        self._local.sent = (host_ref, vm_ref)
         return tasks.run(
             self.ps,
             host_ref,
@@ -160,10 +196,7 @@ class Plugin:
         return self.versions[host_ref]
 
     def _check_level(self, host_ref: str, info: Dict[str, Any]) -> None:
-        try:
-            level = tuple(int(p) for p in str(info.get("api_level", "")).split(".")[:2])
-        except ValueError:
-            level = ()
+        level = tasks.level(str(info.get("api_level", "")))
         if len(level) != 2 or level[0] != REQUIRED_API[0] or level < REQUIRED_API:
             host_uuid = self.host_uuid(host_ref)
             raise errors.PluginIncompatible(

@@ -1,6 +1,14 @@
 """The XAPI session a client works through: login that follows HOST_IS_SLAVE to the master,
-TLS verified or pinned (transport.py), XAPI failures as xenvol exceptions, logout."""
+TLS verified or pinned (transport.py), XAPI failures as xenvol exceptions, logout.
 
+Threads: one XAPI session, one HTTP connection per thread. xmlrpc's proxy keeps one
+connection and is not safe to share (CannotSendRequest, ResponseNotReady), so each thread but
+the one that made the session gets a copy of the proxy with a transport of its own, carrying
+the same session ref (XAPI serves one session on many connections)."""
+
+import copy
+import ssl
+import threading
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -8,7 +16,13 @@ import XenAPI
 
 from . import errors
 from .secrets import Scrub
-from .transport import AnyTransport, for_url
+from .transport import (
+    AnyTransport,
+    for_url,
+    format_fingerprint,
+    known_certs_path,
+    peer_fingerprint,
+)
 
 
 class PoolSession:
@@ -24,8 +38,10 @@ class PoolSession:
     ) -> None:
         self.session = session
         self.url = url
-        self.transport = transport
+        self._transport = transport
         self.owned = owned
+        self._owner = threading.get_ident()
+        self._local = threading.local()
 
     @classmethod
     def login(
@@ -50,16 +66,60 @@ class PoolSession:
                     url = with_host(url, f.details[1])
                     continue
                 raise errors.from_failure(f.details, scrub=Scrub([password])) from None
+            except ssl.SSLCertVerificationError as e:
+                raise untrusted(url, e, timeout) from None
             except OSError as e:
                 raise errors.ConnectionFailed("cannot reach %s: %s" % (url, e)) from None
         raise errors.ConnectionFailed("too many HOST_IS_SLAVE redirects from %s" % url)
 
+    def _mine(self) -> Any:
+        """This thread's XenAPI.Session: the one made (or borrowed) in the owning thread, a
+        copy with a connection of its own in any other."""
+        base = self.session
+        if base is None:
+            raise errors.XenvolError("the client is closed")
+        if threading.get_ident() == self._owner:
+            return base
+        mine = getattr(self._local, "session", None)
+        if mine is None or self._local.base is not base:
+            mine = self.fresh()
+            self._local.session, self._local.base = mine, base
+        return mine
+
+    def fresh(self) -> Any:
+        """A copy of the session on a new connection (its own transport): for another
+        thread, or to cancel while this thread's connection is in an unknown state."""
+        base = self.session
+        if base is None:
+            raise errors.XenvolError("the client is closed")
+        # XenAPI.Session turns every attribute it lacks into an XAPI call (copy.copy's
+        # __reduce_ex__ too): copy its state by hand.
+        clone = object.__new__(type(base))
+        clone.__dict__.update(base.__dict__)
+        transport = copy.copy(base._ServerProxy__transport)
+        transport._connection = (None, None)
+        transport._extra_headers = []
+        clone._ServerProxy__transport = transport
+        clone.transport = transport
+        return clone
+
+    def reset(self) -> None:
+        """Close this thread's connection (an interrupt left it mid-request): the next
+        request opens a new one."""
+        if self.session is not None:
+            self._mine()._ServerProxy__transport.close()
+
+    @property
+    def transport(self) -> Optional[AnyTransport]:
+        """This thread's transport (None for a borrowed session: its owner's timeouts)."""
+        if self._transport is None or self.session is None:
+            return None
+        return self._mine()._ServerProxy__transport
+
     @property
     def x(self) -> Any:
-        """session.xenapi: XAPI's classes."""
-        if self.session is None:
-            raise errors.XenvolError("the client is closed")
-        return self.session.xenapi
+        """session.xenapi of this thread: XAPI's classes."""
+        return self._mine().xenapi
 
     @property
     def handle(self) -> str:
@@ -80,6 +140,58 @@ class PoolSession:
             except Exception:
                 pass
         self.session = None
+
+
+def normalize_url(url: str) -> str:
+    """`xs1.example.com` or `xs1:8443` as https://…/: xe -s users type just the host."""
+    url = url.strip()
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.InvalidArgument(
+            "url: %r is not a host name or an http(s) URL" % url, details={"field": "url"}
+        )
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is read
+    except ValueError:
+        raise errors.InvalidArgument(
+            "url: bad port in %r" % url, details={"field": "url"}
+        ) from None
+    return url if parts.path else url + "/"
+
+
+def untrusted(url: str, cause: BaseException, timeout: float) -> errors.ConnectionFailed:
+    """A certificate no CA vouches for (every XenServer host has a self-signed one): how to
+    pin it. The exception's __context__ is the TLS error."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    try:
+        fpr: Optional[str] = format_fingerprint(peer_fingerprint(host, port, min(timeout, 10.0)))
+    except OSError:
+        fpr = None
+    error = errors.ConnectionFailed(
+        "the certificate of %s:%d is not signed by a CA this machine trusts (%s); its SHA-256 "
+        "fingerprint is %s. Compare it with the host's (on the host: openssl x509 -noout "
+        "-fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem); if they match, pin it: "
+        "Client(..., pinned_certs={'%s:%d': 'FINGERPRINT'}), or once for the CLI and this "
+        "library: `xenvol --url %s --trust-fingerprint FINGERPRINT version` (kept in %s); or "
+        "give cafile="
+        % (
+            host,
+            port,
+            cause,
+            fpr or "unreadable",
+            host,
+            port,
+            url,
+            known_certs_path(),
+        ),
+        "TLS_CERTIFICATE_UNTRUSTED",
+        {"fingerprint": fpr},
+    )
+    error.__context__ = cause
+    return error
 
 
 def _pin(pins: Dict[str, str], url: str) -> Optional[str]:

@@ -2,16 +2,17 @@
 call as one request whose HTTP timeout is the plugin's wait limit plus a grace, re-asked by
 its op id; or, for a caller that shows progress, as a XAPI task polled until the deadline."""
 
+import json
 import socket
 import time
 import xmlrpc.client
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import XenAPI
 
 from . import errors
 from .session import PoolSession
-from .transport import request_timeout
+from .transport import TRANSPORT_ERRORS, request_timeout
 
 PLUGIN = "xenvol"
 # The plugin functions that change the pool carry an operation id and may last; the others
@@ -70,7 +71,7 @@ def run(
         return run_sync(ps, host_ref, vm_ref, fn, args, limit, host_uuid)
     try:
         return str(call_plugin(ps.x, host_ref, vm_ref, fn, args))
-    except (socket.timeout, OSError) as e:
+    except TRANSPORT_ERRORS as e:
         # A quick call (it changes nothing) unanswered: never a bare TimeoutError.
         uuid = host_uuid()
         raise errors.ConnectionFailed(
@@ -101,7 +102,7 @@ def run_sync(
         try:
             with request_timeout(ps.transport, left):
                 return str(call_plugin(ps.x, host_ref, vm_ref, fn, args))
-        except (socket.timeout, OSError) as e:
+        except TRANSPORT_ERRORS as e:
             cause = e
             if not isinstance(e, socket.timeout):
                 # Refused or reset: the master restarting, say; not a busy loop.
@@ -123,10 +124,11 @@ def run_task(
     progress: Progress,
 ) -> str:
     """Run a plugin call as a XAPI task and wait for it (bounded), for a caller that shows
-    progress: no HTTP request lasts longer than a poll. Ctrl-C cancels the operation (the
-    plugin rolls back). A task gone before its answer was read (xapi's task GC destroys
-    completed tasks beyond max_tasks: xen-api db_gc_util.ml timeout_tasks) is asked again
-    by its op id, whose finished result the plugin keeps, until the deadline."""
+    progress: no HTTP request lasts longer than a poll. Ctrl-C raises Interrupted with the
+    task (plugin.py cancels the operation and reads the task for how it ended). A task
+    gone before its answer was read (xapi's task GC destroys completed tasks beyond
+    max_tasks: xen-api db_gc_util.ml timeout_tasks) is asked again by its op id, whose
+    finished result the plugin keeps, until the deadline."""
     deadline = time.monotonic() + limit
     while True:
         try:
@@ -152,30 +154,27 @@ def _task_once(
     op_id = args["op_id"]
     try:
         task = call_plugin(ps.x.Async, host_ref, vm_ref, fn, args)
-    except (socket.timeout, OSError) as e:
+    except TRANSPORT_ERRORS as e:
         raise errors.timed_out(fn, op_id, host_uuid(), e, limit) from None
     wait = _Wait(ps, task, op_id, fn, limit, deadline, host_uuid, progress)
     try:
-        try:
-            rec = wait()
-        except KeyboardInterrupt:
-            _cancel(ps, host_ref or ps.call(ps.x.VM.get_resident_on, vm_ref), op_id)
-            rec = wait()
-            if rec["status"] == "success":
-                raise errors.Cancelled(
-                    "%s completed before it could be cancelled" % fn,
-                    "XENVOL_CANCELLED",
-                    {"op_id": op_id, "completed": True},
-                    host_uuid(),
-                ) from None
-    finally:
-        try:
-            ps.x.task.destroy(task)
-        except (XenAPI.Failure, OSError):
-            pass
+        rec = wait()
+    except KeyboardInterrupt:
+        raise Interrupted(task) from None  # the caller cancels, and waits on the task
+    except BaseException:
+        _destroy(ps.x, task)
+        raise
+    _destroy(ps.x, task)
     if rec["status"] == "success":
         return _task_result(rec["result"])
     raise XenAPI.Failure(rec["error_info"])
+
+
+def _destroy(api: Any, task: str) -> None:
+    try:
+        api.task.destroy(task)
+    except (XenAPI.Failure, OSError):
+        pass
 
 
 class _Wait:
@@ -239,11 +238,87 @@ class _Wait:
             delay = min(delay * 2, 0.5)
 
 
-def _cancel(ps: PoolSession, host_ref: str, op_id: str) -> None:
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while waiting for a plugin call's task (kept, to read how it ended)."""
+
+    def __init__(self, task: str) -> None:
+        KeyboardInterrupt.__init__(self)
+        self.task = task
+
+
+# How long an interrupted call waits for its operation to stop and roll back.
+CANCEL_WAIT = 15.0
+
+
+def cancel_and_wait(
+    ps: PoolSession,
+    host_ref: Optional[str],
+    vm_ref: Optional[str],
+    op_id: str,
+    task: Optional[str],
+    prestart: bool,
+    wait: float = CANCEL_WAIT,
+) -> str:
+    """Cancel operation op_id over a fresh connection (this thread's may be mid-request) and
+    wait briefly for it: "rolled back", "completed", "failed" (and rolled back), or
+    "unknown" (it may still complete). The task, when there is one, tells; else the plugin's
+    `cancel` answer: `finished` (its result is kept), `cancelling`, `not running` (ended
+    without a result; a plugin of API 1.2 also stops an operation that starts after the
+    cancel: `prestart`)."""
+    deadline = time.monotonic() + wait
     try:
-        ps.x.host.call_plugin(host_ref, PLUGIN, "cancel", {"operation": op_id})
-    except (XenAPI.Failure, OSError):
-        pass
+        fresh = ps.fresh()
+        _set_timeout_of(fresh, min(10.0, wait))
+        x = fresh.xenapi
+        if host_ref is None and vm_ref is not None:
+            host_ref = x.VM.get_resident_on(vm_ref)
+        seen_running = False
+        while True:
+            answer = json.loads(cancel_call(x, host_ref, op_id))
+            state = str(answer.get("state"))
+            # The answer's API level says whether the host stops an operation not yet started.
+            prestart = prestart or level(str(answer.get("api_level", ""))) >= (1, 2)
+            if task is not None:
+                rec = x.task.get_record(task)
+                if rec["status"] != "pending":
+                    _destroy(x, task)
+                    if rec["status"] == "success":
+                        return "completed"
+                    cancelled = (rec["error_info"] or [""])[0] == "XENVOL_CANCELLED"
+                    return "rolled back" if cancelled else "failed"
+            elif state == "finished":
+                return "completed"
+            elif state == "cancelling":
+                seen_running = True
+            elif state == "not running" and (seen_running or prestart):
+                return "rolled back"
+            if time.monotonic() >= deadline:
+                return "unknown"
+            time.sleep(0.2)
+    except (KeyboardInterrupt, XenAPI.Failure, OSError, ValueError, errors.XenvolError):
+        return "unknown"  # a second Ctrl-C, or the pool cannot say
+    except Exception as e:  # an http.client or xmlrpc failure: the pool cannot say either
+        if isinstance(e, TRANSPORT_ERRORS):
+            return "unknown"
+        raise
+
+
+def level(text: str) -> Tuple[int, ...]:
+    """An API level, "1.2", as (1, 2); () when it is none."""
+    try:
+        return tuple(int(p) for p in text.split(".")[:2])
+    except ValueError:
+        return ()
+
+
+def cancel_call(api: Any, host_ref: Optional[str], op_id: str) -> str:
+    return str(api.host.call_plugin(host_ref, PLUGIN, "cancel", {"operation": op_id}))
+
+
+def _set_timeout_of(session: Any, seconds: float) -> None:
+    transport = session._ServerProxy__transport
+    if hasattr(transport, "timeout"):
+        transport.timeout = seconds
 
 
 def _task_result(result: str) -> str:

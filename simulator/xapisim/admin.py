@@ -1,4 +1,5 @@
-"""The admin API (method names `xapisim.<name>`, no session): test controls and inspection.
+"""The test controls (Controls: faults, latency, kills, call counts) and the admin API that
+sets and reads them (method names `xapisim.<name>`, no session), with inspection.
 
 inject_fault(method, error_list, options)  options: nth (1), every (false),
                                            caller (any|client|plugin)
@@ -27,7 +28,120 @@ update_pool_clean(uuid)
 update_destroy(uuid)
 """
 
+import collections
+import threading
+from typing import Counter, Dict, Tuple
+
 from .errors import XapiError
+
+
+class Controls:
+    """Test controls: injected failures, latency, call counts, plugin argv log.
+
+    Faults and latencies name a message (or "*" for latency) and a caller: "client" (TCP),
+    "plugin" (a host's unix socket) or "any". A rule on `VBD.plug` also applies to
+    `Async.VBD.plug`; one on `Async.VBD.plug` only to the Async form."""
+
+    CALLERS = ("any", "client", "plugin")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.faults = []
+        self.latency = {}
+        self.counts: Counter[Tuple[str, str]] = collections.Counter()
+        self.plugin_argv = []
+        self.kills = []
+
+    def add_fault(self, method, error, nth=1, every=False, caller="any"):
+        self._check_caller(caller)
+        with self.lock:
+            self.faults.append(
+                {
+                    "method": method,
+                    "error": [str(e) for e in error],
+                    "nth": int(nth),
+                    "every": bool(every),
+                    "caller": caller,
+                    "seen": 0,
+                }
+            )
+
+    def set_latency(self, method, seconds, caller="any"):
+        self._check_caller(caller)
+        with self.lock:
+            self.latency[(method, caller)] = float(seconds)
+
+    def _check_caller(self, caller):
+        if caller not in self.CALLERS:
+            raise XapiError("INVALID_VALUE", "caller", caller)
+
+    def add_kill(self, method, nth=1, when="before", host=None, pid=None):
+        """Test-only: SIGKILL the plugin process that makes its nth call of `method` ("*":
+        any call), before that call runs or after it ran (before its answer). host: only
+        plugins of that host (uuid); pid: kill this process instead (a client under test)."""
+        if when not in ("before", "after"):
+            raise XapiError("INVALID_VALUE", "when", when)
+        with self.lock:
+            self.kills.append(
+                {
+                    "method": method,
+                    "nth": int(nth),
+                    "when": when,
+                    "host": host,
+                    "pid": pid,
+                    "seen": 0,
+                }
+            )
+
+    def kill_for(self, names, host_uuid, when):
+        """The kill rule this plugin call fires (counted once, at `before`), or None."""
+        with self.lock:
+            for rule in self.kills:
+                if (rule["method"] != "*" and rule["method"] not in names) or rule["host"] not in (
+                    None,
+                    host_uuid,
+                ):
+                    continue
+                if when == "before":
+                    rule["seen"] += 1
+                if rule["seen"] == rule["nth"] and rule["when"] == when and not rule.get("fired"):
+                    rule["fired"] = True
+                    return rule
+            return None
+
+    def clear(self):
+        with self.lock:
+            self.kills = []
+            self.faults = []
+            self.latency = {}
+            self.counts.clear()
+            self.plugin_argv = []
+
+    def on_call(self, method, caller, names=None):
+        """Count the call; return (delay, error-or-None) for it. names: every name a rule
+        may use for this call (the wire name and, for Async., the message's own)."""
+        names = names or (method,)
+        with self.lock:
+            self.counts[(method, caller)] += 1
+            delay = 0.0
+            for key in [(n, c) for n in names + ("*",) for c in (caller, "any")]:
+                if key in self.latency:
+                    delay = self.latency[key]
+                    break
+            for rule in self.faults:
+                if rule["method"] not in names or rule["caller"] not in ("any", caller):
+                    continue
+                rule["seen"] += 1
+                if rule["every"] or rule["seen"] == rule["nth"]:
+                    return delay, XapiError(*rule["error"])
+            return delay, None
+
+    def count_table(self):
+        with self.lock:
+            out: Dict[str, Dict[str, int]] = {}
+            for (method, caller), n in self.counts.items():
+                out.setdefault(method, {})[caller] = n
+            return out
 
 
 def call(sim, name, params):
@@ -61,7 +175,7 @@ def call(sim, name, params):
         return ""
     if name == "ha_host_failed":
         from . import api_vm
-        from .messages import Context
+        from .handlers import Context
 
         with sim.db.lock:
             out = api_vm.ha_host_failed(

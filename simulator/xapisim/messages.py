@@ -1,7 +1,15 @@
 """Message lookup: explicit implementations per class (registered by the api_* modules through
 handlers.message), generic ones for implicit messages."""
 
-from . import api_pool, api_secret, api_storage, api_task, api_vm, schema  # noqa: F401 (they register)
+from . import (  # noqa: F401 (they register)
+    api_event,
+    api_pool,
+    api_secret,
+    api_storage,
+    api_task,
+    api_vm,
+    schema,
+)
 from .errors import XapiError, internal
 from .handlers import IMPL, Context, check_map_keys  # noqa: F401 (Context: sim.py)
 
@@ -16,6 +24,8 @@ UNLOCKED = {
     "PBD": ("plug",),
     "SR": ("scan",),
     "VDI": ("introduce",),
+    # They block until an event or their timeout (api_event.py).
+    "event": ("from", "next"),
 }
 
 # Custom messages declared without `Async (xen-api ocaml/idl/datamodel*.ml `call ~flags:[...]`;
@@ -57,6 +67,25 @@ def lookup(cls, msg):
     spec = schema.SCHEMA[cls]["messages"].get(msg)
     has_session = spec["session"] if spec else True
     return impl, sig, has_session
+
+
+def list_methods():
+    """system.listMethods (gen_server.ml): the wire name of every message this simulator
+    dispatches, class by class; xapi lists its whole API, the simulator what it serves."""
+    out = []
+    for cls in schema.CLASSES:
+        names = schema.message_names(cls)
+        if cls != "event":  # datamodel.ml: event has only its own messages
+            names += ["get_all", "get_all_records", "get_all_records_where", "get_all_where"]
+            names += ["get_record", "get_by_uuid", "get_by_name_label", "create", "destroy"]
+            for f in schema.fields(cls):
+                names += [p + f[0] for p in ("get_", "set_", "add_to_", "remove_from_")]
+        seen = set()
+        for msg in names:
+            if msg not in seen and lookup(cls, msg)[0] is not None:
+                seen.add(msg)
+                out.append("%s.%s" % (cls, msg))
+    return out
 
 
 def supports_async(cls, msg):
@@ -147,9 +176,3 @@ def _generic(cls, msg):
 
         return remove
     return None
-
-
-def admin(sim, name, params):
-    from . import admin as admin_api
-
-    return admin_api.call(sim, name, params)

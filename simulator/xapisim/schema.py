@@ -94,6 +94,13 @@ def constructor(cls):
     return SCHEMA[cls].get("constructor")
 
 
+def message_names(cls):
+    """The class's own (non-implicit) messages."""
+    return list(SCHEMA[cls]["messages"]) + [
+        m for m in _EXTRA.get(cls, {}) if m not in SCHEMA[cls]["messages"]
+    ]
+
+
 def signature(cls, msg):
     """Parameter list [(name, type, required)] excluding the session, or None if unknown."""
     extra = _EXTRA.get(cls, {})

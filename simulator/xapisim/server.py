@@ -193,6 +193,7 @@ class Servers:
 
     def stop(self):
         self.sim.stopping.set()
+        self.sim.events.stop()
         stoppers = [threading.Thread(target=srv.shutdown) for srv in self.servers]
         for t in stoppers:
             t.start()

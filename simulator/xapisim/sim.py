@@ -1,6 +1,5 @@
 """The simulated pool: hosts with their own dom0 roots, sessions, dispatch and test controls."""
 
-import collections
 import os
 import shutil
 import signal
@@ -8,9 +7,8 @@ import sys
 import threading
 import time
 import uuid as uuidlib
-from typing import Counter, Dict, Tuple
 
-from . import api_task, messages, schema, wire
+from . import admin, api_event, api_task, messages, schema, wire
 from .db import NULL, Database
 from .errors import XapiError
 
@@ -41,115 +39,6 @@ class Host:
         return self.path("var/lib/xcp/xapi")
 
 
-class Controls:
-    """Test controls: injected failures, latency, call counts, plugin argv log.
-
-    Faults and latencies name a message (or "*" for latency) and a caller: "client" (TCP),
-    "plugin" (a host's unix socket) or "any". A rule on `VBD.plug` also applies to
-    `Async.VBD.plug`; one on `Async.VBD.plug` only to the Async form."""
-
-    CALLERS = ("any", "client", "plugin")
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.faults = []
-        self.latency = {}
-        self.counts: Counter[Tuple[str, str]] = collections.Counter()
-        self.plugin_argv = []
-        self.kills = []
-
-    def add_fault(self, method, error, nth=1, every=False, caller="any"):
-        self._check_caller(caller)
-        with self.lock:
-            self.faults.append(
-                {
-                    "method": method,
-                    "error": [str(e) for e in error],
-                    "nth": int(nth),
-                    "every": bool(every),
-                    "caller": caller,
-                    "seen": 0,
-                }
-            )
-
-    def set_latency(self, method, seconds, caller="any"):
-        self._check_caller(caller)
-        with self.lock:
-            self.latency[(method, caller)] = float(seconds)
-
-    def _check_caller(self, caller):
-        if caller not in self.CALLERS:
-            raise XapiError("INVALID_VALUE", "caller", caller)
-
-    def add_kill(self, method, nth=1, when="before", host=None, pid=None):
-        """Test-only: SIGKILL the plugin process that makes its nth call of `method` ("*":
-        any call), before that call runs or after it ran (before its answer). host: only
-        plugins of that host (uuid); pid: kill this process instead (a client under test)."""
-        if when not in ("before", "after"):
-            raise XapiError("INVALID_VALUE", "when", when)
-        with self.lock:
-            self.kills.append(
-                {
-                    "method": method,
-                    "nth": int(nth),
-                    "when": when,
-                    "host": host,
-                    "pid": pid,
-                    "seen": 0,
-                }
-            )
-
-    def kill_for(self, names, host_uuid, when):
-        """The kill rule this plugin call fires (counted once, at `before`), or None."""
-        with self.lock:
-            for rule in self.kills:
-                if (rule["method"] != "*" and rule["method"] not in names) or rule["host"] not in (
-                    None,
-                    host_uuid,
-                ):
-                    continue
-                if when == "before":
-                    rule["seen"] += 1
-                if rule["seen"] == rule["nth"] and rule["when"] == when and not rule.get("fired"):
-                    rule["fired"] = True
-                    return rule
-            return None
-
-    def clear(self):
-        with self.lock:
-            self.kills = []
-            self.faults = []
-            self.latency = {}
-            self.counts.clear()
-            self.plugin_argv = []
-
-    def on_call(self, method, caller, names=None):
-        """Count the call; return (delay, error-or-None) for it. names: every name a rule
-        may use for this call (the wire name and, for Async., the message's own)."""
-        names = names or (method,)
-        with self.lock:
-            self.counts[(method, caller)] += 1
-            delay = 0.0
-            for key in [(n, c) for n in names + ("*",) for c in (caller, "any")]:
-                if key in self.latency:
-                    delay = self.latency[key]
-                    break
-            for rule in self.faults:
-                if rule["method"] not in names or rule["caller"] not in ("any", caller):
-                    continue
-                rule["seen"] += 1
-                if rule["every"] or rule["seen"] == rule["nth"]:
-                    return delay, XapiError(*rule["error"])
-            return delay, None
-
-    def count_table(self):
-        with self.lock:
-            out: Dict[str, Dict[str, int]] = {}
-            for (method, caller), n in self.counts.items():
-                out.setdefault(method, {})[caller] = n
-            return out
-
-
 class Simulator:
     def __init__(
         self,
@@ -166,7 +55,7 @@ class Simulator:
         self.username = username
         self.password = password or uuidlib.uuid4().hex[:16]
         self.db = Database()
-        self.controls = Controls()
+        self.controls = admin.Controls()
         self.tasks = api_task.Tasks(self)
         self.hosts = []
         self.sessions = {}
@@ -176,6 +65,7 @@ class Simulator:
         self.sm = registry.StorageManagers(self, scale)
         addresses = addresses or ["127.0.0.%d" % (i + 1) for i in range(hosts)]
         self._seed(hosts, vms, addresses)
+        self.events = api_event.Events(self)
         self._install_dom0_python(dom0_python)
         self._install_dom0_bin()
         from .updates import Updates
@@ -432,6 +322,7 @@ class Simulator:
         with self.db.lock:
             if self.sessions.pop(ref, None) is not None:
                 self.db.destroy("session", ref)
+                self.events.session_deleted(ref)
 
     # ---------------------------------------------------------------- dispatch
     def handle(self, endpoint, body, json_rpc=False):
@@ -453,9 +344,16 @@ class Simulator:
             def encode(success, contents):
                 return wire.xml_response(success, contents, strict)
 
+        if method == "system.listMethods":
+            # gen_server.ml dispatch_call: every message's wire name, whatever the params
+            # (no session); api_server.ml callback writes it bare over XML-RPC, with no
+            # Status/Value struct around it.
+            if json_rpc:
+                return encode(True, messages.list_methods())
+            return wire.xml_bare_response(messages.list_methods())
         try:
             if method.startswith("xapisim."):
-                value = messages.admin(self, method[len("xapisim.") :], params)
+                value = admin.call(self, method[len("xapisim.") :], params)
             else:
                 value = self.call(endpoint, method, params)
             # gen_server.ml: a message without a result answers String "".
@@ -600,7 +498,8 @@ def _response(encode, success, contents):
 def _json_typed(method, value):
     """The database keeps ints in their XML-RPC form, a decimal string (xapi's Int goes out as
     bare text). JSON-RPC writes an Int as a number (ocaml-rpc jsonrpc.ml rpc_to_json), so
-    int-typed results and record fields become ints here. Not done: event records."""
+    int-typed results and record fields become ints here. (Event snapshots are typed
+    where they are made, api_event.py.)"""
     cls, _, msg = method.partition(".")
     if cls not in schema.SCHEMA:
         return value

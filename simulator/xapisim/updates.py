@@ -237,7 +237,16 @@ class Updates:
             raise XapiError(
                 "UPDATE_PRECHECK_FAILED_UNKNOWN_ERROR", label, "No match for argument: %s" % control
             )
-        p = _rpm(host, "-U", "--test", "--nosignature", rpm)
+        # `dnf install CONTROL` from the update's repository: an installed package that the
+        # new control package would break (an older pack's stamp requiring its own control
+        # version) is upgraded from that repository in the same transaction, as dnf's solver
+        # does; nothing is erased.
+        upgrades = [
+            path
+            for name, path in sorted(self._packages(entry["dir"]).items())
+            if name != control and _rpm(host, "-q", name).returncode == 0
+        ]
+        p = _rpm(host, "-U", "--test", "--nosignature", rpm, *upgrades)
         if p.returncode != 0:
             # pool_update.precheck classify_dnf_failure: "nothing provides X >= V needed by P"
             # is a wrong server version (found: P, required: X >= V); other misses are

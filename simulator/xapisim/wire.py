@@ -24,6 +24,10 @@ MAX_RPC_SIZE = 300 * 1024
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
+class Int32(int):
+    """ocaml-rpc's Rpc.Int32 (event.from's valid_ref_counts): <i4> in XML-RPC, a number in JSON."""
+
+
 class RequestError(Exception):
     """A request xapi refuses before dispatch: HTTP 500 with the OCaml exception's text."""
 
@@ -53,6 +57,8 @@ def _xml_add(v, out, strict):
         out.append("<value>%s</value>" % _xml_text(v))
     elif isinstance(v, bool):
         out.append("<value><boolean>%s</boolean></value>" % ("1" if v else "0"))
+    elif isinstance(v, Int32):
+        out.append("<value><i4>%d</i4></value>" % v)
     elif isinstance(v, int):
         # Not strict, an Int is bare text: API ints reach clients as strings.
         out.append(("<value><i8>%s</i8></value>" if strict else "<value>%s</value>") % _int64(v))
@@ -97,6 +103,14 @@ def xml_response(success, contents, strict=False):
     return (
         '<?xml version="1.0"?><methodResponse><params><param>%s</param></params>'
         "</methodResponse>" % to_xml(v, strict)
+    ).encode("utf-8")
+
+
+def xml_bare_response(value):
+    """api_server.ml callback for system.listMethods: the value alone in the param."""
+    return (
+        '<?xml version="1.0"?><methodResponse><params><param>%s</param></params>'
+        "</methodResponse>" % to_xml(value)
     ).encode("utf-8")
 
 

@@ -193,6 +193,21 @@ def _admin(session, name, *params):
     return result["Value"]
 
 
+# The parameters each command requires (xen-api ocaml/xapi-cli-server/cli_frontend.ml `reqd`);
+# a missing one is xapi_cli.ml's param_error, not a failure of the call.
+_REQUIRED = {
+    "host-call-plugin": ("host-uuid", "plugin", "fn"),
+    "secret-create": ("value",),
+    "secret-destroy": ("uuid",),
+    "update-upload": ("file-name",),
+    "update-apply": ("uuid",),
+    "update-precheck": ("uuid",),
+    "update-param-get": ("uuid", "param-name"),
+    "update-pool-clean": ("uuid",),
+    "update-destroy": ("uuid",),
+}
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     url = os.environ.get("XAPISIM_URL")
@@ -231,6 +246,14 @@ def main(argv=None):
         session.login_with_password(user, password, "2.21", "xe")
     except XenAPI.Failure as f:
         _print_error(f)
+        return 1
+    missing = [p for p in _REQUIRED.get(cmd, ()) if p not in opts]
+    if missing:
+        # cli_frontend.ml get_reqd_param -> ParamNotFound -> xapi_cli.ml param_error
+        sys.stderr.write(
+            "Required parameter not found: %s\nFor usage run: 'xe help'\n" % missing[0]
+        )
+        session.xenapi.session.logout()
         return 1
     try:
         if cmd == "host-call-plugin":

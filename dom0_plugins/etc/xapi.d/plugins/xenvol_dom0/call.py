@@ -3,6 +3,7 @@ the operation it runs (its id, journal, cancel mark and progress)."""
 
 import contextlib
 import os
+import threading
 import time
 
 import XenAPI
@@ -33,7 +34,7 @@ class Op:
         self.fn = fn
         self.journal = None
         self.started = time.time()
-        self.progress_at = 0.0
+        self.progress = None  # type: Any
         self.task = None
         self.secrets = []  # uuids of client-made secrets this call consumes
 
@@ -157,23 +158,62 @@ class Call:
             raise XenvolError(
                 CANCELLED, "cancelled by the caller before: %s" % doing, op_id=self.op_id
             )
-        now = time.time()
-        if now - self.op.started < PROGRESS_AFTER or now - self.op.progress_at < PROGRESS_EVERY:
-            return
-        self.op.progress_at = now
-        try:
-            if self.op.task is None:
-                # The client tags its task with our op id once it has waited a little.
-                pending = self.x.task.get_all_records_where('field "status" = "pending"')
-                for ref, rec in pending.items():
-                    if rec["other_config"].get(TASK_OP_KEY) == self.op_id:
-                        self.op.task = ref
-            if self.op.task is not None:
-                if TASK_STEP_KEY in self.x.task.get_other_config(self.op.task):
-                    self.x.task.remove_from_other_config(self.op.task, TASK_STEP_KEY)
-                self.x.task.add_to_other_config(self.op.task, TASK_STEP_KEY, doing[:200])
-        except XenAPI.Failure:
-            self.op.task = None  # gone, or not ours: progress is best effort
+        if self.op.progress is None:
+            self.op.progress = Progress(self.session, self.op)
+        self.op.progress.show(doing)
+
+
+class Progress:
+    """The step an operation is at, written into its caller's task (other_config
+    xenvol-step) by a thread of its own: a step that lasts (one long XAPI call, an iSCSI
+    PBD.plug) shows while it runs, not when the next one starts. Only for calls that last
+    (from PROGRESS_AFTER on, then at most once per PROGRESS_EVERY); on the plugin's session
+    over a connection of its own; best effort."""
+
+    LOOKS = 3  # a caller without a task (a plain call) is looked for this many times
+
+    def __init__(self, session, op):
+        self.op = op
+        self.step = None  # type: Any
+        self.shown = None  # type: Any
+        self.looks = 0
+        self.changed = threading.Event()
+        # The same session on another connection: xapi serves one session on many.
+        self.proxy = XenAPI.xapi_local()
+        self.proxy._session = session._session
+        thread = threading.Thread(target=self._run, name="xenvol-progress")
+        thread.daemon = True
+        thread.start()
+
+    def show(self, doing):
+        self.step = doing[:200]
+        self.changed.set()
+
+    def _run(self):
+        time.sleep(max(0.0, self.op.started + PROGRESS_AFTER - time.time()))
+        x = self.proxy.xenapi
+        while self.looks < self.LOOKS:
+            step = self.step
+            if step == self.shown:
+                self.changed.wait()
+                self.changed.clear()
+                continue
+            try:
+                if self.op.task is None:
+                    self.looks += 1
+                    # The client tags its task with our op id once it has waited a little.
+                    found = x.task.get_all_records_where('field "status" = "pending"')
+                    for ref, rec in found.items():
+                        if rec["other_config"].get(TASK_OP_KEY) == self.op.op_id:
+                            self.op.task = ref
+                if self.op.task is not None:
+                    if TASK_STEP_KEY in x.task.get_other_config(self.op.task):
+                        x.task.remove_from_other_config(self.op.task, TASK_STEP_KEY)
+                    x.task.add_to_other_config(self.op.task, TASK_STEP_KEY, step)
+                    self.shown = step
+            except Exception:  # the task gone, the call over: progress is best effort
+                self.op.task = None
+            time.sleep(PROGRESS_EVERY)
 
 
 # ---------------------------------------------------------------------- running an operation
@@ -200,6 +240,7 @@ def run(name, fn, session, args, op_id, journaled):
     journal.recover_dead(call)
     op.journal = journal.Journal(op_id, name, call.host_uuid)
     try:
+        call.checkpoint("starting %s" % name)  # cancelled before it started
         result = fn(session, args)
         journal.save_result(op_id, result)
         return result
@@ -224,9 +265,10 @@ def consume_secrets(call):
 
 
 def cancel_mark(op_id):
-    """Ask a running operation to stop at its next step (it rolls back)."""
-    if not os.path.exists(journal.path_of(op_id)):
-        return False
+    """Ask an operation to stop at its next step (it rolls back); True when it is running.
+    One not running yet (its request still on the way) is marked too, and stops before its
+    first step; gc removes the mark of one that never comes."""
+    journal.ensure_dir()
     with open(journal.cancel_path(op_id), "w"):
         pass
-    return True
+    return os.path.exists(journal.path_of(op_id))

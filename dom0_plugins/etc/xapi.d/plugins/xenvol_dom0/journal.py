@@ -164,6 +164,10 @@ class Journal:
         os.close(self.fd)
 
 
+def ensure_dir():
+    _mkdir(paths.journal_dir())
+
+
 def cancel_path(op_id):
     return os.path.join(paths.journal_dir(), op_id + ".cancel")
 

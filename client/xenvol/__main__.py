@@ -1,0 +1,7 @@
+"""`python -m xenvol`: the xenvol command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
