@@ -217,7 +217,7 @@ def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
     xapi.secret.create(
         {
             "value": "pw",
-            "other_config": {"xenvol": "client", "xenvol-op": "op-dead", "xenvol-expires": "1"},
+            "other_config": {"xenvol": "client", "xenvol-op": "op-dead", "xenvol-ttl": "0"},
         }
     )
     plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)

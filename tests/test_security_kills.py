@@ -51,13 +51,13 @@ def no_leak(pool, password, where, also=()):
 
 
 def expire_client_secrets(pool):
-    """Time passes for tagged client secrets (their expiry, set in the past), so gc sees them
-    as what they are once their call is long over."""
+    """Time passes for tagged client secrets (their lifetime, made 0 s), so gc sees them as
+    what they are once their call is long over."""
     x = pool.session().xenapi
     for ref, rec in x.secret.get_all_records().items():
         if rec["other_config"].get("xenvol") == "client":
-            x.secret.remove_from_other_config(ref, "xenvol-expires")
-            x.secret.add_to_other_config(ref, "xenvol-expires", "1")
+            x.secret.remove_from_other_config(ref, "xenvol-ttl")
+            x.secret.add_to_other_config(ref, "xenvol-ttl", "0")
 
 
 def test_plugin_killed_mid_attach_through_the_client_leaks_nothing(ppool, peers):

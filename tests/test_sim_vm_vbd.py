@@ -344,3 +344,57 @@ def test_vm_destroy(pool, xapi, disk):
     assert xapi.VDI.get_VBDs(disk) == [] and xapi.VDI.get_VBDs(root_vdi) == []
     dom0 = xapi.host.get_control_domain(pool.host(0).ref)
     fails("VM_BAD_POWER_STATE", xapi.VM.destroy, dom0)
+
+
+def vm_rec(name, **kw):
+    """The fields VM.create requires (xen-api datamodel_vm.ml), for a small PV guest."""
+    rec = {
+        "name_label": name,
+        "user_version": "1",
+        "is_a_template": False,
+        "affinity": "OpaqueRef:NULL",
+        "memory_static_max": str(1 << 30),
+        "memory_dynamic_max": str(1 << 30),
+        "memory_dynamic_min": str(1 << 30),
+        "memory_static_min": str(1 << 28),
+        "VCPUs_params": {},
+        "VCPUs_max": "1",
+        "VCPUs_at_startup": "1",
+        "actions_after_shutdown": "destroy",
+        "actions_after_reboot": "restart",
+        "actions_after_crash": "restart",
+        "PV_bootloader": "pygrub",
+        "PV_kernel": "",
+        "PV_ramdisk": "",
+        "PV_args": "",
+        "PV_bootloader_args": "",
+        "PV_legacy_args": "",
+        "HVM_boot_policy": "",
+        "HVM_boot_params": {},
+        "platform": {},
+        "PCI_bus": "",
+        "other_config": {},
+        "recommendations": "",
+    }
+    rec.update(kw)
+    return rec
+
+
+def test_vm_create(pool, xapi, disk):
+    """xen-api xapi_vm.ml create: a Halted VM whatever power state is asked, Suspended
+    refused without its suspend image; PV from an empty HVM_boot_policy; it takes disks and
+    starts like any other."""
+    rec = vm_rec("new-vm")
+    del rec["PV_args"]
+    fails("INTERNAL_ERROR", xapi.VM.create, rec)
+    fails("VM_BAD_POWER_STATE", xapi.VM.create, vm_rec("new-vm", power_state="Suspended"))
+    vm = xapi.VM.create(vm_rec("new-vm", power_state="Running"))
+    got = xapi.VM.get_record(vm)
+    assert got["power_state"] == "Halted" and got["domain_type"] == "pv"
+    assert got["resident_on"] == "OpaqueRef:NULL" and "mac_seed" in got["other_config"]
+    assert xapi.VM_metrics.get_current_domain_type(got["metrics"]) == "unspecified"
+    xapi.VBD.create(vbd_rec(vm, disk))
+    xapi.VM.start_on(vm, pool.host(0).ref, False, False)
+    assert xapi.VM.get_power_state(vm) == "Running"
+    xapi.VM.hard_shutdown(vm)
+    xapi.VM.destroy(vm)

@@ -52,7 +52,7 @@ FROM_FULL = {
     "VM_metrics": None,
     "VM_guest_metrics": None,
     "host_metrics": None,
-    "VM": ("destroy", "set_domain_type"),
+    "VM": ("create", "destroy", "set_domain_type"),
 }
 
 

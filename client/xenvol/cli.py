@@ -676,16 +676,21 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
         )
     if args.command == "gc":
         items = client.gc(dry_run=not args.apply, pool_only=args.pool)
-        verb = "removed" if args.apply else "would remove (run with --apply)"
-        text = "%s:\n%s" % (
-            verb,
-            _table(items, (("KIND", "kind"), ("ID", "id"), ("WHY", "why"), ("ACTION", "action"))),
-        )
-        failed = [i for i in items if i.get("done") is False]
-        if failed:
-            text += "\nfailed: " + "; ".join(
-                "%s %s: %s" % (i["kind"], i["id"], i["error"]) for i in failed
-            )
+        columns = (("KIND", "kind"), ("ID", "id"), ("WHY", "why"), ("ACTION", "action"))
+        if args.apply:
+            # Only what gc did; what it found in use (or gone) when it checked again, and
+            # what failed, apart.
+            removed = [i for i in items if i.get("done")]
+            text = "removed:\n%s" % _table(removed, columns) if removed else "removed nothing"
+            for label, key in (("left", "skipped"), ("failed", "error")):
+                rows = [i for i in items if not i.get("done") and i.get(key)]
+                if rows:
+                    text += "\n%s: %s" % (
+                        label,
+                        "; ".join("%s %s: %s" % (i["kind"], i["id"], i[key]) for i in rows),
+                    )
+        else:
+            text = "would remove (run with --apply):\n%s" % _table(items, columns)
         return items, text if items else "nothing to collect", [], [i["id"] for i in items]
     if args.command == "extend":
         if args.vdi:

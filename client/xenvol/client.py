@@ -26,7 +26,7 @@ from .transport import TRANSPORT_ERRORS, load_known_certs
 __all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "REQUIRED_API"]
 
 # Client-made secrets that the plugin never consumed (both sides killed) expire: gc
-# destroys them after this many seconds past the client's wait.
+# destroys them this many seconds past the client's wait after it first saw them.
 SECRET_TTL_GRACE = 300
 
 log = logging.getLogger("xenvol")
@@ -195,12 +195,19 @@ class Client:
         args: Args,
         vm: Optional[str] = None,
     ) -> Any:
-        # Tagged, so that the plugin consumes them and gc finds any a kill -9 left.
-        expires = time.time() + self._plugin.wait_limit(host_ref) + SECRET_TTL_GRACE
+        # Tagged, so that the plugin consumes them and gc finds any a kill -9 left: after
+        # xenvol-ttl seconds, as gc's own clock measures them from when it first saw them.
+        # xenvol-expires (this machine's clock) is for older plugins' gc, which compared it.
+        ttl = self._plugin.wait_limit(host_ref) + SECRET_TTL_GRACE
         stashed = secrets.stash(
             self.x,
             connection_info,
-            {"xenvol": "client", "xenvol-op": args["op_id"], "xenvol-expires": "%d" % expires},
+            {
+                "xenvol": "client",
+                "xenvol-op": args["op_id"],
+                "xenvol-ttl": "%d" % ttl,
+                "xenvol-expires": "%d" % (time.time() + ttl),
+            },
         )
         args = dict(args, connection_info=json.dumps(stashed.info))
         try:

@@ -1,5 +1,7 @@
 """VM power operations and VBD lifecycle."""
 
+import uuid as uuidlib
+
 from . import devices
 from .db import NULL
 from .errors import XapiError
@@ -298,6 +300,37 @@ def vm_set_domain_type(ctx, vm, value):
         raise XapiError("INVALID_VALUE", "domain_type", value)
     rec["domain_type"] = value
     rec["HVM_boot_policy"] = "BIOS order" if value == "hvm" else ""
+
+
+@message("VM.create")
+def vm_create(ctx, rec):
+    """xen-api ocaml/xapi/xapi_vm.ml create: a Halted VM whatever power state is asked (a
+    Suspended one needs the suspend VDI, last booted record and CPU flags, which are not
+    modelled: refused as xapi refuses them missing; the error names no ref), its metrics,
+    a mac_seed; the domain type derived from HVM_boot_policy when unspecified
+    (xapi_vm_helpers.ml derive_domain_type). Other checks wait for VM.start."""
+    rec = require_fields("VM", rec)
+    power = str(rec.pop("power_state", "Halted")).lower()
+    if power == "suspended":
+        raise XapiError("VM_BAD_POWER_STATE", NULL, "halted", power)
+    domain_type = _enum("domain_type", rec.pop("domain_type", "unspecified"))
+    if domain_type == "unspecified":
+        domain_type = "hvm" if rec["HVM_boot_policy"] else "pv"
+    other_config = dict(rec.pop("other_config"))
+    other_config.setdefault("mac_seed", str(uuidlib.uuid4()))
+    metrics = ctx.db.create("VM_metrics", {"current_domain_type": "unspecified", "hvm": False})
+    return ctx.db.create(
+        "VM",
+        dict(
+            rec,
+            power_state="Halted",
+            domain_type=domain_type,
+            other_config=other_config,
+            resident_on=NULL,
+            domid="-1",
+            metrics=metrics,
+        ),
+    )
 
 
 @message("VM.destroy")

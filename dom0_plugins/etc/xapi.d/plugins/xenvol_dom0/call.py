@@ -5,6 +5,7 @@ import contextlib
 import os
 import threading
 import time
+from uuid import uuid4
 
 import XenAPI
 
@@ -237,16 +238,33 @@ def run(name, fn, session, args, op_id, journaled):
     saved = journal.saved_result(op_id)
     if saved is not None:
         return saved
-    journal.recover_dead(call)
     op.journal = journal.Journal(op_id, name, call.host_uuid)
     try:
         call.checkpoint("starting %s" % name)  # cancelled before it started
+        # With our journal open: a lease the recovery of another operation takes names us.
+        journal.recover_dead(call, skip=op.journal.path)
         result = fn(session, args)
         journal.save_result(op_id, result)
         return result
     finally:
         op.journal.close()
         consume_secrets(call)
+
+
+@contextlib.contextmanager
+def own_journal(call):
+    """A journal for a function that is not journaled but may take SR leases (gc --apply,
+    recover), held while it works: a lease names an operation others can check. Its id is
+    one of its own, never the caller's op id (which may name another operation)."""
+    op = call.op
+    op.op_id = "%s-%s" % (op.fn, uuid4())
+    log.step("working as operation %s" % op.op_id)
+    op.journal = journal.Journal(op.op_id, op.fn, call.host_uuid)
+    try:
+        yield
+    finally:
+        op.journal.close()
+        op.journal = None
 
 
 def consume_secrets(call):

@@ -3,24 +3,42 @@
 Only objects xenvol made and marked are considered: SRs marked xenvol-introduced, PBDs
 marked xenvol-pbd-<host>, VBDs marked xenvol, secrets tagged xenvol, the xenvol-lease and
 xenvol-connected-<host> keys, and this host's journals. Local items are this host's; the
-pool-wide ones are looked at by the one host asked to (the client asks the master)."""
+pool-wide ones are looked at by the one host asked to (the client asks the master).
+
+Nothing is removed on the strength of a read a concurrent call can make stale: each removal
+checks again what it stands on (an SR's users under its lease, a VBD's VM by its ref, a
+host's absence by its uuid), and an item is reported done only when gc did it; else it says
+why not (`skipped`) or what failed (`error`). gc --apply works as an operation with a
+journal of its own, so that the SR leases it takes name an operation others can check."""
 
 import os
 import time
 
-from . import journal, log, storage
+import XenAPI
+
+from . import call as call_mod
+from . import journal, log, settings, storage
 from . import lease as leases
 from . import vbd as vbds
+from .errors import XenvolError, vanished
 from .lease import Lease
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional  # noqa: F401
+    from typing import Any, Callable, Dict, List, Optional, Tuple  # noqa: F401
 
     from .call import Call  # noqa: F401
 
 NULL = "OpaqueRef:NULL"
+# A client-made secret's lifetime (other_config xenvol-ttl, seconds), measured from when gc
+# first saw it (xenvol-seen: "<host uuid> <boot id> <seconds since that boot>"), by the clock
+# of the host that stamped it: no two machines' clocks are ever compared.
+TTL = "xenvol-ttl"
+SEEN = "xenvol-seen"
+# For a secret with no TTL of its own (a client before it said): the longest a call waits,
+# plus this.
+CLIENT_SECRET_GRACE = 300
 
 
 class Sweep:
@@ -37,25 +55,40 @@ class Sweep:
         return item
 
     def act(self, item, fn, *args):
-        # type: (Dict[str, Any], Callable[..., Any], *Any) -> None
+        # type: (Dict[str, Any], Callable[..., Optional[str]], *Any) -> None
+        """fn does the item's action and returns None, or returns why it did not (what it
+        stood on no longer holds)."""
         if not self.apply:
             return
         try:
-            fn(*args)
-            item["done"] = True
-            log.step("gc: %s %s" % (item["action"], item["id"]))
+            skipped = fn(*args)
         except Exception as e:  # report it and go on with the rest
             item["done"] = False
             item["error"] = "%s: %s" % (type(e).__name__, e)
+            return
+        item["done"] = skipped is None
+        if skipped is None:
+            log.step("gc: %s %s" % (item["action"], item["id"]))
+        else:
+            item["skipped"] = skipped
 
 
 def run(call, apply, pool_wide):
     # type: (Call, bool, bool) -> Dict[str, Any]
     sweep = Sweep(call, apply)
+    if apply:
+        with call_mod.own_journal(call):
+            _sweep(sweep, pool_wide)
+    else:
+        _sweep(sweep, pool_wide)
+    return {"host_uuid": call.host_uuid, "applied": apply, "items": sweep.items}
+
+
+def _sweep(sweep, pool_wide):
+    # type: (Sweep, bool) -> None
     _local(sweep)
     if pool_wide:
         _pool(sweep)
-    return {"host_uuid": call.host_uuid, "applied": apply, "items": sweep.items}
 
 
 def _local(sweep):
@@ -84,9 +117,15 @@ def _local(sweep):
 
 
 def _recover(call, path):
-    # type: (Call, str) -> None
-    if journal.recover(call, path, force=True) == "failed":
+    # type: (Call, str) -> Optional[str]
+    outcome = journal.recover(call, path, force=True)
+    if outcome == "failed":
         raise RuntimeError("some steps could not be undone; see /var/log/xenvol.log")
+    if outcome == "gone":
+        return "recovered by another call meanwhile"
+    if outcome == "alive":
+        return "its operation is alive"
+    return None
 
 
 def _pool(sweep):
@@ -94,25 +133,34 @@ def _pool(sweep):
     call = sweep.call
     x = call.x
     hosts = dict((rec["uuid"], ref) for ref, rec in x.host.get_all_records().items())
-    vms = set(x.VM.get_all())
     # VBDs xenvol made whose VM is gone (xapi destroys a VM's VBDs with it; kept as a net).
-    for ref, rec in x.VBD.get_all_records().items():
-        if rec["other_config"].get(vbds.MARK) == "true" and rec["VM"] not in vms:
+    # The VBDs read before the VMs, so that a VM made meanwhile with a VBD is not missed; and
+    # a VM ref is never reused, so one that is invalid now is gone for good.
+    marked = dict(
+        (ref, rec)
+        for ref, rec in x.VBD.get_all_records().items()
+        if rec["other_config"].get(vbds.MARK) == "true"
+    )
+    vms = set(x.VM.get_all())
+    for ref, rec in sorted(marked.items()):
+        if rec["VM"] not in vms:
             item = sweep.found("vbd", rec["uuid"], "its VM is gone", "destroy the VBD")
-            sweep.act(item, x.VBD.destroy, ref)
-    vdis = x.VDI.get_all_records()
+            sweep.act(item, _destroy_vbd, call, ref, rec["VM"])
+    # SRs before VDIs: every VDI of an SR read is in the VDIs read after (or destroyed).
     srs = x.SR.get_all_records()
+    vdis = x.VDI.get_all_records()
     # Connection claims of hosts that left the pool.
-    for ref, rec in vdis.items():
+    for ref, rec in sorted(vdis.items()):
         for key in sorted(rec["other_config"]):
             if key.startswith(storage.CONNECTED) and key[len(storage.CONNECTED) :] not in hosts:
+                host_uuid = key[len(storage.CONNECTED) :]
                 item = sweep.found(
                     "claim",
                     "%s %s" % (rec["uuid"], key),
-                    "host %s left the pool" % key[len(storage.CONNECTED) :],
+                    "host %s left the pool" % host_uuid,
                     "drop the connection claim",
                 )
-                sweep.act(item, x.VDI.remove_from_other_config, ref, key)
+                sweep.act(item, _drop_claim, call, ref, key, host_uuid)
     for sr, rec in sorted(srs.items(), key=lambda kv: kv[1]["uuid"]):
         other = rec["other_config"]
         holder = other.get(leases.KEY)
@@ -122,11 +170,11 @@ def _pool(sweep):
             item = sweep.found(
                 "lease", rec["uuid"], "held by a dead operation (%s)" % holder, "break the lease"
             )
-            sweep.act(item, leases.remove_if, call, sr, holder)
+            sweep.act(item, _break, call, sr, holder)
         marks = [k for k in other if k.startswith(storage.PBD_MARK)]
         if other.get(storage.INTRODUCED) != "true" and not marks:
             continue
-        if _in_use(rec, vdis, hosts):
+        if _in_use(sr, vdis, hosts):
             continue
         if other.get(storage.INTRODUCED) == "true":
             item = sweep.found(
@@ -135,7 +183,7 @@ def _pool(sweep):
                 "introduced by xenvol; no VBD and no connection uses it",
                 "unplug its PBDs and forget the SR",
             )
-            sweep.act(item, _release, call, sr, rec["uuid"], None)
+            sweep.act(item, _release, call, sr, None)
         else:
             owners = [k[len(storage.PBD_MARK) :] for k in marks]
             item = sweep.found(
@@ -145,23 +193,59 @@ def _pool(sweep):
                 "it did not introduce; nothing uses them" % ", ".join(owners),
                 "unplug and destroy those PBDs",
             )
-            sweep.act(item, _release, call, sr, rec["uuid"], [hosts.get(h) for h in owners])
-    now = time.time()
-    pbd_secrets = set()
-    for rec in x.PBD.get_all_records().values():
-        pbd_secrets.update(rec["device_config"].values())
-    for ref, rec in x.secret.get_all_records().items():
-        why = _orphan_secret(call, rec, now, hosts)
-        if why and rec["uuid"] not in pbd_secrets:
-            item = sweep.found("secret", rec["uuid"], why, "destroy the secret")
-            sweep.act(item, x.secret.destroy, ref)
+            sweep.act(item, _release, call, sr, [hosts.get(h) for h in owners])
+    _secrets(sweep, hosts)
 
 
-def _in_use(sr_rec, vdis, hosts):
-    # type: (Dict[str, Any], Dict[str, Dict[str, Any]], Dict[str, str]) -> bool
-    for vdi in sr_rec["VDIs"]:
-        rec = vdis.get(vdi)
-        if rec is None:
+def _destroy_vbd(call, vbd, vm):
+    # type: (Call, str, str) -> Optional[str]
+    try:
+        call.x.VM.get_uuid(vm)
+        return "its VM exists"
+    except XenAPI.Failure as f:
+        if not vanished(f):
+            raise
+    try:
+        call.x.VBD.destroy(vbd)
+    except XenAPI.Failure as f:
+        if vanished(f):
+            return "destroyed meanwhile"
+        raise
+    return None
+
+
+def _drop_claim(call, vdi, key, host_uuid):
+    # type: (Call, str, str, str) -> Optional[str]
+    if call.find("host", host_uuid) is not None:
+        return "host %s is in the pool" % host_uuid
+    try:
+        if key not in call.x.VDI.get_other_config(vdi):
+            return "dropped meanwhile"
+        call.x.VDI.remove_from_other_config(vdi, key)
+    except XenAPI.Failure as f:
+        if vanished(f):
+            return "the VDI is gone"
+        raise
+    return None
+
+
+def _break(call, sr, holder):
+    # type: (Call, str, str) -> Optional[str]
+    try:
+        if call.x.SR.get_other_config(sr).get(leases.KEY) != holder:
+            return "the lease changed meanwhile"
+        call.x.SR.remove_from_other_config(sr, leases.KEY)
+    except XenAPI.Failure as f:
+        if vanished(f):
+            return "the SR is gone"
+        raise
+    return None
+
+
+def _in_use(sr, vdis, hosts):
+    # type: (str, Dict[str, Dict[str, Any]], Dict[str, str]) -> bool
+    for rec in vdis.values():
+        if rec["SR"] != sr:
             continue
         if rec["VBDs"]:
             return True
@@ -173,19 +257,27 @@ def _in_use(sr_rec, vdis, hosts):
     return False
 
 
-def _release(call, sr, sr_uuid, pbd_hosts):
-    # type: (Call, str, str, Optional[List[Optional[str]]]) -> None
+def _release(call, sr, pbd_hosts):
+    # type: (Call, str, Optional[List[Optional[str]]]) -> Optional[str]
     """Under the SR's lease, and only if still unused: forget it, or drop xenvol's PBDs."""
-    held = Lease(call, sr).acquire()
     try:
-        if storage.users(call, sr):
-            return
+        held = Lease(call, sr).acquire()
+    except XenvolError as e:
+        if vanished(e):
+            return "the SR is gone"
+        raise
+    try:
+        users = storage.users(call, sr)
+        if users:
+            return "in use now by %d volume(s)" % len(users)
         if pbd_hosts is None:
             for pbd in call.x.SR.get_PBDs(sr):
                 if call.x.PBD.get_currently_attached(pbd):
                     call.x.PBD.unplug(pbd)
             call.x.SR.forget(sr)
-            return
+            held.held = False  # gone with the SR
+            return None
+        missing = [h for h in pbd_hosts if h is None]
         for host in pbd_hosts:
             if host is None:
                 continue
@@ -195,6 +287,9 @@ def _release(call, sr, sr_uuid, pbd_hosts):
                     call.x.PBD.unplug(pbd)
                 call.x.PBD.destroy(pbd)
             storage.remove_mark(call, sr, storage.PBD_MARK + call.x.host.get_uuid(host))
+        if missing:
+            return "%d of those hosts left the pool; their marks stay" % len(missing)
+        return None
     finally:
         held.release()
 
@@ -212,22 +307,52 @@ def _holder_dead(call, holder, apply):
     return leases.operation_alive(call, host_uuid, op_id, probe=not apply) is False
 
 
-def _orphan_secret(call, rec, now, hosts):
-    # type: (Call, Dict[str, Any], float, Dict[str, str]) -> Optional[str]
+# ---------------------------------------------------------------------- secrets
+def _secrets(sweep, hosts):
+    # type: (Sweep, Dict[str, str]) -> None
+    call = sweep.call
+    x = call.x
+    # Secrets before PBDs: a PBD made after the PBDs are read owns a secret made after too.
+    found = x.secret.get_all_records()
+    pbd_secrets = set()
+    for rec in x.PBD.get_all_records().values():
+        pbd_secrets.update(rec["device_config"].values())
+    for ref, rec in sorted(found.items()):
+        if rec["uuid"] in pbd_secrets:
+            continue
+        why = _orphan_secret(sweep, ref, rec, hosts)
+        if why:
+            item = sweep.found("secret", rec["uuid"], why, "destroy the secret")
+            sweep.act(item, _destroy_secret, call, ref)
+
+
+def _destroy_secret(call, ref):
+    # type: (Call, str) -> Optional[str]
+    try:
+        call.x.secret.destroy(ref)
+    except XenAPI.Failure as f:
+        if vanished(f):
+            return "destroyed meanwhile"
+        raise
+    return None
+
+
+def _orphan_secret(sweep, ref, rec, hosts):
+    # type: (Sweep, str, Dict[str, Any], Dict[str, str]) -> Optional[str]
+    call = sweep.call
     other = rec["other_config"]
     made_by = other.get("xenvol")
+    op_id = other.get("xenvol-op", "")
     if made_by == "client":
-        try:
-            expires = float(other.get("xenvol-expires", "0"))
-        except ValueError:
-            expires = 0
-        if expires < now:
-            return "made by a xenvol client for operation %s, expired" % other.get("xenvol-op")
-    elif made_by == "plugin":
-        op_id, host = other.get("xenvol-op", ""), other.get("xenvol-host", "")
+        ttl = _ttl(call, other.get(TTL))
+        seen = _seen_for(call, ref, other.get(SEEN), sweep.apply)
+        if seen < ttl or _alive_here(op_id):
+            return None
+        return "made by a xenvol client for operation %s, unused for %d s or more" % (op_id, ttl)
+    if made_by == "plugin":
+        host = other.get("xenvol-host", "")
         if host == call.host_uuid:
-            path = journal.path_of(op_id)
-            alive = os.path.exists(path) and not journal.dead(path)
+            alive = _alive_here(op_id)
         elif host not in hosts:
             alive = False
         else:
@@ -235,3 +360,45 @@ def _orphan_secret(call, rec, now, hosts):
         if not alive:
             return "made by the plugin for operation %s, which is over" % op_id
     return None
+
+
+def _alive_here(op_id):
+    # type: (str) -> bool
+    if not journal.valid_op_id(op_id):
+        return False
+    path = journal.path_of(op_id)
+    return os.path.exists(path) and not journal.dead(path)
+
+
+def _ttl(call, given):
+    # type: (Call, Optional[str]) -> float
+    try:
+        ttl = float(given or "")
+        if 0 <= ttl <= 7 * 86400:
+            return ttl
+    except ValueError:
+        pass
+    return settings.wait_limit(call.settings) + CLIENT_SECRET_GRACE
+
+
+def _seen_for(call, ref, stamp, apply):
+    # type: (Call, str, Optional[str], bool) -> float
+    """How long ago gc first saw the secret, by this host's clock since its boot
+    (CLOCK_MONOTONIC: no change of the time of day moves it); 0 the first time (then, with
+    apply, stamped), or when another host (or this one before a reboot) stamped it."""
+    here = "%s %s" % (call.host_uuid, journal.boot_id())
+    now = "%.3f" % time.monotonic()
+    where, _, when = (stamp or "").rpartition(" ")
+    if where == here:
+        try:
+            return max(0.0, float(now) - float(when))
+        except ValueError:
+            pass
+    if apply:
+        try:
+            if stamp is not None:
+                call.x.secret.remove_from_other_config(ref, SEEN)
+            call.x.secret.add_to_other_config(ref, SEEN, "%s %s" % (here, now))
+        except XenAPI.Failure:
+            pass  # stamped by a concurrent gc, or gone: seen again next time
+    return 0.0

@@ -324,7 +324,9 @@ def release_host(call, vm):
     # type: (Call, str) -> List[Dict[str, str]]
     """Drop this host's PBDs of the VM's xenvol SRs that xenvol made and nothing on this host
     needs: not the master (xapi scans shared SRs there), not an SR in pool-wide placement, no
-    VM resident here (or about to start here) using one of its VDIs, no connect claim."""
+    VM resident here (or about to start here, or halted with its affinity here) using one of
+    its VDIs, no connect claim. A release like any other: under the SR's lease, so that an
+    attach here that made its VBD meanwhile finds the PBD gone and starts again."""
     x = call.x
     master = x.pool.get_master(x.pool.get_all()[0])
     out = []
@@ -347,17 +349,24 @@ def _release_here(call, sr, master):
     if other.get(mark) != "true" and other.get(storage.INTRODUCED) != "true":
         # (xenvol makes every PBD of an SR it introduced, and marks none of them)
         return "kept: xenvol did not make this host's PBD"
+    return storage.leased(call, sr, lambda c, s: _drop_pbd_here(c, s, mark))
+
+
+def _drop_pbd_here(call, sr, mark):
+    # type: (Call, str, str) -> str
+    x = call.x
     for vdi in x.SR.get_VDIs(sr):
         vrec = x.VDI.get_record(vdi)
         if storage.CONNECTED + call.host_uuid in vrec["other_config"]:
             return "kept: connected on this host"
         for vbd in vrec["VBDs"]:
-            vm = x.VBD.get_VM(vbd)
-            if (
-                x.VM.get_resident_on(vm) == call.host
-                or x.VM.get_scheduled_to_be_resident_on(vm) == call.host
-            ):
+            vm = x.VM.get_record(x.VBD.get_VM(vbd))
+            if call.host in (vm["resident_on"], vm["scheduled_to_be_resident_on"]):
                 return "kept: a VM on this host uses it"
+            # xapi tries a halted VM's affinity host first (xen-api xapi_vm_helpers.ml
+            # get_affinity_host, choose_host): the PBD there is what lets it start there.
+            if vm["power_state"] in ("Halted", "Suspended") and vm["affinity"] == call.host:
+                return "kept: a halted VM that starts on this host uses it"
     pbd = call.this_host_pbd(sr)
     if pbd is not None:
         if x.PBD.get_currently_attached(pbd):

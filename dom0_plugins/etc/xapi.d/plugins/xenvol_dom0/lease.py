@@ -11,12 +11,17 @@ SR.add_to_other_config fails with MAP_DUPLICATE_KEY when the key exists, which m
 atomic test-and-set. The value names the operation: <host uuid>/<op id>/<pid>/<time>, and
 the operation's journal records the lease before it is taken.
 
+Every lease names a live operation that others can check: the process taking it holds that
+operation's journal (its own, flocked from before the lease until after its release; or the
+dead one it is recovering), so gc and recover take leases under a journal of their own too.
 A caller that meets a lease asks whether its operation is alive, and never waits out a dead
 one: on this host, the operation's journal says (dead: recovered at once, which drops the
 lease); on another host, a host that left the pool or is not live (host_metrics.live) holds
 nothing, else that host's plugin is asked (`recover`: it rolls its dead operation back and
-answers whether it is alive). Only a lease in no known form is left to age out after
-lease_stale_after seconds."""
+answers whether it is alive). A named lease is never broken by its age: hosts' clocks need
+not agree, and an operation may outlast any bound (it waits for locks, SM calls). Only a
+lease in no known form (not naming an operation) ages out after lease_stale_after seconds,
+as this host's clock reads the time in it."""
 
 import json
 import os
@@ -25,7 +30,7 @@ import time
 import XenAPI
 
 from . import journal, log
-from .errors import BUSY, XenvolError, from_xapi
+from .errors import BUSY, INTERNAL_ERROR, XenvolError, from_xapi
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
@@ -46,6 +51,9 @@ class Lease:
 
     def acquire(self):
         """Take the lease, waiting while a live operation holds it."""
+        if self.call.journal is None and self.call.op_id not in journal.RECOVERING:
+            # Others could not tell this operation alive, and would break its lease.
+            raise XenvolError(INTERNAL_ERROR, "an SR lease taken with no journal to name")
         if self.call.journal:
             self.call.journal.lease(
                 self.call.uuids.get(self.sr) or self.call.x.SR.get_uuid(self.sr), self.value
@@ -86,7 +94,7 @@ class Lease:
                 log.warning("breaking the SR lease of a dead operation", holder=holder)
                 remove_if(self.call, self.sr, holder)
                 continue
-            if holder and age(holder) > stale:
+            if holder and parse(holder) is None and age(holder) > stale:
                 log.warning("breaking a stale SR lease", holder=holder)
                 remove_if(self.call, self.sr, holder)
                 continue
@@ -105,15 +113,11 @@ class Lease:
         """Give the lease back; an SR forgotten meanwhile has nothing to give back."""
         if not self.held:
             return
-        # Nobody breaks a lease younger than lease_stale_after whose operation lives (this
-        # one), so it is still ours: removed without reading it first (one call, not two).
-        young = age(self.value) < float(self.call.settings["lease_stale_after"]) / 2
+        # Nobody breaks the lease of a live operation (this one), so it is still ours:
+        # removed without reading it first (one call, not two).
         for attempt in range(3):
             try:
-                if young:
-                    self.call.x.SR.remove_from_other_config(self.sr, KEY)
-                else:
-                    remove_if(self.call, self.sr, self.value, strict=True)
+                self.call.x.SR.remove_from_other_config(self.sr, KEY)
                 break
             except XenAPI.Failure as f:
                 if f.details[0] == "HANDLE_INVALID":
@@ -124,13 +128,12 @@ class Lease:
         self.held = False
 
 
-def remove_if(call, sr, value, strict=False):
+def remove_if(call, sr, value):
     try:
         if call.x.SR.get_other_config(sr).get(KEY) == value:
             call.x.SR.remove_from_other_config(sr, KEY)
     except XenAPI.Failure:
-        if strict:
-            raise
+        pass
 
 
 def drop(call, sr_uuid, value):

@@ -230,9 +230,26 @@ def _connect_then(call, driver, cfg, lock_of, then):
             steps.commit()
             return result
         except (XenvolError, XenAPI.Failure) as e:
-            if not vanished(e) or attempt == ATTEMPTS - 1:
+            if not _released_under_us(e) or attempt == ATTEMPTS - 1:
                 raise
-            log.step("an object vanished under a concurrent call; trying again")
+            log.step("a concurrent release took the SR away; trying again")
+
+
+def _released_under_us(e):
+    """The errors a concurrent release leaves a call to meet: the SR, PBD or VDI gone
+    (HANDLE_INVALID); the SR's PBD unplugged where xapi runs its SM calls (SR_HAS_NO_PBDS:
+    xen-api sm.ml assert_pbd_is_plugged) or on the VM's host at VBD.plug (xenopsd's
+    Storage_error No_storage_plugin_for_sr, which xapi answers as INTERNAL_ERROR)."""
+    if vanished(e):
+        return True
+    details = getattr(e, "details", None)
+    if isinstance(details, dict):
+        details = details.get("xapi_error", [])
+    details = [str(d) for d in details or []]
+    code = details[0] if details else ""
+    return code == "SR_HAS_NO_PBDS" or (
+        code == "INTERNAL_ERROR" and "No_storage_plugin_for_sr" in " ".join(details[1:])
+    )
 
 
 def _rollback(call, driver, steps, error):
@@ -608,12 +625,18 @@ def recover(session, args):
     if a.has("operation"):
         op_id = _op_id(a, "operation")
         path = journal.path_of(op_id)
-        if probe:
-            return {"operation": op_id, "alive": os.path.exists(path) and not journal.dead(path)}
-        return {"operation": op_id, "alive": journal.recover(call, path) == "alive"}
+        alive = os.path.exists(path) and not journal.dead(path)
+        if probe or alive or not os.path.exists(path):
+            return {"operation": op_id, "alive": alive}
+        # A recovery takes SR leases: they name an operation of its own (call.own_journal).
+        with call_mod.own_journal(call):
+            return {"operation": op_id, "alive": journal.recover(call, path) == "alive"}
     if probe:
         return {"dead": [journal.Record(p).op_id for p in journal.journals() if journal.dead(p)]}
-    done = journal.recover_dead(call)
+    if not journal.journals():
+        return {"recovered": [], "failed": []}
+    with call_mod.own_journal(call):
+        done = journal.recover_dead(call, skip=call.journal.path)
     return {
         "recovered": sorted(
             journal.Record(p).op_id if os.path.exists(p) else os.path.basename(p)[:-5]

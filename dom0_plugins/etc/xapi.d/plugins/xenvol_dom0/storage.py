@@ -294,17 +294,18 @@ def release_sr(call, sr):
     Returns a note saying what was done. Runs under the SR's pool lease; a release on another
     host may have forgotten the SR first. A connecting call that found the SR up and has no
     VBD or claim yet is not a user: it finds the SR gone (in_use) and tries again."""
-    return _leased(call, sr, _release)
+    return leased(call, sr, _release)
 
 
 def undo_setup(call, sr, made, plugged):
     """Undo a set-up (PBDs made or plugged on hosts `made`, `plugged`) once other calls may
     use the SR: under its lease, a release of the SR when nothing uses it; else each of those
     PBDs that nothing on its host needs is destroyed (made) or unplugged (plugged)."""
-    return _leased(call, sr, lambda c, s: _undo_setup(c, s, made, plugged))
+    return leased(call, sr, lambda c, s: _undo_setup(c, s, made, plugged))
 
 
-def _leased(call, sr, fn):
+def leased(call, sr, fn):
+    """fn(call, sr) under the SR's lease: a release (its users check and what it removes)."""
     try:
         lease = Lease(call, sr).acquire()
     except (XenAPI.Failure, XenvolError) as e:
