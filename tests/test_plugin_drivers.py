@@ -151,9 +151,10 @@ def test_xensm_generic_pass_through(ppool):
     assert state(ppool) == before
 
 
-def test_xensm_lun_of_an_hba_sr_is_claimed_with_set_managed(ppool):
+def test_xensm_lun_of_an_hba_sr_is_claimed_with_vdi_create(ppool):
     """The `hba` SM leaves a scanned LUN unmanaged (VDI_NOT_MANAGED at plug) and cannot
-    VDI.introduce it; the plugin claims it with VDI.set_managed, keeping its other_config."""
+    VDI.introduce it, and VDI.set_managed is the SM's alone; the plugin claims it with
+    VDI.create on the SR (sm RAWVDI.create), keeping its other_config."""
     xapi = ppool.session().xenapi
     sr_uuid = str(uuid.uuid4())
     target = "500a0982991b8dc5"

@@ -49,7 +49,9 @@ def test_attach_finds_the_lun_by_wwn_and_lun_and_claims_it(ppool):
     sr = xapi.SR.get_by_uuid(out["sr_uuid"])
     assert xapi.SR.get_type(sr) == "hba" and xapi.SR.get_shared(sr) is False
     assert [xapi.PBD.get_host(p) for p in xapi.SR.get_PBDs(sr)] == [host.ref]
-    # the other LUN stays unmanaged
+    # the other LUN (of the same size: the SM may have claimed it first, and the plugin then
+    # released it, its record gone until a scan) stays unmanaged
+    xapi.SR.scan(sr)
     others = [v for v in xapi.SR.get_VDIs(sr) if v != vdi]
     assert [xapi.VDI.get_managed(v) for v in others] == [False]
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])

@@ -67,7 +67,8 @@ def test_vdi_attach_of_a_vanished_lun_is_vdi_unavailable(pool, xapi):
     sr, _p = hba_sr(pool, xapi, host=host)
     xapi.SR.scan(sr)
     vdi = xapi.SR.get_VDIs(sr)[0]
-    xapi.VDI.set_managed(vdi, True)
+    # claimed as sm allows it: VDI.create on the hba SR (LUNperVDI.RAWVDI.create)
+    assert xapi.VDI.create(claim(sr, 1048576)) == vdi
     vbd = xapi.VBD.create(vbd_rec(vm, vdi))
     pool.admin.fc_remove_lun(T, 2)
     fails("SR_BACKEND_FAILURE_46", xapi.VBD.plug, vbd)
@@ -124,3 +125,20 @@ def test_a_reader_during_rescans_meets_whole_entries(pool):
     finally:
         t.join()
     assert reads > 0 and fc_disks(h) == {"0:0:0:5": ("sdb", "naa.600a05\n")}
+
+
+def claim(sr, size, other_config=None):
+    """A VDI.create record for a raw LUN of at least `size` bytes of an hba SR."""
+    return {
+        "SR": sr,
+        "virtual_size": str(size),
+        "type": "user",
+        "sharable": False,
+        "read_only": False,
+        "other_config": other_config or {},
+        "name_label": "",
+        "name_description": "",
+        "xenstore_data": {},
+        "sm_config": {},
+        "tags": [],
+    }

@@ -287,10 +287,11 @@ def test_vm_call_host_plugin_runs_on_the_vms_host(pool, xapi, plugin):
 
 def test_vm_call_host_plugin_needs_a_running_vm(pool, xapi, plugin):
     vm = xapi.VM.get_by_name_label("vm-2")[0]
+    # message_forwarding.ml: Record_util.vm_power_state_to_string, capitalised
     assert fails("VM_BAD_POWER_STATE", xapi.VM.call_host_plugin, vm, "probe", "echo", {})[1:] == [
         vm,
-        "running",
-        "halted",
+        "Running",
+        "Halted",
     ]
 
 

@@ -163,12 +163,12 @@ def test_bad_secret_at_plug_is_sm_error_20(pool, xapi):
 def test_secret_introduce_and_destroy(xapi):
     ref = xapi.secret.introduce("0e0e0e0e-1111-2222-3333-444444444444", "v", {})
     assert xapi.secret.get_uuid(ref) == "0e0e0e0e-1111-2222-3333-444444444444"
-    fails(
-        "DB_UNIQUENESS_CONSTRAINT_VIOLATION",
-        xapi.secret.introduce,
-        "0e0e0e0e-1111-2222-3333-444444444444",
-        "w",
-        {},
+    # xapi_secret.ml introduce -> Db_exn.Uniqueness_constraint_violation -> INTERNAL_ERROR
+    uuid = "0e0e0e0e-1111-2222-3333-444444444444"
+    d = fails("INTERNAL_ERROR", xapi.secret.introduce, uuid, "w", {})
+    assert d[1] == (
+        'Db_exn.Uniqueness_constraint_violation("secret", "uuid", '
+        '"0e0e0e0e-1111-2222-3333-444444444444")'
     )
     xapi.secret.destroy(ref)
     fails("HANDLE_INVALID", xapi.secret.get_value, ref)
@@ -289,8 +289,12 @@ def test_hba_luns_are_unmanaged_until_claimed(pool, xapi):
         {},
         {"LUNid": "3"},
     )
-    assert "Vdi_does_not_exist" in d[1]
-    xapi.VDI.set_managed(vdi, True)
+    assert d[1] == "Storage_error ([S(Vdi_does_not_exist);S(%s)])" % rec["location"]
+    # the session of a client is no SM session (sm.ml assert_session_has_internal_sr_access)
+    assert fails("PERMISSION_DENIED", xapi.VDI.set_managed, vdi, True)[1:] == [""]
+    from test_sim_hba import claim
+
+    assert xapi.VDI.create(claim(sr, 1)) == vdi
     xapi.VBD.plug(vbd)
     # a rescan leaves managed as it is (sm VDI._db_update does not touch it)
     xapi.SR.scan(sr)

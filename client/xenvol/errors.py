@@ -174,6 +174,12 @@ class AuthenticationFailed(XapiError):
     pass
 
 
+class HostOffline(XapiError):
+    """XAPI's HOST_OFFLINE: the host the call must run on is not live (xen-api
+    message_forwarding.ml check_live refuses every call forwarded to it before it runs).
+    `host` is its uuid; details carry host_name and xapi_error."""
+
+
 class InternalError(XenvolError):
     pass
 

@@ -30,9 +30,12 @@ class Plugin:
     of its version, and the hosts' uuids for messages.
 
     routing="native": VM calls through VM.call_host_plugin where xapi has it (25.22.0 and
-    later); it holds the VM operation call_plugin for the whole call, so a VM shutdown or
-    migrate meanwhile fails OTHER_OPERATION_IN_PROGRESS. "host": host.call_plugin on the VM's
-    host. progress(step): called with the step a long operation is at, when it changes."""
+    later); it holds the VM operation call_plugin for the whole call, so a VM.pool_migrate
+    issued meanwhile waits for the call to end (message_forwarding.ml with_vm_operation,
+    Policy.standard: neither refused nor interleaved), and a second VM.call_host_plugin on the
+    VM fails OTHER_OPERATION_IN_PROGRESS at once (Policy.fail_immediately; that call then goes
+    by host.call_plugin). "host": host.call_plugin on the VM's host. progress(step): called
+    with the step a long operation is at, when it changes."""
 
     def __init__(
         self, ps: PoolSession, routing: str = "host", progress: Optional[tasks.Progress] = None
@@ -150,11 +153,30 @@ class Plugin:
         if code == "HANDLE_INVALID":
             # A host ref that is gone: reading its uuid would fail the same way.
             return errors.from_failure(details, None, scrub)
+        if code == "HOST_OFFLINE":
+            return self._offline(host_ref, fn, details)
         if code.startswith("XENVOL_") and host_ref is not None and host_ref not in self.versions:
             # A failure carries no API level: an incompatible plugin says so first (a cost
             # only on a host's first answer, and only when it is a failure).
             self.check_version(host_ref)
         return errors.plugin_failure(details, fn, self.host_uuid(host_ref), scrub)
+
+    def _offline(self, host_ref: Optional[str], fn: str, details: Any) -> errors.HostOffline:
+        """HOST_OFFLINE names the host by ref: say which host, by uuid and name."""
+        offline = str(details[1]) if len(details) > 1 else host_ref
+        uuid = self.host_uuid(offline)
+        try:
+            name = str(self.ps.x.host.get_name_label(offline))
+        except (XenAPI.Failure, OSError):
+            name = ""
+        return errors.HostOffline(
+            "%s: host %s%s is offline (not live in the pool): xapi runs nothing there until it "
+            "is back; call again then, or recover its work from another host"
+            % (fn, uuid, " (%s)" % name if name else ""),
+            "HOST_OFFLINE",
+            {"xapi_error": [str(d) for d in details], "host_name": name, "host_uuid": uuid},
+            uuid,
+        )
 
     def host_uuid(self, host_ref: Optional[str]) -> Optional[str]:
         """A host's uuid for messages, read only when one is needed."""

@@ -121,14 +121,25 @@ class Router:
         """A call about a VM (uuid or name, resolved in dom0), sent with no lookup: to the
         host this client last saw the VM's work on, else the master, with route=strict. A
         plugin that finds the VM's work elsewhere answers WRONG_HOST naming the host, and the
-        call goes there (a second hop only if the VM migrated meanwhile)."""
+        call goes there (a second hop only if the VM migrated meanwhile). A remembered host
+        that is offline (HOST_OFFLINE) is dropped and the master asked; a host the plugin
+        names that is offline is the caller's errors.HostOffline."""
         route = self.routes.get(vm)
+        remembered = route is not None  # from an earlier call, not from this one's plugin
         args = dict(args, route="strict")
         for hop in range(3):
             host_ref = route["host_ref"] if route else self.master_ref()
             vm_ref = route["vm_ref"] if route and route.get("vm_running") else None
             try:
                 out = self.plugin.call(host_ref, fn, args, scrub, vm_ref)
+            except errors.HostOffline:
+                if not remembered:
+                    raise  # the master, or its plugin's answer, named it: the VM's host
+                # A remembered host that is not live (the VM may have been restarted
+                # elsewhere): the master's plugin says where the VM's work runs now.
+                self.routes.pop(vm, None)
+                route, remembered = None, False
+                continue
             except errors.XenvolError as e:
                 if e.code != "HANDLE_INVALID" or hop:
                     raise
@@ -139,6 +150,7 @@ class Router:
                 route = None
                 continue
             except WrongHost as e:
+                remembered = False
                 route = {
                     "host_ref": e.details.get("host_ref"),
                     "vm_ref": e.details.get("vm_ref"),

@@ -8,6 +8,9 @@ kill_plugin(method_or_star, options)       options: nth (1), when (before|after)
                                            pid (kill that process instead); test-only
 reboot_host(host_uuid)                     new boot id, the host's plugin processes killed
 ha_host_failed(host_uuid) -> {vm uuid: host uuid or ""}  HA's reaction to a host failure
+host_live(host_uuid, live)                 host_metrics.live as xapi's liveness check leaves it
+                                           (calls forwarded there: HOST_OFFLINE); nothing else
+set_guest_agent_delay(seconds)             from a VM's start to its guest metrics (default 0)
 clear()                                    faults, kills, latency, counters and argv log
 counts()                                   {method: {caller: n}}
 snapshot()                                 every persistent object by class and uuid
@@ -185,6 +188,16 @@ def call(sim, name, params):
                 (sim.db.raw("VM", vm)["uuid"], sim.db.raw("host", h)["uuid"] if h else "")
                 for vm, h in out.items()
             )
+    if name == "host_live":
+        # xen-api ocaml/xapi/db_gc.ml check_host_liveness: a host whose heartbeat stops is
+        # marked not live (host_metrics.live false); its VMs stay as they were recorded.
+        with sim.db.lock:
+            metrics = sim.db.raw("host", sim.host_by_uuid(params[0]).ref)["metrics"]
+            sim.db.raw("host_metrics", metrics)["live"] = bool(params[1])
+        return ""
+    if name == "set_guest_agent_delay":
+        sim.guest_agent_delay = float(params[0])
+        return ""
     if name == "clear":
         c.clear()
         return ""

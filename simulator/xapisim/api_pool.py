@@ -43,8 +43,29 @@ def call_plugin(ctx, host_ref, plugin, fn, args):
     return _run_plugin(ctx, host, plugin, fn, args)
 
 
+def forward_to(ctx, host):
+    """message_forwarding.ml do_op_on, for a call that runs on `host`: when that is not the
+    master (where every API call is dispatched: a member's xapi relays its callers' calls
+    there, api_server.ml), check_live first (a host whose host_metrics.live is false, as
+    xapi_vm_helpers.ml is_host_live reads it, fails HOST_OFFLINE [host] before anything runs;
+    the master itself always counts as live), then set_forwarding_on_task: the call's task is
+    resident_on that host (its forwarded and forwarded_to fields are internal_only in
+    datamodel.ml: no client sees them)."""
+    if host.ref == ctx.sim.master.ref:
+        return
+    with ctx.db.lock:
+        metrics = ctx.db.raw("host", host.ref)["metrics"]
+        if not (
+            ctx.db.exists("host_metrics", metrics) and ctx.db.raw("host_metrics", metrics)["live"]
+        ):
+            raise XapiError("HOST_OFFLINE", host.ref)
+        if ctx.task and ctx.db.exists("task", ctx.task):
+            ctx.db.raw("task", ctx.task)["resident_on"] = host.ref
+
+
 def _run_plugin(ctx, host, plugin, fn, args):
     sim = ctx.sim
+    forward_to(ctx, host)
     if plugin == onslave.NAME:
         return onslave.call(sim, host, fn, args)
     if host.ref == sim.master.ref:
@@ -60,18 +81,20 @@ def _run_plugin(ctx, host, plugin, fn, args):
 @message("VM.call_host_plugin")
 def vm_call_host_plugin(ctx, vm, plugin, fn, args):
     """xen-api ocaml/xapi/message_forwarding.ml VM.call_host_plugin (xapi 25.22.0,
-    datamodel_lifecycle.ml): the VM must be Running (VM_BAD_POWER_STATE otherwise), the call
-    holds the VM operation `call_plugin` with Policy.fail_immediately (with_vm_operation), and
-    it is forwarded to the VM's resident host (forward_vm_op), where xapi_vm.ml
-    call_host_plugin runs Xapi_plugins.call_plugin as host.call_plugin does. call_plugin is
-    allowed concurrently with nothing (xapi_vm_lifecycle.ml is_allowed_concurrently), so a
-    second call on a VM with any current operation fails at once with
-    OTHER_OPERATION_IN_PROGRESS (VM, ref, op, task): the simulator checks only the VM's
-    current_operations it records, not the other VM operations' own rules."""
+    datamodel_lifecycle.ml): the VM must be Running (VM_BAD_POWER_STATE [vm, "Running", state],
+    written by Record_util.vm_power_state_to_string, the generated enum printer: capitalised),
+    the call holds the VM operation `call_plugin` with Policy.fail_immediately
+    (with_vm_operation), and it is forwarded to the VM's resident host (forward_vm_op, do_op_on:
+    HOST_OFFLINE when that host is not live), where xapi_vm.ml call_host_plugin runs
+    Xapi_plugins.call_plugin as host.call_plugin does. call_plugin is allowed concurrently with
+    nothing (xapi_vm_lifecycle.ml is_allowed_concurrently), so a second call on a VM with any
+    current operation fails at once with OTHER_OPERATION_IN_PROGRESS (VM, ref, op, task): the
+    simulator checks only the VM's current_operations it records, not the other VM operations'
+    own rules."""
     with ctx.db.lock:
         rec = ctx.db.raw("VM", vm)
         if rec["power_state"] != "Running":
-            raise XapiError("VM_BAD_POWER_STATE", vm, "running", rec["power_state"].lower())
+            raise XapiError("VM_BAD_POWER_STATE", vm, "Running", rec["power_state"])
         ops = rec["current_operations"]
         if ops:
             task, op = sorted(ops.items())[0]

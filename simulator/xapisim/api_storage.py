@@ -2,8 +2,9 @@
 
 import uuid as uuidlib
 
+from .api_pool import forward_to
 from .errors import XapiError, internal
-from .handlers import Context, message, require_fields
+from .handlers import Context, check_map_keys, message, require_fields
 
 
 # ------------------------------------------------------------------- secrets in device_config
@@ -99,7 +100,9 @@ def _sr_master(ctx, sr):
     plugged = [p for p in pbds if p["currently_attached"]]
     if not plugged:
         raise XapiError("SR_HAS_NO_PBDS", sr)
-    return ctx.sim.host(plugged[0]["host"]), plugged[0]
+    host = ctx.sim.host(plugged[0]["host"])
+    forward_to(ctx, host)  # forward_sr_op: do_op_on
+    return host, plugged[0]
 
 
 def _is_sr_master(ctx, sr_rec, host_ref):
@@ -242,6 +245,7 @@ def pbd_plug(ctx, pbd):
         sr = ctx.db.raw("SR", sr_ref)
         sm = ctx.sim.sm.driver(sr["type"])
         host = ctx.sim.host(rec["host"])
+        forward_to(ctx, host)  # message_forwarding.ml forward_pbd_op: do_op_on
     with ctx.sim.sm.sr_lock(host, sr["uuid"]):
         with ctx.db.lock:
             # xen-api ocaml/xapi/xapi_pbd.ml plug: check_sharing_constraint, then SR.attach.
@@ -275,6 +279,7 @@ def pbd_plug(ctx, pbd):
 @message("PBD.unplug")
 def pbd_unplug(ctx, pbd):
     rec = ctx.db.raw("PBD", pbd)
+    forward_to(ctx, ctx.sim.host(rec["host"]))  # forward_pbd_op: do_op_on
     if not rec["currently_attached"]:
         return
     in_use = []
@@ -340,11 +345,12 @@ def vdi_introduce(
     with ctx.sim.sm.sr_lock(host, sr_rec["uuid"]):
         try:
             vdi = sm.introduce(host, sr_rec, dconf, uuid, location, dict(sm_config or {}))
-        except XapiError as e:
-            # storage_smapiv1.ml VDI.introduce turns any SM failure into Vdi_does_not_exist.
-            raise internal(
-                'Storage_interface.Vdi_does_not_exist("%s") [%s]' % (location, e.code)
-            ) from None
+        except XapiError:
+            # storage_smapiv1.ml VDI.introduce turns any SM failure into Storage_error
+            # (Vdi_does_not_exist location); storage_utils.ml transform_storage_exn has no case
+            # for it: INTERNAL_ERROR [Printexc.to_string e], the printer storage_interface.ml
+            # registers (ocaml-rpc Rpc.to_string of the marshalled error).
+            raise internal("Storage_error ([S(Vdi_does_not_exist);S(%s)])" % location) from None
         with ctx.db.lock:
             ctx.db.raw("SR", sr)
             # The SM (LUNperVDI.RAWVDI.introduce) updates the record of that LUN if there is
@@ -379,19 +385,144 @@ def vdi_introduce(
             return ref
 
 
-@message("VDI.set_managed")
-def vdi_set_managed(ctx, vdi, value):
-    """xen-api datamodel.ml VDI.set_managed (allowed_roles _R_LOCAL_ROOT_ONLY: no role grants
-    it, only a local superuser session such as root's), xapi_vdi.ml set_managed: a DB write.
-    sm LUNperVDI.RAWVDI.create claims an unmanaged LUN with it."""
+def _assert_sm_session(ctx, sr, message, local_root_only):
+    """What guards the setters SM uses on its own records: RBAC first (datamodel.ml
+    allowed_roles _R_LOCAL_ROOT_ONLY for some: a local superuser session such as root's), then
+    message_forwarding.ml Sm.assert_session_has_internal_sr_access (sm.ml): only a session
+    whose other_config `_sm_session` is that SR's ref (the one xapi_session.ml SM.create_session
+    makes for an SM process) passes, every other gets PERMISSION_DENIED [""]. The simulated
+    SMs write the database directly and hold no session, so every API caller is refused."""
+    session = ctx.db.raw("session", ctx.session) if ctx.session else None
+    if local_root_only and (not session or not session.get("is_local_superuser")):
+        raise XapiError("RBAC_PERMISSION_DENIED", message, "No permission in user session")
+    if not session or session["other_config"].get("_sm_session") != sr:
+        raise XapiError("PERMISSION_DENIED", "")
+
+
+def _sm_setter(cls, field, local_root_only):
+    name = "%s.set_%s" % (cls, field)
+
+    def setter(ctx, ref, value):
+        rec = ctx.db.raw(cls, ref)
+        _assert_sm_session(ctx, rec["SR"] if cls == "VDI" else ref, name, local_root_only)
+        # ints are kept in their XML-RPC form, a decimal string
+        rec[field] = value if isinstance(value, (bool, str)) else str(value)
+
+    message(name)(setter)
+
+
+# message_forwarding.ml VDI.set_* and SR.set_* that call assert_session_has_internal_sr_access
+# (roles from datamodel.ml: set_sharable/set_read_only _R_VM_ADMIN, set_physical_size
+# _R_POOL_OP, the others _R_LOCAL_ROOT_ONLY). sm LUNperVDI.RAWVDI.create/delete claim and
+# release a raw LUN with VDI.set_managed through the SM's session: clients cannot.
+for _cls, _field, _root in (
+    ("VDI", "managed", True),
+    ("VDI", "sharable", False),
+    ("VDI", "read_only", False),
+    ("VDI", "missing", True),
+    ("VDI", "virtual_size", True),
+    ("VDI", "physical_utilisation", True),
+    ("SR", "virtual_allocation", True),
+    ("SR", "physical_size", False),
+    ("SR", "physical_utilisation", True),
+):
+    _sm_setter(_cls, _field, _root)
+
+
+# datamodel.ml vdi_type: cbt_metadata is refused by xapi_vdi.ml create.
+_VDI_TYPES = (
+    "system",
+    "user",
+    "ephemeral",
+    "suspend",
+    "crashdump",
+    "ha_statefile",
+    "metadata",
+    "redo_log",
+    "rrd",
+    "pvs_cache",
+    "cbt_metadata",
+)
+
+
+@message("VDI.create")
+def vdi_create(ctx, rec):
+    """message_forwarding.ml VDI.create: with_sr_andor_vdi (sr, `vdi_create) (xapi_sr_operations:
+    the SM's VDI_CREATE capability, else SR_OPERATION_NOT_SUPPORTED), forwarded to the SR master;
+    xapi_vdi.ml create: cbt_metadata refused, Sm.assert_pbd_is_plugged, the SM's vdi_create
+    (storage_smapiv1.ml: an SM failure comes back as its SR_BACKEND_FAILURE_<n>), update_vdi_db
+    by location (an existing record is kept and updated), then other_config, sharable, tags and
+    xenstore_data set on that record."""
+    rec = require_fields("VDI", rec)
+    try:
+        size = int(rec["virtual_size"])
+    except (TypeError, ValueError):
+        raise internal('Rpc.Runtime_error("int64", %r)' % (rec["virtual_size"],)) from None
+    vdi_type = str(rec["type"]).lower()
+    if vdi_type not in _VDI_TYPES:
+        raise internal(
+            "Unhandled pattern when unmarshalling variant type: found 'S(%s)'" % vdi_type
+        )
     with ctx.db.lock:
-        session = ctx.db.raw("session", ctx.session) if ctx.session else None
-        if not session or not session.get("is_local_superuser"):
-            raise XapiError(
-                "RBAC_PERMISSION_DENIED", "VDI.set_managed", "No permission in user session"
+        sr = rec["SR"]
+        sr_rec = ctx.db.raw("SR", sr)
+        sm = ctx.sim.sm.driver(sr_rec["type"])
+        if "VDI_CREATE" not in sm.capabilities:
+            raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
+        if vdi_type == "cbt_metadata":
+            raise XapiError("VDI_INCOMPATIBLE_TYPE", "", "cbt_metadata")
+        host, pbd = _sr_master(ctx, sr)
+        dconf = dict(pbd["device_config"])
+    for value in (rec["other_config"], rec.get("xenstore_data") or {}):
+        check_map_keys(value)
+    with ctx.sim.sm.sr_lock(host, sr_rec["uuid"]):
+        ref = sm.vdi_create(host, sr, dconf, size)
+        with ctx.db.lock:
+            ctx.db.raw("VDI", ref).update(
+                {
+                    "other_config": dict(rec["other_config"]),
+                    "sharable": rec["sharable"],
+                    "tags": list(rec.get("tags") or []),
+                    "xenstore_data": dict(rec.get("xenstore_data") or {}),
+                }
             )
-        ctx.db.raw("VDI", vdi)["managed"] = bool(value)
-        return ""
+            return ref
+
+
+@message("VDI.destroy")
+def vdi_destroy(ctx, vdi):
+    """message_forwarding.ml VDI.destroy: with_sr_andor_vdi (the SM's VDI_DELETE capability,
+    then xapi_vdi.ml check_operation_error: an attached or reserved VBD is VDI_IN_USE
+    [vdi, "destroy"]), forwarded to the SR master; xapi_vdi.ml destroy_and_data_destroy_common:
+    assert_pbd_is_plugged, assert_managed (VDI_NOT_MANAGED), the SM's vdi_delete, then the record
+    and every VBD of the VDI destroyed."""
+    with ctx.db.lock:
+        rec = ctx.db.raw("VDI", vdi)
+        sr = rec["SR"]
+        sr_rec = ctx.db.raw("SR", sr)
+        sm = ctx.sim.sm.driver(sr_rec["type"])
+        if "VDI_DELETE" not in sm.capabilities:
+            raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
+        _assert_no_active_vbd(ctx, vdi)
+        host, pbd = _sr_master(ctx, sr)
+        if not rec["managed"]:
+            raise XapiError("VDI_NOT_MANAGED", vdi)
+        dconf = dict(pbd["device_config"])
+    with ctx.sim.sm.sr_lock(host, sr_rec["uuid"]):
+        sm.vdi_delete(host, sr, dconf, vdi)
+        with ctx.db.lock:
+            # xapi rechecks nothing here: a VBD made meanwhile goes with the VDI.
+            if ctx.db.exists("VDI", vdi):
+                ctx.db.destroy("VDI", vdi)
+            for vbd in ctx.db.find("VBD", VDI=vdi):
+                ctx.db.destroy("VBD", vbd)
+
+
+def _assert_no_active_vbd(ctx, vdi):
+    for vbd in ctx.db.find("VBD", VDI=vdi):
+        v = ctx.db.raw("VBD", vbd)
+        if v["currently_attached"] or v.get("reserved"):
+            raise XapiError("VDI_IN_USE", vdi, "destroy")
 
 
 def _assert_location_unique(ctx, sr, location, uuid):

@@ -1,8 +1,11 @@
 """VM power operations and VBD lifecycle."""
 
+import threading
+import time
 import uuid as uuidlib
 
 from . import devices
+from .api_pool import forward_to
 from .db import NULL
 from .errors import XapiError
 from .handlers import message, require_fields
@@ -266,7 +269,32 @@ def _start(ctx, vm, host_ref):
     )
     agent = ctx.sim.guest_agents.get(vm)
     if agent is not None:
-        rec["guest_metrics"] = ctx.db.create("VM_guest_metrics", dict(agent))
+        _agent_reports(ctx.sim, vm, rec["domid"], agent)
+
+
+def _agent_reports(sim, vm, domid, agent):
+    """VM_guest_metrics appear when the guest's agent first writes its data to xenstore
+    (xen-api ocaml/xapi/xapi_guest_agent.ml all: the record is made on the first report),
+    seconds to minutes after the domain starts on a host: sim.guest_agent_delay seconds here
+    (xapisim.set_guest_agent_delay). Until then an HVM guest has no PV drivers as far as
+    xapi_vbd_helpers.ml knows: VM_MISSING_PV_DRIVERS for a hot-plug."""
+
+    def report():
+        with sim.db.lock:
+            if not sim.db.exists("VM", vm):
+                return
+            rec = sim.db.raw("VM", vm)
+            if rec["power_state"] != "Running" or rec["domid"] != domid:
+                return  # that domain is gone
+            if not sim.db.exists("VM_guest_metrics", rec["guest_metrics"]):
+                rec["guest_metrics"] = sim.db.create("VM_guest_metrics", dict(agent))
+
+    if sim.guest_agent_delay <= 0:
+        report()
+    else:
+        timer = threading.Timer(sim.guest_agent_delay, report)
+        timer.daemon = True
+        timer.start()
 
 
 @message("VM.start")
@@ -354,8 +382,36 @@ def vm_destroy(ctx, vm):
     ctx.db.destroy("VM", vm)
 
 
+# Helpers.Policy.standard (helpers.ml Repeat_with_uniform_backoff): tried again for 2 hours.
+STANDARD_WAIT = 7200.0
+# xapi waits 1 to 20 s (uniformly) between tries; the simulator looks more often.
+RETRY_EVERY = 0.05
+
+
 @message("VM.pool_migrate")
 def vm_pool_migrate(ctx, vm, host_ref, options):
+    """message_forwarding.ml VM.pool_migrate: with_vm_operation ~op:`pool_migrate with the
+    default policy (Helpers.retry, Policy.standard): while another operation holds the VM
+    (VM.call_host_plugin's call_plugin, allowed concurrently with nothing) the call waits and
+    tries again, cancellable meanwhile (TASK_CANCELLED); after two hours it fails with the
+    OTHER_OPERATION_IN_PROGRESS it met. Then the migration, under the database lock."""
+    deadline = time.time() + STANDARD_WAIT
+    signal = ctx.sim.tasks.cancel_signals.get(ctx.task)
+    while True:
+        with ctx.db.lock:
+            ops = ctx.db.raw("VM", vm)["current_operations"]
+            if not ops:
+                return _pool_migrate(ctx, vm, host_ref, options)
+            task, op = sorted(ops.items())[0]
+        if time.time() >= deadline:
+            raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op, task)
+        if signal is not None and signal.wait(RETRY_EVERY):
+            raise XapiError("TASK_CANCELLED", ctx.task)
+        if signal is None:
+            time.sleep(RETRY_EVERY)
+
+
+def _pool_migrate(ctx, vm, host_ref, options):
     """Live migration within the pool: every disk's SR must be plugged on the destination
     (local disks need VM.migrate_send, which this simulator does not model)."""
     rec = ctx.db.raw("VM", vm)
@@ -405,7 +461,7 @@ def host_evacuate(ctx, host_ref, network=NULL, evacuate_batch_size=0):
             _can_boot_here(ctx, vm, target)
         plan.append((vm, targets[0]))
     for vm, target in plan:
-        vm_pool_migrate(ctx, vm, target, {"live": "true"})
+        _pool_migrate(ctx, vm, target, {"live": "true"})
 
 
 def ha_host_failed(ctx, host_ref):
@@ -612,6 +668,7 @@ def vbd_plug(ctx, vbd):
     _check_vbd(ctx, vbd, "plug")
     rec = ctx.db.raw("VBD", vbd)
     vm_rec = ctx.db.raw("VM", rec["VM"])
+    forward_to(ctx, ctx.sim.host(vm_rec["resident_on"]))  # forward_vm_op: do_op_on
     if _domain_type(ctx, vm_rec) == "hvm" and rec["type"] != "CD" and rec["mode"] == "RO":
         raise XapiError("DISK_VBD_MUST_BE_READWRITE_FOR_HVM", vbd)
     name = _device_of(vm_rec, rec)
@@ -629,6 +686,7 @@ def vbd_unplug(ctx, vbd):
     _check_vbd(ctx, vbd, "unplug")
     rec = ctx.db.raw("VBD", vbd)
     vm = ctx.db.raw("VM", rec["VM"])
+    forward_to(ctx, ctx.sim.host(vm["resident_on"]))  # forward_vm_op: do_op_on
     if not rec["empty"]:
         _detach_vdi(ctx, rec, ctx.sim.host(vm["resident_on"]))
     rec["currently_attached"] = False

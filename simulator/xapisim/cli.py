@@ -1,7 +1,7 @@
 """`xapisim`: run a simulated pool and drive its test controls.
 
   xapisim serve [--hosts N] [--vms N] [--listen ADDR:PORT] [--state-dir DIR] [--plugins DIR]
-                [--sm-timing real|fast|FACTOR]
+                [--sm-timing real|fast|FACTOR] [--guest-agent-delay SECONDS]
   xapisim fault METHOD CODE [PARAM…] [--nth N | --every] [--caller client|plugin]
   xapisim latency METHOD|'*' SECONDS [--caller client|plugin]
   xapisim counts | snapshot | argv | clear
@@ -37,6 +37,7 @@ def start(
     password=None,
     tls=None,
     sm_timing="fast",
+    guest_agent_delay=0.0,
 ):
     """Create and serve a pool; returns (simulator, servers, info dict)."""
     address, _, port = listen.rpartition(":")
@@ -49,6 +50,7 @@ def start(
         addresses=_addresses(address, hosts),
         sm_timing=sm_timing,
     )
+    sim.guest_agent_delay = float(guest_agent_delay)
     if plugins:
         sim.install_plugins(plugins)
     servers = Servers(sim, int(port or 0), tls)
@@ -67,7 +69,15 @@ def start(
 def _serve(a):
     tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
     sim, servers, info = start(
-        a.hosts, a.vms, a.listen, a.state_dir, a.plugins, a.password, tls, a.sm_timing
+        a.hosts,
+        a.vms,
+        a.listen,
+        a.state_dir,
+        a.plugins,
+        a.password,
+        tls,
+        a.sm_timing,
+        a.guest_agent_delay,
     )
     print(json.dumps(info), flush=True)
     done = threading.Event()
@@ -117,6 +127,13 @@ def main(argv=None):
         default="fast",
         help="the real SM's waits (iSCSI login settle 5 s, scan 2 s, SR scanner 30 s): "
         "real, fast (1/100) or a factor",
+    )
+    s.add_argument(
+        "--guest-agent-delay",
+        type=float,
+        default=0.0,
+        help="seconds from a VM's start to its guest agent's first report (its guest "
+        "metrics; seconds to minutes on a host; default 0)",
     )
     f = sub.add_parser("fault", help="make a message fail")
     f.add_argument("method")

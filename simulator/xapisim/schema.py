@@ -49,12 +49,26 @@ _EXTRA = {
             ["evacuate_batch_size", "int", False],
         ]
     },
-    # datamodel.ml VDI.set_managed: hidden from the docs, _R_LOCAL_ROOT_ONLY.
     "VDI": {
+        # datamodel.ml VDI: the implicit constructor and destructor (the class is not in
+        # the extract's message list), and the explicit setters of fields SM keeps
+        # (hidden from the docs; message_forwarding.ml guards them).
+        "create": [["args", "VDI record", True]],
+        "destroy": [["self", "VDI ref", True]],
         "set_managed": [["self", "VDI ref", True], ["value", "bool", True]],
+        "set_sharable": [["self", "VDI ref", True], ["value", "bool", True]],
+        "set_read_only": [["self", "VDI ref", True], ["value", "bool", True]],
+        "set_missing": [["self", "VDI ref", True], ["value", "bool", True]],
+        "set_virtual_size": [["self", "VDI ref", True], ["value", "int", True]],
+        "set_physical_utilisation": [["self", "VDI ref", True], ["value", "int", True]],
         # datamodel.ml VDI: name_label/name_description are StaticRO with explicit setters.
         "set_name_label": [["self", "VDI ref", True], ["value", "string", True]],
         "set_name_description": [["self", "VDI ref", True], ["value", "string", True]],
+    },
+    "SR": {
+        "set_virtual_allocation": [["self", "SR ref", True], ["value", "int", True]],
+        "set_physical_size": [["self", "SR ref", True], ["value", "int", True]],
+        "set_physical_utilisation": [["self", "SR ref", True], ["value", "int", True]],
     },
     "secret": {
         "introduce": [

@@ -172,6 +172,8 @@ class Simulator:
         # self.guest_agents holds what each guest's agent reports once it runs (VM_guest_metrics
         # fields); a VM without an entry reports nothing.
         self.guest_agents = {}
+        # Seconds from a VM's start to its guest agent's first report (api_vm._agent_reports).
+        self.guest_agent_delay = 0.0
         for i in range(nvms):
             kind = "pv" if i < 4 else ("hvm-drivers" if (i - 4) % 2 == 0 else "hvm")
             running = i % 2 == 0 or kind != "pv"

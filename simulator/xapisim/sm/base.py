@@ -4,6 +4,7 @@ import ipaddress
 import socket
 from typing import Optional, Tuple
 
+from ..errors import XapiError
 from .errors import sm_error
 
 
@@ -50,6 +51,14 @@ class StorageManager:
 
     def introduce(self, host, sr, dconf, uuid, location, sm_config):
         raise sm_error("VDIUnavailable")
+
+    def vdi_create(self, host, sr_ref, dconf, size):
+        """The ref of the VDI the SM made or claimed. Not modelled for image-file types:
+        refused, the stricter answer."""
+        raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr_ref)
+
+    def vdi_delete(self, host, sr_ref, dconf, vdi_ref):
+        raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr_ref)
 
     def after_attach(self, host, sr, pbd_rec):
         """Side effects of sr_attach on the PBD record (the iSCSI SM writes iscsi_sessions)."""

@@ -296,6 +296,33 @@ class HBA(StorageManager):
         # an hba LUN cannot be introduced (xapi then reports INTERNAL_ERROR).
         raise sm_error("VDIUnavailable")
 
+    def vdi_create(self, host, sr_ref, dconf, size):
+        """LUNperVDI.RAWVDI.create: the SR's VDI records (util._getVDIs, in SR.VDIs order), the
+        LUNs this host shows (sr._loadvdis: a rescan), and of the records that are unmanaged,
+        at least `size` and a LUN shown, the smallest (the first of equal ones) is claimed with
+        VDI.set_managed through the SM's own session; its uuid goes back to xapi, which finds
+        its record again. None fits: SRNoSpace (SR_BACKEND_FAILURE_44)."""
+        shown = set(vdi_uuid_for(s) for s in self._luns(host, dconf) or {})
+        db = self.sim.db
+        with db.lock:
+            best = None
+            for ref in db.find("VDI", SR=sr_ref):
+                rec = db.raw("VDI", ref)
+                fits = int(rec["virtual_size"]) >= size and rec["uuid"] in shown
+                if not rec["managed"] and fits:
+                    if best is None or int(rec["virtual_size"]) < int(best[1]["virtual_size"]):
+                        best = (ref, rec)
+            if best is None:
+                raise sm_error("SRNoSpace")
+            best[1]["managed"] = True
+            return best[0]
+
+    def vdi_delete(self, host, sr_ref, dconf, vdi_ref):
+        # LUNperVDI.RAWVDI.delete: VDI.set_managed false if managed; every error swallowed.
+        with self.sim.db.lock:
+            if self.sim.db.exists("VDI", vdi_ref):
+                self.sim.db.raw("VDI", vdi_ref)["managed"] = False
+
     def vdi_attach(self, host, sr, dconf, vdi):
         # RAWVDI.attach: _loadvdis; a LUN no longer seen -> VDIUnavailable.
         luns = self._luns(host, dconf) or {}

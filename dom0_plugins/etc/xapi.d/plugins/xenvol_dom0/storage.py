@@ -5,18 +5,30 @@ Ownership marks live in SR.other_config (PBD.create ignores other_config):
                                all of them xenvol's)
   xenvol-pbd-<host uuid> = true  xenvol created that host's PBD of an SR it did not introduce
 A VDI that connect_volume holds for a host carries xenvol-connected-<host uuid> in its
-other_config; a VBD xenvol created carries xenvol = true."""
+other_config; a VBD xenvol created carries xenvol = true; a raw LUN xenvol claimed carries
+xenvol-lun-claim = <host uuid>/<op id> of the call that claimed it."""
 
+import os
 import time
 
 import XenAPI
 
-from . import log
-from .errors import UNSUPPORTED_VOLUME, XAPI_ERROR, XenvolError, from_xapi, vanished
+from . import journal, log
+from .errors import (
+    UNSUPPORTED_VOLUME,
+    VDI_NOT_FOUND,
+    XAPI_ERROR,
+    XenvolError,
+    from_xapi,
+    vanished,
+)
 from .lease import Lease
 from .redact import SCRUB
 
 INTRODUCED = "xenvol-introduced"
+LUN_CLAIM = "xenvol-lun-claim"
+# sm XE_SR_ERRORCODES.xml SRNoSpace: LUNperVDI.RAWVDI.create found no unmanaged LUN that fits.
+NO_SPACE = "SR_BACKEND_FAILURE_44"
 PBD_MARK = "xenvol-pbd-"
 CONNECTED = "xenvol-connected-"
 FORGOTTEN = "SR forgotten"
@@ -277,15 +289,165 @@ def remove_mark(call, sr, key):
 
 def users(call, sr):
     """What holds an SR: VBDs on its VDIs, and connect_volume claims."""
-    x = call.x
-    held = []
+    return _usage(call, sr)[0]
+
+
+def _usage(call, sr):
+    """(users, the raw LUNs this host's finished calls claimed that nothing uses)."""
+    held, idle = [], []
     # One filtered read, not a record per VDI.
-    for _vdi, rec in sorted(x.VDI.get_all_records_where('field "SR" = "%s"' % sr).items()):
+    found = call.x.VDI.get_all_records_where('field "SR" = "%s"' % sr)
+    for vdi, rec in sorted(found.items()):
+        used = False
         if rec["VBDs"]:
             held.append(("vbd", rec["uuid"]))
+            used = True
         if any(k.startswith(CONNECTED) for k in rec["other_config"]):
             held.append(("connect", rec["uuid"]))
-    return held
+            used = True
+        if not used and rec["managed"] and _finished_claim(call, rec):
+            idle.append(vdi)
+    return held, idle
+
+
+def _finished_claim(call, rec):
+    """A LUN claimed by a call of this host that is over: its journal is gone (a call under
+    way, or dead and not yet recovered, keeps its journal and releases its own claims)."""
+    host_uuid, _, op_id = rec["other_config"].get(LUN_CLAIM, "").partition("/")
+    if host_uuid != call.host_uuid or not journal.valid_op_id(op_id) or op_id == call.op_id:
+        return False
+    return not os.path.exists(journal.path_of(op_id))
+
+
+# ---------------------------------------------------------------------- raw LUN claims
+def claim_lun(call, sr, vdi, steps):
+    """Make a raw LUN usable: xapi refuses every VBD operation on an unmanaged VDI
+    (VDI_NOT_MANAGED), and the LUN-per-VDI SMs (sm HBASR) leave the LUNs a scan finds
+    unmanaged. VDI.set_managed is refused to every session but the SM's own (xen-api
+    message_forwarding.ml: Sm.assert_session_has_internal_sr_access), so the LUN is claimed
+    the way xapi allows: VDI.create on its SR, where sm's LUNperVDI.RAWVDI.create claims the
+    smallest unmanaged LUN of at least the size asked (and returns that LUN's VDI). Asked for
+    exactly the wanted LUN's size, the SM takes it or another unmanaged LUN of the same size:
+    each claimed LUN is checked by its SCSI id, a wrong one is held (so the SM does not offer
+    it again) and released (VDI.destroy: RAWVDI.delete) before this returns. Every claim carries
+    LUN_CLAIM = <host>/<op id>, set by the VDI.create itself, and the journal names that mark
+    before the first VDI.create: a call killed at any point has its claims released by its
+    rollback or recovery. The claims of one SR on this host run one at a time. Returns the
+    VDI to use (the wanted LUN's, as xapi found it again)."""
+    x = call.x
+    rec = call.records.get(vdi) or call.do("reading the VDI", x.VDI.get_record, vdi)
+    if rec["managed"] and LUN_CLAIM not in rec["other_config"]:
+        return vdi  # usable, and no claim of ours in flight on it
+    want = rec["sm_config"].get("SCSIid")
+    if not want:
+        return vdi  # not a raw LUN: xapi says what it thinks of it at the VBD
+    sr_uuid = call.uuids.get(sr) or x.SR.get_uuid(sr)
+    mark = "%s/%s" % (call.host_uuid, call.op_id)
+    with call.lock("lun-claims-" + sr_uuid):
+        # Again, now that no other claim of this SR is under way here (one that held this LUN
+        # for a moment has released it: then it is gone until a rescan, and the call starts
+        # again).
+        rec = call.records[vdi] = call.do("reading the VDI", x.VDI.get_record, vdi)
+        if rec["managed"]:
+            return vdi
+        steps.will("claim LUN %s" % want, "release_lun_claims", sr_uuid=sr_uuid, mark=mark)
+        log.step("claiming the LUN with VDI.create on its SR", scsi_id=want)
+        wrong = []
+        try:
+            while True:  # each turn claims another LUN: at most as many as the SR shows
+                try:
+                    got = x.VDI.create(_claim_record(sr, rec, mark))
+                except XenAPI.Failure as f:
+                    if f.details[0] != NO_SPACE:
+                        raise from_xapi(f, "claiming the LUN") from None
+                    return _not_claimable(call, vdi, want)
+                got_rec = call.records[got] = call.do(
+                    "reading the claimed LUN's VDI", x.VDI.get_record, got
+                )
+                if got_rec["sm_config"].get("SCSIid") == want:
+                    return _keep_other_config(call, got, rec, got_rec)
+                log.step(
+                    "the SM claimed another LUN of that size; holding it and asking again",
+                    scsi_id=got_rec["sm_config"].get("SCSIid"),
+                )
+                wrong.append(got)
+        finally:
+            for other in wrong:
+                _release_lun(call, other)
+
+
+def _keep_other_config(call, vdi, before, now):
+    """xapi_vdi.ml create sets the claimed record's other_config to the one given: what the
+    LUN's record held before comes back, with the claim's mark."""
+    if before["other_config"]:
+        merged = dict(before["other_config"], **now["other_config"])
+        call.do("restoring the LUN's other_config", call.x.VDI.set_other_config, vdi, merged)
+        now["other_config"] = merged
+    return vdi
+
+
+def _claim_record(sr, rec, mark):
+    return {
+        "SR": sr,
+        "virtual_size": rec["virtual_size"],
+        "type": "user",
+        "sharable": False,
+        "read_only": False,
+        "other_config": {LUN_CLAIM: mark},
+        "name_label": rec["name_label"],
+        "name_description": rec["name_description"],
+        "xenstore_data": {},
+        "sm_config": {},
+        "tags": [],
+    }
+
+
+def _not_claimable(call, vdi, want):
+    """The SM found no unmanaged LUN of that size any more: the wanted one was claimed
+    meanwhile (by something else than xenvol: then it is usable), or it went."""
+    try:
+        rec = call.x.VDI.get_record(vdi)
+    except XenAPI.Failure as f:
+        raise from_xapi(f, "reading the LUN's VDI") from None
+    if rec["managed"]:
+        return vdi
+    raise XenvolError(
+        VDI_NOT_FOUND,
+        "the LUN with SCSI id %s is shown unmanaged, but its SR's SM cannot claim it" % want,
+        scsi_id=want,
+    )
+
+
+def _release_lun(call, vdi):
+    """VDI.destroy of a LUN xenvol claimed: sm's RAWVDI.delete unmanages it, xapi drops its
+    record (a rescan shows the LUN again, unmanaged). A VBD plugged meanwhile keeps it."""
+    try:
+        call.x.VDI.destroy(vdi)
+    except XenAPI.Failure as f:
+        if f.details[0] not in ("HANDLE_INVALID", "VDI_IN_USE", "VDI_NOT_MANAGED"):
+            raise from_xapi(f, "releasing a claimed LUN") from None
+
+
+def release_claims(call, sr, mark):
+    """Release the LUNs of the SR claimed under `mark` that nothing uses (a rollback)."""
+    sr_uuid = call.uuids.get(sr) or call.x.SR.get_uuid(sr)
+    with call.lock("lun-claims-" + sr_uuid):
+        found = call.x.VDI.get_all_records_where('field "SR" = "%s"' % sr)
+        for vdi, rec in sorted(found.items()):
+            other = rec["other_config"]
+            if other.get(LUN_CLAIM) != mark or not rec["managed"] or rec["VBDs"]:
+                continue
+            if not any(k.startswith(CONNECTED) for k in other):
+                _release_lun(call, vdi)
+
+
+def _release_idle(call, sr, sr_uuid, idle):
+    if not idle:
+        return
+    with call.lock("lun-claims-" + sr_uuid):
+        for vdi in idle:
+            log.step("releasing a claimed LUN nothing uses")
+            _release_lun(call, vdi)
 
 
 def release_sr(call, sr):
@@ -332,7 +494,11 @@ def _release(call, sr):
     rec = call.sr_records.get(sr)
     other = rec["other_config"] if rec else x.SR.get_other_config(sr)
     sr_uuid = call.uuids.get(sr) or x.SR.get_uuid(sr)
-    held = users(call, sr)
+    held, idle = _usage(call, sr)
+    if held or other.get(INTRODUCED) != "true":
+        # The SR stays: the LUNs claimed for volumes detached since go back (a forgotten SR
+        # takes its records, and their claims, with it).
+        _release_idle(call, sr, sr_uuid, idle)
     if held:
         log.step("SR still in use; keeping it", sr_uuid=sr_uuid, users=len(held))
         return "SR kept: still in use by %d volume(s)" % len(held)
@@ -356,7 +522,16 @@ def _forget(call, sr, sr_uuid):
     for pbd, rec in sorted(pbds.items()):
         if rec["currently_attached"]:
             log.step("unplugging PBD", sr_uuid=sr_uuid)
-            call.do("unplugging the SR", x.PBD.unplug, pbd)
+            try:
+                x.PBD.unplug(pbd)
+            except XenAPI.Failure as f:
+                if f.details[0] != "HOST_OFFLINE":
+                    raise from_xapi(f, "unplugging the SR") from None
+                # xapi forwards nothing to a host that is not live (message_forwarding.ml
+                # check_live) and leaves its PBDs plugged: the SR cannot be forgotten yet.
+                host_uuid = x.host.get_uuid(rec["host"])
+                log.warning("host %s is offline; keeping SR %s" % (host_uuid, sr_uuid))
+                return "SR kept: host %s is offline (its PBD stays plugged)" % host_uuid
     log.step("forgetting SR", sr_uuid=sr_uuid)
     call.do("forgetting the SR", x.SR.forget, sr)
     return FORGOTTEN

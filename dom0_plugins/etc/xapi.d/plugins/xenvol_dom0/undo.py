@@ -129,12 +129,12 @@ def finish_detach(call, vbd):
     vbds.destroy(call, vbd)
 
 
-@compensation("unclaim_lun")
-def unclaim_lun(call, vdi_uuid):
-    """Undo a VDI.set_managed claim of a raw LUN (fibre_channel)."""
-    vdi = call.find("VDI", vdi_uuid)
-    if vdi is not None and call.x.VDI.get_managed(vdi):
-        call.x.VDI.set_managed(vdi, False)
+@compensation("release_lun_claims")
+def release_lun_claims(call, sr_uuid, mark):
+    """Undo storage.claim_lun: the LUNs claimed under the call's mark that nothing uses."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        storage.release_claims(call, sr, mark)
 
 
 @compensation("remove_claim")

@@ -94,7 +94,8 @@ class Driver:
     def connect_volume(self, call, config, steps):
         """Make the volume's VDI usable on this host; every change goes into `steps`."""
         sr = storage.ensure_sr(call, self, config, steps)
-        return sr, self.find_vdi(call, sr, config)
+        vdi = self.find_vdi(call, sr, config)
+        return sr, storage.claim_lun(call, sr, vdi, steps)
 
     def disconnect_volume(self, call, sr):
         """Undo connect_volume once nothing uses the SR any more."""
@@ -129,25 +130,13 @@ def vdi_by_uuid_with_scan(call, sr, uuid, field):
     )
 
 
-def vdi_by_sm_config(call, sr, key, value, adopt_unmanaged=False):
-    """The VDI of a LUN-per-VDI SR whose sm_config[key] is value (adopted if asked and
-    unmanaged), or None."""
+def vdi_by_sm_config(call, sr, key, value):
+    """The VDI of a LUN-per-VDI SR whose sm_config[key] is value, or None. An unmanaged one
+    is claimed by connect_volume (storage.claim_lun)."""
     for vdi, rec in call.do("reading VDIs", _vdi_records, call, sr):
         if rec["sm_config"].get(key) == value:
-            return adopt(call, sr, vdi, rec) if adopt_unmanaged else vdi
+            return vdi
     return None
-
-
-def adopt(call, sr, vdi, rec):
-    """Make an unmanaged raw-LUN VDI usable: xapi refuses every VBD operation on it
-    (VDI_NOT_MANAGED). The generic LUN-per-VDI SM (`hba`; sm LUNperVDI.RAWVDI) leaves the LUNs
-    a scan finds unmanaged, and HBASR._getLUNbySMconfig makes VDI.introduce of them fail
-    always; VDI.set_managed (a local-root call) is how sm's RAWVDI.create claims one."""
-    if rec["managed"]:
-        return vdi
-    log.step("claiming an unmanaged LUN with VDI.set_managed", vdi_uuid=rec["uuid"])
-    call.do("claiming the LUN's VDI", call.x.VDI.set_managed, vdi, True)
-    return vdi
 
 
 def _vdi_records(call, sr):

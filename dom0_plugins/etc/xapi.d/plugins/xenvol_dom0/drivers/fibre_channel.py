@@ -5,13 +5,12 @@ its own zoning. SR.scan rescans the HBAs (sm HBASR); the LUN is then found the w
 kernel shows it: /sys/block/sdX/device -> H:C:T:L, initiator = fc_host/hostH/port_name, target
 = fc_transport/targetH:C:T/port_name, SCSI id from the disk's wwid. The VDI is the one with
 that sm_config SCSIid. HBASR leaves scanned LUNs unmanaged and cannot VDI.introduce them
-(_getLUNbySMconfig always fails), so the LUN is claimed with VDI.set_managed, as sm's own
-RAWVDI.create does."""
+(_getLUNbySMconfig always fails), and VDI.set_managed is the SM's alone: the LUN is claimed by
+VDI.create on the SR, checked by SCSI id (storage.claim_lun, run by Driver.connect_volume)."""
 
 import os
 import re
 
-from .. import log
 from ..errors import VDI_NOT_FOUND, XenvolError
 from .base import Config, Driver, name_uuid, scan, vdi_by_sm_config, wait_for
 
@@ -63,14 +62,6 @@ class FibreChannelDriver(Driver):
 
     def device_config(self, cfg):
         return {}
-
-    def connect_volume(self, call, cfg, steps):
-        sr, vdi = Driver.connect_volume(self, call, cfg, steps)
-        if not call.do("reading the VDI", call.x.VDI.get_managed, vdi):
-            log.step("claiming the unmanaged LUN with VDI.set_managed")
-            with steps.change("claim LUN", "unclaim_lun", vdi_uuid=call.x.VDI.get_uuid(vdi)):
-                call.do("claiming the LUN", call.x.VDI.set_managed, vdi, True)
-        return sr, vdi
 
     def find_vdi(self, call, sr, cfg):
         def scan_and_look(attempt):

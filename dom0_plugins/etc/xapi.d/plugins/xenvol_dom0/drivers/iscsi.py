@@ -167,7 +167,7 @@ class ISCSIDriver(Driver):
 
         def scan_and_look(attempt):
             scan(call, sr, "scanning the iSCSI SR", attempt)
-            return vdi_by_sm_config(call, sr, "LUNid", lun, adopt_unmanaged=True)
+            return vdi_by_sm_config(call, sr, "LUNid", lun)
 
         return wait_for(call, scan_and_look, "LUN %s of %s" % (lun, cfg.iqn), "data.target_lun")
 

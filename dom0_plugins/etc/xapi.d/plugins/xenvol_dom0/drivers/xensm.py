@@ -113,7 +113,7 @@ class XenSMDriver(Driver):
 
         def scan_and_look(attempt):
             scan(call, sr, "scanning the SR", attempt)
-            return vdi_by_sm_config(call, sr, "LUNid", str(cfg.target_lun), adopt_unmanaged=True)
+            return vdi_by_sm_config(call, sr, "LUNid", str(cfg.target_lun))
 
         return wait_for(call, scan_and_look, "LUN %d" % cfg.target_lun, "data.target_lun")
 
