@@ -14,6 +14,9 @@ import XenAPI
 from xapisim import cli
 from xapisim.peers import ganesha, gluster, samba, tgt
 
+# Parallel workers, each in its own namespace, and the `slow` mark (tests/suite_plugin.py).
+pytest_plugins = ("suite_plugin",)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(REPO, "dom0_plugins", "etc", "xapi.d", "plugins")
 # The plugin's API level as its version.py says (tests that edit it on a host replace this).

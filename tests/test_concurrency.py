@@ -30,10 +30,17 @@ def _wait_for_call(pool, method, t, out, n=1):
         t.join(0.01)
 
 
+# How long the window stays open: longer than a whole detach takes on a loaded machine (four
+# workers on two shared cores), as the detach must release the SR within it. Once it has, the
+# latencies go, so the rest of the test (the retry, the clean-up) does not wait.
+WINDOW = 8.0
+
+
 def _window(ppool, peers, fn, wait_in, slowed=None):
     """vm-3 (another host) holds LUN 2 of a target; an attach (or connect) of LUN 1 on vm-1's
     host finds the SR up and waits in `wait_in`, its step before the VBD (or claim) exists;
-    meanwhile the detach of LUN 2 releases the SR (its `slowed` call slowed down)."""
+    meanwhile the detach of LUN 2 releases the SR (its `slowed` call slowed down to end after
+    the window)."""
     xapi = ppool.session().xenapi
     before = state(ppool)
     iqn = peers.new_target(luns=(1, 2))
@@ -42,9 +49,9 @@ def _window(ppool, peers, fn, wait_in, slowed=None):
     assert host1.ref != host3.ref
     other = plugin(xapi, host3, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=uuid3)
     ppool.admin.clear()
-    ppool.admin.set_latency(wait_in, 1.5, "plugin")
+    ppool.admin.set_latency(wait_in, WINDOW, "plugin")
     if slowed:
-        ppool.admin.set_latency(slowed, 3.0, "plugin")
+        ppool.admin.set_latency(slowed, WINDOW + 2, "plugin")
     args = {"vm_uuid": uuid1} if fn == "attach_volume" else {}
     t, out = _in_thread(
         lambda: plugin(ppool.session().xenapi, host1, fn, connection_info=ci(peers, iqn, 1), **args)
@@ -52,6 +59,8 @@ def _window(ppool, peers, fn, wait_in, slowed=None):
     _wait_for_call(ppool, wait_in, t, out)
     released = plugin(xapi, host3, "detach_volume", vbd_uuid=other["vbd_uuid"])
     assert released["note"] == "SR forgotten"
+    for method in (wait_in, slowed or wait_in):
+        ppool.admin.set_latency(method, 0, "plugin")
     t.join(120)
     got = out["r"]
     assert not isinstance(got, PluginError), got

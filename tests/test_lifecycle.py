@@ -26,6 +26,7 @@ from xenvol import errors
 CHAP = ("xenvol-user", "Chap-Secret-0123")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_attach_killed_at_every_step_then_again(ppool, when):
     default_settings(ppool)
@@ -42,6 +43,7 @@ def test_attach_killed_at_every_step_then_again(ppool, when):
         assert journals(host) == [], n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn", ["detach_volume", "disconnect_volume"])
 def test_release_killed_at_every_step_then_again(ppool, fn):
     default_settings(ppool)
@@ -57,6 +59,7 @@ def test_release_killed_at_every_step_then_again(ppool, fn):
     release_each_kill(ppool, xapi, host, fn, "after", info, vm_uuid, nothing_left)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fn", ["detach_volume", "disconnect_volume"])
 def test_fault_at_every_release_call_then_a_plain_retry(ppool, fn):
     xapi = ppool.session().xenapi
@@ -186,6 +189,7 @@ def test_a_rebooted_host_recovers_the_journal_of_the_last_boot(ppool):
     assert state(ppool) == before
 
 
+@pytest.mark.slow
 def test_client_timeout_then_the_same_op_id_returns_the_result(ppool, monkeypatch):
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as client:
         _ref, vm_uuid, host = placed(ppool, client.x, "vm-1")
@@ -205,6 +209,7 @@ def test_client_timeout_then_the_same_op_id_returns_the_result(ppool, monkeypatc
         client.detach(attachment=att)
 
 
+@pytest.mark.slow
 def test_gc_removes_what_a_vanished_vm_left_and_nothing_else(ppool):
     """A VM destroyed with a volume attached (VM.destroy takes its VBDs, not its VDIs): the SR,
     PBD and a client secret whose both sides died are left; gc lists them, --apply removes

@@ -11,6 +11,8 @@ from test_plugin_drivers import nfs_volume
 from test_plugin_iscsi import ci, placed
 from test_plugin_session import file_volume
 
+pytestmark = pytest.mark.slow  # kill matrices: a plugin run per XAPI call
+
 CHAP = ("kill-user", "Kill-Chap-Secret-77")
 
 

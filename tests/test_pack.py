@@ -16,10 +16,13 @@ from conftest import FAST_SETTINGS, Pool
 from xenvol_pack import build, verify
 from xenvol_pack.common import PackError, gpg, key_info, stop_agent
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in build.TOOLS + ("rpm",)),
-    reason="rpm, createrepo-c, xorriso or gnupg is not installed",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not all(shutil.which(t) for t in build.TOOLS + ("rpm",)),
+        reason="rpm, createrepo-c, xorriso or gnupg is not installed",
+    ),
+    pytest.mark.slow,  # rpmbuild, xorriso, gpg, sshd
+]
 BIN = os.path.dirname(sys.executable)
 
 

@@ -151,6 +151,7 @@ def test_xensm_generic_pass_through(ppool):
     assert state(ppool) == before
 
 
+@pytest.mark.slow
 def test_xensm_lun_of_an_hba_sr_is_claimed_with_vdi_create(ppool):
     """The `hba` SM leaves a scanned LUN unmanaged (VDI_NOT_MANAGED at plug) and cannot
     VDI.introduce it, and VDI.set_managed is the SM's alone; the plugin claims it with

@@ -35,6 +35,7 @@ def ci(lun_no, **data):
     return {"driver_volume_type": "fibre_channel", "data": base}
 
 
+@pytest.mark.slow
 def test_attach_finds_the_lun_by_wwn_and_lun_and_claims_it(ppool):
     xapi = ppool.session().xenapi
     scsi_id = lun(ppool, T1, 5)
@@ -58,6 +59,7 @@ def test_attach_finds_the_lun_by_wwn_and_lun_and_claims_it(ppool):
     assert state(ppool) == before
 
 
+@pytest.mark.slow
 def test_target_wwns_luns_lists_and_a_lun_above_255(ppool):
     scsi_id = lun(ppool, T2, 300)
     info = {
@@ -119,11 +121,13 @@ def test_multipath_host_sees_both_paths(ppool):
     xapi.host.remove_from_other_config(host.ref, "multipathing")
 
 
+@pytest.mark.slow
 def test_fault_at_every_xapi_call(ppool):
     lun(ppool, T1, 2)
     fault_at_every_call(ppool, ci(2))
 
 
+@pytest.mark.slow
 def test_attach_while_the_fabric_rescans(ppool):
     """The driver reads the host's sysfs while rescans (xapi's background scans run them at
     any time) add and remove another LUN, whose entries vanish under the reader: each attach
@@ -154,6 +158,7 @@ def test_attach_while_the_fabric_rescans(ppool):
     assert state(ppool) == before
 
 
+@pytest.mark.slow
 def test_concurrent_attaches_share_the_host_sr(ppool):
     for n in (21, 22, 23):
         lun(ppool, T1, n)

@@ -129,6 +129,7 @@ def test_a_failure_while_or_after_claiming_releases_every_lun_it_claimed(ppool, 
     plugin(xapi, host, "detach_volume", vbd_uuid=keep["vbd_uuid"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_call_killed_while_claiming_leaves_no_lun_claimed(ppool, when):
     xapi = ppool.session().xenapi

@@ -29,6 +29,7 @@ def file_volume(host):
     }
 
 
+@pytest.mark.slow
 def test_read_only_disk_on_an_hvm_guest_is_refused(hvm_pool):
     xapi = hvm_pool.session().xenapi
     ref, vm_uuid, host = placed(hvm_pool, xapi, "vm-5")
@@ -54,6 +55,7 @@ def test_read_only_disk_on_an_hvm_guest_is_refused(hvm_pool):
     assert state(hvm_pool) == before
 
 
+@pytest.mark.slow
 def test_hotplug_into_an_hvm_guest_without_drivers_waits_for_the_next_start(hvm_pool):
     xapi = hvm_pool.session().xenapi
     ref, vm_uuid, host = placed(hvm_pool, xapi, "vm-6")

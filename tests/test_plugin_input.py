@@ -207,6 +207,7 @@ def target(ppool):
     return xapi, host, xapi.VM.get_uuid(ref)
 
 
+@pytest.mark.slow
 def test_malformed_connection_info(ppool, target):
     xapi, host, vm_uuid = target
     before = state(ppool)
@@ -223,6 +224,7 @@ def test_malformed_connection_info(ppool, target):
     assert ppool.admin.counts().get("SR.introduce") is None
 
 
+@pytest.mark.slow
 def test_bad_arguments(ppool, target):
     xapi, host, vm_uuid = target
     before = state(ppool)

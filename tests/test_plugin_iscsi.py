@@ -4,6 +4,7 @@ exec'd xenvol plugin -> simulator -> real tgt target. Assertions are on pool sta
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -370,16 +371,33 @@ def test_a_lun_that_appears_late_is_found_by_the_rescans(ppool, peers):
     iqn = peers.new_target(luns=(1,))
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     with open(os.path.join(host.root, "etc/xenvol/xenvol.conf"), "w") as fh:
-        json.dump({"lun_rescan_delays": [0.5, 1, 2]}, fh)
-    timer = threading.Timer(1.0, peers.iscsi.add_lun, (iqn, 2, 8))
-    timer.start()
+        json.dump({"lun_rescan_delays": [0.5, 1, 2, 4, 8]}, fh)
+    log = os.path.join(host.root, "var/log/xenvol.log")
+
+    def missed():
+        try:
+            with open(log) as fh:
+                return "not visible yet; rescanning" in fh.read()
+        except FileNotFoundError:
+            return False
+
+    def appears_after_the_first_miss():
+        # The LUN appears once the plugin has looked and missed it (a wait on the plugin's
+        # log, not on time, so a slow machine cannot make it appear before the first look).
+        for _ in range(600):
+            if missed():
+                peers.iscsi.add_lun(iqn, 2, 8)
+                return
+            time.sleep(0.05)
+
+    array = threading.Thread(target=appears_after_the_first_miss)
+    array.start()
     try:
         out = plugin(
             xapi, host, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=vm_uuid
         )
     finally:
-        timer.join()
+        array.join()
     assert xapi.VDI.get_sm_config(xapi.VDI.get_by_uuid(out["vdi_uuid"]))["LUNid"] == "2"
-    log = open(os.path.join(host.root, "var/log/xenvol.log")).read()
-    assert "not visible yet; rescanning" in log
+    assert missed()
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])

@@ -46,10 +46,12 @@ def test_cephfs_device_config(ppool):
     assert state(ppool) == before
 
 
+@pytest.mark.slow
 def test_fault_at_every_xapi_call(ppool):
     fault_at_every_call(ppool, ceph(ppool))
 
 
+@pytest.mark.slow
 def test_idempotent_and_concurrent(ppool):
     idempotent(ppool, ceph(ppool))
     sr_uuid = str(uuid.uuid4())

@@ -7,6 +7,8 @@ import time
 import uuid
 import xmlrpc.client
 
+import pytest
+
 from conftest import PluginError, plugin, state
 from test_plugin_iscsi import placed
 
@@ -52,6 +54,7 @@ def attach_while_the_client_logs_out(pool, host, vm_uuid, info):
     return out["result"]
 
 
+@pytest.mark.slow
 def test_attach_completes_after_the_client_logged_out(ppool):
     xapi = ppool.session().xenapi
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
@@ -62,6 +65,7 @@ def test_attach_completes_after_the_client_logged_out(ppool):
     plugin(xapi, host, "detach_volume", vbd_uuid=result["vbd_uuid"])
 
 
+@pytest.mark.slow
 def test_rollback_runs_after_the_client_logged_out(ppool):
     xapi = ppool.session().xenapi
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
@@ -73,6 +77,7 @@ def test_rollback_runs_after_the_client_logged_out(ppool):
     assert state(ppool) == before
 
 
+@pytest.mark.slow
 def test_the_plugins_session_ends_with_the_call(ppool):
     xapi = ppool.session().xenapi
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-3")

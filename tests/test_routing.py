@@ -31,6 +31,7 @@ def _off_master(pool, xapi):
     pytest.skip("no running VM on a member")
 
 
+@pytest.mark.slow
 def test_the_plugin_names_the_vms_host_and_changes_nothing(ppool):
     xapi = ppool.session().xenapi
     name, (vm_ref, vm_uuid, host) = _off_master(ppool, xapi)
@@ -68,6 +69,7 @@ def test_a_vm_by_name_is_resolved_in_dom0(ppool):
     assert e.value.code == "XENVOL_INVALID_ARGUMENT" and "give its uuid" in e.value.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("routing", ["host", "native"])
 def test_the_client_follows_the_vm_to_its_host(ppool, routing):
     xapi = ppool.session().xenapi
@@ -99,6 +101,7 @@ def test_the_client_follows_the_vm_to_its_host(ppool, routing):
         assert after.get(cls) == before.get(cls), cls
 
 
+@pytest.mark.slow
 def test_a_sync_call_that_times_out_is_asked_again_by_op_id(ppool, monkeypatch):
     xapi = ppool.session().xenapi
     _name, (vm_ref, vm_uuid, host) = _off_master(ppool, xapi)

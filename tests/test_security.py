@@ -71,6 +71,7 @@ def test_xensm_cannot_take_another_vms_disk_or_a_foreign_sr(ppool):
     assert state(ppool) == before
 
 
+@pytest.mark.slow
 def test_a_named_sr_xenvol_did_not_introduce_is_refused_unless_allowed(ppool):
     xapi = ppool.session().xenapi
     sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
@@ -173,6 +174,7 @@ def test_chap_is_checked_on_every_attach_of_a_plugged_target(ppool, peers):
 
 
 # ---------------------------------------------------------------------- hole 4: file
+@pytest.mark.slow
 def test_file_driver_serves_only_operator_roots(ppool):
     xapi = ppool.session().xenapi
     _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")

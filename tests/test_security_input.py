@@ -110,6 +110,7 @@ CORPUS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("indent", [None, 2], ids=["compact", "pretty"])
 def test_hostile_corpus_through_call_plugin(ppool, indent):
     xapi = ppool.session().xenapi
@@ -150,6 +151,7 @@ def test_pretty_printed_documents_and_bare_ipv6_portals_are_understood(ppool):
     assert check.host_port("fd00::1:2", "s", 2049, bare_v6_port=False) == ("fd00::1:2", 2049)
 
 
+@pytest.mark.slow
 def test_hostile_corpus_through_the_client(ppool):
     xapi = ppool.session().xenapi
     before = state(ppool)
@@ -182,6 +184,7 @@ def test_client_and_plugin_agree_on_passwords(value):
         assert "\n" not in value and "\r" not in value and 0 < len(value) <= 256
 
 
+@pytest.mark.slow
 @given(st.from_regex(r"[a-zA-Z][a-zA-Z0-9_-]{0,20}", fullmatch=True))
 def test_client_and_plugin_share_one_key_list(key):
     assert secrets.is_secret_key(key) == redact.is_secret_key(key)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from test_sim_wire import fails
 
 
@@ -62,6 +64,7 @@ def test_counts_and_snapshot(pool, xapi):
     assert set(after["SR"]) - set(snap["SR"]) == {xapi.SR.get_uuid(sr)}
 
 
+@pytest.mark.slow
 def test_cli_serve_and_controls(tmp_path):
     env = dict(os.environ)
     proc = subprocess.Popen(

@@ -4,6 +4,8 @@ import os
 import threading
 import uuid
 
+import pytest
+
 from test_sim_wire import fails
 
 T = "500a0982991b8dc5"
@@ -89,6 +91,7 @@ def fc_disks(h):
     return out
 
 
+@pytest.mark.slow
 def test_a_reader_during_rescans_meets_whole_entries(pool):
     """Rescans (xapi's background scans run them at any time) while another LUN comes and
     goes: the disk that stays keeps its name and is always there, whole; the other is there

@@ -39,6 +39,7 @@ def test_unknown_session_through_the_client_is_a_401(pool):
     assert e.value.faultCode == 401
 
 
+@pytest.mark.slow
 def test_bad_password(pool):
     s = XenAPI.Session(pool.url)
     details = fails("SESSION_AUTHENTICATION_FAILED", s.login_with_password, "root", "wrong")

@@ -36,6 +36,7 @@ def test_lists(pool, xe):
     assert "other-config" in xe("vm-list", "name-label=vm-1", "params=all")
 
 
+@pytest.mark.slow
 def test_call_plugin_and_errors(pool, xe):
     for h in pool.sim.hosts:
         path = os.path.join(h.plugins_dir, "hello")

@@ -260,9 +260,8 @@ class Client:
             args["placement"] = _placement(placement)
         if read_only is not None:
             args["mode"] = "ro" if read_only else "rw"
-        return Attachment.from_dict(
-            self._with_secrets(connection_info, None, "attach_volume", args, vm=args["vm"])
-        )
+        out = self._with_secrets(connection_info, None, "attach_volume", args, vm=args["vm"])
+        return Attachment.from_dict(_answer(out, "attach_volume", _ATTACHMENT_KEYS))
 
     @operation
     def detach(
@@ -289,8 +288,11 @@ class Client:
                 details={"field": "mountpoint"},
             )
         args["op_id"] = _op_id(op_id)
-        out = self._router.vm_call(key, "detach_volume", args)
-        return [Attachment.from_dict(a) for a in out["detached"]]
+        out = _answer(self._router.vm_call(key, "detach_volume", args), "detach_volume", ())
+        detached = out.get("detached")
+        if not isinstance(detached, list):
+            raise _unexpected("detach_volume", out)
+        return [Attachment.from_dict(_answer(a, "detach_volume", ("vbd_uuid",))) for a in detached]
 
     @operation
     def connect(
@@ -305,9 +307,8 @@ class Client:
         args = {"op_id": _op_id(op_id)}
         if placement is not None:
             args["placement"] = _placement(placement)
-        return Connection.from_dict(
-            self._with_secrets(connection_info, host_ref, "connect_volume", args)
-        )
+        out = self._with_secrets(connection_info, host_ref, "connect_volume", args)
+        return Connection.from_dict(_answer(out, "connect_volume", ("sr_uuid", "vdi_uuid")))
 
     @operation
     def disconnect(
@@ -359,7 +360,7 @@ class Client:
                 "list_attachments",
                 {"vm_uuid": self.x.VM.get_uuid(vm_ref), "op_id": _op_id(op_id)},
             )
-            found = out["attachments"]
+            found = _answer(out, "list_attachments", ("attachments",))["attachments"]
         else:
             found = []
             for host in self._router.hosts():
@@ -371,7 +372,8 @@ class Client:
                     skipped.append(e)
                     continue
                 found.extend(
-                    dict(a, host_uuid=self.x.host.get_uuid(host)) for a in out["attachments"]
+                    dict(a, host_uuid=self.x.host.get_uuid(host))
+                    for a in _answer(out, "list_attachments", ("attachments",))["attachments"]
                 )
         return [Attachment.from_dict(a) for a in found]
 
@@ -395,7 +397,7 @@ class Client:
                 "pool": "true" if host == master else "false",
                 "op_id": _op_id(op_id),
             }
-            out = self._plugin.call(host, "gc", args)
+            out = _answer(self._plugin.call(host, "gc", args), "gc", ("host_uuid", "items"))
             items.extend(dict(i, host_uuid=out["host_uuid"]) for i in out["items"])
         return items
 
@@ -478,7 +480,14 @@ class Client:
                 if vm is not None
                 else all_hosts
             )
-        hosts = [self._plugin.call(h, "connector", {"op_id": _op_id(op_id)}) for h in targets]
+        hosts = [
+            _answer(
+                self._plugin.call(h, "connector", {"op_id": _op_id(op_id)}),
+                "connector",
+                ("host_uuid",),
+            )
+            for h in targets
+        ]
         return {
             "hosts": hosts,
             "plug_hosts": [h["host_uuid"] for h in hosts],
@@ -499,7 +508,11 @@ class Client:
         vm_uuid = call(x.VM.get_uuid, vm_ref)
         source = call(x.VM.get_resident_on, vm_ref)
         op = _op_id(op_id)
-        prepared = self._plugin.call(dest, "prepare_host", {"vm_uuid": vm_uuid, "op_id": op})
+        prepared = _answer(
+            self._plugin.call(dest, "prepare_host", {"vm_uuid": vm_uuid, "op_id": op}),
+            "prepare_host",
+            ("host_uuid", "sr_uuids"),
+        )
         try:
             call(x.VM.pool_migrate, vm_ref, dest, {"live": "true" if live else "false"})
         except BaseException:
@@ -510,8 +523,12 @@ class Client:
             raise
         released = []
         if source not in (NULL, dest):
-            released = self._plugin.call(
-                source, "release_host", {"vm_uuid": vm_uuid, "op_id": _op_id(None)}
+            released = _answer(
+                self._plugin.call(
+                    source, "release_host", {"vm_uuid": vm_uuid, "op_id": _op_id(None)}
+                ),
+                "release_host",
+                ("released",),
             )["released"]
         return {
             "vm_uuid": vm_uuid,
@@ -526,10 +543,14 @@ class Client:
         """Pool-wide placement kept up to date: PBDs on every enabled, live host for the SRs
         attached with placement="pool" (hosts that joined or came back). Returns the items
         found (made with apply=True)."""
-        out: Dict[str, Any] = self._plugin.call(
-            self._router.master(),
+        out = _answer(
+            self._plugin.call(
+                self._router.master(),
+                "reconcile",
+                {"apply": "true" if apply else "false", "op_id": _op_id(op_id)},
+            ),
             "reconcile",
-            {"apply": "true" if apply else "false", "op_id": _op_id(op_id)},
+            ("items",),
         )
         items: List[Dict[str, Any]] = out["items"]
         return items
@@ -546,6 +567,32 @@ class Client:
             except errors.XenvolError as e:
                 out[uuid] = {"error": e.message, "code": e.code or type(e).__name__, "op_id": op_id}
         return out
+
+
+# What every attach answer carries.
+_ATTACHMENT_KEYS = ("sr_uuid", "vdi_uuid", "vbd_uuid", "vm_uuid", "userdevice")
+
+
+def _answer(out: Any, fn: str, keys: Tuple[str, ...]) -> Dict[str, Any]:
+    """A plugin answer of the shape fn returns (a dict with keys); anything else is the
+    plugin's fault, said as a xenvol error, never a KeyError or TypeError."""
+    if not isinstance(out, dict) or any(k not in out for k in keys):
+        raise _unexpected(fn, out)
+    return out
+
+
+def _unexpected(fn: str, out: Any) -> errors.PluginIncompatible:
+    return errors.PluginIncompatible(
+        "the xenvol plugin answered %s with something it never returns (%s); "
+        "upgrade it (%s)"
+        % (
+            fn,
+            sorted(out)[:8] if isinstance(out, dict) else type(out).__name__,
+            errors.INSTALL_HINT,
+        ),
+        "XENVOL_UNEXPECTED_ANSWER",
+        {"fn": fn},
+    )
 
 
 def _placement(value: str) -> str:

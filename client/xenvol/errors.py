@@ -78,6 +78,20 @@ class AuthMismatch(InvalidInput):
     """The credentials given for a target differ from those its SR is set up with."""
 
 
+class OpIdConflict(InvalidInput):
+    """The op_id given names another call: a finished or running call of another function
+    (`fn` says which) or of the same function with other arguments. Nothing was done; give
+    this call a new op_id (the plugin answers with a kept result only the same call again)."""
+
+    @property
+    def op_id(self) -> Any:
+        return self.details.get("op_id")
+
+    @property
+    def fn(self) -> Any:
+        return self.details.get("fn")
+
+
 class NotFound(XenvolError):
     exit_code = 3
 
@@ -135,9 +149,11 @@ class OperationTimedOut(XenvolError):
 
 class Cancelled(XenvolError):
     """Interrupted (Ctrl-C): the operation was cancelled by its op id. details["outcome"]:
-    "rolled back" (the plugin stopped at its next step and undid its work), "failed" (it
-    failed on its own and rolled back), "completed" (it finished before the cancel: the
-    volume is attached), or "unknown" (it may still complete: attachments() tells)."""
+    "rolled back" (the plugin stopped at its next step and undid its work), "not rolled back"
+    (it stopped, but some of its work stands: details["left"] says what, left for the host's
+    recovery), "failed" (it failed on its own and rolled back), "completed" (it finished
+    before the cancel), or "unknown" (it may still complete: attachments() tells). A plugin's
+    own XENVOL_CANCELLED answer says rolled_back (and left) in its details."""
 
     exit_code = 130
 
@@ -147,7 +163,14 @@ class Cancelled(XenvolError):
 
     @property
     def outcome(self) -> Any:
-        return self.details.get("outcome", "rolled back")
+        if "outcome" in self.details:
+            return self.details["outcome"]
+        return "rolled back" if self.details.get("rolled_back", True) else "not rolled back"
+
+    @property
+    def rolled_back(self) -> bool:
+        """Whether nothing of the operation stands."""
+        return bool(self.outcome == "rolled back")
 
 
 class PluginError(XenvolError):
@@ -200,6 +223,7 @@ _BY_CODE: Dict[str, Type[XenvolError]] = {
     "XENVOL_INTERNAL_ERROR": InternalError,
     "XENVOL_POLICY_REFUSED": PolicyRefused,
     "XENVOL_AUTH_MISMATCH": AuthMismatch,
+    "XENVOL_OP_ID_CONFLICT": OpIdConflict,
 }
 
 
@@ -286,7 +310,9 @@ def interrupted(fn: str, op_id: str, host: Optional[str], outcome: str) -> Cance
         "rolled back": "%s cancelled: it stopped and rolled back (op id %s)",
         "failed": "%s interrupted: it failed and rolled back (op id %s)",
         "completed": "%s completed before it could be cancelled (op id %s): `xenvol list` "
-        "shows it; detach it if it is not wanted",
+        "shows what it did",
+        "not rolled back": "%s cancelled, but not all of it could be rolled back (op id %s): "
+        "what stands is left for the host's recovery; `xenvol gc` lists it",
         "unknown": "%s interrupted: it may still complete: op id %s, `xenvol list` tells",
     }[outcome] % (fn, op_id)
     return Cancelled(

@@ -22,6 +22,9 @@ UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 # pool URL -> the master's host ref, shared by the clients of one process.
 _MASTERS: Dict[str, str] = {}
 
+# Op ids remembered with the host they were sent to, per client (the oldest forgotten first).
+MAX_SENT = 4096
+
 # The VM's host as its plugin last answered: {host_ref, vm_ref, vm_running}.
 Route = Dict[str, Any]
 
@@ -32,6 +35,9 @@ class Router:
         self.plugin = plugin
         self.cache = cache if ps.url else None
         self.routes: Dict[str, Route] = {}  # VM uuid or name -> its last route
+        # op id -> the host its call was last sent to (not sent on from): a retry goes there
+        # first, since a plugin keeps a finished call's result on its own host only.
+        self.sent: Dict[str, str] = {}
         self._master_host: Optional[str] = None
 
     # ------------------------------------------------------------------ lookups
@@ -127,12 +133,28 @@ class Router:
         route = self.routes.get(vm)
         remembered = route is not None  # from an earlier call, not from this one's plugin
         args = dict(args, route="strict")
+        op_id = args.get("op_id", "")
+        # A retry of an op id goes first to the host that has (or runs) its call, even if the
+        # VM moved since: there it is answered, or refused as a conflict, never run twice
+        # unseen; a host that never ran it answers WRONG_HOST, and the call goes on from there.
+        pinned = self.sent.get(op_id)
         for hop in range(3):
-            host_ref = route["host_ref"] if route else self.master_ref()
-            vm_ref = route["vm_ref"] if route and route.get("vm_running") else None
+            at_pin = bool(pinned)
+            if pinned:
+                host_ref, vm_ref = pinned, None
+            else:
+                host_ref = route["host_ref"] if route else self.master_ref()
+                vm_ref = route["vm_ref"] if route and route.get("vm_running") else None
+            pinned = None
+            self._sent(op_id, host_ref)
             try:
                 out = self.plugin.call(host_ref, fn, args, scrub, vm_ref)
             except errors.HostOffline:
+                if at_pin:
+                    # The host that ran the op id is down: its kept result is out of reach.
+                    # The VM's host answers from the pool's state (the VBD's xenvol-op).
+                    self.sent.pop(op_id, None)
+                    continue
                 if not remembered:
                     raise  # the master, or its plugin's answer, named it: the VM's host
                 # A remembered host that is not live (the VM may have been restarted
@@ -146,6 +168,7 @@ class Router:
                 # A remembered host or VM that is gone (a host left the pool, or another pool
                 # answers at this URL now): ask afresh.
                 self.routes.pop(vm, None)
+                self.sent.pop(op_id, None)
                 self.forget_master()
                 route = None
                 continue
@@ -167,3 +190,12 @@ class Router:
         raise errors.XenvolError(
             "%s: the VM's host kept changing; try again" % fn, "XENVOL_BUSY", {"vm": vm}
         )
+
+    def _sent(self, op_id: str, host_ref: str) -> None:
+        if not op_id:
+            return
+        # Each step one dict operation: threads sharing the client may call at once.
+        self.sent.pop(op_id, None)
+        self.sent[op_id] = host_ref
+        for old in list(self.sent)[: max(0, len(self.sent) - MAX_SENT)]:
+            self.sent.pop(old, None)

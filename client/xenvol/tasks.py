@@ -6,7 +6,7 @@ import json
 import socket
 import time
 import xmlrpc.client
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import XenAPI
 
@@ -250,6 +250,15 @@ class Interrupted(KeyboardInterrupt):
 CANCEL_WAIT = 15.0
 
 
+def _rolled_back(error_info: List[Any]) -> bool:
+    """A XENVOL_CANCELLED answer's details say whether anything stands (rolled_back)."""
+    try:
+        details = json.loads(error_info[2]) if len(error_info) > 2 else {}
+    except ValueError:
+        details = {}
+    return not isinstance(details, dict) or details.get("rolled_back", True) is not False
+
+
 def cancel_and_wait(
     ps: PoolSession,
     host_ref: Optional[str],
@@ -284,8 +293,10 @@ def cancel_and_wait(
                     _destroy(x, task)
                     if rec["status"] == "success":
                         return "completed"
-                    cancelled = (rec["error_info"] or [""])[0] == "XENVOL_CANCELLED"
-                    return "rolled back" if cancelled else "failed"
+                    info = list(rec["error_info"] or [""])
+                    if info[0] != "XENVOL_CANCELLED":
+                        return "failed"
+                    return "rolled back" if _rolled_back(info) else "not rolled back"
             elif state == "finished":
                 return "completed"
             elif state == "cancelling":

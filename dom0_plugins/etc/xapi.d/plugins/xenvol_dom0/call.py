@@ -2,6 +2,7 @@
 the operation it runs (its id, journal, cancel mark and progress)."""
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -9,7 +10,8 @@ from uuid import uuid4
 
 import XenAPI
 
-from . import journal, log, settings
+from . import journal, log, opid, settings
+from .check import is_uuid
 from .errors import BUSY, CANCELLED, XenvolError, from_xapi
 from .version import VERSION
 
@@ -38,6 +40,10 @@ class Op:
         self.progress = None  # type: Any
         self.task = None
         self.secrets = []  # uuids of client-made secrets this call consumes
+        self.known_secrets = {}  # type: Dict[str, str]  # uuid -> value, as read by the call
+        # Set once the call is past cancelling (a detach that began on a disk: nothing
+        # re-plugs it): a cancel mark is then ignored and the call goes on to its end.
+        self.irrevocable = ""
 
 
 CURRENT = [Op("none", "none")]
@@ -156,9 +162,12 @@ class Call:
     def checkpoint(self, doing):
         """Between steps: stop if the caller cancelled; tell a lasting call's task the step."""
         if self.journal and self.journal.cancelled():
-            raise XenvolError(
-                CANCELLED, "cancelled by the caller before: %s" % doing, op_id=self.op_id
-            )
+            if self.op.irrevocable:
+                log.step("cancel ignored: %s; going on to the end" % self.op.irrevocable)
+            else:
+                raise XenvolError(
+                    CANCELLED, "cancelled by the caller before: %s" % doing, op_id=self.op_id
+                )
         if self.op.progress is None:
             self.op.progress = Progress(self.session, self.op)
         self.op.progress.show(doing)
@@ -219,36 +228,81 @@ class Progress:
 
 # ---------------------------------------------------------------------- running an operation
 def run(name, fn, session, args, op_id, journaled):
-    """Run one plugin function as operation op_id. A changing function first returns the
-    saved result of a finished run of the same op id (or waits for a live one), recovers the
-    dead operations of this host, and keeps a journal of its own steps."""
+    """Run one plugin function as operation op_id. A changing function first answers a retry
+    of a finished run of the same op id with its kept result (the same function and
+    arguments only: opid.py), or waits for a live one, recovers the dead operations of this
+    host, and keeps a journal of its own steps."""
     op = CURRENT[0] = Op(op_id, name)
     if not journaled:
         return fn(session, args)
-    saved = journal.saved_result(op_id)
-    if saved is not None:
-        log.step("operation %s already done; its result again" % op_id)
-        return saved
-    call = Call(session)
+    secret_value = opid.secret_reader(session.xenapi, op.known_secrets)
+    kept = opid.saved(op_id)
+    if kept is not None:
+        return _again(session, kept, name, args, secret_value)
     own = journal.path_of(op_id)
+    running = journal.header(own).get("fn")
+    if running and running != name:
+        raise opid.conflict(
+            op_id,
+            running,
+            "already used by a %s call that has not finished; give this %s a new op_id"
+            % (running, name),
+        )
+    call = Call(session)
     while journal.recover(call, own) == "alive":
         if time.time() >= call.wait_deadline():
             raise XenvolError(BUSY, "operation %s is still running; try again" % op_id, op_id=op_id)
         time.sleep(0.1)
-    saved = journal.saved_result(op_id)
-    if saved is not None:
-        return saved
+    kept = opid.saved(op_id)
+    if kept is not None:
+        return _again(session, kept, name, args, secret_value)
     op.journal = journal.Journal(op_id, name, call.host_uuid)
     try:
         call.checkpoint("starting %s" % name)  # cancelled before it started
         # With our journal open: a lease the recovery of another operation takes names us.
         journal.recover_dead(call, skip=op.journal.path)
         result = fn(session, args)
-        journal.save_result(op_id, result)
+        opid.save(op_id, name, args, secret_value, result)
         return result
+    except XenvolError as e:
+        if e.code == CANCELLED:
+            _cancel_report(op, e)
+        raise
     finally:
         op.journal.close()
-        consume_secrets(call)
+        consume_secrets(session.xenapi, op.secrets)
+
+
+def _again(session, kept, name, args, secret_value):
+    """A finished run's result for its retry; the secrets the retry's client made for it are
+    consumed as the run would have."""
+    result = opid.answer(kept, CURRENT[0].op_id, name, args, secret_value)
+    consume_secrets(session.xenapi, client_secrets(args))
+    return result
+
+
+def client_secrets(args):
+    """The uuids of the secrets a client made for this call (data.*password_secret)."""
+    try:
+        data = json.loads(args.get("connection_info") or "{}").get("data")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [v for k, v in sorted(data.items()) if k.endswith("password_secret") and is_uuid(v)]
+
+
+def _cancel_report(op, error):
+    """A cancelled call says what it did not roll back: never "rolled back" over a change
+    that stands."""
+    left = op.journal.left() if op.journal else []
+    error.details["rolled_back"] = not left
+    if left:
+        error.details["left"] = left
+        error.message = "%s; NOT rolled back: %s (left for recovery)" % (
+            error.message,
+            "; ".join(left),
+        )
 
 
 @contextlib.contextmanager
@@ -267,17 +321,17 @@ def own_journal(call):
         op.journal = None
 
 
-def consume_secrets(call):
+def consume_secrets(x, uuids):
     """Destroy the secrets the client made for this call (tagged xenvol=client): PBD.create
     copied what it needed into the PBD's own secret (xen-api xapi_pbd.ml duplicate_passwds),
     and nothing holding a password outlives the operation."""
-    for uuid in call.op.secrets:
+    for uuid in filter(is_uuid, uuids):
         try:
             # One filtered read for the ref and the tag (a checked uuid: no quote in it).
-            found = call.x.secret.get_all_records_where('field "uuid" = "%s"' % uuid)
+            found = x.secret.get_all_records_where('field "uuid" = "%s"' % uuid)
             for ref, rec in found.items():
                 if rec["other_config"].get("xenvol") == "client":
-                    call.x.secret.destroy(ref)
+                    x.secret.destroy(ref)
         except XenAPI.Failure:
             pass  # gone already
 

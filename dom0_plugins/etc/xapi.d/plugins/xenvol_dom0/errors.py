@@ -25,6 +25,8 @@ POLICY_REFUSED = "XENVOL_POLICY_REFUSED"
 # Credentials given for a target differ from those of its SR already set up on the pool.
 AUTH_MISMATCH = "XENVOL_AUTH_MISMATCH"
 INTERNAL_ERROR = "XENVOL_INTERNAL_ERROR"
+# The op id names another call (another function or other arguments; details: op_id, fn).
+OP_ID_CONFLICT = "XENVOL_OP_ID_CONFLICT"
 # route=strict: the VM's work belongs to another host (named in the details); ask it there.
 WRONG_HOST = "XENVOL_WRONG_HOST"
 

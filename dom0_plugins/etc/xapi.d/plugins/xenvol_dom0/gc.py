@@ -95,8 +95,10 @@ def _local(sweep):
     # type: (Sweep) -> None
     for path in journal.journals():
         if journal.dead(path):
-            rec = journal.Record(path)
-            d = rec.describe()
+            try:
+                d = journal.Record(path).describe()
+            except (journal.Damaged, OSError):
+                continue  # recovered, or set aside, meanwhile
             item = sweep.found(
                 "journal",
                 d["op_id"],
@@ -106,6 +108,14 @@ def _local(sweep):
             )
             item["left"] = d["left"]
             sweep.act(item, _recover, sweep.call, path)
+    for d in journal.damaged():
+        item = sweep.found(
+            "damaged",
+            d["file"],
+            "a %s that cannot be read (%s), set aside: never run" % (d["kind"], d["problem"]),
+            "none: kept for the operator to check what it describes, then remove",
+        )
+        item.update(op_id=d["op_id"], fn=d["fn"], describes=d["describes"])
     for path in journal.orphan_temp_files():
         item = sweep.found(
             "journal-file",
@@ -121,6 +131,8 @@ def _recover(call, path):
     outcome = journal.recover(call, path, force=True)
     if outcome == "failed":
         raise RuntimeError("some steps could not be undone; see /var/log/xenvol.log")
+    if outcome == "damaged":
+        raise RuntimeError("it cannot be read: set aside, nothing run (see kind damaged)")
     if outcome == "gone":
         return "recovered by another call meanwhile"
     if outcome == "alive":

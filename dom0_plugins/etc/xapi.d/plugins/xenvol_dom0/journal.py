@@ -15,7 +15,14 @@ One file per operation, <journal_dir>/<op id>.json, JSON lines appended and fsyn
   {"attempt": n}    a recovery that could not finish
 The owner holds an flock on the file from before it is visible until it ends, and removes it
 when it ends with nothing left to do. A journal is dead when its flock is free and its
-process is gone: another boot, no such pid, or a pid with another start time."""
+process is gone: another boot, no such pid, or a pid with another start time.
+
+A journal that cannot be read as written here (bytes that are not UTF-8, a line that is not
+one of the entries above, a torn line before the last, ...) is never acted on: it is set aside
+as <op id>.json.damaged (kept for the operator; gc and recover name it and what can be read
+of it) and the host goes on. Writes after the first change are best effort: a full disk never
+stops a rollback, and never turns a finished operation into a failure (the journal is removed
+when nothing is left to do, which a full disk allows)."""
 
 import errno
 import fcntl
@@ -25,19 +32,24 @@ import re
 import time
 
 from . import log, paths
+from .errors import INTERNAL_ERROR, XenvolError
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, Set  # noqa: F401
+    from typing import Any, Dict, List, Set  # noqa: F401
 
 # A recovery is tried by this many calls; then the journal waits for `gc --apply`.
 MAX_ATTEMPTS = 3
-# Results of finished operations are kept this long, for retries with the same op id.
-RESULT_TTL = 86400
 _OP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Operations this process is recovering: their leases are broken, not waited for.
 RECOVERING = set()  # type: Set[str]
+# A journal that cannot be read is renamed to this (never re-read as live).
+DAMAGED = ".damaged"
+
+
+class Damaged(Exception):
+    """A journal (or saved result) that is not what xenvol writes; the message says how."""
 
 
 def valid_op_id(op_id):
@@ -97,57 +109,106 @@ class Journal:
     def __init__(self, op_id, fn, host_uuid):
         self.op_id = op_id
         d = paths.journal_dir()
-        _mkdir(d)
         self.path = path_of(op_id)
         tmp = self.path + ".new"
-        self.fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
         self.n = 0
         self.pending = set()
-        pid = os.getpid()
-        self._write(
-            {
-                "op": op_id,
-                "fn": fn,
-                "pid": pid,
-                "start": start_time(pid),
-                "boot": boot_id(),
-                "host": host_uuid,
-                "time": int(time.time()),
-            }
-        )
-        os.rename(tmp, self.path)
-        _fsync_dir(d)
+        self.descs = {}  # type: Dict[int, str]
+        self.fd = -1
+        try:
+            _mkdir(d)
+            self.fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            pid = os.getpid()
+            self._write(
+                {
+                    "op": op_id,
+                    "fn": fn,
+                    "pid": pid,
+                    "start": start_time(pid),
+                    "boot": boot_id(),
+                    "host": host_uuid,
+                    "time": int(time.time()),
+                }
+            )
+            os.rename(tmp, self.path)
+            _fsync_dir(d)
+        except OSError as e:
+            # A full or read-only journal directory: refused before any change.
+            _unlink(tmp)
+            if self.fd >= 0:
+                os.close(self.fd)
+            raise XenvolError(
+                INTERNAL_ERROR,
+                "the journal cannot be written (%s): nothing was done" % (e.strerror or e),
+            ) from None
 
     def _write(self, entry):
-        os.write(self.fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
-        os.fsync(self.fd)
+        """One line, whole or not at all (a short write on a full disk is cut off again, so
+        that the next line never lands on a torn one)."""
+        data = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        end = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            if os.write(self.fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            os.fsync(self.fd)
+        except OSError:
+            try:
+                os.ftruncate(self.fd, end)
+            except OSError:
+                pass
+            raise
+
+    def _write_or_log(self, entry):
+        """A line that only saves work for a recovery (its compensations are idempotent): a
+        write that fails is logged, and the operation goes on."""
+        try:
+            self._write(entry)
+        except OSError as e:
+            log.warning("journal %s: could not write %s (%s)" % (self.op_id, entry, e.strerror))
 
     def step(self, desc, undo, args):
-        self.n += 1
-        self._write({"step": self.n, "desc": desc, "undo": undo, "args": args})
+        self._step({"step": self.n + 1, "desc": desc, "undo": undo, "args": args})
         self.pending.add(self.n)
         return self.n
 
-    def replace(self, ns, desc, undo, args):
+    def left(self):
+        """The steps still to undo or finish, in order."""
+        return [self.descs[n] for n in sorted(self.pending)]
+
+    def _step(self, entry):
+        """A step is in the journal before its change, or the change is not made."""
+        try:
+            self._write(entry)
+        except OSError as e:
+            raise XenvolError(
+                INTERNAL_ERROR,
+                "the journal cannot be written (%s): %s not done"
+                % (e.strerror or e, entry["desc"]),
+            ) from None
         self.n += 1
-        self._write(
-            {"step": self.n, "desc": desc, "undo": undo, "args": args, "replaces": list(ns)}
+        self.descs[self.n] = entry["desc"]
+
+    def replace(self, ns, desc, undo, args):
+        self._step(
+            {"step": self.n + 1, "desc": desc, "undo": undo, "args": args, "replaces": list(ns)}
         )
         self.pending.difference_update(ns)
         self.pending.add(self.n)
         return self.n
 
     def done(self, n):
-        self._write({"done": n})
         self.pending.discard(n)
+        self._write_or_log({"done": n})
 
     def commit(self):
-        self._write({"commit": True})
         self.pending.clear()
+        self._write_or_log({"commit": True})
 
     def lease(self, sr_uuid, value):
-        self._write({"lease": sr_uuid, "value": value})
+        # Best effort too (a rollback takes leases): a lease this line misses still names
+        # this operation, whose journal file says whether it is alive.
+        self._write_or_log({"lease": sr_uuid, "value": value})
 
     def cancel_path(self):
         return cancel_path(self.op_id)
@@ -179,25 +240,90 @@ def _unlink(path):
         pass
 
 
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _str(v):
+    return isinstance(v, str)
+
+
+# What each kind of line holds (the key that names the kind, then its fields and checks).
+_LINES = (
+    ("op", {"op": _str, "fn": _str}),
+    ("step", {"step": _int, "desc": _str, "undo": _str, "args": lambda v: isinstance(v, dict)}),
+    ("done", {"done": _int}),
+    ("commit", {"commit": lambda v: v is True}),
+    ("lease", {"lease": _str, "value": _str}),
+    ("attempt", {"attempt": _int}),
+)
+
+
+def _problem(n, e):
+    """What is wrong with line n (1-based) as an entry, or None."""
+    if not isinstance(e, dict):
+        return "line %d is a JSON %s, not an entry" % (n, type(e).__name__)
+    for kind, fields in _LINES:
+        if kind in e:
+            for key, ok in sorted(fields.items()):
+                if key not in e or not ok(e[key]):
+                    return "line %d (%s): %s is missing or not what xenvol writes" % (n, kind, key)
+            if kind == "step" and not (
+                isinstance(e.get("replaces", []), list)
+                and all(_int(m) for m in e.get("replaces", []))
+            ):
+                return "line %d (step): replaces is not a list of step numbers" % n
+            return None
+    return "line %d is no journal entry (keys %s)" % (n, ", ".join(sorted(e)[:5]))
+
+
+def read_lines(path):
+    """The entries of a journal, checked; raises Damaged saying what is wrong. Bytes are read
+    as UTF-8 whatever the locale (xapi gives a plugin no LANG: dom0's 3.6 would say ASCII).
+    Only the last line may be torn (a kill while it was written: that change had not begun)."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        raise Damaged("byte %d is not UTF-8" % bad.start) from None
+    lines = text.split("\n")
+    entries = []  # type: List[Dict[str, Any]]
+    for i, line in enumerate(lines):
+        if not line and i == len(lines) - 1:
+            continue
+        if not line.strip():
+            raise Damaged("line %d is empty" % (i + 1))
+        try:
+            e = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1 and entries:
+                continue  # torn last line: written before its change, which had not begun
+            raise Damaged("line %d is not JSON%s" % (i + 1, " (torn)" if i else "")) from None
+        problem = _problem(i + 1, e)
+        if problem:
+            raise Damaged(problem)
+        entries.append(e)
+    if not entries or "op" not in entries[0]:
+        raise Damaged("no header line (op, fn, pid, ...) first")
+    return entries
+
+
 class Record:
-    """A journal read back: header, steps still to undo or finish (in order), leases."""
+    """A journal read back: header, steps still to undo or finish (in order), leases.
+    Raises Damaged for a journal xenvol did not write as it is (see read_lines)."""
 
     def __init__(self, path):
         self.path = path
-        self.header = {}
         self.steps = []
         self.leases = []
         self.attempts = 0
         steps = {}  # type: Dict[int, Dict[str, Any]]
-        with open(path) as fh:
-            lines = fh.read().split("\n")
-        for line in lines:
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue  # a torn last line: that change had not begun
+        entries = read_lines(path)
+        self.header = entries[0]
+        for e in entries[1:]:
             if "op" in e:
-                self.header = e
+                raise Damaged("a second header line")
             elif "step" in e:
                 for n in e.get("replaces", ()):
                     steps.pop(n, None)
@@ -214,7 +340,7 @@ class Record:
 
     @property
     def op_id(self):
-        return self.header.get("op") or os.path.basename(self.path)[: -len(".json")]
+        return self.header.get("op") or op_id_of(self.path)
 
     def describe(self):
         return {
@@ -228,6 +354,91 @@ class Record:
         }
 
 
+def op_id_of(path):
+    """The op id a journal's (or a set-aside journal's) file name says."""
+    return os.path.basename(path).split(".json")[0]
+
+
+def header(path):
+    """A journal's header as far as it can be read ({} when it cannot): who runs it."""
+    try:
+        with open(path, "rb") as fh:
+            first = json.loads(fh.readline().decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return first if isinstance(first, dict) and _str(first.get("fn")) else {}
+
+
+def set_aside(path, why):
+    """Rename a journal that cannot be read out of the live ones (the caller holds its
+    flock, so no recovery runs it meanwhile); returns the new path."""
+    target = path + DAMAGED
+    n = 1
+    while os.path.exists(target):
+        n += 1
+        target = "%s%s.%d" % (path, DAMAGED, n)
+    try:
+        os.rename(path, target)
+    except OSError as e:  # a read-only directory: still never run, and the host goes on
+        log.warning("%s cannot be read (%s) nor set aside (%s)" % (path, why, e.strerror))
+        return path
+    log.warning(
+        "%s cannot be read (%s); set aside as %s"
+        % (os.path.basename(path), why, os.path.basename(target))
+    )
+    return target
+
+
+def damaged():
+    """The files set aside on this host, journals then kept results: [{kind, op_id, file,
+    problem, fn, describes}], what each says as far as it can be read (a journal's step
+    descriptions, in order), nothing guessed."""
+    out = []
+    for kind, d in (("journal", paths.journal_dir()), ("result", paths.results_dir())):
+        for name in sorted(_listdir(d)):
+            if DAMAGED in name:
+                out.append(_damaged(kind, os.path.join(d, name)))
+    return out
+
+
+def _damaged(kind, path):
+    # type: (str, str) -> Dict[str, Any]
+    problem = "not a result xenvol wrote"
+    if kind == "journal":
+        try:
+            read_lines(path)
+            problem = "unreadable when it was set aside"
+        except Damaged as why:
+            problem = str(why)
+        except OSError as failed:
+            problem = failed.strerror or str(failed)
+    fn, described = "", []
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        text = ""
+    for line in text.split("\n"):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and "op" in e and _str(e.get("fn")):
+            fn = e["fn"]
+        elif isinstance(e, dict) and _str(e.get("fn")) and kind == "result":
+            fn = e["fn"]
+        elif isinstance(e, dict) and _str(e.get("desc")):
+            described.append(e["desc"])
+    return {
+        "kind": kind,
+        "op_id": op_id_of(path),
+        "file": os.path.basename(path),
+        "problem": problem,
+        "fn": fn,
+        "describes": described,
+    }
+
+
 def journals():
     try:
         names = os.listdir(paths.journal_dir())
@@ -238,7 +449,8 @@ def journals():
 
 def recover(call, path, force=False):
     """Roll back (or finish) the operation of a dead journal. Returns "alive" (its owner, or
-    another recoverer, holds it), "gone", "recovered", or "failed" (kept, attempt counted)."""
+    another recoverer, holds it), "gone", "recovered", "failed" (kept, attempt counted), or
+    "damaged" (it cannot be read: set aside, nothing done)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     except OSError:
@@ -251,8 +463,12 @@ def recover(call, path, force=False):
             return "alive"
         if os.fstat(fd).st_nlink == 0:
             return "gone"  # recovered by another call between our open and our lock
-        rec = Record(path)
-        if rec.header and process_alive(rec.header):
+        try:
+            rec = Record(path)
+        except Damaged as e:
+            set_aside(path, e)
+            return "damaged"
+        if process_alive(rec.header):
             return "alive"
         if rec.attempts >= MAX_ATTEMPTS and not force:
             return "failed"
@@ -265,8 +481,7 @@ def recover(call, path, force=False):
         for sr_uuid, value in rec.leases:
             lease.drop(call, sr_uuid, value)
         if failed:
-            os.write(fd, (json.dumps({"attempt": rec.attempts + 1}) + "\n").encode())
-            os.fsync(fd)
+            _append(fd, {"attempt": rec.attempts + 1})
             log.warning("could not recover operation %s" % op_id, left=failed)
             return "failed"
         _unlink(path)
@@ -289,9 +504,24 @@ def _undo(call, fd, rec):
             log.warning("recovery: could not %s (%s: %s)" % (step["undo"], type(e).__name__, e))
             failed.append(step["desc"])
             continue
-        os.write(fd, (json.dumps({"done": step["step"]}) + "\n").encode())
-        os.fsync(fd)
+        _append(fd, {"done": step["step"]})
     return failed
+
+
+def _append(fd, entry):
+    """A line a recovery adds (best effort: it only saves work for the next recovery)."""
+    data = (json.dumps(entry) + "\n").encode()
+    end = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, "short write")
+        os.fsync(fd)
+    except OSError as e:
+        try:
+            os.ftruncate(fd, end)
+        except OSError:
+            pass
+        log.warning("recovery: could not write %s (%s)" % (entry, e.strerror))
 
 
 def recover_dead(call, skip=None):
@@ -334,40 +564,9 @@ def _listdir(d):
         return []
 
 
-# ---------------------------------------------------------------------- results by op id
-def result_path(op_id):
-    return os.path.join(paths.results_dir(), op_id + ".json")
-
-
-def saved_result(op_id):
-    try:
-        with open(result_path(op_id)) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def save_result(op_id, result):
-    d = paths.results_dir()
-    _mkdir(d)
-    tmp = result_path(op_id) + ".new"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.rename(tmp, result_path(op_id))
-    now = time.time()
-    for name in _listdir(d):
-        path = os.path.join(d, name)
-        try:
-            if os.stat(path).st_mtime < now - RESULT_TTL:
-                os.unlink(path)
-        except OSError:
-            pass
-
-
 def dead(path):
-    """Whether a journal belongs to a dead operation, without recovering it."""
+    """Whether a journal belongs to a dead operation, without recovering it (one that cannot
+    be read is set aside as it is found, and is no live journal any more)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -377,7 +576,13 @@ def dead(path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
-        rec = Record(path)
-        return not (rec.header and process_alive(rec.header))
+        if os.fstat(fd).st_nlink == 0:
+            return False
+        try:
+            rec = Record(path)
+        except Damaged as e:
+            set_aside(path, e)
+            return True  # its flock is free: dead (and no live journal any more)
+        return not process_alive(rec.header)
     finally:
         os.close(fd)

@@ -167,7 +167,12 @@ def _dead(call, holder, verdicts):
         if op_id in journal.RECOVERING:
             return True
         # The journal exists from before the lease until after its release.
-        return journal.recover(call, journal.path_of(op_id)) in ("gone", "recovered", "failed")
+        return journal.recover(call, journal.path_of(op_id)) in (
+            "gone",
+            "recovered",
+            "failed",
+            "damaged",
+        )
     asked = verdicts.get(holder)
     if asked is not None and time.time() - asked < ASK_EVERY:
         return False

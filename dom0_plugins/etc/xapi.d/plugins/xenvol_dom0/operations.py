@@ -6,7 +6,7 @@ import os
 import XenAPI
 
 from . import call as call_mod
-from . import check, integrate, journal, log, policy, settings, storage, xsecret
+from . import check, integrate, journal, log, opid, policy, settings, storage, xsecret
 from . import gc as gc_mod
 from . import vbd as vbds
 from .call import NULL, Call
@@ -30,6 +30,7 @@ from .version import API_LEVEL, VERSION
 # A concurrent release on another host can forget an SR between our steps; such a call is
 # rolled back and tried again, at most this many times in all.
 ATTEMPTS = 3
+OP_MARK = "xenvol-op"
 
 
 def version(session, args):
@@ -393,6 +394,8 @@ def attach_volume(session, args):
     hotplug = a.boolean("hotplug", True)
     check_vdi, ignored = _admit(call, driver, cfg, data, vm, mode)
     marks = {vbds.MARK: "true", "xenvol-host": call.host_uuid, "xenvol-driver": volume_type}
+    # The op id that made the VBD: a detach given the same id, on any host, is refused.
+    marks[OP_MARK] = call.op_id
     if cfg.get("volume_id"):
         marks["xenvol-volume-id"] = cfg.volume_id
     # The VBD says which volume it is (a VBD has no name of its own).
@@ -411,6 +414,15 @@ def attach_volume(session, args):
         call.vbd_records.update(found)
         call.vdi_vbds[vdi] = dict((v, r) for v, r in found.items() if r["VDI"] == vdi)
         call.vm_vbds[vm] = dict((v, r) for v, r in found.items() if r["VM"] == vm)
+        for r in call.vm_vbds[vm].values():
+            # The op id made another disk of this VM (on whichever host kept its result).
+            if r["other_config"].get(OP_MARK) == call.op_id and r["VDI"] != vdi:
+                raise opid.conflict(
+                    call.op_id,
+                    "attach_volume",
+                    "already used by the attach_volume call that made VBD %s (another "
+                    "volume); give this attach a new op_id" % r["uuid"],
+                )
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
         return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
@@ -546,6 +558,15 @@ def detach_volume(session, args):
         vm = call.vbd_records[targets[0]]["VM"]
         call.vm_records[vm] = call.do("reading the VM", x.VM.get_record, vm)
         _check_route(call, vm, call.vm_records[vm])
+    for ref in targets:
+        made_by = (call.vbd_records.get(ref) or {}).get("other_config", {}).get(OP_MARK)
+        if made_by == call.op_id:
+            raise opid.conflict(
+                call.op_id,
+                "attach_volume",
+                "already used by the attach_volume call that made this disk; give the detach "
+                "a new op_id",
+            )
     detached, notes = [], []
     for ref in targets:
         rec = call.vbd_records.get(ref) or x.VBD.get_record(ref)
@@ -554,6 +575,10 @@ def detach_volume(session, args):
                 field, "that disk was not attached by xenvol; detach it with xe", INVALID_ARGUMENT
             )
         described = _describe(call, ref, rec)
+        # The last point a cancel stops the detach with nothing done; past it, the detach
+        # goes to its end (nothing re-plugs a disk) and answers what it detached.
+        call.checkpoint("detach VBD %s" % described["vbd_uuid"])
+        call.op.irrevocable = "detaching VBD %s" % described["vbd_uuid"]
         if rec["currently_attached"]:
             # Before anything goes: a call killed here is a plain retry (the VBD is still
             # there, marked).
@@ -632,18 +657,23 @@ def recover(session, args):
         with call_mod.own_journal(call):
             return {"operation": op_id, "alive": journal.recover(call, path) == "alive"}
     if probe:
-        return {"dead": [journal.Record(p).op_id for p in journal.journals() if journal.dead(p)]}
+        return {
+            "dead": [
+                journal.op_id_of(p)
+                for p in journal.journals()
+                if journal.dead(p) and os.path.exists(p)  # not set aside as damaged
+            ],
+            "damaged": journal.damaged(),
+        }
     if not journal.journals():
-        return {"recovered": [], "failed": []}
+        return {"recovered": [], "failed": [], "damaged": journal.damaged()}
     with call_mod.own_journal(call):
         done = journal.recover_dead(call, skip=call.journal.path)
     return {
-        "recovered": sorted(
-            journal.Record(p).op_id if os.path.exists(p) else os.path.basename(p)[:-5]
-            for p, r in done.items()
-            if r == "recovered"
-        ),
-        "failed": sorted(os.path.basename(p)[:-5] for p, r in done.items() if r == "failed"),
+        "recovered": sorted(journal.op_id_of(p) for p, r in done.items() if r == "recovered"),
+        "failed": sorted(journal.op_id_of(p) for p, r in done.items() if r == "failed"),
+        # Journals that cannot be read: set aside, kept for the operator, never run.
+        "damaged": journal.damaged(),
     }
 
 
@@ -652,7 +682,7 @@ def cancel(session, args):
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("operation",))
     op_id = _op_id(a, "operation")
-    if journal.saved_result(op_id) is not None:
+    if opid.finished(op_id):
         return {"operation": op_id, "state": "finished"}
     return {
         "operation": op_id,

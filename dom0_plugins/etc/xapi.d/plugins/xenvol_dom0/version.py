@@ -10,8 +10,10 @@ import os
 #   0.2.0  1.2  1.1: every object result carries api_level and wait_limit; vm (uuid or
 #               name) and route for attach_volume and detach_volume; recover, cancel, gc,
 #               extend_volume, connector, prepare_host/release_host, reconcile, op_id.
-#               1.2: check_config, XENVOL_INVALID_CONFIG and the other error codes of
-#               0.2.0's last changes; cancel before an operation starts.
+#               1.2: check_config, XENVOL_INVALID_CONFIG, XENVOL_OP_ID_CONFLICT (an op id
+#               answers only a retry of its own call), recover's `damaged`, gc's kinds
+#               `damaged` and `skipped` items, XENVOL_CANCELLED's rolled_back/left; cancel
+#               before an operation starts.
 API_LEVEL = "1.2"
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "VERSION")) as _fh:

@@ -45,6 +45,7 @@ def value(call, uuid, field, clear=None):
     rec = list(found.values())[0]
     text = rec["value"]
     SCRUB.remember(text)
+    call.op.known_secrets[uuid] = text  # for the op id's digest (opid.py), never stored
     problem = password_problem(text)
     if problem:
         if clear is not None and rec["other_config"].get("xenvol") == "client":
