@@ -176,7 +176,11 @@ def test_concurrent_attaches_share_the_host_sr(ppool):
         ({"target_lun": "1; reboot"}, "data.target_lun"),
         ({"target_lun": 16384}, "data.target_lun"),
         ({"target_lun": None}, "data.target_lun"),
-        ({"target_wwn": None, "target_wwns": [T1, T2], "target_luns": [1]}, "data.target_luns"),
+        (
+            {"target_wwn": None, "target_wwns": [T1, T2], "target_luns": [1, 1, 1]},
+            "data.target_luns",
+        ),
+        ({"target_wwn": None, "target_wwns": [T1, T2], "target_luns": [2, 3]}, "data.target_lun"),
         ({"initiator_target_map": ["x"]}, "data.initiator_target_map"),
         ({"initiator_target_map": {"nope": [T1]}}, "data.initiator_target_map"),
         ({"initiator_target_map": {"10000000c9000001": "zz"}}, "data.initiator_target_map"),

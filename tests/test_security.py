@@ -225,15 +225,32 @@ def test_file_driver_serves_only_operator_roots(ppool):
 
 
 # ---------------------------------------------------------------------- secrets
-def test_client_checks_passwords_before_making_a_secret(ppool, peers):
+def test_bad_passwords_are_refused_naming_the_field_given(ppool, peers):
+    """The plugin judges the secret the client made as the clear value (a non-string no
+    secret can hold is refused by the client, in the same words); no secret is left."""
+    xapi = ppool.session().xenapi
     iqn = peers.new_target(luns=(1,), chap=CHAP)
+    _ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     before = state(ppool)
     with xenvol.Client(ppool.url, "root", ppool.info["password"]) as c:
-        for bad in ("line\ninjection", "tab\there", "x" * 300, "sep\u2028x", 12345):
+        for bad in ("line\ninjection", "tab\there", "x" * 300, "sep\u2028x", "c\x01", 12345):
             with pytest.raises(errors.InvalidConnectionInfo) as e:
                 c.attach(ci(peers, iqn, chap=(CHAP[0], bad)), "vm-1")
-            assert e.value.field == "data.auth_password"
-    assert state(ppool) == before  # no secret was made
+            assert (e.value.code, e.value.field) == (
+                "XENVOL_INVALID_CONNECTION_INFO",
+                "data.auth_password",
+            )
+            by_hand = refused(
+                xapi,
+                host,
+                "attach_volume",
+                "XENVOL_INVALID_CONNECTION_INFO",
+                "data.auth_password",
+                vm_uuid=vm_uuid,
+                connection_info=ci(peers, iqn, chap=(CHAP[0], bad)),
+            )
+            assert by_hand.message == e.value.message
+    assert state(ppool) == before and xapi.secret.get_all() == []
 
 
 def test_plugin_checks_the_values_of_given_secrets(ppool, peers):

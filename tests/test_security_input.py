@@ -163,8 +163,9 @@ def test_hostile_corpus_through_the_client(ppool):
             # the client may already have moved a secret aside: data.server_password_secret
             assert e.value.field.startswith(field), e.value
         big = iscsi(volume_id="x" * (70 * 1024))
-        with pytest.raises(errors.InvalidConnectionInfo) as e:
+        with pytest.raises(errors.InvalidArgument) as e:
             c.attach(big, "vm-1")
+        assert (e.value.code, e.value.field) == ("XENVOL_INVALID_ARGUMENT", "connection_info")
         assert "too large" in e.value.message and "/etc" not in e.value.message
         with pytest.raises(errors.InvalidConnectionInfo):
             c.attach(iscsi(auth_password="a", auth_password_secret=VDI), "vm-1")

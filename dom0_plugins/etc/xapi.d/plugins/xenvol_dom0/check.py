@@ -6,6 +6,7 @@ import posixpath
 import re
 
 from .errors import INVALID_ARGUMENT, INVALID_CONNECTION_INFO, invalid
+from .redact import is_secret_ref
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
@@ -131,6 +132,9 @@ class Fields:
     def iqn(self, key, value=None, required=True):
         # type: (str, Optional[str], bool) -> Optional[str]
         v = self.string(key, required=required, max_len=223) if value is None else value
+        if isinstance(v, str) and len(v) > 223:
+            # RFC 3720 3.2.6.1: an iSCSI name is at most 223 bytes.
+            raise self.bad(key, "is too long (%d characters, at most 223)" % len(v))
         if v is not None and not _IQN.match(v):
             raise self.bad(key, "is not an iSCSI name (iqn.YYYY-MM.domain[:id], eui. or naa.)")
         return v
@@ -227,10 +231,12 @@ def mount_options(text, allowed, field):
     for item in items:
         name, sep, value = item.partition("=")
         if name not in allowed:
+            # The client's password_secret=<uuid> stands for password=…: named as given.
+            shown = name[: -len("_secret")] if is_secret_ref(name) else name
             raise invalid(
                 field,
                 "%r is not an allowed mount option (allowed: %s)"
-                % (name[:32], ", ".join(sorted(allowed))),
+                % (shown[:32], ", ".join(sorted(allowed))),
             )
         if bool(sep) != allowed[name]:
             raise invalid(

@@ -30,7 +30,9 @@ def _wrap(name, fn):
     journaled = name in operations.JOURNALED
 
     def plugin_function(_caller_session, args):
-        SCRUB.remember_in(args)
+        # The string map as given (connection_info is still JSON text: parsed, it is
+        # searched for secrets inside strings too, operations._connection_info).
+        SCRUB.remember_in(args, False)
         args = dict(args)
         # The caller's id of this operation (a retry with the same id gets the same result).
         op_id = args.pop("op_id", "") or _new_op_id()

@@ -66,6 +66,8 @@ def list_drivers(session, args):
 
 # ---------------------------------------------------------------------- helpers
 def _connection_info(a, required=True):
+    """(driver_volume_type, the parsed document), its secrets remembered for scrubbing; the
+    document is judged further by _driver_and_config, once the type is known to be served."""
     if not a.has("connection_info"):
         if required:
             raise invalid("connection_info", "is required", INVALID_CONNECTION_INFO)
@@ -79,27 +81,50 @@ def _connection_info(a, required=True):
     # JSON whitespace (a pretty-printed file sent with xe host-call-plugin) is fine; control
     # characters inside its strings are not.
     info = parse_json(text, "connection_info", INVALID_CONNECTION_INFO)
+    # Before anything can echo a value: secrets under secret keys and inside strings.
     SCRUB.remember_in(info)
-    no_control_characters(info, "connection_info")
     ci = Fields(info, "connection_info")
     volume_type = ci.string("driver_volume_type", max_len=64)
-    if "data" not in info:
-        raise ci.bad("data", "is required")
-    if isinstance(info["data"], dict):
+    data = info.get("data")
+    if isinstance(data, dict):
         # Secrets the client made for this call are consumed when it ends (call.run).
         call_mod.CURRENT[0].secrets = [
             v
-            for k, v in sorted(info["data"].items())
+            for k, v in sorted(data.items())
             if k.endswith("password_secret") and isinstance(v, str)
         ]
+    return volume_type, info
+
+
+def _driver_and_config(call, volume_type, info, read_secrets=False):
+    """The driver and its Config. A type no driver serves, or a volume its SR cannot serve
+    (driver.refuse_unsupported), is refused before any field is judged; then secret values
+    (read_secrets: the XAPI secrets given too, for the calls that use them), control
+    characters, and the driver's own checks: the order a client's secrets do not change."""
+    driver = Registry().get(volume_type)
+    ci = Fields(info, "connection_info")
+    if "data" not in info:
+        raise ci.bad("data", "is required")
     data = Fields(info["data"], "data")
     data.envelope = info
-    return volume_type, data
+    driver.refuse_unsupported(data)
+    xsecret.check_clear(data, volume_type)
+    if read_secrets:
+        call.secret_values = xsecret.check_given(call, data)
+    no_control_characters(info, "connection_info")
+    cfg = driver.validate(data)
+    cfg["host_uuid"] = call.host_uuid
+    cfg["driver_volume_type"] = volume_type
+    # The volume's name for its VDI (Cinder's display name, when the caller adds it).
+    name = data.data.get("display_name")
+    if isinstance(name, str) and name.strip():
+        cfg["display_name"] = data.string("display_name", max_len=128)
+    return driver, cfg, data
 
 
 def _admit(call, driver, cfg, data, vm=None, mode=None):
-    """The checks before anything changes: given secrets read and checked, the policy on the
-    SR and on optional keys. Returns (check_vdi(vdi), ignored) for the connect step."""
+    """The checks before anything changes: no secret left unused, the policy on the SR and
+    on optional keys. Returns (check_vdi(vdi), ignored) for the connect step."""
     for key in sorted(data.data):
         if (
             (is_secret_key(key) or is_secret_ref(key))
@@ -111,7 +136,6 @@ def _admit(call, driver, cfg, data, vm=None, mode=None):
                 "is a secret the %s driver does not use; xenvol never ignores "
                 "a secret" % cfg.driver_volume_type,
             )
-    call.secret_values = xsecret.check_given(call, data)
     multiattach, ignored = policy.check_data(call, data, data.envelope)
     policy.check_sr(call, cfg)
     ignored = list(cfg.get("ignored") or []) + ignored
@@ -120,18 +144,6 @@ def _admit(call, driver, cfg, data, vm=None, mode=None):
         policy.check_vdi(call, vdi, vm, mode, multiattach)
 
     return check_vdi, ignored
-
-
-def _driver_and_config(call, volume_type, data):
-    driver = Registry().get(volume_type)
-    cfg = driver.validate(data)
-    cfg["host_uuid"] = call.host_uuid
-    cfg["driver_volume_type"] = volume_type
-    # The volume's name for its VDI (Cinder's display name, when the caller adds it).
-    name = data.data.get("display_name")
-    if isinstance(name, str) and name.strip():
-        cfg["display_name"] = data.string("display_name", max_len=128)
-    return driver, cfg
 
 
 def _vm(call, a):
@@ -296,8 +308,8 @@ def connect_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("connection_info", "placement"))
-    volume_type, data = _connection_info(a)
-    driver, cfg = _driver_and_config(call, volume_type, data)
+    volume_type, info = _connection_info(a)
+    driver, cfg, data = _driver_and_config(call, volume_type, info, read_secrets=True)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
     check_vdi, ignored = _admit(call, driver, cfg, data)
 
@@ -341,7 +353,7 @@ def disconnect_volume(session, args):
     a.reject_unknown(("connection_info", "sr_uuid", "vdi_uuid"))
     found = _connection_info(a, required=False)
     if found:
-        driver, cfg = _driver_and_config(call, *found)
+        driver, cfg, _data = _driver_and_config(call, *found)
         sr_uuid = driver.sr_uuid(cfg)
         sr = call.find("SR", sr_uuid)
         vdi = driver.locate_vdi(call, sr, cfg) if sr else None
@@ -384,8 +396,8 @@ def attach_volume(session, args):
     # The VM first: a WRONG_HOST answer leaves the client's secrets for the host it re-sends
     # to (they are consumed only once connection_info is read).
     vm, vm_uuid = _vm(call, a)
-    volume_type, data = _connection_info(a)
-    driver, cfg = _driver_and_config(call, volume_type, data)
+    volume_type, info = _connection_info(a)
+    driver, cfg, data = _driver_and_config(call, volume_type, info, read_secrets=True)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
     number = vbds.device_number(
         a.string("mountpoint", required=False, default="autodetect", max_len=64)
@@ -726,7 +738,7 @@ def extend_volume(session, args):
     a.reject_unknown(("connection_info", "vdi_uuid"))
     found = _connection_info(a, required=False)
     if found:
-        driver, cfg = _driver_and_config(call, *found)
+        driver, cfg, _data = _driver_and_config(call, *found)
         sr_uuid = driver.sr_uuid(cfg)
         sr = call.find("SR", sr_uuid)
         vdi = driver.locate_vdi(call, sr, cfg) if sr else None

@@ -54,6 +54,10 @@ class Driver:
         """Check connection_info["data"] (a checks.Fields) and return a Config."""
         raise NotImplementedError
 
+    def refuse_unsupported(self, data):
+        """Before any field is judged, secrets included: refuse (XENVOL_UNSUPPORTED_VOLUME)
+        a volume this driver's SR cannot serve at all, such as a format it cannot open."""
+
     def sr_uuid(self, config):
         raise NotImplementedError
 

@@ -17,6 +17,12 @@ from .base import Config, Driver, name_uuid, scan, vdi_by_sm_config, wait_for
 LUN_MAX = 16383
 _WWN = re.compile(r"^(0x)?([0-9a-f]{2}:?){7}[0-9a-f]{2}$")
 _HCTL = re.compile(r"^([0-9]+):([0-9]+):([0-9]+):([0-9]+)$")
+_DIGITS = re.compile(r"^[0-9]{1,5}\Z")
+
+# Type comments only (Python 3.6 syntax); nothing is imported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict  # noqa: F401
 
 
 class FibreChannelDriver(Driver):
@@ -25,21 +31,7 @@ class FibreChannelDriver(Driver):
     shared = False
 
     def validate(self, d):
-        if d.has("target_wwns") and d.has("target_luns"):
-            wwns = _wwn_list(d, "target_wwns")
-            luns = d.string_list("target_luns")
-            if len(luns) != len(wwns):
-                raise d.bad(
-                    "target_luns",
-                    "must have one LUN per entry of target_wwns (%d, %d)" % (len(luns), len(wwns)),
-                )
-            pairs = [
-                (w, _lun(d, "target_luns[%d]" % i, n)) for i, (w, n) in enumerate(zip(wwns, luns))
-            ]
-        else:
-            key = "target_wwn" if d.has("target_wwn") or not d.has("target_wwns") else "target_wwns"
-            lun = _lun(d, "target_lun", d.raw("target_lun"))
-            pairs = [(w, lun) for w in _wwn_list(d, key)]
+        pairs = _targets(d)
         itmap = d.raw("initiator_target_map")
         if itmap is not None:
             if not isinstance(itmap, dict) or not itmap or len(itmap) > 64:
@@ -173,18 +165,77 @@ def _wwn_list(d, key, value=None):
     return [_wwn(d, "%s[%d]" % (key, i), w) for i, w in enumerate(value)]
 
 
+def _targets(d):
+    """[(target WWN, LUN)] as os-brick fibre_channel.py _add_targets_to_connection_properties
+    builds `targets`: the WWNs of target_wwns, else of target_wwn (one or a list); the LUNs of
+    target_luns, else target_lun; one LUN per WWN, or one LUN for every WWN. Stricter than
+    os-brick: target_lun is required when target_luns is absent (os-brick assumes 0), and a
+    target_lun given beside target_luns must be one of them."""
+
+    def given(key):
+        return d.raw(key) not in (None, "", [])  # os-brick: a falsy value is absent
+
+    key = "target_wwns" if given("target_wwns") else "target_wwn"
+    if not given(key):
+        raise d.bad("target_wwn", "is required (a WWN or a list of WWNs; or target_wwns)")
+    wwns = _wwn_list(d, key)
+    if key == "target_wwns" and given("target_wwn"):
+        other = _wwn_list(d, "target_wwn")
+        if set(other) != set(wwns):
+            raise d.bad("target_wwn", "names other ports than target_wwns")
+    lun = _lun(d, "target_lun", d.raw("target_lun")) if given("target_lun") else None
+    luns = d.raw("target_luns")
+    if given("target_luns"):
+        if not isinstance(luns, list) or len(luns) > 64:
+            raise d.bad("target_luns", "must be a list of LUNs, one per target WWN")
+        luns = [_lun(d, "target_luns[%d]" % i, n) for i, n in enumerate(luns)]
+        if lun is not None and lun not in luns:
+            raise d.bad("target_lun", "is not one of target_luns (%s)" % _short(luns))
+    elif lun is None:
+        raise d.bad("target_lun", "is required (or target_luns, one per target WWN)")
+    else:
+        luns = [lun]
+    if len(luns) == 1:
+        pairs = [(w, luns[0]) for w in wwns]
+    elif len(luns) == len(wwns):
+        pairs = list(zip(wwns, luns))
+    else:
+        raise d.bad(
+            "target_luns",
+            "has %d LUNs for %d target WWNs (%s): give one LUN, or one per WWN"
+            % (len(luns), len(wwns), key),
+        )
+    by_port = {}  # type: Dict[str, int]
+    for w, n in pairs:
+        if by_port.setdefault(w, n) != n:
+            raise d.bad(
+                "target_luns",
+                "gives target port %s two LUNs (%d and %d): one volume has one LUN per port"
+                % (w, by_port[w], n),
+            )
+    return pairs
+
+
 def _lun(d, field, value):
     if value is None or value == "":
         raise d.bad(field, "is required")
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise d.bad(field, "must be an integer LUN")
     if isinstance(value, str):
-        if not value.strip().isdigit() or len(value) > 6:
-            raise d.bad(field, "must be an integer LUN from 0 to %d" % LUN_MAX)
-        value = int(value)
+        # ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses.
+        if not _DIGITS.match(value.strip()):
+            raise d.bad(
+                field,
+                "must be an integer LUN from 0 to %d, not a string of other characters" % LUN_MAX,
+            )
+        value = int(value.strip())
     if not 0 <= value <= LUN_MAX:
         raise d.bad(field, "must be from 0 to %d (got %d)" % (LUN_MAX, value))
     return value
+
+
+def _short(luns):
+    return ", ".join(str(n) for n in luns[:8]) + (", …" if len(luns) > 8 else "")
 
 
 def _describe(cfg):

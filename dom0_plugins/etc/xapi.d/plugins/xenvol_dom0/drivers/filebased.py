@@ -32,6 +32,9 @@ class SharedFileDriver(FileBasedDriver):
     files = "VHD (or raw)"
     cinder_keys = ("name",)  # type: Tuple[str, ...]
 
+    def refuse_unsupported(self, d):
+        self.refuse_other_layouts(d)
+
     def refuse_other_layouts(self, d):
         """Refuse a format the SR does not serve and a Cinder file volume (no sr_uuid)."""
         fmt = d.string("format", required=False, max_len=16)

@@ -1,37 +1,41 @@
 """`smbfs` / `smb`: a VHD on XenServer's SMB SR, <share>/<sr_uuid>/<vdi_uuid>.vhd.
 
 The SR's device_config (sm SMBSR.py): `server` = \\\\host\\share, `username` (DOMAIN\\user
-allowed), `password` -> `password_secret`. SMBSR always mounts with vers=3.0 and no port, so
-a different SMB version or port is refused. Cinder's smbfs shape (`export` + `name`, a
-`volume-<id>` file in the share root, credentials in `options` "-o username=…,password=…") maps
-onto it only when the volume is laid out as that SR expects: sr_uuid and vdi_uuid are required."""
+allowed), `password` -> `password_secret`: the only credentials it takes (sm cifutils.py
+getCIFCredentials). It mounts with its own fixed options (SMBSR.getMountOptions: cache=loose,
+vers=3.0, actimeo=0, the domain, guest without credentials), so a different SMB version or port
+is refused and any other option Cinder's `options` carries is listed in the result's `ignored`;
+credentials inside `options` ("-o username=…,password=…", or the client's
+password_secret=<uuid>) become the PBD's. Cinder's smbfs shape (`export` + `name`, a
+`volume-<id>` file in the share root) maps onto it only when the volume is laid out as that SR
+expects: sr_uuid and vdi_uuid are required; a format other than VHD is refused first."""
 
 import re
 
-from ..check import host_port
-from ..redact import SCRUB
+from ..check import host_port, is_uuid, password_problem
+from ..redact import SCRUB, is_secret_ref
 from .base import Config
 from .filebased import SharedFileDriver
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict  # noqa: F401
+    from typing import Dict, List, Tuple  # noqa: F401
 
 _SHARE = re.compile(r"^[A-Za-z0-9_.$ -]{1,80}$")
 _USER = re.compile(r"^[A-Za-z0-9_.@ -]{1,104}$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_KNOWN_OPTIONS = (
-    "username",
-    "user",
-    "password",
-    "pass",
-    "domain",
-    "dom",
-    "workgroup",
-    "vers",
-    "guest",
-)
+# mount.cifs's names of what SMBSR takes from device_config.
+_CREDENTIALS = {
+    "username": "username",
+    "user": "username",
+    "password": "password",
+    "pass": "password",
+    "domain": "domain",
+    "dom": "domain",
+    "workgroup": "domain",
+}
+_FIXED = "cache=loose,vers=3.0,actimeo=0 and the credentials (SMBSR.getMountOptions)"
 
 
 class SMBDriver(SharedFileDriver):
@@ -40,8 +44,8 @@ class SMBDriver(SharedFileDriver):
     sr_name, root, cinder = "XenServer's SMB SR", "<share>", "smbfs"
 
     def validate(self, d):
-        opts = _options(d)
         self.refuse_other_layouts(d)
+        opts, ignored = _options(d)
         key = "export" if d.has("export") else "server"
         server = _unc(d, key)
         vers = d.string("smb_version", required=False, max_len=8) or opts.get("vers")
@@ -73,10 +77,13 @@ class SMBDriver(SharedFileDriver):
                 "password",
                 "is required with a username (without one XenServer's SMB SR mounts as guest)",
             )
+        if opts.get("guest") and user:
+            ignored.append(_ignored("guest", "credentials are given, and the SR mounts with them"))
         return Config(
             server=server,
             user=("%s\\%s" % (domain, user)) if domain else user,
             password=password,
+            ignored=ignored,
             **self.volume(d),
         )
 
@@ -113,38 +120,76 @@ def _unc(d, key):
 
 
 def _options(d):
-    """Cinder's smbfs share options, "-o username=…,password=…,domain=…"."""
+    """Cinder's smbfs share options ("-o username=…,password=…,domain=…", several -o, or a
+    bare comma list) -> ({credential: value, "vers", "port", "guest"}, ignored entries)."""
     text = d.string("options", required=False, max_len=1024)
     out = {}  # type: Dict[str, str]
+    ignored = []  # type: List[Dict[str, str]]
     if text is None:
-        return out
-    text = text.strip()
-    if text.startswith("-o"):
-        text = text[2:].strip()
-    for item in [i for i in text.split(",") if i.strip()]:
+        return out, ignored
+    items = []  # type: List[str]
+    words = text.split()
+    for i, word in enumerate(words):
+        if word == "-o":
+            continue
+        if word.startswith("-o"):
+            word = word[2:]
+        elif word.startswith("-"):
+            raise d.bad("options", "only '-o' options are accepted (got %r)" % word[:32])
+        elif i and words[i - 1] != "-o":
+            raise d.bad("options", "options are one comma list per '-o'")
+        items.extend(p for p in word.split(",") if p)
+    for item in items:
         name, sep, value = item.partition("=")
-        name = name.strip().lower()
-        if name not in _KNOWN_OPTIONS:
-            raise d.bad(
-                "options",
-                "option %r is not honoured by XenServer's SMB SR (it mounts "
-                "with cache=loose,vers=3.0,actimeo=0 and credentials only)" % name[:32],
-            )
-        if name in ("password", "pass"):
-            SCRUB.remember(value)
-            if not value or len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
-                raise d.bad("options", "has an empty, too long or unprintable password")
-            out["password"] = value
-        elif name != "guest":
-            out[{"user": "username", "dom": "domain", "workgroup": "domain"}.get(name, name)] = (
-                value.strip()
-            )
-    return out
+        low = name.lower()
+        if is_secret_ref(low) and low[: -len("_secret")] in ("password", "pass"):
+            # The client's form of password=…: a XAPI secret's uuid (check_given reads it).
+            if not is_uuid(value):
+                raise d.bad("options", "%s= is not a uuid" % name[:32])
+            out["password_secret"] = value.lower()
+        elif low in _CREDENTIALS:
+            key = _CREDENTIALS[low]
+            if key == "password":
+                SCRUB.remember(value)
+                problem = password_problem(value)
+                if problem:
+                    raise d.bad("options", "%s= %s" % (low, problem))
+            elif not value.strip():
+                raise d.bad("options", "%s= is empty" % low)
+            out[key] = value if key == "password" else value.strip()
+        elif low in ("vers", "port"):
+            out[low] = value
+        elif low == "guest" and not sep:
+            out["guest"] = "true"
+        else:
+            # Only the option's name: a value may hold anything, a secret included.
+            ignored.append(_ignored(name[:32], "the SR mounts with %s only" % _FIXED))
+    if out.get("port") not in (None, "445"):
+        raise d.bad("options", "port: XenServer's SMB SR always uses port 445")
+    return out, ignored
+
+
+def _ignored(option, why):
+    # type: (str, str) -> Dict[str, str]
+    return {"field": "data.options", "reason": "option %r is not used: %s" % (option, why)}
 
 
 def _password(d, opts):
+    given = [
+        k
+        for k, present in (
+            ("password_secret", d.has("password_secret")),
+            ("password", d.has("password")),
+            ("options", bool(opts.get("password") or opts.get("password_secret"))),
+        )
+        if present
+    ]
+    if len(given) > 1:
+        raise d.bad(given[1], "gives a password again (%s)" % " and ".join(given))
     if d.has("password_secret"):
         return {"secret": d.uuid("password_secret")}
+    if opts.get("password_secret"):
+        return {"secret": opts["password_secret"]}
     value = d.string("password", required=False, max_len=256)
     if value is None:
         value = opts.get("password") or None
