@@ -104,7 +104,7 @@ def test_operator_session(served, peers, tmp_path):
     assert p.returncode == 0 and "SR forgotten" in p.stdout
     p = xenvol(served, "version")
     assert p.stdout.startswith("xenvol client ") and len(p.stdout.strip().splitlines()) == 5
-    assert [line.split()[-1] for line in p.stdout.splitlines()[2:]] == [API_LEVEL] * 3
+    assert [line.split()[3:5] for line in p.stdout.splitlines()[2:]] == [[API_LEVEL, "ok"]] * 3
     assert p.returncode == 0
     p = xenvol(served, "--json", "drivers", "xs02")
     assert "iscsi" in [
@@ -219,7 +219,7 @@ def test_a_host_without_the_plugin(served):
     p = run_case(served, ["version"])
     rows = dict((line.split()[0], line) for line in p.stdout.splitlines()[2:])
     assert p.returncode == 5 and sorted(rows) == ["xs01", "xs02", "xs03"]
-    assert rows["xs01"].split()[-1] == API_LEVEL and "no xenvol plugin" in rows["xs02"]
+    assert rows["xs01"].split()[3] == API_LEVEL and "no xenvol plugin" in rows["xs02"]
     p = run_case(served, ["drivers"])
     assert p.returncode == 5
     assert "xs01" in p.stdout and "xs03" in p.stdout and "xs02" not in p.stdout

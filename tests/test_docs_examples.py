@@ -42,6 +42,8 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
         XAPISIM_PASSWORD=ppool.info["password"],
         PATH=str(tmp_path) + ":" + os.environ["PATH"],
     )
+    # smoke_volume's example makes its scratch volume under file_roots (the default's).
+    os.makedirs(ppool.sim.host(host).path("/var/lib/xenvol/volumes"), exist_ok=True)
     before = ppool.admin.snapshot()
     ran = []
     for block in blocks():
@@ -64,9 +66,16 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
             subst["<sr-uuid>"], subst["<vdi-uuid>"] = out["sr_uuid"], out["vdi_uuid"]
         if fn == "version":
             assert out["plugin"] == "xenvol"
+        if fn == "probe":
+            assert out["config"]["state"] == "ok" and out["leftovers"] == []
+        if fn == "smoke_volume":
+            assert len(out["removed"]) == 2
+        if fn == "check_config":
+            assert (out["state"], out["valid"]) == ("ok", True)
     assert ran == [
         "gc",
         "version",
+        "check_config",
         "list_drivers",
         "attach_volume",
         "detach_volume",
@@ -75,6 +84,8 @@ def test_every_example_runs(ppool, doc_target, tmp_path):
         "disconnect_volume",
         "list_attachments",
         "connector",
+        "probe",
+        "smoke_volume",
         "attach_volume",
     ]
     assert ppool.admin.snapshot() == before

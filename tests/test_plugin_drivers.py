@@ -298,6 +298,7 @@ def test_list_drivers_and_version(ppool):
             "version": fh.read().strip(),
             "api_level": API_LEVEL,
             "wait_limit": 60,
+            "config": {"state": "ok"},
         }
 
 

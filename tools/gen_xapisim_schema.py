@@ -53,6 +53,8 @@ FROM_FULL = {
     "VM_guest_metrics": None,
     "host_metrics": None,
     "VM": ("create", "destroy", "set_domain_type"),
+    "SM": None,
+    "host": ("get_servertime",),
 }
 
 

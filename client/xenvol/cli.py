@@ -9,8 +9,8 @@ by its SHA-256 fingerprint (--trust-fingerprint, remembered in ~/.config/xenvol/
 Exit codes: 0 done, 1 other errors, 2 bad input, 3 not found, 4 storage/backend failure,
 5 plugin missing or incompatible (on any host: the others are still listed), 6 pack failure,
 7 cannot connect or log in (network, timeout, certificate, credentials), 8 no answer in time
-(the operation may still complete; `xenvol list` tells), 130 interrupted. A closed output pipe
-ends quietly.
+(the operation may still complete; `xenvol list` tells), 9 `xenvol check` found a FAIL,
+130 interrupted. A closed output pipe ends quietly.
 
 Ctrl-C (or SIGINT: `timeout -s INT`, a script's kill -INT) during attach, detach, connect or
 any change cancels it: the operation is cancelled by its op id over a fresh connection, the
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import XenAPI
 
 from . import __version__, errors
+from . import check as checks
 from .client import Client
 from .errors import ConnectionFailed
 from .records import Connection
@@ -77,6 +78,7 @@ EXAMPLES = {
     "drivers": "xenvol drivers xs01",
     "gc": "xenvol gc --pool --apply",
     "version": "xenvol version --minimal",
+    "check": "xenvol check --types iscsi --smoke test-vm --report check.json",
     "extend": "xenvol extend volume.json",
     "connector": "xenvol connector vm-3 --json",
     "migrate": "xenvol migrate vm-3 xs03",
@@ -184,6 +186,29 @@ def _parser() -> argparse.ArgumentParser:
         "master (default: those and every host's dead operations)",
     )
     _command(sub, "version", help="client version and every host's plugin version")
+    ck = _command(
+        sub,
+        "check",
+        help="is this pool ready for xenvol: OK, WARN or FAIL with why and what to do "
+        "(changes nothing without --smoke)",
+    )
+    ck.add_argument(
+        "--types",
+        help="driver types to check storage for, comma-separated (default: every driver, "
+        "a missing SM type then only a WARN)",
+    )
+    ck.add_argument(
+        "--smoke",
+        metavar="VM",
+        help="also attach and detach a scratch file volume to this halted test VM and check "
+        "that the pool is left as it was",
+    )
+    ck.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write the findings, the versions and what the pool answered (secrets "
+        "scrubbed) to FILE, to attach to a bug report",
+    )
     ex = _command(sub, "extend", help="after the backend grew a volume: rescan, new size")
     ex.add_argument("connection_info", nargs="?", help="file with the connection_info JSON")
     ex.add_argument("--vdi", help="the volume's VDI uuid instead of connection_info")
@@ -534,6 +559,10 @@ def _run(args: argparse.Namespace) -> Result:
         raise errors.InvalidArgument(
             "no pool: give --url or set XENVOL_URL", details={"field": "url"}
         )
+    if args.command == "check":
+        return checks.command(
+            args, normalize_url(args.url), load_known_certs(), lambda: _connect(args), __version__
+        )
     progress = _show_progress if not args.json and sys.stderr.isatty() else None
     with _connect(args, progress) as client:
         try:
@@ -766,7 +795,10 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
     if args.command == "version":
         result = client.versions()
         rows = sorted(
-            (dict(v, host=names.host(h), host_uuid=h) for h, v in result.items()),
+            (
+                dict(v, host=names.host(h), host_uuid=h, conf=_config_state(v))
+                for h, v in result.items()
+            ),
             key=lambda r: (r["host"], r["host_uuid"]),
         )
         text = "xenvol client %s\n" % __version__ + _table(
@@ -776,21 +808,43 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
                 ("HOST_UUID", "host_uuid"),
                 ("VERSION", "version"),
                 ("API_LEVEL", "api_level"),
+                ("CONFIG", "conf"),
                 ("ERROR", "error"),
             ),
         )
         bad = [r for r in rows if r.get("error")]
+        invalid = [
+            "host %s: %s" % (r["host"], r["config"].get("error", "xenvol.conf is invalid"))
+            for r in rows
+            if (r.get("config") or {}).get("state") == "invalid"
+        ]
         data = {"client": __version__, "hosts": result}
         return (
             data,
             text,
-            [],
+            invalid,
             [r.get("version", "") for r in rows],
-            [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
-            if bad
-            else [],
+            (
+                [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
+                if bad
+                else []
+            )
+            + (
+                [errors.InvalidConfig("%d host(s) have an invalid xenvol.conf" % len(invalid))]
+                if invalid
+                else []
+            ),
         )
     raise AssertionError(args.command)
+
+
+def _config_state(info: Dict[str, Any]) -> str:
+    """A host's /etc/xenvol/xenvol.conf as its plugin's version() reports it."""
+    config = info.get("config")
+    if not isinstance(config, dict):
+        return "" if info.get("error") else "?"  # a plugin before 0.2.0 does not say
+    state = str(config.get("state", "?"))
+    return {"absent": "defaults", "invalid": "INVALID"}.get(state, state)
 
 
 def _fail(args: argparse.Namespace, e: errors.XenvolError) -> int:

@@ -568,6 +568,25 @@ class Client:
                 out[uuid] = {"error": e.message, "code": e.code or type(e).__name__, "op_id": op_id}
         return out
 
+    def probe(self, host: str, pool: bool = False) -> Dict[str, Any]:
+        """What `xenvol check` reads of a host's dom0 (its plugin's read-only `probe`):
+        dom0's Python and packages, xenvol.conf, the journal and results directories, what
+        gc and recover would report (pool=True: the pool-wide leftovers too), the initiator
+        name file, FC ports, file_roots."""
+        out: Dict[str, Any] = self._plugin.call(
+            self._router.host(host), "probe", {"pool": "true" if pool else "false"}
+        )
+        return out
+
+    def scratch_volume(self, host: str, action: str, volume: str) -> Dict[str, Any]:
+        """`xenvol check --smoke`'s scratch file volume on a host (its plugin's
+        `smoke_volume`): action "create" (a sparse file under a file_roots directory;
+        returns its `path`) or "remove"."""
+        out: Dict[str, Any] = self._plugin.call(
+            self._router.host(host), "smoke_volume", {"action": action, "volume": volume}
+        )
+        return out
+
 
 # What every attach answer carries.
 _ATTACHMENT_KEYS = ("sr_uuid", "vdi_uuid", "vbd_uuid", "vm_uuid", "userdevice")

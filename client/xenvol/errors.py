@@ -185,6 +185,12 @@ class PluginIncompatible(PluginError):
     pass
 
 
+class InvalidConfig(PluginError):
+    """A host's /etc/xenvol/xenvol.conf is not valid: `details` name the file, the key and
+    the value (line and column for a JSON syntax error); that host's plugin refuses to work
+    until it is fixed (`xenvol version` shows each host's state)."""
+
+
 class XapiError(XenvolError):
     """XAPI refused something; `xapi_error` is its error list."""
 
@@ -223,6 +229,7 @@ _BY_CODE: Dict[str, Type[XenvolError]] = {
     "XENVOL_INTERNAL_ERROR": InternalError,
     "XENVOL_POLICY_REFUSED": PolicyRefused,
     "XENVOL_AUTH_MISMATCH": AuthMismatch,
+    "XENVOL_INVALID_CONFIG": InvalidConfig,
     "XENVOL_OP_ID_CONFLICT": OpIdConflict,
 }
 

@@ -244,7 +244,9 @@ class Plugin:
         self.versions[host_ref] = dict(
             known,
             **dict(
-                (k, info[k]) for k in ("plugin", "version", "api_level", "wait_limit") if k in info
+                (k, info[k])
+                for k in ("plugin", "version", "api_level", "wait_limit", "config")
+                if k in info
             ),
         )
 

@@ -23,6 +23,8 @@ fc_lun(target_wwn, lun, scsi_id, size[, [initiator wwpn…]])  a LUN on an array
 fc_remove_lun(target_wwn, lun)
 fc_zone(initiator_wwpn, target_wwn[, false])   zone (or unzone) an initiator with a target
 fc_fabric() -> {host uuid: [wwpn…]}        the hosts' WWPNs
+clock_offset(host_uuid, seconds)           the host's clock that far ahead (negative: behind)
+sm_unregister(type)                        the SM driver of that SR type gone (record and driver)
 update_upload(iso_path[, sr_uuid]) -> uuid what `xe update-upload` does (signature checked)
 update_precheck(uuid, host_uuid) -> "ok"   what `xe update-precheck` does (space, version gate)
 update_apply(uuid, host_uuid)              what `xe update-apply` does (RPMs into the host root)
@@ -228,6 +230,12 @@ def call(sim, name, params):
     if name == "remove_vdi":
         with sim.db.lock:
             sim.sm.backing(params[0]).pop(params[1], None)
+        return ""
+    if name == "clock_offset":
+        sim.host_by_uuid(params[0]).clock_offset = float(params[1])
+        return ""
+    if name == "sm_unregister":
+        sim.unregister_sm(params[0])
         return ""
     if name.startswith("fc_"):
         return _fabric(sim, name, params)

@@ -1,6 +1,7 @@
 """session, host and pool messages."""
 
 import time
+import xmlrpc.client
 
 from . import plugins
 from .errors import XapiError
@@ -113,6 +114,16 @@ def vm_call_host_plugin(ctx, vm, plugin, fn, args):
 @message("host.get_control_domain")
 def get_control_domain(ctx, host_ref):
     return ctx.db.raw("host", host_ref)["control_domain"]
+
+
+@message("host.get_servertime")
+def get_servertime(ctx, host_ref):
+    """xen-api ocaml/xapi/xapi_host.ml get_servertime: Date.now () on that host (forwarded to
+    it, message_forwarding.ml), UTC, whole seconds (ocaml/libs/clock/date.ml)."""
+    with ctx.db.lock:
+        host = ctx.sim.host(host_ref)
+    now = time.gmtime(time.time() + host.clock_offset)
+    return xmlrpc.client.DateTime(time.strftime("%Y%m%dT%H:%M:%SZ", now))
 
 
 @message("host.get_iscsi_iqn")

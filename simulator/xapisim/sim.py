@@ -26,6 +26,8 @@ class Host:
         self.index = index
         self.root = root
         self.address = address
+        # Seconds this host's clock is ahead of the machine's (xapisim.clock_offset).
+        self.clock_offset = 0.0
 
     def path(self, *parts):
         return os.path.join(self.root, *[p.lstrip("/") for p in parts])
@@ -167,6 +169,7 @@ class Simulator:
             self.sm.backing(db.raw("SR", local)["uuid"])
         master = self.hosts[0].ref
         db.create("pool", {"name_label": "", "master": master, "default_SR": NULL})
+        self._register_sms()
         # Guest kinds: vm-1..vm-4 are PV (pygrub), half of them running; vm-5, vm-7, ... are
         # running HVM guests with PV drivers, vm-6, vm-8, ... running HVM guests without.
         # self.guest_agents holds what each guest's agent reports once it runs (VM_guest_metrics
@@ -248,6 +251,43 @@ class Simulator:
                     "empty": False,
                 },
             )
+
+    def _register_sms(self):
+        """One SM record per storage manager, as xapi registers each SM driver it finds at
+        start (xen-api ocaml/xapi/xapi_sm.ml create_from_query_result: type lowercased,
+        capabilities the feature names, features name -> version, 1 where the driver's
+        CAPABILITIES give none; sm drivers/*SR.py DRIVER_INFO)."""
+        for type_, driver in sorted(self.sm.drivers.items()):
+            caps = [c.split("/")[0] for c in driver.capabilities]
+            self.db.create(
+                "SM",
+                {
+                    "type": type_,
+                    "name_label": type_,
+                    "name_description": "SR plugin %s (xapisim)" % type_,
+                    "vendor": "xapisim",
+                    "version": "1.0",
+                    "required_api_version": "1.0",
+                    "capabilities": caps,
+                    "features": dict(
+                        (c.split("/")[0], c.split("/")[1] if "/" in c else "1")
+                        for c in driver.capabilities
+                    ),
+                    "driver_filename": "/opt/xensource/sm/%sSR" % type_,
+                },
+            )
+
+    def unregister_sm(self, type_):
+        """An SM driver gone from a host: xapi drops its record at the next start
+        (xapi_sm.ml unregister_plugin) and an SR of that type has no driver to run
+        (SR_UNKNOWN_DRIVER)."""
+        with self.db.lock:
+            refs = self.db.find("SM", type=type_)
+            if not refs:
+                raise XapiError("INVALID_VALUE", "type", type_)
+            for ref in refs:
+                self.db.destroy("SM", ref)
+            self.sm.drivers.pop(type_, None)
 
     def install_plugins(self, tree):
         """Copy a plugins tree (the contents of an etc/xapi.d/plugins) onto every host."""

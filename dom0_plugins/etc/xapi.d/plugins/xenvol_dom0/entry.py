@@ -8,6 +8,10 @@ on the plugin's own local session (call.local_session), not on the caller's."""
 import os
 import sys
 
+# What answers while /etc/xenvol/xenvol.conf is invalid: the rest refuse with
+# XENVOL_INVALID_CONFIG before they touch anything.
+CONFIG_FREE = ("version", "check_config", "cancel", "probe")
+
 # Nothing else at import time: a cold start pays only for what the called function uses
 # (version: no XAPI session, no journal, no logging; the others import operations on call).
 
@@ -38,6 +42,8 @@ def _wrap(name, fn):
                 raise invalid(
                     "op_id", "is not an operation id (letters, digits, . _ -)", INVALID_ARGUMENT
                 )
+            if name not in CONFIG_FREE:
+                settings.load()  # an invalid xenvol.conf: XENVOL_INVALID_CONFIG, nothing done
             with local_session() as session:
                 result = call.run(name, fn, session, args, op_id, journaled)
         except XenvolError as e:
@@ -55,7 +61,7 @@ def _wrap(name, fn):
         if isinstance(result, dict):
             # The client checks the plugin's level on its first answer: no version() call.
             result = dict(
-                result, api_level=API_LEVEL, wait_limit=settings.wait_limit(settings.load())
+                result, api_level=API_LEVEL, wait_limit=settings.wait_limit(settings.read()[0])
             )
         return json.dumps(result, sort_keys=True)
 
@@ -104,7 +110,8 @@ def version(_caller_session, args):
             "plugin": "xenvol",
             "version": VERSION,
             "api_level": API_LEVEL,
-            "wait_limit": settings.wait_limit(settings.load()),
+            "wait_limit": settings.wait_limit(settings.read()[0]),
+            "config": settings.state(),
         },
         sort_keys=True,
     )

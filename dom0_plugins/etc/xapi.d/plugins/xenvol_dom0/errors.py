@@ -22,6 +22,8 @@ CANCELLED = "XENVOL_CANCELLED"
 XAPI_ERROR = "XENVOL_XAPI_ERROR"
 # The operator's policy or a fixed rule refuses the call (policy.py).
 POLICY_REFUSED = "XENVOL_POLICY_REFUSED"
+# /etc/xenvol/xenvol.conf is not valid (details: file, key, value; line and column for JSON).
+INVALID_CONFIG = "XENVOL_INVALID_CONFIG"
 # Credentials given for a target differ from those of its SR already set up on the pool.
 AUTH_MISMATCH = "XENVOL_AUTH_MISMATCH"
 INTERNAL_ERROR = "XENVOL_INTERNAL_ERROR"

@@ -42,7 +42,7 @@ def _add_syslog(target):
     # type: (logging.Logger) -> None
     """The same lines to syslog (daemon facility), so a pool's remote syslog forwards them;
     skipped where dom0 has no syslog socket."""
-    address = settings.load().get("syslog_socket")
+    address = settings.read()[0]["syslog_socket"]  # an invalid file is refused later
     if not address or not os.path.exists(address):
         return
     try:

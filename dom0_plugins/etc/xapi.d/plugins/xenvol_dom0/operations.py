@@ -6,8 +6,9 @@ import os
 import XenAPI
 
 from . import call as call_mod
-from . import check, integrate, journal, log, opid, policy, settings, storage, xsecret
+from . import check, integrate, journal, log, opid, paths, policy, settings, storage, xsecret
 from . import gc as gc_mod
+from . import probe as probe_mod
 from . import vbd as vbds
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
@@ -39,7 +40,22 @@ def version(session, args):
         "plugin": "xenvol",
         "version": VERSION,
         "api_level": API_LEVEL,
-        "wait_limit": settings.wait_limit(settings.load()),
+        "wait_limit": settings.wait_limit(settings.read()[0]),
+        "config": settings.state(),
+    }
+
+
+def check_config(session, args):
+    """/etc/xenvol/xenvol.conf as this host's plugin reads it: every problem, and the
+    settings in force (the defaults where the file says nothing)."""
+    Fields(args, "", INVALID_ARGUMENT).reject_unknown(())
+    found, state, problems = settings.read()
+    return {
+        "file": paths.config_file(),
+        "state": state,
+        "valid": state != "invalid",
+        "problems": [dict(p, message=settings.describe(p)) for p in problems],
+        "settings": found if state != "invalid" else None,
     }
 
 
@@ -699,6 +715,21 @@ def gc(session, args):
     return gc_mod.run(call, a.boolean("apply", False), a.boolean("pool", False))
 
 
+def probe(session, args):
+    """What `xenvol check` needs of this host's dom0, read-only (probe.py); pool=true adds
+    the pool-wide leftovers gc would report (ask one host)."""
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("pool",))
+    return probe_mod.probe(session, a.boolean("pool", False))
+
+
+def smoke_volume(session, args):
+    """`xenvol check --smoke`'s scratch file volume on this host: action=create|remove."""
+    a = Fields(args, "", INVALID_ARGUMENT)
+    a.reject_unknown(("action", "volume"))
+    return probe_mod.smoke_volume(a.choice("action", ("create", "remove")), a.uuid("volume") or "")
+
+
 # ---------------------------------------------------------------------- integrators
 def extend_volume(session, args):
     """After the backend grew the volume: refresh, rescan, return the new size."""
@@ -783,6 +814,7 @@ def _op_id(a, field):
 
 FUNCTIONS = (
     "version",
+    "check_config",
     "list_drivers",
     "connect_volume",
     "disconnect_volume",
@@ -797,6 +829,8 @@ FUNCTIONS = (
     "prepare_host",
     "release_host",
     "reconcile",
+    "probe",
+    "smoke_volume",
 )
 # The functions that change the pool: journaled, with the dead operations of the host
 # recovered first and results kept by operation id.
