@@ -10,7 +10,8 @@ import os
 #   0.2.0  1.2  1.1: every object result carries api_level and wait_limit; vm (uuid or
 #               name) and route for attach_volume and detach_volume; recover, cancel, gc,
 #               extend_volume, connector, prepare_host/release_host, reconcile, op_id.
-#               1.2: check_config, XENVOL_INVALID_CONFIG, XENVOL_OP_ID_CONFLICT (an op id
+#               1.2: check_config, probe, smoke_volume, version's `config`,
+#               XENVOL_INVALID_CONFIG, XENVOL_OP_ID_CONFLICT (an op id
 #               answers only a retry of its own call), recover's `damaged`, gc's kinds
 #               `damaged` and `skipped` items, XENVOL_CANCELLED's rolled_back/left; cancel
 #               before an operation starts.
