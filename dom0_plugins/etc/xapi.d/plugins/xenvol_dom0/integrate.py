@@ -13,6 +13,7 @@ from . import vbd as vbds
 from .call import NULL
 from .errors import VDI_NOT_FOUND, XenvolError, from_xapi, vanished
 from .txn import Steps
+from .undo import compensation
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
@@ -77,6 +78,22 @@ def name_vdi(call, vdi, cfg, volume_type, steps):
 
 
 # ---------------------------------------------------------------------- extend
+
+
+@compensation("restore_vdi_name")
+def restore_vdi_name(call, vdi_uuid, label, text, named):
+    """Undo name_vdi: the VDI's name, and the name xenvol gave it, as they were."""
+    vdi = call.find("VDI", vdi_uuid)
+    if vdi is None:
+        return
+    call.x.VDI.set_name_label(vdi, label)
+    call.x.VDI.set_name_description(vdi, text)
+    if NAMED in call.x.VDI.get_other_config(vdi):
+        call.x.VDI.remove_from_other_config(vdi, NAMED)
+    if named is not None:
+        call.x.VDI.add_to_other_config(vdi, NAMED, named)
+
+
 def is_volume(call, vdi):
     # type: (Call, str) -> bool
     """A VDI xenvol attached (a marked VBD) or connected (a host's claim)."""

@@ -24,6 +24,7 @@ from .errors import (
 )
 from .lease import Lease
 from .redact import SCRUB
+from .undo import compensation
 
 INTRODUCED = "xenvol-introduced"
 LUN_CLAIM = "xenvol-lun-claim"
@@ -574,3 +575,86 @@ def _hosts_needing(call, sr):
                 if host is not None:
                     needed.add(host)
     return needed
+
+
+# ---------------------------------------------------------------------- compensations
+def _gone(f):
+    return f.details[0] in ("HANDLE_INVALID", "UUID_INVALID")
+
+
+@compensation("forget_sr")
+def forget_sr(call, sr_uuid):
+    """Undo our SR.introduce: forget the SR unless another call has started using it."""
+    sr = call.find("SR", sr_uuid)
+    if sr is None or call.x.SR.get_PBDs(sr):
+        return
+    call.x.SR.forget(sr)
+
+
+@compensation("destroy_pbd")
+def destroy_pbd(call, sr_uuid, host):
+    sr = call.find("SR", sr_uuid)
+    pbd = call.host_pbd(sr, host) if sr is not None else None
+    if pbd is None:
+        return
+    if call.x.PBD.get_currently_attached(pbd):
+        call.x.PBD.unplug(pbd)
+    call.x.PBD.destroy(pbd)
+    remove_mark(call, sr, PBD_MARK + call.x.host.get_uuid(host))
+
+
+@compensation("unplug_pbd")
+def unplug_pbd(call, sr_uuid, host):
+    sr = call.find("SR", sr_uuid)
+    pbd = call.host_pbd(sr, host) if sr is not None else None
+    if pbd is not None and call.x.PBD.get_currently_attached(pbd):
+        call.x.PBD.unplug(pbd)
+
+
+@compensation("destroy_op_secrets")
+def destroy_op_secrets(call, op_id):
+    """The secrets the plugin made for an operation (tagged with its op id)."""
+    for ref, rec in call.x.secret.get_all_records().items():
+        other = rec["other_config"]
+        if other.get("xenvol") == "plugin" and other.get("xenvol-op") == op_id:
+            try:
+                call.x.secret.destroy(ref)
+            except XenAPI.Failure as f:
+                if not _gone(f):
+                    raise
+
+
+@compensation("release_lun_claims")
+def release_lun_claims(call, sr_uuid, mark):
+    """Undo claim_lun: the LUNs claimed under the call's mark that nothing uses."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        release_claims(call, sr, mark)
+
+
+@compensation("remove_claim")
+def remove_claim(call, vdi, key):
+    """Undo a connection claim (CONNECTED + host uuid on the VDI)."""
+    try:
+        if key in call.x.VDI.get_other_config(vdi):
+            call.x.VDI.remove_from_other_config(vdi, key)
+    except XenAPI.Failure as f:
+        if not _gone(f):
+            raise from_xapi(f, "dropping the connection record") from None
+
+
+@compensation("release_sr")
+def _release_sr_step(call, sr_uuid):
+    """Finish a detach or disconnect: release the SR if nothing uses it any more."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        release_sr(call, sr)
+
+
+@compensation("undo_setup")
+def _undo_setup_step(call, sr_uuid, made, plugged):
+    """Undo an SR's set-up (the PBDs made or plugged on those hosts, by ref) once other calls
+    may use the SR: what nothing uses goes (undo_setup)."""
+    sr = call.find("SR", sr_uuid)
+    if sr is not None:
+        undo_setup(call, sr, made, plugged)

@@ -1,11 +1,12 @@
 """A record of the steps a call makes, each with what undoes it, as data.
 
 Before a change, will() writes the step and the name of its compensation (a function of
-undo.UNDO, with JSON arguments) to the operation's journal; so a call killed at any point is
-undone by whoever recovers its journal. A compensation therefore runs whether or not the
-change happened, and does nothing when there is nothing to undo. A change XAPI refused is
-marked done at once (an error answer changed nothing). rollback() runs the compensations in
-reverse and keeps going when one fails, reporting what it could not undo."""
+undo.UNDO, registered beside its action, with JSON arguments) to the operation's journal; so a
+call killed at any point is undone by whoever recovers its journal. A compensation therefore
+runs whether or not the change happened, and does nothing when there is nothing to undo. A
+change XAPI refused is marked done at once (an error answer changed nothing). rollback() runs
+the compensations in reverse (undo.replay) and keeps going when one fails, reporting what it
+could not undo."""
 
 import contextlib
 
@@ -13,6 +14,7 @@ import XenAPI
 
 from . import log
 from .errors import XenvolError
+from .undo import replay
 
 
 class Steps:
@@ -62,23 +64,22 @@ class Steps:
 
     def rollback(self):
         """Undo every recorded step, newest first; returns the ones that failed."""
-        from .undo import find
+        steps, self.done = list(reversed(self.done)), []
 
-        failed = []
-        while self.done:
-            n, description, undo, args = self.done.pop()
-            try:
-                find(undo)(self.call, **args)
-            except Exception as e:  # keep undoing the rest; the journal keeps this one
-                log.warning("could not undo: %s (%s: %s)" % (description, type(e).__name__, e))
-                failed.append(description)
-                continue
+        def done(n, description):
             if self.call.journal:
                 self.call.journal.done(n)
             log.step("undone: " + description)
-        return failed
+
+        return replay(
+            self.call, steps, done, lambda description, _name: "could not undo: " + description
+        )
 
     def commit(self):
         self.done = []
         if self.call.journal:
             self.call.journal.commit()
+
+
+def _could_not_undo(description, _name):
+    return "could not undo: " + description

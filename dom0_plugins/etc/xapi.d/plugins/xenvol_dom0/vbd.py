@@ -7,6 +7,7 @@ import XenAPI
 
 from . import log
 from .errors import DETACH_FAILED, DEVICE_IN_USE, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
+from .undo import compensation
 
 MARK = "xenvol"
 MAX_DEVICE = 254
@@ -180,3 +181,51 @@ def destroy(call, vbd):
     except XenAPI.Failure as f:
         if f.details[0] != "HANDLE_INVALID":
             raise from_xapi(f, "destroying the VBD") from None
+
+
+# ---------------------------------------------------------------------- compensations
+def _gone(f):
+    return f.details[0] in ("HANDLE_INVALID", "UUID_INVALID")
+
+
+def _vbd_of(call, vm, vdi):
+    try:
+        refs = call.x.VM.get_VBDs(vm)
+    except XenAPI.Failure as f:
+        if _gone(f):
+            return None
+        raise
+    for ref in refs:
+        try:
+            rec = call.x.VBD.get_record(ref)
+        except XenAPI.Failure:
+            continue
+        if rec["VDI"] == vdi and rec["other_config"].get(MARK) == "true":
+            return ref
+    return None
+
+
+@compensation("destroy_vbd")
+def destroy_vbd(call, vm, vdi):
+    vbd = _vbd_of(call, vm, vdi)
+    if vbd is not None:
+        finish_detach(call, vbd)
+
+
+@compensation("unplug_vbd")
+def unplug_vbd(call, vbd):
+    try:
+        attached = call.x.VBD.get_currently_attached(vbd)
+    except XenAPI.Failure as f:
+        if _gone(f):
+            return
+        raise
+    if attached:
+        unplug(call, vbd)
+
+
+@compensation("finish_detach")
+def finish_detach(call, vbd):
+    """Unplug (if plugged) and destroy a VBD xenvol made."""
+    unplug_vbd(call, vbd)
+    destroy(call, vbd)
