@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import XenAPI
 
-from . import journal, log, opid, settings
+from . import journal, log, opid, recovery, settings
 from .check import is_uuid
 from .errors import BUSY, CANCELLED, XenvolError, from_xapi
 from .version import VERSION
@@ -249,7 +249,7 @@ def run(name, fn, session, args, op_id, journaled):
             % (running, name),
         )
     call = Call(session)
-    while journal.recover(call, own) == "alive":
+    while recovery.recover(call, own) == "alive":
         if time.time() >= call.wait_deadline():
             raise XenvolError(BUSY, "operation %s is still running; try again" % op_id, op_id=op_id)
         time.sleep(0.1)
@@ -260,7 +260,7 @@ def run(name, fn, session, args, op_id, journaled):
     try:
         call.checkpoint("starting %s" % name)  # cancelled before it started
         # With our journal open: a lease the recovery of another operation takes names us.
-        journal.recover_dead(call, skip=op.journal.path)
+        recovery.recover_dead(call, skip=op.journal.path)
         result = fn(session, args)
         opid.save(op_id, name, args, secret_value, result)
         return result

@@ -17,7 +17,7 @@ import time
 import XenAPI
 
 from . import call as call_mod
-from . import journal, log, settings, storage
+from . import journal, log, recovery, settings, storage
 from . import lease as leases
 from . import vbd as vbds
 from .errors import XenvolError, vanished
@@ -128,7 +128,7 @@ def _local(sweep):
 
 def _recover(call, path):
     # type: (Call, str) -> Optional[str]
-    outcome = journal.recover(call, path, force=True)
+    outcome = recovery.recover(call, path, force=True)
     if outcome == "failed":
         raise RuntimeError("some steps could not be undone; see /var/log/xenvol.log")
     if outcome == "damaged":

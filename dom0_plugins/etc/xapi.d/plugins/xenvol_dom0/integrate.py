@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from .check import Fields  # noqa: F401
 
 NAMED = "xenvol-named"
-PLACEMENT = "xenvol-placement"
 # What a host presents to arrays (os-brick's connector sources on Linux).
 FC_HOST_DIR = "/sys/class/fc_host"
 NVME_HOSTNQN = "/etc/nvme/hostnqn"
@@ -253,21 +252,6 @@ def _read(path):
 
 
 # ---------------------------------------------------------------------- placement
-def pool_hosts(call):
-    # type: (Call) -> List[str]
-    """Hosts a VM may run on: enabled and live."""
-    x = call.x
-    out = []
-    for host, rec in x.host.get_all_records().items():
-        try:
-            live = x.host_metrics.get_live(rec["metrics"])
-        except XenAPI.Failure:
-            live = False
-        if rec["enabled"] and live:
-            out.append(host)
-    return out
-
-
 def vm_srs(call, vm):
     # type: (Call, str) -> List[str]
     """The SRs of the VM's xenvol disks."""
@@ -361,7 +345,7 @@ def _release_here(call, sr, master):
     mark = storage.PBD_MARK + call.host_uuid
     if call.host == master:
         return "kept: the pool master scans shared SRs"
-    if other.get(PLACEMENT) == "pool":
+    if other.get(storage.PLACEMENT) == "pool":
         return "kept: pool-wide placement"
     if other.get(mark) != "true" and other.get(storage.INTRODUCED) != "true":
         # (xenvol makes every PBD of an SR it introduced, and marks none of them)
@@ -398,10 +382,10 @@ def reconcile(call, apply):
     """Pool-wide placement kept up to date: each SR xenvol placed pool-wide gets a plugged
     PBD on every enabled, live host (hosts that joined or came back since)."""
     x = call.x
-    hosts = pool_hosts(call)
+    hosts = storage.pool_hosts(call)
     items = []
     for sr, rec in x.SR.get_all_records().items():
-        if rec["other_config"].get(PLACEMENT) != "pool":
+        if rec["other_config"].get(storage.PLACEMENT) != "pool":
             continue
         have = dict((x.PBD.get_host(p), x.PBD.get_currently_attached(p)) for p in rec["PBDs"])
         for host in hosts:

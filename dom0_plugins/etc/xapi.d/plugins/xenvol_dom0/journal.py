@@ -22,7 +22,10 @@ one of the entries above, a torn line before the last, ...) is never acted on: i
 as <op id>.json.damaged (kept for the operator; gc and recover name it and what can be read
 of it) and the host goes on. Writes after the first change are best effort: a full disk never
 stops a rollback, and never turns a finished operation into a failure (the journal is removed
-when nothing is left to do, which a full disk allows)."""
+when nothing is left to do, which a full disk allows).
+
+This module keeps the records (write, read back, liveness, set aside); recovery.py replays a
+dead operation's."""
 
 import errno
 import fcntl
@@ -135,7 +138,7 @@ class Journal:
             _fsync_dir(d)
         except OSError as e:
             # A full or read-only journal directory: refused before any change.
-            _unlink(tmp)
+            unlink(tmp)
             if self.fd >= 0:
                 os.close(self.fd)
             raise XenvolError(
@@ -220,8 +223,8 @@ class Journal:
         """End of the operation: the journal goes unless steps are left to undo or finish
         (then it stays for the next call on this host, or gc, to recover)."""
         if not self.pending:
-            _unlink(self.path)
-            _unlink(self.cancel_path())
+            unlink(self.path)
+            unlink(self.cancel_path())
         os.close(self.fd)
 
 
@@ -233,7 +236,7 @@ def cancel_path(op_id):
     return os.path.join(paths.journal_dir(), op_id + ".cancel")
 
 
-def _unlink(path):
+def unlink(path):
     try:
         os.unlink(path)
     except OSError:
@@ -447,68 +450,7 @@ def journals():
     return sorted(os.path.join(paths.journal_dir(), n) for n in names if n.endswith(".json"))
 
 
-def recover(call, path, force=False):
-    """Roll back (or finish) the operation of a dead journal. Returns "alive" (its owner, or
-    another recoverer, holds it), "gone", "recovered", "failed" (kept, attempt counted), or
-    "damaged" (it cannot be read: set aside, nothing done)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    except OSError:
-        return "gone"
-    op_id = None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return "alive"
-        if os.fstat(fd).st_nlink == 0:
-            return "gone"  # recovered by another call between our open and our lock
-        try:
-            rec = Record(path)
-        except Damaged as e:
-            set_aside(path, e)
-            return "damaged"
-        if process_alive(rec.header):
-            return "alive"
-        if rec.attempts >= MAX_ATTEMPTS and not force:
-            return "failed"
-        op_id = rec.op_id
-        RECOVERING.add(op_id)
-        log.step("recovering a dead operation", **rec.describe())
-        failed = _undo(call, fd, rec)
-        from . import lease
-
-        for sr_uuid, value in rec.leases:
-            lease.drop(call, sr_uuid, value)
-        if failed:
-            _append(fd, {"attempt": rec.attempts + 1})
-            log.warning("could not recover operation %s" % op_id, left=failed)
-            return "failed"
-        _unlink(path)
-        _unlink(cancel_path(op_id))
-        log.step("recovered operation %s" % op_id)
-        return "recovered"
-    finally:
-        RECOVERING.discard(op_id)
-        os.close(fd)
-
-
-def _undo(call, fd, rec):
-    from .undo import find
-
-    failed = []
-    for step in reversed(rec.steps):
-        try:
-            find(step["undo"])(call, **step["args"])
-        except Exception as e:  # keep going; the journal keeps what is left
-            log.warning("recovery: could not %s (%s: %s)" % (step["undo"], type(e).__name__, e))
-            failed.append(step["desc"])
-            continue
-        _append(fd, {"done": step["step"]})
-    return failed
-
-
-def _append(fd, entry):
+def append(fd, entry):
     """A line a recovery adds (best effort: it only saves work for the next recovery)."""
     data = (json.dumps(entry) + "\n").encode()
     end = os.lseek(fd, 0, os.SEEK_END)
@@ -522,16 +464,6 @@ def _append(fd, entry):
         except OSError:
             pass
         log.warning("recovery: could not write %s (%s)" % (entry, e.strerror))
-
-
-def recover_dead(call, skip=None):
-    """Recover every dead journal on this host (the sweep each changing call starts with:
-    a directory listing, no XAPI call, when there is none)."""
-    out = {}
-    for path in journals():
-        if path != skip:
-            out[path] = recover(call, path)
-    return out
 
 
 def orphan_temp_files():

@@ -29,8 +29,9 @@ import time
 
 import XenAPI
 
-from . import journal, log
+from . import journal, log, recovery
 from .errors import BUSY, INTERNAL_ERROR, XenvolError, from_xapi
+from .undo import compensation
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
@@ -136,8 +137,10 @@ def remove_if(call, sr, value):
         pass
 
 
+@compensation(recovery.DROP_LEASE)
 def drop(call, sr_uuid, value):
-    """Remove a dead operation's lease from an SR, if it is still there."""
+    """Remove a dead operation's lease from an SR, if it is still there (a recovery drops the
+    leases the dead operation's journal names)."""
     sr = call.find("SR", sr_uuid)
     if sr is not None:
         remove_if(call, sr, value)
@@ -167,7 +170,7 @@ def _dead(call, holder, verdicts):
         if op_id in journal.RECOVERING:
             return True
         # The journal exists from before the lease until after its release.
-        return journal.recover(call, journal.path_of(op_id)) in (
+        return recovery.recover(call, journal.path_of(op_id)) in (
             "gone",
             "recovered",
             "failed",

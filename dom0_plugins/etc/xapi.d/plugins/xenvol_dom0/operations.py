@@ -6,7 +6,19 @@ import os
 import XenAPI
 
 from . import call as call_mod
-from . import check, integrate, journal, log, opid, paths, policy, settings, storage, xsecret
+from . import (
+    check,
+    integrate,
+    journal,
+    log,
+    opid,
+    paths,
+    policy,
+    recovery,
+    settings,
+    storage,
+    xsecret,
+)
 from . import gc as gc_mod
 from . import probe as probe_mod
 from . import vbd as vbds
@@ -671,7 +683,7 @@ def recover(session, args):
             return {"operation": op_id, "alive": alive}
         # A recovery takes SR leases: they name an operation of its own (call.own_journal).
         with call_mod.own_journal(call):
-            return {"operation": op_id, "alive": journal.recover(call, path) == "alive"}
+            return {"operation": op_id, "alive": recovery.recover(call, path) == "alive"}
     if probe:
         return {
             "dead": [
@@ -684,7 +696,7 @@ def recover(session, args):
     if not journal.journals():
         return {"recovered": [], "failed": [], "damaged": journal.damaged()}
     with call_mod.own_journal(call):
-        done = journal.recover_dead(call, skip=call.journal.path)
+        done = recovery.recover_dead(call, skip=call.journal.path)
     return {
         "recovered": sorted(journal.op_id_of(p) for p, r in done.items() if r == "recovered"),
         "failed": sorted(journal.op_id_of(p) for p, r in done.items() if r == "failed"),

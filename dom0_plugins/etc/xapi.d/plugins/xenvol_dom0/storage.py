@@ -28,6 +28,9 @@ from .undo import compensation
 
 INTRODUCED = "xenvol-introduced"
 LUN_CLAIM = "xenvol-lun-claim"
+# On an SR connected with placement=pool: its PBDs go on every enabled, live host (the
+# connecting call plugs them; integrate.reconcile adds hosts that join or come back).
+PLACEMENT = "xenvol-placement"
 # sm XE_SR_ERRORCODES.xml SRNoSpace: LUNperVDI.RAWVDI.create found no unmanaged LUN that fits.
 NO_SPACE = "SR_BACKEND_FAILURE_44"
 PBD_MARK = "xenvol-pbd-"
@@ -82,8 +85,6 @@ def ensure_sr(call, driver, config, steps):
             driver.check_sr(call, sr, pbds, config)
         hosts = _hosts(call, driver, config)
         by_host = dict((r["host"], (p, r["currently_attached"])) for p, r in pbds.items())
-        from .integrate import PLACEMENT
-
         mark_pool = (
             config.get("placement") == "pool"
             and driver.shared
@@ -156,10 +157,22 @@ def _hosts(call, driver, config):
             hosts.append(master)
         if config.get("placement") == "pool":
             # integrate.reconcile adds hosts that join or come back later.
-            from .integrate import pool_hosts
-
             hosts += [h for h in pool_hosts(call) if h not in hosts]
     return hosts
+
+
+def pool_hosts(call):
+    """Hosts a VM may run on: enabled and live."""
+    x = call.x
+    out = []
+    for host, rec in x.host.get_all_records().items():
+        try:
+            live = x.host_metrics.get_live(rec["metrics"])
+        except XenAPI.Failure:
+            live = False
+        if rec["enabled"] and live:
+            out.append(host)
+    return out
 
 
 def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
@@ -170,8 +183,6 @@ def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
     sr_uuid = call.uuids[sr]
     foreign = rec["other_config"].get(INTRODUCED) != "true"
     if mark_pool:
-        from .integrate import PLACEMENT
-
         call.do("marking the SR pool-wide", x.SR.add_to_other_config, sr, PLACEMENT, "pool")
     made, plugged = [], []
     for host in todo:
