@@ -1,8 +1,8 @@
 """One plugin call's view of XAPI: the plugin's own local session, this host, settings, and
-the operation it runs (its id, journal, cancel mark and progress)."""
+the operation it runs (its id, journal, cancel mark and progress). The operation's life (kept
+results, the recovery sweep, its journal opened and closed) is entry.run's."""
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -10,9 +10,8 @@ from uuid import uuid4
 
 import XenAPI
 
-from . import journal, log, opid, recovery, settings
-from .check import is_uuid
-from .errors import BUSY, CANCELLED, XenvolError, from_xapi
+from . import journal, log, settings
+from .errors import CANCELLED, XenvolError, from_xapi
 from .version import VERSION
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -39,7 +38,9 @@ class Op:
         self.started = time.time()
         self.progress = None  # type: Any
         self.task = None
-        self.secrets = []  # uuids of client-made secrets this call consumes
+        # uuids of client-made secrets this call consumes (entry.run, at its end), set once the
+        # function has read connection_info: a call refused before (WRONG_HOST) leaves them.
+        self.secrets = []
         self.known_secrets = {}  # type: Dict[str, str]  # uuid -> value, as read by the call
         # Set once the call is past cancelling (a detach that began on a disk: nothing
         # re-plugs it): a cancel mark is then ignored and the call goes on to its end.
@@ -226,85 +227,6 @@ class Progress:
             time.sleep(PROGRESS_EVERY)
 
 
-# ---------------------------------------------------------------------- running an operation
-def run(name, fn, session, args, op_id, journaled):
-    """Run one plugin function as operation op_id. A changing function first answers a retry
-    of a finished run of the same op id with its kept result (the same function and
-    arguments only: opid.py), or waits for a live one, recovers the dead operations of this
-    host, and keeps a journal of its own steps."""
-    op = CURRENT[0] = Op(op_id, name)
-    if not journaled:
-        return fn(session, args)
-    secret_value = opid.secret_reader(session.xenapi, op.known_secrets)
-    kept = opid.saved(op_id)
-    if kept is not None:
-        return _again(session, kept, name, args, secret_value)
-    own = journal.path_of(op_id)
-    running = journal.header(own).get("fn")
-    if running and running != name:
-        raise opid.conflict(
-            op_id,
-            running,
-            "already used by a %s call that has not finished; give this %s a new op_id"
-            % (running, name),
-        )
-    call = Call(session)
-    while recovery.recover(call, own) == "alive":
-        if time.time() >= call.wait_deadline():
-            raise XenvolError(BUSY, "operation %s is still running; try again" % op_id, op_id=op_id)
-        time.sleep(0.1)
-    kept = opid.saved(op_id)
-    if kept is not None:
-        return _again(session, kept, name, args, secret_value)
-    op.journal = journal.Journal(op_id, name, call.host_uuid)
-    try:
-        call.checkpoint("starting %s" % name)  # cancelled before it started
-        # With our journal open: a lease the recovery of another operation takes names us.
-        recovery.recover_dead(call, skip=op.journal.path)
-        result = fn(session, args)
-        opid.save(op_id, name, args, secret_value, result)
-        return result
-    except XenvolError as e:
-        if e.code == CANCELLED:
-            _cancel_report(op, e)
-        raise
-    finally:
-        op.journal.close()
-        consume_secrets(session.xenapi, op.secrets)
-
-
-def _again(session, kept, name, args, secret_value):
-    """A finished run's result for its retry; the secrets the retry's client made for it are
-    consumed as the run would have."""
-    result = opid.answer(kept, CURRENT[0].op_id, name, args, secret_value)
-    consume_secrets(session.xenapi, client_secrets(args))
-    return result
-
-
-def client_secrets(args):
-    """The uuids of the secrets a client made for this call (data.*password_secret)."""
-    try:
-        data = json.loads(args.get("connection_info") or "{}").get("data")
-    except (ValueError, AttributeError):
-        return []
-    if not isinstance(data, dict):
-        return []
-    return [v for k, v in sorted(data.items()) if k.endswith("password_secret") and is_uuid(v)]
-
-
-def _cancel_report(op, error):
-    """A cancelled call says what it did not roll back: never "rolled back" over a change
-    that stands."""
-    left = op.journal.left() if op.journal else []
-    error.details["rolled_back"] = not left
-    if left:
-        error.details["left"] = left
-        error.message = "%s; NOT rolled back: %s (left for recovery)" % (
-            error.message,
-            "; ".join(left),
-        )
-
-
 @contextlib.contextmanager
 def own_journal(call):
     """A journal for a function that is not journaled but may take SR leases (gc --apply,
@@ -319,21 +241,6 @@ def own_journal(call):
     finally:
         op.journal.close()
         op.journal = None
-
-
-def consume_secrets(x, uuids):
-    """Destroy the secrets the client made for this call (tagged xenvol=client): PBD.create
-    copied what it needed into the PBD's own secret (xen-api xapi_pbd.ml duplicate_passwds),
-    and nothing holding a password outlives the operation."""
-    for uuid in filter(is_uuid, uuids):
-        try:
-            # One filtered read for the ref and the tag (a checked uuid: no quote in it).
-            found = x.secret.get_all_records_where('field "uuid" = "%s"' % uuid)
-            for ref, rec in found.items():
-                if rec["other_config"].get("xenvol") == "client":
-                    x.secret.destroy(ref)
-        except XenAPI.Failure:
-            pass  # gone already
 
 
 def cancel_mark(op_id):

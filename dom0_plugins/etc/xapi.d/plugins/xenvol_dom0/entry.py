@@ -21,7 +21,7 @@ def _wrap(name, fn):
 
     import XenAPI
 
-    from . import call, journal, log, operations, settings
+    from . import journal, log, operations, runner, settings
     from .call import local_session
     from .errors import INTERNAL_ERROR, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
     from .redact import SCRUB, without_paths
@@ -45,7 +45,7 @@ def _wrap(name, fn):
             if name not in CONFIG_FREE:
                 settings.load()  # an invalid xenvol.conf: XENVOL_INVALID_CONFIG, nothing done
             with local_session() as session:
-                result = call.run(name, fn, session, args, op_id, journaled)
+                result = runner.run(name, fn, session, args, op_id, journaled)
         except XenvolError as e:
             return _fail(name, e)
         except XenAPI.Failure as f:

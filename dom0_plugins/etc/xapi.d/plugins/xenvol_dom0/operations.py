@@ -77,7 +77,7 @@ def list_drivers(session, args):
 
 
 # ---------------------------------------------------------------------- helpers
-def _connection_info(a, required=True):
+def _connection_info(call, a, required=True):
     """(driver_volume_type, the parsed document), its secrets remembered for scrubbing; the
     document is judged further by _driver_and_config, once the type is known to be served."""
     if not a.has("connection_info"):
@@ -99,8 +99,8 @@ def _connection_info(a, required=True):
     volume_type = ci.string("driver_volume_type", max_len=64)
     data = info.get("data")
     if isinstance(data, dict):
-        # Secrets the client made for this call are consumed when it ends (call.run).
-        call_mod.CURRENT[0].secrets = [
+        # Secrets the client made for this call are consumed when it ends (runner.run).
+        call.op.secrets = [
             v
             for k, v in sorted(data.items())
             if k.endswith("password_secret") and isinstance(v, str)
@@ -320,7 +320,7 @@ def connect_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("connection_info", "placement"))
-    volume_type, info = _connection_info(a)
+    volume_type, info = _connection_info(call, a)
     driver, cfg, data = _driver_and_config(call, volume_type, info, read_secrets=True)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
     check_vdi, ignored = _admit(call, driver, cfg, data)
@@ -363,7 +363,7 @@ def disconnect_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("connection_info", "sr_uuid", "vdi_uuid"))
-    found = _connection_info(a, required=False)
+    found = _connection_info(call, a, required=False)
     if found:
         driver, cfg, _data = _driver_and_config(call, *found)
         sr_uuid = driver.sr_uuid(cfg)
@@ -408,7 +408,7 @@ def attach_volume(session, args):
     # The VM first: a WRONG_HOST answer leaves the client's secrets for the host it re-sends
     # to (they are consumed only once connection_info is read).
     vm, vm_uuid = _vm(call, a)
-    volume_type, info = _connection_info(a)
+    volume_type, info = _connection_info(call, a)
     driver, cfg, data = _driver_and_config(call, volume_type, info, read_secrets=True)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
     number = vbds.device_number(
@@ -748,7 +748,7 @@ def extend_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("connection_info", "vdi_uuid"))
-    found = _connection_info(a, required=False)
+    found = _connection_info(call, a, required=False)
     if found:
         driver, cfg, _data = _driver_and_config(call, *found)
         sr_uuid = driver.sr_uuid(cfg)
