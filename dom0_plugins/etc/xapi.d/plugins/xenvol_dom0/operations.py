@@ -13,6 +13,7 @@ from . import (
     log,
     opid,
     paths,
+    placement,
     policy,
     recovery,
     settings,
@@ -779,7 +780,12 @@ def extend_volume(session, args):
 def connector(session, args):
     """This host as a storage initiator (os-brick's get_connector_properties)."""
     Fields(args, "", INVALID_ARGUMENT).reject_unknown(())
-    return integrate.connector(Call(session))
+    out = integrate.connector(Call(session))
+    # Each transport's own facts, from its driver (os-brick: one connector each).
+    drivers = Registry().drivers.values()
+    for driver in sorted(set(drivers), key=lambda d: type(d).__name__):
+        out.update(driver.connector_properties())
+    return out
 
 
 def prepare_host(session, args):
@@ -791,7 +797,7 @@ def prepare_host(session, args):
     return {
         "host_uuid": call.host_uuid,
         "vm_uuid": vm_uuid,
-        "sr_uuids": integrate.prepare_host(call, vm),
+        "sr_uuids": placement.prepare_host(call, vm),
     }
 
 
@@ -805,7 +811,7 @@ def release_host(session, args):
     return {
         "host_uuid": call.host_uuid,
         "vm_uuid": vm_uuid,
-        "released": integrate.release_host(call, vm),
+        "released": placement.release_host(call, vm),
     }
 
 
@@ -814,7 +820,7 @@ def reconcile(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("apply",))
-    return integrate.reconcile(call, a.boolean("apply", False))
+    return placement.reconcile(call, a.boolean("apply", False))
 
 
 def _op_id(a, field):

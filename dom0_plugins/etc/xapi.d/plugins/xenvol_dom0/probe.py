@@ -5,15 +5,15 @@ can use. And the smoke test's scratch file volume (`smoke_volume`): made in a di
 its own under a file_roots entry, removed afterwards; nothing else is touched."""
 
 import errno
-import glob
 import os
 import platform
 import subprocess
 import time
 
 from . import gc as gc_mod
-from . import integrate, paths, policy, settings
+from . import paths, policy, settings
 from .call import Call
+from .drivers.fibre_channel import host_ports
 from .errors import INVALID_ARGUMENT, POLICY_REFUSED, XenvolError
 from .version import API_LEVEL, VERSION
 
@@ -47,7 +47,7 @@ def probe(session, pool_wide):
         "dirs": [_dir("journal", paths.journal_dir()), _dir("results", paths.results_dir())],
         "initiator_file": _initiator_name(),
         "multipath_conf": os.path.exists(MULTIPATH_CONF),
-        "fc_ports": _fc_ports(),
+        "fc_ports": host_ports(),
         "file_roots": [_dir("file_root", r) for r in found["file_roots"]],
         "time": time.time(),
     }  # type: Dict[str, Any]
@@ -133,21 +133,6 @@ def _initiator_name():
         if key == "InitiatorName":
             return value.strip()
     return ""
-
-
-def _fc_ports():
-    # type: () -> List[Dict[str, str]]
-    out = []
-    for d in sorted(glob.glob(os.path.join(integrate.FC_HOST_DIR, "host*"))):
-        out.append(
-            {
-                "name": os.path.basename(d),
-                "port_name": _read(os.path.join(d, "port_name")).lower().replace("0x", ""),
-                "node_name": _read(os.path.join(d, "node_name")).lower().replace("0x", ""),
-                "port_state": _read(os.path.join(d, "port_state")),
-            }
-        )
-    return out
 
 
 def _read(path):

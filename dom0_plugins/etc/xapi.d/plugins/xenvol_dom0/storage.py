@@ -29,7 +29,7 @@ from .undo import compensation
 INTRODUCED = "xenvol-introduced"
 LUN_CLAIM = "xenvol-lun-claim"
 # On an SR connected with placement=pool: its PBDs go on every enabled, live host (the
-# connecting call plugs them; integrate.reconcile adds hosts that join or come back).
+# connecting call plugs them; placement.reconcile adds hosts that join or come back).
 PLACEMENT = "xenvol-placement"
 # sm XE_SR_ERRORCODES.xml SRNoSpace: LUNperVDI.RAWVDI.create found no unmanaged LUN that fits.
 NO_SPACE = "SR_BACKEND_FAILURE_44"
@@ -156,7 +156,7 @@ def _hosts(call, driver, config):
         if master != call.host:
             hosts.append(master)
         if config.get("placement") == "pool":
-            # integrate.reconcile adds hosts that join or come back later.
+            # placement.reconcile adds hosts that join or come back later.
             hosts += [h for h in pool_hosts(call) if h not in hosts]
     return hosts
 

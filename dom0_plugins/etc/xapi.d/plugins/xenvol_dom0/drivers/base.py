@@ -90,6 +90,11 @@ class Driver:
         """Before anything changes, with the SR's PBD records ({ref: record}, read once):
         refuse a volume this existing SR cannot serve as given."""
 
+    def connector_properties(self):
+        """What this host presents to arrays of this transport, for the `connector` function
+        (os-brick's get_connector_properties of one connector): {} when nothing."""
+        return {}
+
     # ------------------------------------------------------------------ lifecycle
     def connect_volume(self, call, config, steps):
         """Make the volume's VDI usable on this host; every change goes into `steps`."""

@@ -8,6 +8,7 @@ that sm_config SCSIid. HBASR leaves scanned LUNs unmanaged and cannot VDI.introd
 (_getLUNbySMconfig always fails), and VDI.set_managed is the SM's alone: the LUN is claimed by
 VDI.create on the SR, checked by SCSI id (storage.claim_lun, run by Driver.connect_volume)."""
 
+import glob
 import os
 import re
 
@@ -15,6 +16,9 @@ from ..errors import VDI_NOT_FOUND, XenvolError
 from .base import Config, Driver, name_uuid, scan, vdi_by_sm_config, wait_for
 
 LUN_MAX = 16383
+# The host's FC ports as the kernel lists them (os-brick linuxfc reads the same files; sm
+# devscan.adapters does for SR.probe type=hba).
+FC_HOST_DIR = "/sys/class/fc_host"
 _WWN = re.compile(r"^(0x)?([0-9a-f]{2}:?){7}[0-9a-f]{2}$")
 _HCTL = re.compile(r"^([0-9]+):([0-9]+):([0-9]+):([0-9]+)$")
 _DIGITS = re.compile(r"^[0-9]{1,5}\Z")
@@ -29,6 +33,15 @@ class FibreChannelDriver(Driver):
     volume_types = ("fibre_channel",)
     sr_type = "hba"
     shared = False
+
+    def connector_properties(self):
+        ports = [p for p in host_ports() if p["port_name"]]
+        if not ports:
+            return {}
+        return {
+            "wwpns": [p["port_name"] for p in ports],
+            "wwnns": [p["node_name"] for p in ports],
+        }
 
     def validate(self, d):
         pairs = _targets(d)
@@ -111,10 +124,30 @@ def _fc_devices():
         if not m:
             continue
         h, c, t, lun = m.groups()
-        initiator = _read("/sys/class/fc_host/host%s/port_name" % h)
+        initiator = _read(os.path.join(FC_HOST_DIR, "host%s" % h, "port_name"))
         target = _read("/sys/class/fc_transport/target%s:%s:%s/port_name" % (h, c, t))
         if initiator and target:
             out.append((initiator, target, int(lun), dev))
+    return out
+
+
+def host_ports():
+    """[{name, port_name, node_name, port_state}] of each FC port (names in lower case, no
+    0x; "" where the kernel shows nothing)."""
+    out = []
+    for d in sorted(glob.glob(os.path.join(FC_HOST_DIR, "host*"))):
+        port, node, state = [
+            _read_text(os.path.join(d, name)) or ""
+            for name in ("port_name", "node_name", "port_state")
+        ]
+        out.append(
+            {
+                "name": os.path.basename(d),
+                "port_name": port.lower().replace("0x", ""),
+                "node_name": node.lower().replace("0x", ""),
+                "port_state": state,
+            }
+        )
     return out
 
 
