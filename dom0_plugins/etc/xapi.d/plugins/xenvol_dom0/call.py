@@ -12,6 +12,7 @@ import XenAPI
 
 from . import journal, log, settings
 from .errors import CANCELLED, XenvolError, from_xapi
+from .marks import OP, STEP
 from .version import VERSION
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -24,8 +25,8 @@ NULL = "OpaqueRef:NULL"
 # many seconds, then at most one per PROGRESS_EVERY.
 PROGRESS_AFTER = 1.0
 PROGRESS_EVERY = 1.0
-TASK_OP_KEY = "xenvol-op"
-TASK_STEP_KEY = "xenvol-step"
+TASK_OP_KEY = OP
+TASK_STEP_KEY = STEP
 
 
 class Op:

@@ -22,6 +22,7 @@ from . import lease as leases
 from . import vbd as vbds
 from .errors import XenvolError, vanished
 from .lease import Lease
+from .marks import HOST, MADE_BY, OP, SEEN, TTL
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
@@ -30,12 +31,9 @@ if TYPE_CHECKING:
 
     from .call import Call  # noqa: F401
 
-NULL = "OpaqueRef:NULL"
 # A client-made secret's lifetime (other_config xenvol-ttl, seconds), measured from when gc
 # first saw it (xenvol-seen: "<host uuid> <boot id> <seconds since that boot>"), by the clock
 # of the host that stamped it: no two machines' clocks are ever compared.
-TTL = "xenvol-ttl"
-SEEN = "xenvol-seen"
 # For a secret with no TTL of its own (a client before it said): the longest a call waits,
 # plus this.
 CLIENT_SECRET_GRACE = 300
@@ -353,8 +351,8 @@ def _orphan_secret(sweep, ref, rec, hosts):
     # type: (Sweep, str, Dict[str, Any], Dict[str, str]) -> Optional[str]
     call = sweep.call
     other = rec["other_config"]
-    made_by = other.get("xenvol")
-    op_id = other.get("xenvol-op", "")
+    made_by = other.get(MADE_BY)
+    op_id = other.get(OP, "")
     if made_by == "client":
         ttl = _ttl(call, other.get(TTL))
         seen = _seen_for(call, ref, other.get(SEEN), sweep.apply)
@@ -362,7 +360,7 @@ def _orphan_secret(sweep, ref, rec, hosts):
             return None
         return "made by a xenvol client for operation %s, unused for %d s or more" % (op_id, ttl)
     if made_by == "plugin":
-        host = other.get("xenvol-host", "")
+        host = other.get(HOST, "")
         if host == call.host_uuid:
             alive = _alive_here(op_id)
         elif host not in hosts:

@@ -8,7 +8,8 @@ import XenAPI
 from . import log, storage
 from . import vbd as vbds
 from .call import NULL
-from .errors import XenvolError, from_xapi
+from .errors import BACKEND_FAILURE, XenvolError, from_xapi
+from .marks import NAMED
 from .undo import compensation
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from .check import Fields  # noqa: F401
     from .txn import Steps  # noqa: F401
 
-NAMED = "xenvol-named"
 # What a host presents to arrays (os-brick's connector sources on Linux; a driver reads its
 # transport's own, e.g. the FC ports).
 NVME_HOSTNQN = "/etc/nvme/hostnqn"
@@ -130,7 +130,7 @@ def extend(call, sr, vdi):
             )
             if answer != "True":
                 raise XenvolError(
-                    "XENVOL_BACKEND_FAILURE",
+                    BACKEND_FAILURE,
                     "host %s could not refresh the size "
                     "of LUN %s (its paths disagree on the capacity; see SMlog)"
                     % (host_uuid, scsi_id),

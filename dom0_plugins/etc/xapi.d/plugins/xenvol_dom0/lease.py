@@ -30,7 +30,9 @@ import time
 import XenAPI
 
 from . import journal, log, recovery
+from .call import NULL
 from .errors import BUSY, INTERNAL_ERROR, XenvolError, from_xapi
+from .marks import LEASE
 from .undo import compensation
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -38,7 +40,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict  # noqa: F401
 
-KEY = "xenvol-lease"
+KEY = LEASE
 # How long a verdict of "alive" from another host is trusted before asking again.
 ASK_EVERY = 2.0
 
@@ -194,7 +196,7 @@ def operation_alive(call, host_uuid, op_id, probe=False):
         return False  # the host left the pool
     try:
         metrics = x.host.get_metrics(host)
-        if metrics != "OpaqueRef:NULL" and not x.host_metrics.get_live(metrics):
+        if metrics != NULL and not x.host_metrics.get_live(metrics):
             return False
     except XenAPI.Failure:
         pass

@@ -11,6 +11,7 @@ from . import (
     integrate,
     journal,
     log,
+    marks,
     opid,
     paths,
     placement,
@@ -26,6 +27,7 @@ from . import vbd as vbds
 from .call import NULL, Call
 from .check import Fields, no_control_characters, parse_json, too_large
 from .errors import (
+    DEVICE_IN_USE,
     INVALID_ARGUMENT,
     INVALID_CONNECTION_INFO,
     POLICY_REFUSED,
@@ -44,7 +46,7 @@ from .version import API_LEVEL, VERSION
 # A concurrent release on another host can forget an SR between our steps; such a call is
 # rolled back and tried again, at most this many times in all.
 ATTEMPTS = 3
-OP_MARK = "xenvol-op"
+OP_MARK = marks.OP
 
 
 def version(session, args):
@@ -311,8 +313,8 @@ def _describe(call, vbd, rec=None):
         "device": rec["device"] or vbds.device_name(vbds.device_number(rec["userdevice"])),
         "plugged": rec["currently_attached"],
         "mode": rec["mode"].lower(),
-        "driver_volume_type": rec["other_config"].get("xenvol-driver", ""),
-        "volume_id": rec["other_config"].get("xenvol-volume-id", ""),
+        "driver_volume_type": rec["other_config"].get(marks.DRIVER, ""),
+        "volume_id": rec["other_config"].get(marks.VOLUME_ID, ""),
     }
 
 
@@ -422,13 +424,13 @@ def attach_volume(session, args):
         )
     hotplug = a.boolean("hotplug", True)
     check_vdi, ignored = _admit(call, driver, cfg, data, vm, mode)
-    marks = {vbds.MARK: "true", "xenvol-host": call.host_uuid, "xenvol-driver": volume_type}
+    vbd_marks = {vbds.MARK: "true", marks.HOST: call.host_uuid, marks.DRIVER: volume_type}
     # The op id that made the VBD: a detach given the same id, on any host, is refused.
-    marks[OP_MARK] = call.op_id
+    vbd_marks[OP_MARK] = call.op_id
     if cfg.get("volume_id"):
-        marks["xenvol-volume-id"] = cfg.volume_id
+        vbd_marks[marks.VOLUME_ID] = cfg.volume_id
     # The VBD says which volume it is (a VBD has no name of its own).
-    marks["xenvol-volume-name"] = integrate.vdi_name(
+    vbd_marks[marks.VOLUME_NAME] = integrate.vdi_name(
         dict(call.settings, vdi_name_tags=[]), cfg, volume_type
     )
 
@@ -454,7 +456,7 @@ def attach_volume(session, args):
                 )
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
-        return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, marks, steps)
+        return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, vbd_marks, steps)
 
     result = _connect_then(call, driver, cfg, lambda vdi: "vm-" + vm_uuid, attach)
     result["host_uuid"] = call.host_uuid
@@ -484,7 +486,7 @@ def _ro_on_hvm():
     )
 
 
-def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
+def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, vbd_marks, steps):
     x = call.x
     # As read at the call's start: a VM that stopped since then refuses the plug
     # (VM_BAD_POWER_STATE), which leaves the disk for its next start, as for a halted VM.
@@ -507,14 +509,12 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, marks, steps):
         for _try in range(5):
             userdevice = number if number is not None else vbds.choose_device(call, vm)
             vbd = vbds.create(
-                call, vm, vdi, userdevice, read_only, marks, steps, explicit=number is not None
+                call, vm, vdi, userdevice, read_only, vbd_marks, steps, explicit=number is not None
             )
             if vbd is not None:
                 break
         else:
-            raise XenvolError(
-                "XENVOL_DEVICE_IN_USE", "no free device after 5 attempts", field="mountpoint"
-            )
+            raise XenvolError(DEVICE_IN_USE, "no free device after 5 attempts", field="mountpoint")
     storage.in_use(call)
     if hotplug and running and (created or not x.VBD.get_currently_attached(vbd)):
         try:
@@ -652,7 +652,7 @@ def list_attachments(session, args):
         # VM, the ones attached on this host, so that listing every host lists each once.
         if vm_ref is not None and rec["VM"] != vm_ref:
             continue
-        if vm_ref is None and other.get("xenvol-host") != call.host_uuid:
+        if vm_ref is None and other.get(marks.HOST) != call.host_uuid:
             continue
         try:
             out.append(_describe(call, ref))

@@ -7,6 +7,7 @@ import os
 
 from . import storage
 from .errors import POLICY_REFUSED, XenvolError
+from .marks import MADE_BY
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
@@ -118,7 +119,7 @@ def check_vdi(call, vdi, vm, mode, multiattach):
     for _vbd, rec in sorted(found.items()):
         if vm is not None and rec["VM"] == vm:
             continue
-        if rec["other_config"].get("xenvol") != "true":
+        if rec["other_config"].get(MADE_BY) != "true":
             raise refused(
                 "connection_info",
                 "the volume's VDI is a disk of another VM that "

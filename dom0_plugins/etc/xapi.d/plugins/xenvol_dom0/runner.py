@@ -14,6 +14,7 @@ from . import journal, opid, recovery
 from .call import Call, Op
 from .check import is_uuid
 from .errors import BUSY, CANCELLED, XenvolError
+from .marks import MADE_BY
 
 
 def run(name, fn, session, args, op_id, journaled):
@@ -103,7 +104,7 @@ def consume_secrets(x, uuids):
             # One filtered read for the ref and the tag (a checked uuid: no quote in it).
             found = x.secret.get_all_records_where('field "uuid" = "%s"' % uuid)
             for ref, rec in found.items():
-                if rec["other_config"].get("xenvol") == "client":
+                if rec["other_config"].get(MADE_BY) == "client":
                     x.secret.destroy(ref)
         except XenAPI.Failure:
             pass  # gone already

@@ -1,12 +1,9 @@
 """SRs and PBDs: bring an SR up on this host, and release it when nothing uses it.
 
-Ownership marks live in SR.other_config (PBD.create ignores other_config):
-  xenvol-introduced = true     xenvol introduced this SR and may forget it (with every PBD,
-                               all of them xenvol's)
-  xenvol-pbd-<host uuid> = true  xenvol created that host's PBD of an SR it did not introduce
-A VDI that connect_volume holds for a host carries xenvol-connected-<host uuid> in its
-other_config; a VBD xenvol created carries xenvol = true; a raw LUN xenvol claimed carries
-xenvol-lun-claim = <host uuid>/<op id> of the call that claimed it."""
+Ownership marks live in SR.other_config (PBD.create ignores other_config): INTRODUCED on an
+SR xenvol introduced, PBD_MARK + host uuid for a PBD it made on an SR it did not; a VDI that
+connect_volume holds for a host carries CONNECTED + host uuid, a raw LUN xenvol claimed
+LUN_CLAIM (marks.py says what each means)."""
 
 import os
 import time
@@ -23,18 +20,12 @@ from .errors import (
     vanished,
 )
 from .lease import Lease
+from .marks import CONNECTED, HOST, INTRODUCED, LUN_CLAIM, MADE_BY, OP, PBD_MARK, PLACEMENT
 from .redact import SCRUB
 from .undo import compensation
 
-INTRODUCED = "xenvol-introduced"
-LUN_CLAIM = "xenvol-lun-claim"
-# On an SR connected with placement=pool: its PBDs go on every enabled, live host (the
-# connecting call plugs them; placement.reconcile adds hosts that join or come back).
-PLACEMENT = "xenvol-placement"
 # sm XE_SR_ERRORCODES.xml SRNoSpace: LUNperVDI.RAWVDI.create found no unmanaged LUN that fits.
 NO_SPACE = "SR_BACKEND_FAILURE_44"
-PBD_MARK = "xenvol-pbd-"
-CONNECTED = "xenvol-connected-"
 FORGOTTEN = "SR forgotten"
 # SR.introduce and the INTRODUCED mark are two XAPI calls: how long an unmarked SR with no PBD
 # (the state between them; PBDs come only after the mark) is re-read before it counts as
@@ -266,9 +257,9 @@ def _create_pbd(call, driver, config, sr, host, steps, mark_uuid):
                     {
                         "value": dconf.pop(key),
                         "other_config": {
-                            "xenvol": "plugin",
-                            "xenvol-op": call.op_id,
-                            "xenvol-host": call.host_uuid,
+                            MADE_BY: "plugin",
+                            OP: call.op_id,
+                            HOST: call.host_uuid,
                         },
                     },
                 )
@@ -627,7 +618,7 @@ def destroy_op_secrets(call, op_id):
     """The secrets the plugin made for an operation (tagged with its op id)."""
     for ref, rec in call.x.secret.get_all_records().items():
         other = rec["other_config"]
-        if other.get("xenvol") == "plugin" and other.get("xenvol-op") == op_id:
+        if other.get(MADE_BY) == "plugin" and other.get(OP) == op_id:
             try:
                 call.x.secret.destroy(ref)
             except XenAPI.Failure as f:

@@ -7,9 +7,10 @@ import XenAPI
 
 from . import log
 from .errors import DETACH_FAILED, DEVICE_IN_USE, INVALID_ARGUMENT, XenvolError, from_xapi, invalid
+from .marks import MADE_BY
 from .undo import compensation
 
-MARK = "xenvol"
+MARK = MADE_BY  # "true" on a VBD xenvol made
 MAX_DEVICE = 254
 # Device 3 is where HVM guests keep their CD drive; autodetect avoids it, as XO does.
 CD_SLOT = "3"

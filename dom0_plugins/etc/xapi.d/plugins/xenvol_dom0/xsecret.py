@@ -15,6 +15,7 @@ import XenAPI
 
 from .check import password_problem
 from .errors import INVALID_CONNECTION_INFO, from_xapi, invalid
+from .marks import MADE_BY
 from .redact import SCRUB, embedded, is_secret_key, is_secret_ref
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -48,7 +49,7 @@ def value(call, uuid, field, clear=None):
     call.op.known_secrets[uuid] = text  # for the op id's digest (opid.py), never stored
     problem = password_problem(text)
     if problem:
-        if clear is not None and rec["other_config"].get("xenvol") == "client":
+        if clear is not None and rec["other_config"].get(MADE_BY) == "client":
             raise invalid(clear[0], clear[1] + problem, INVALID_CONNECTION_INFO)
         raise invalid(field, "the secret's value %s" % problem, INVALID_CONNECTION_INFO)
     return text
