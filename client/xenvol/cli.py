@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 import XenAPI
 
-from . import __version__, errors
 from . import check as checks
+from . import errors
 from .client import Client
 from .errors import ConnectionFailed
 from .records import Connection
@@ -50,6 +50,7 @@ from .transport import (
     peer_fingerprint,
     remember_cert,
 )
+from .version import __version__
 
 EXIT_PACK = 6
 EXIT_CONNECT = 7
