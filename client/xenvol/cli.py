@@ -29,27 +29,17 @@ import socket
 import ssl
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import urlsplit
 
 import XenAPI
 
 from . import check as checks
-from . import errors
+from . import errors, trust
 from .client import Client
 from .errors import ConnectionFailed
 from .records import Connection
 from .session import normalize_url
 from .tasks import Progress
-from .transport import (
-    CertificateMismatch,
-    format_fingerprint,
-    hostport,
-    known_certs_path,
-    load_known_certs,
-    normalize_fingerprint,
-    peer_fingerprint,
-    remember_cert,
-)
+from .transport import CertificateMismatch
 from .version import __version__
 
 EXIT_PACK = 6
@@ -316,50 +306,6 @@ def _read_info(source: str) -> Any:
         ) from None
 
 
-# ---------------------------------------------------------------------- trusted certificates
-def _untrusted_cert(url: str, cause: BaseException, timeout: float) -> "CannotConnect":
-    """The one-line hint for a certificate the client does not trust."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 443
-    check = "on the host: openssl x509 -noout -fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem"
-    if isinstance(cause, CertificateMismatch):
-        return CannotConnect(
-            "the certificate of %s:%d changed: it is %s, trusted was %s. If the host's "
-            "certificate was replaced (%s), trust the new one with --trust-fingerprint %s; "
-            "otherwise something is in between"
-            % (
-                host,
-                port,
-                format_fingerprint(cause.found),
-                format_fingerprint(cause.expected),
-                check,
-                format_fingerprint(cause.found),
-            ),
-            "TLS_CERTIFICATE_CHANGED",
-            {"fingerprint": cause.found},
-        )
-    try:
-        fpr = format_fingerprint(peer_fingerprint(host, port, timeout))
-    except (OSError, ssl.SSLError):
-        fpr = None
-    return CannotConnect(
-        "the certificate of %s:%d is not signed by a CA this machine trusts (%s). XenServer "
-        "and XCP-ng hosts have a self-signed one: %s. Compare it with the host's (%s); if they "
-        "match, add --trust-fingerprint %s (it is remembered in %s), or give --cafile"
-        % (
-            host,
-            port,
-            getattr(cause, "verify_message", None) or cause,
-            "its SHA-256 fingerprint is %s" % fpr if fpr else "its fingerprint could not be read",
-            check,
-            fpr or "SHA256",
-            known_certs_path(),
-        ),
-        "TLS_CERTIFICATE_UNTRUSTED",
-        {"fingerprint": fpr},
-    )
-
-
 def _show_progress(step: str) -> None:
     sys.stderr.write("\r\033[K%s ..." % step[:70])
     sys.stderr.flush()
@@ -367,16 +313,7 @@ def _show_progress(step: str) -> None:
 
 def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> Client:
     url = normalize_url(args.url)
-    pins = load_known_certs()
-    pinned = None
-    if args.trust_fingerprint:
-        try:
-            pinned = normalize_fingerprint(args.trust_fingerprint)
-        except ValueError as e:
-            raise errors.InvalidArgument(
-                "--trust-fingerprint: %s" % e, details={"field": "trust_fingerprint"}
-            ) from None
-        pins[hostport(url)] = pinned
+    pins, pinned = trust.with_fingerprint(url, args.trust_fingerprint, trust.load_known_certs())
     password = _password(args)
     try:
         client = Client(
@@ -392,7 +329,8 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
     except ConnectionFailed as e:
         cause = e.__context__
         if isinstance(cause, (ssl.SSLCertVerificationError, CertificateMismatch)):
-            raise _untrusted_cert(url, cause, args.timeout) from None
+            hint = trust.untrusted(url, cause, args.timeout)
+            raise CannotConnect(hint.message, hint.code, hint.details) from None
         if isinstance(cause, socket.timeout):
             raise CannotConnect(
                 "no answer from %s within %g s (--timeout)" % (url, args.timeout), "TIMEOUT"
@@ -400,8 +338,8 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
         raise CannotConnect(e.message, "CANNOT_CONNECT") from None
     except errors.AuthenticationFailed as e:
         raise CannotConnect(e.message, e.code, e.details) from None
-    if pinned and client.url and hostport(client.url) == hostport(url):
-        remember_cert(hostport(url), pinned)
+    if pinned and client.url and trust.hostport(client.url) == trust.hostport(url):
+        trust.remember_cert(trust.hostport(url), pinned)
     return client
 
 
@@ -562,7 +500,11 @@ def _run(args: argparse.Namespace) -> Result:
         )
     if args.command == "check":
         return checks.command(
-            args, normalize_url(args.url), load_known_certs(), lambda: _connect(args), __version__
+            args,
+            normalize_url(args.url),
+            trust.load_known_certs(),
+            lambda: _connect(args),
+            __version__,
         )
     progress = _show_progress if not args.json and sys.stderr.isatty() else None
     with _connect(args, progress) as client:
@@ -641,7 +583,7 @@ def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Re
                 connection_info=_read_info(args.connection_info), host=args.host
             )
         elif args.sr and args.vdi:
-            host_uuid = client.x.host.get_uuid(client._router.host(args.host))
+            host_uuid = client.host_uuid(args.host)
             res = client.disconnect(
                 Connection(sr_uuid=args.sr, vdi_uuid=args.vdi, host_uuid=host_uuid)
             )

@@ -16,13 +16,8 @@ import XenAPI
 
 from . import errors
 from .secrets import Scrub
-from .transport import (
-    AnyTransport,
-    for_url,
-    format_fingerprint,
-    known_certs_path,
-    peer_fingerprint,
-)
+from .transport import AnyTransport, for_url, format_fingerprint, peer_fingerprint
+from .trust import known_certs_path
 
 
 class PoolSession:
