@@ -402,90 +402,15 @@ def _pack_tools() -> None:
 
 
 def _pack(args: argparse.Namespace) -> Result:
+    """`xenvol pack …`: xenvol_pack's commands, once their libraries are there."""
     _pack_tools()
-    from xenvol_pack import common
+    from xenvol_pack import commands
+    from xenvol_pack.common import PackError
 
     try:
-        if args.pack_command == "build":
-            from xenvol_pack import build
-
-            r = build.build(args.out, repo=args.source, test_key=args.test_key)
-            text = "built %s\n      %s\n      %s\nsigned by %s" % (
-                r["iso"],
-                r["rpm"],
-                r["key"],
-                r["signer"],
-            )
-            return r, text, r["warnings"], [r["iso"]]
-        if args.pack_command == "verify":
-            from xenvol_pack import verify
-
-            report = verify.verify(args.iso, key=args.key, keyring=args.keyring)
-            data: Any = {
-                "ok": report.ok,
-                "signer": report.signer,
-                "warnings": report.warnings,
-                "checks": [{"check": n, "ok": ok, "detail": d} for n, ok, d in report.results],
-            }
-            if not report.ok:
-                raise PackFailed(
-                    "%s failed %d check(s): %s"
-                    % (
-                        args.iso,
-                        len(report.failures()),
-                        "; ".join("%s: %s" % f for f in report.failures()),
-                    ),
-                    "PACK_INVALID",
-                    data,
-                )
-            return data, report.text() + "\npack OK", report.warnings, ["ok"]
-        from xenvol_pack import install
-
-        progress = install.Progress(args.hosts)
-        inst = install.Installer(
-            args.iso,
-            args.key,
-            args.import_key,
-            args.user,
-            args.port,
-            args.identity,
-            _ssh_password(),
-            args.known_hosts,
-            args.accept_new_host_keys,
-            remote_dir=args.remote_dir,
-            progress=progress,
-            sr=args.sr,
-            ssh_config=args.ssh_config,
-        )
-        for w in inst.warnings:  # before the work, so it shows whatever happens next
-            sys.stderr.write("xenvol: warning: %s\n" % w)
-        results = inst.install(args.hosts, args.parallel)
-        data = [r.to_dict() for r in results]
-        failed = [r for r in results if not r.ok]
-        if failed:
-            raise PackFailed(
-                "%d of %d host(s) failed: %s"
-                % (
-                    len(failed),
-                    len(results),
-                    "; ".join("%s: %s" % (r.host, r.message) for r in failed),
-                ),
-                "PACK_INSTALL_FAILED",
-                {"hosts": data},
-            )
-        return (
-            data,
-            "\n".join("%s: %s" % (r.host, r.message) for r in results),
-            [],
-            [r.host for r in results],
-        )
-    except common.PackError as e:
-        raise PackFailed(str(e), "PACK_ERROR") from None
-
-
-def _ssh_password() -> Optional[str]:
-    """SSH password auth only from the environment; keys are the normal way."""
-    return os.environ.get("XENVOL_SSH_PASSWORD") or None
+        return commands.COMMANDS[args.pack_command](args)
+    except PackError as e:
+        raise PackFailed(str(e), e.code, e.details) from None
 
 
 def _run(args: argparse.Namespace) -> Result:
