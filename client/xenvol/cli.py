@@ -344,7 +344,7 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
     except ConnectionFailed as e:
         cause = e.__context__
         if isinstance(cause, (ssl.SSLCertVerificationError, CertificateMismatch)):
-            hint = trust.untrusted(url, cause, args.timeout)
+            hint = trust.untrusted_cli(url, cause, args.timeout)
             raise CannotConnect(hint.message, hint.code, hint.details) from None
         if isinstance(cause, socket.timeout):
             raise CannotConnect(

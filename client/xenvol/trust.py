@@ -1,6 +1,7 @@
 """Trust on first use: a host's self-signed certificate trusted by its SHA-256 fingerprint once
 the user has compared it with the host's (as XenCenter and Xen Orchestra do), remembered in
-~/.config/xenvol/known_certs, and what to do about a certificate that is not trusted.
+~/.config/xenvol/known_certs, and what to do about a certificate that is not trusted (the
+library's error, untrusted; the CLI's, untrusted_cli).
 
 The file holds one "host:port sha256" a line: the CLI's --trust-fingerprint writes it, and
 every Client reads it (pinned_certs=None); transport.py enforces a pin on each connection."""
@@ -78,7 +79,7 @@ def with_fingerprint(
     return pins, pinned
 
 
-def untrusted(url: str, cause: BaseException, timeout: float) -> errors.ConnectionFailed:
+def untrusted_cli(url: str, cause: BaseException, timeout: float) -> errors.ConnectionFailed:
     """The CLI's one-line hint for a certificate it does not trust: a pinned one that changed
     (CertificateMismatch), or one no CA vouches for, with the fingerprint to compare."""
     parts = urlsplit(url)
@@ -119,3 +120,36 @@ def untrusted(url: str, cause: BaseException, timeout: float) -> errors.Connecti
         "TLS_CERTIFICATE_UNTRUSTED",
         {"fingerprint": fpr},
     )
+
+
+def untrusted(url: str, cause: BaseException, timeout: float) -> errors.ConnectionFailed:
+    """The library's error for a certificate no CA vouches for (every XenServer host has a
+    self-signed one): how to pin it. The exception's __context__ is the TLS error."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+    try:
+        fpr: Optional[str] = format_fingerprint(peer_fingerprint(host, port, min(timeout, 10.0)))
+    except OSError:
+        fpr = None
+    error = errors.ConnectionFailed(
+        "the certificate of %s:%d is not signed by a CA this machine trusts (%s); its SHA-256 "
+        "fingerprint is %s. Compare it with the host's (%s); if they match, pin it: "
+        "Client(..., pinned_certs={'%s:%d': 'FINGERPRINT'}), or once for the CLI and this "
+        "library: `xenvol --url %s --trust-fingerprint FINGERPRINT version` (kept in %s); or "
+        "give cafile="
+        % (
+            host,
+            port,
+            cause,
+            fpr or "unreadable",
+            ON_THE_HOST,
+            host,
+            port,
+            url,
+            known_certs_path(),
+        ),
+        "TLS_CERTIFICATE_UNTRUSTED",
+        {"fingerprint": fpr},
+    )
+    error.__context__ = cause
+    return error
