@@ -36,7 +36,7 @@ if "XAPISIM_DOM0_PYTHON" not in os.environ and os.path.exists(
 _CACHE_HOME = tempfile.TemporaryDirectory(prefix="xenvol-test-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE_HOME.name
 os.environ.pop("XENVOL_HOST_CACHE", None)
-# Every Client reads the certificates the CLI pinned (xenvol/transport.py): this run's, too.
+# Every Client reads the certificates the CLI pinned (xenvol/trust.py): this run's, too.
 _CONFIG_HOME = tempfile.TemporaryDirectory(prefix="xenvol-test-config-")
 os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME.name
 

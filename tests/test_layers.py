@@ -208,6 +208,27 @@ def test_client_module_level_imports_have_no_cycle():
     assert graph["client"] and cycles(graph) == []
 
 
+def test_nothing_above_the_client_reaches_into_private_members():
+    # issue 23: the CLI, its commands, check and the adapters use Client's public API (a
+    # `something._name` on anything but self is a private member).
+    layers = doc_block("client-layers")
+    layer = layer_of(layers)
+    known = modules(CLIENT, "xenvol")
+    above = sorted(m for m in known if m and layer(m) < layer("client"))
+    assert {"cli", "commands", "check", "adapter"} <= set(above)
+    reach = []
+    for module in above:
+        for node in ast.walk(ast.parse(open(known[module]).read())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                reach.append("%s:%d .%s" % (module, node.lineno, node.attr))
+    assert not reach, reach
+
+
 def test_the_pack_tools_import_nothing_of_the_client():
     client = modules(CLIENT, "xenvol")
     found = dict(

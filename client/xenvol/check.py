@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import XenAPI
 
-from . import errors, secrets, transport
+from . import errors, secrets, transport, trust
 from .client import SECRET_TTL_GRACE, Client
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -1054,15 +1054,7 @@ def command(
     args: Any, url: str, pins: Dict[str, str], connect: Callable[[], Client], version: str
 ) -> Tuple[Any, ...]:
     """`xenvol check` as the CLI runs it: (data, text, warnings, minimal, partial)."""
-    pins = dict(pins)
-    hostport = "%s:%d" % (urlsplit(url).hostname, urlsplit(url).port or 443)
-    if args.trust_fingerprint:
-        try:
-            pins[hostport] = transport.normalize_fingerprint(args.trust_fingerprint)
-        except ValueError as e:
-            raise errors.InvalidArgument(
-                "--trust-fingerprint: %s" % e, details={"field": "trust_fingerprint"}
-            ) from None
+    pins, _pinned = trust.with_fingerprint(url, args.trust_fingerprint, pins)
     types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
     result = run(
         url, connect, not args.no_verify_tls, args.cafile, pins, args.timeout, types, args.smoke

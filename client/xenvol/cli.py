@@ -28,28 +28,19 @@ import os
 import socket
 import ssl
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Callable, List, Optional, Sequence
 
 import XenAPI
 
-from . import __version__, errors
 from . import check as checks
+from . import commands, errors, trust
 from .client import Client
+from .commands import Names, Result, read_file
 from .errors import ConnectionFailed
-from .records import Connection
 from .session import normalize_url
 from .tasks import Progress
-from .transport import (
-    CertificateMismatch,
-    format_fingerprint,
-    hostport,
-    known_certs_path,
-    load_known_certs,
-    normalize_fingerprint,
-    peer_fingerprint,
-    remember_cert,
-)
+from .transport import CertificateMismatch
+from .version import __version__
 
 EXIT_PACK = 6
 EXIT_CONNECT = 7
@@ -63,9 +54,9 @@ class CannotConnect(errors.XenvolError):
     exit_code = EXIT_CONNECT
 
 
-# What a command gives back: (data for --json, text, warnings, minimal values[, partial
-# failures]).
-Result = Tuple[Any, ...]
+# What a command does: the parsed arguments in, what to print out (commands.Result).
+Command = Callable[[argparse.Namespace], Result]
+PoolCommand = Callable[[argparse.Namespace, Client, Names], Result]
 
 
 # One example per command, shown by its --help.
@@ -104,9 +95,13 @@ def _output_options(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def _command(
-    sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help: str
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    help: str,
+    func: Optional[Command] = None,
 ) -> argparse.ArgumentParser:
-    """A command: its one-line help as its description, an example, --json/--minimal."""
+    """A command: its one-line help as its description, an example, --json/--minimal, and
+    the function that runs it (a pack subcommand's is its parent's)."""
     c = sub.add_parser(
         name.split()[-1],
         help=help,
@@ -116,6 +111,8 @@ def _command(
     )
     # SUPPRESS: given after the command, they set the option; else the main parser's stands.
     _output_options(c, argparse.SUPPRESS)
+    if func is not None:
+        c.set_defaults(func=func)
     return c
 
 
@@ -145,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     _output_options(p, False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    a = _command(sub, "attach", help="attach a volume to a VM")
+    a = _command(sub, "attach", help="attach a volume to a VM", func=_pool(commands.attach))
     a.add_argument("vm", help="VM uuid or name")
     a.add_argument("connection_info", help="file with the connection_info JSON, or - for stdin")
     a.add_argument("--mountpoint", default="autodetect", help="xvdb, /dev/sdc, 3, autodetect")
@@ -159,25 +156,46 @@ def _parser() -> argparse.ArgumentParser:
         help="plug the SR on the VM's host and the master, or on every host "
         "(default: the hosts' xenvol.conf)",
     )
-    d = _command(sub, "detach", help="detach a volume: VM MOUNTPOINT, or --vdi UUID")
+    d = _command(
+        sub,
+        "detach",
+        help="detach a volume: VM MOUNTPOINT, or --vdi UUID",
+        func=_pool(commands.detach),
+    )
     d.add_argument("vm", nargs="?", help="VM uuid or name")
     d.add_argument("mountpoint", nargs="?")
     d.add_argument("--vdi", help="detach every xenvol disk of this VDI uuid")
-    c = _command(sub, "connect", help="connect a volume to a host, no VM")
+    c = _command(
+        sub, "connect", help="connect a volume to a host, no VM", func=_pool(commands.connect)
+    )
     c.add_argument("host", help="host uuid or name")
     c.add_argument("connection_info")
-    dc = _command(sub, "disconnect", help="undo connect: HOST FILE, or HOST --sr --vdi")
+    dc = _command(
+        sub,
+        "disconnect",
+        help="undo connect: HOST FILE, or HOST --sr --vdi",
+        func=_pool(commands.disconnect),
+    )
     dc.add_argument("host")
     dc.add_argument("connection_info", nargs="?")
     dc.add_argument("--sr", help="SR uuid (with --vdi) instead of connection_info")
     dc.add_argument("--vdi")
-    lst = _command(sub, "list", help="volumes attached by xenvol: all, or one VM's")
+    lst = _command(
+        sub, "list", help="volumes attached by xenvol: all, or one VM's", func=_pool(commands.list_)
+    )
     lst.add_argument("vm", nargs="?", help="VM uuid or name")
     lst.add_argument("--vm", dest="vm_option", help=argparse.SUPPRESS)  # the 0.1 spelling
-    dr = _command(sub, "drivers", help="volume drivers on every host, or on one")
+    dr = _command(
+        sub, "drivers", help="volume drivers on every host, or on one", func=_pool(commands.drivers)
+    )
     dr.add_argument("host", nargs="?", help="host uuid or name")
     dr.add_argument("--host", dest="host_option", help=argparse.SUPPRESS)  # the 0.1 spelling
-    g = _command(sub, "gc", help="list (and with --apply remove) what xenvol left unused")
+    g = _command(
+        sub,
+        "gc",
+        help="list (and with --apply remove) what xenvol left unused",
+        func=_pool(commands.gc),
+    )
     g.add_argument("--apply", action="store_true", help="remove them (default: list only)")
     g.add_argument(
         "--pool",
@@ -185,12 +203,13 @@ def _parser() -> argparse.ArgumentParser:
         help="only the pool-wide objects (SRs, PBDs, leases, secrets, claims), asked of the "
         "master (default: those and every host's dead operations)",
     )
-    _command(sub, "version", help="client version and every host's plugin version")
+    _command(sub, "version", help="client version and every host's plugin version", func=_version)
     ck = _command(
         sub,
         "check",
         help="is this pool ready for xenvol: OK, WARN or FAIL with why and what to do "
         "(changes nothing without --smoke)",
+        func=_check,
     )
     ck.add_argument(
         "--types",
@@ -209,25 +228,41 @@ def _parser() -> argparse.ArgumentParser:
         help="write the findings, the versions and what the pool answered (secrets "
         "scrubbed) to FILE, to attach to a bug report",
     )
-    ex = _command(sub, "extend", help="after the backend grew a volume: rescan, new size")
+    ex = _command(
+        sub,
+        "extend",
+        help="after the backend grew a volume: rescan, new size",
+        func=_pool(commands.extend),
+    )
     ex.add_argument("connection_info", nargs="?", help="file with the connection_info JSON")
     ex.add_argument("--vdi", help="the volume's VDI uuid instead of connection_info")
     cn = _command(
         sub,
         "connector",
         help="initiator IQN, FC WWPNs, NVMe NQN and IPs of the hosts a volume will be plugged on",
+        func=_pool(commands.connector),
     )
     cn.add_argument("vm", nargs="?", help="the VM the volume is for (default: every host)")
     cn.add_argument("--host", help="one host instead")
     cn.add_argument("--placement", choices=("host", "pool"), default="host")
-    mg = _command(sub, "migrate", help="live-migrate a VM with xenvol disks to another host")
+    mg = _command(
+        sub,
+        "migrate",
+        help="live-migrate a VM with xenvol disks to another host",
+        func=_pool(commands.migrate),
+    )
     mg.add_argument("vm", help="VM uuid or name")
     mg.add_argument("host", help="destination host uuid or name")
     rc = _command(
-        sub, "reconcile", help="pool-wide placement: PBDs on every live host (--apply to make them)"
+        sub,
+        "reconcile",
+        help="pool-wide placement: PBDs on every live host (--apply to make them)",
+        func=_pool(commands.reconcile),
     )
     rc.add_argument("--apply", action="store_true")
-    pk = _command(sub, "pack", help="the supplemental pack: build, verify, install over SSH")
+    pk = _command(
+        sub, "pack", help="the supplemental pack: build, verify, install over SSH", func=_pack
+    )
     psub = pk.add_subparsers(dest="pack_command", metavar="PACK_COMMAND")
     psub.required = True
     pb = _command(
@@ -273,89 +308,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------- inputs
-def _read_file(path: str, what: str, stdin_ok: bool = False) -> str:
-    """A file's text; an unreadable file is bad input that names the file."""
-    if stdin_ok and path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except OSError as e:
-        raise errors.InvalidArgument(
-            "%s: cannot read %s: %s" % (what, path, e.strerror or e), details={"field": what}
-        ) from None
-    except UnicodeDecodeError:
-        raise errors.InvalidArgument(
-            "%s: %s is not a text file" % (what, path), details={"field": what}
-        ) from None
-
-
 def _password(args: argparse.Namespace) -> str:
     if os.environ.get("XENVOL_PASSWORD"):
         return os.environ["XENVOL_PASSWORD"]
     if args.password_file:
-        return _read_file(args.password_file, "--password-file").rstrip("\n")
+        return read_file(args.password_file, "--password-file").rstrip("\n")
     if sys.stdin.isatty():
         return getpass.getpass("Password for %s@%s: " % (args.username, args.url))
     raise errors.InvalidArgument(
         "no password: set XENVOL_PASSWORD, use --password-file, or run in a terminal to be asked",
         details={"field": "password"},
-    )
-
-
-def _read_info(source: str) -> Any:
-    text = _read_file(source, "connection_info", stdin_ok=True)
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise errors.InvalidConnectionInfo(
-            "connection_info: %s is not valid JSON (%s)"
-            % ("stdin" if source == "-" else source, e),
-            details={"field": "connection_info"},
-        ) from None
-
-
-# ---------------------------------------------------------------------- trusted certificates
-def _untrusted_cert(url: str, cause: BaseException, timeout: float) -> "CannotConnect":
-    """The one-line hint for a certificate the client does not trust."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 443
-    check = "on the host: openssl x509 -noout -fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem"
-    if isinstance(cause, CertificateMismatch):
-        return CannotConnect(
-            "the certificate of %s:%d changed: it is %s, trusted was %s. If the host's "
-            "certificate was replaced (%s), trust the new one with --trust-fingerprint %s; "
-            "otherwise something is in between"
-            % (
-                host,
-                port,
-                format_fingerprint(cause.found),
-                format_fingerprint(cause.expected),
-                check,
-                format_fingerprint(cause.found),
-            ),
-            "TLS_CERTIFICATE_CHANGED",
-            {"fingerprint": cause.found},
-        )
-    try:
-        fpr = format_fingerprint(peer_fingerprint(host, port, timeout))
-    except (OSError, ssl.SSLError):
-        fpr = None
-    return CannotConnect(
-        "the certificate of %s:%d is not signed by a CA this machine trusts (%s). XenServer "
-        "and XCP-ng hosts have a self-signed one: %s. Compare it with the host's (%s); if they "
-        "match, add --trust-fingerprint %s (it is remembered in %s), or give --cafile"
-        % (
-            host,
-            port,
-            getattr(cause, "verify_message", None) or cause,
-            "its SHA-256 fingerprint is %s" % fpr if fpr else "its fingerprint could not be read",
-            check,
-            fpr or "SHA256",
-            known_certs_path(),
-        ),
-        "TLS_CERTIFICATE_UNTRUSTED",
-        {"fingerprint": fpr},
     )
 
 
@@ -366,16 +328,7 @@ def _show_progress(step: str) -> None:
 
 def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> Client:
     url = normalize_url(args.url)
-    pins = load_known_certs()
-    pinned = None
-    if args.trust_fingerprint:
-        try:
-            pinned = normalize_fingerprint(args.trust_fingerprint)
-        except ValueError as e:
-            raise errors.InvalidArgument(
-                "--trust-fingerprint: %s" % e, details={"field": "trust_fingerprint"}
-            ) from None
-        pins[hostport(url)] = pinned
+    pins, pinned = trust.with_fingerprint(url, args.trust_fingerprint, trust.load_known_certs())
     password = _password(args)
     try:
         client = Client(
@@ -391,7 +344,8 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
     except ConnectionFailed as e:
         cause = e.__context__
         if isinstance(cause, (ssl.SSLCertVerificationError, CertificateMismatch)):
-            raise _untrusted_cert(url, cause, args.timeout) from None
+            hint = trust.untrusted_cli(url, cause, args.timeout)
+            raise CannotConnect(hint.message, hint.code, hint.details) from None
         if isinstance(cause, socket.timeout):
             raise CannotConnect(
                 "no answer from %s within %g s (--timeout)" % (url, args.timeout), "TIMEOUT"
@@ -399,54 +353,14 @@ def _connect(args: argparse.Namespace, progress: Optional[Progress] = None) -> C
         raise CannotConnect(e.message, "CANNOT_CONNECT") from None
     except errors.AuthenticationFailed as e:
         raise CannotConnect(e.message, e.code, e.details) from None
-    if pinned and client.url and hostport(client.url) == hostport(url):
-        remember_cert(hostport(url), pinned)
+    if pinned and client.url and trust.hostport(client.url) == trust.hostport(url):
+        trust.remember_cert(trust.hostport(url), pinned)
     return client
 
 
-# ---------------------------------------------------------------------- output
-def _table(rows: Sequence[Dict[str, Any]], columns: Sequence[Tuple[str, str]]) -> str:
-    """columns: (header, key) pairs."""
-    if not rows:
-        return "(none)"
-    cells = [[str(r.get(k, "") if r.get(k) is not None else "") for _h, k in columns] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (h, _k) in enumerate(columns)]
-    lines = ["  ".join(h.ljust(w) for (h, _k), w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
-
-
-class _Names:
-    """Name labels beside uuids, looked up once each."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.cache: Dict[Tuple[str, str], str] = {}
-
-    def _get(self, cls: str, uuid: Optional[str]) -> str:
-        if not uuid:
-            return ""
-        if (cls, uuid) not in self.cache:
-            api = getattr(self.client.x, cls)
-            try:
-                self.cache[(cls, uuid)] = str(api.get_name_label(api.get_by_uuid(uuid)))
-            except XenAPI.Failure:
-                self.cache[(cls, uuid)] = "?"
-        return self.cache[(cls, uuid)]
-
-    def vm(self, uuid: Optional[str]) -> str:
-        return self._get("VM", uuid)
-
-    def host(self, uuid: Optional[str]) -> str:
-        return self._get("host", uuid)
-
-
-def _skipped(skipped: Sequence[errors.XenvolError], names: _Names) -> List[str]:
-    """Warnings for hosts without a usable plugin (printed, and the exit code says so)."""
-    return ["host %s (%s): %s" % (names.host(e.host), e.host, e.message) for e in skipped]
-
-
 # ---------------------------------------------------------------------- commands
+# Each sub-parser names its command's function (set_defaults(func=…)): the pool's in
+# commands.py, run logged in by _pool; version, check and pack here.
 def _pack_tools() -> None:
     """The pack tools' libraries come with the `pack` extra, not with the client."""
     import importlib
@@ -463,388 +377,51 @@ def _pack_tools() -> None:
 
 
 def _pack(args: argparse.Namespace) -> Result:
+    """`xenvol pack …`: xenvol_pack's commands, once their libraries are there."""
     _pack_tools()
-    from xenvol_pack import common
+    from xenvol_pack import commands as pack
+    from xenvol_pack.common import PackError
 
     try:
-        if args.pack_command == "build":
-            from xenvol_pack import build
-
-            r = build.build(args.out, repo=args.source, test_key=args.test_key)
-            text = "built %s\n      %s\n      %s\nsigned by %s" % (
-                r["iso"],
-                r["rpm"],
-                r["key"],
-                r["signer"],
-            )
-            return r, text, r["warnings"], [r["iso"]]
-        if args.pack_command == "verify":
-            from xenvol_pack import verify
-
-            report = verify.verify(args.iso, key=args.key, keyring=args.keyring)
-            data: Any = {
-                "ok": report.ok,
-                "signer": report.signer,
-                "warnings": report.warnings,
-                "checks": [{"check": n, "ok": ok, "detail": d} for n, ok, d in report.results],
-            }
-            if not report.ok:
-                raise PackFailed(
-                    "%s failed %d check(s): %s"
-                    % (
-                        args.iso,
-                        len(report.failures()),
-                        "; ".join("%s: %s" % f for f in report.failures()),
-                    ),
-                    "PACK_INVALID",
-                    data,
-                )
-            return data, report.text() + "\npack OK", report.warnings, ["ok"]
-        from xenvol_pack import install
-
-        progress = install.Progress(args.hosts)
-        inst = install.Installer(
-            args.iso,
-            args.key,
-            args.import_key,
-            args.user,
-            args.port,
-            args.identity,
-            _ssh_password(),
-            args.known_hosts,
-            args.accept_new_host_keys,
-            remote_dir=args.remote_dir,
-            progress=progress,
-            sr=args.sr,
-            ssh_config=args.ssh_config,
-        )
-        for w in inst.warnings:  # before the work, so it shows whatever happens next
-            sys.stderr.write("xenvol: warning: %s\n" % w)
-        results = inst.install(args.hosts, args.parallel)
-        data = [r.to_dict() for r in results]
-        failed = [r for r in results if not r.ok]
-        if failed:
-            raise PackFailed(
-                "%d of %d host(s) failed: %s"
-                % (
-                    len(failed),
-                    len(results),
-                    "; ".join("%s: %s" % (r.host, r.message) for r in failed),
-                ),
-                "PACK_INSTALL_FAILED",
-                {"hosts": data},
-            )
-        return (
-            data,
-            "\n".join("%s: %s" % (r.host, r.message) for r in results),
-            [],
-            [r.host for r in results],
-        )
-    except common.PackError as e:
-        raise PackFailed(str(e), "PACK_ERROR") from None
+        return pack.COMMANDS[args.pack_command](args)
+    except PackError as e:
+        raise PackFailed(str(e), e.code, e.details) from None
 
 
-def _ssh_password() -> Optional[str]:
-    """SSH password auth only from the environment; keys are the normal way."""
-    return os.environ.get("XENVOL_SSH_PASSWORD") or None
-
-
-def _run(args: argparse.Namespace) -> Result:
-    """(data for --json, text, warnings, minimal values); raises XenvolError."""
-    if args.command == "pack":
-        return _pack(args)
-    if args.command == "version" and not args.url:
-        return {"client": __version__}, "xenvol client %s" % __version__, [], [__version__]
+def _need_url(args: argparse.Namespace) -> str:
     if not args.url:
         raise errors.InvalidArgument(
             "no pool: give --url or set XENVOL_URL", details={"field": "url"}
         )
-    if args.command == "check":
-        return checks.command(
-            args, normalize_url(args.url), load_known_certs(), lambda: _connect(args), __version__
-        )
-    progress = _show_progress if not args.json and sys.stderr.isatty() else None
-    with _connect(args, progress) as client:
-        try:
-            return _pool_command(args, client, _Names(client))
-        finally:
-            if progress:
-                sys.stderr.write("\r\033[K")
+    return normalize_url(args.url)
 
 
-def _pool_command(args: argparse.Namespace, client: Client, names: _Names) -> Result:
-    if args.command == "attach":
-        att = client.attach(
-            _read_info(args.connection_info),
-            args.vm,
-            args.mountpoint,
-            args.read_only,
-            not args.no_hotplug,
-            placement=args.placement,
-        )
-        d = dict(att.to_dict(), vm_name=names.vm(att.vm_uuid))
-        return (
-            d,
-            "attached %s to VM %s (%s) as %s (userdevice %s, %s, %s)%s"
-            % (
-                d["vdi_uuid"],
-                d["vm_name"],
-                d["vm_uuid"],
-                d["device"],
-                d["userdevice"],
-                d["mode"],
-                "plugged" if d["plugged"] else "plugged at next start",
-                " [%s]" % d["note"] if d.get("note") else "",
-            ),
-            [],
-            [d["vdi_uuid"]],
-        )
-    if args.command == "detach":
-        if args.vdi:
-            done = client.detach(vdi=args.vdi)
-        elif args.vm and args.mountpoint:
-            done = client.detach(vm=args.vm, mountpoint=args.mountpoint)
-        else:
-            raise errors.InvalidArgument(
-                "detach: give VM and MOUNTPOINT, or --vdi", details={"field": "mountpoint"}
-            )
-        rows = [dict(a.to_dict(), vm_name=names.vm(a.vm_uuid)) for a in done]
-        text = (
-            "detached:\n"
-            + _table(
-                rows,
-                (
-                    ("VM", "vm_name"),
-                    ("VM_UUID", "vm_uuid"),
-                    ("DEVICE", "device"),
-                    ("VDI_UUID", "vdi_uuid"),
-                ),
-            )
-            if rows
-            else "nothing to detach: not attached"
-        )
-        return rows, text, [], [r["vdi_uuid"] for r in rows]
-    if args.command == "connect":
-        conn = client.connect(_read_info(args.connection_info), args.host)
-        d = dict(conn.to_dict(), host_name=names.host(conn.host_uuid))
-        return (
-            d,
-            "connected VDI %s (SR %s) on host %s (%s)"
-            % (d["vdi_uuid"], d["sr_uuid"], d["host_name"], d["host_uuid"]),
-            [],
-            [d["vdi_uuid"]],
-        )
-    if args.command == "disconnect":
-        if args.connection_info:
-            res = client.disconnect(
-                connection_info=_read_info(args.connection_info), host=args.host
-            )
-        elif args.sr and args.vdi:
-            host_uuid = client.x.host.get_uuid(client._router.host(args.host))
-            res = client.disconnect(
-                Connection(sr_uuid=args.sr, vdi_uuid=args.vdi, host_uuid=host_uuid)
-            )
-        else:
-            raise errors.InvalidArgument(
-                "disconnect: give connection_info or --sr and --vdi",
-                details={"field": "connection_info"},
-            )
-        return res, "disconnected: %s" % res.get("note", ""), [], [res.get("vdi_uuid", "")]
-    if args.command == "list":
-        skipped: List[errors.PluginError] = []
-        vm = args.vm or args.vm_option
-        found = client.attachments(vm, skipped=skipped)
-        rows = [
-            dict(a.to_dict(), vm_name=names.vm(a.vm_uuid), host_name=names.host(a.host_uuid))
-            for a in found
-        ]
-        text = _table(
-            rows,
-            (
-                ("VM", "vm_name"),
-                ("VM_UUID", "vm_uuid"),
-                ("DEVICE", "device"),
-                ("MODE", "mode"),
-                ("PLUGGED", "plugged"),
-                ("TYPE", "driver_volume_type"),
-                ("VDI_UUID", "vdi_uuid"),
-                ("HOST", "host_name"),
-            ),
-        )
-        return rows, text, _skipped(skipped, names), [r["vdi_uuid"] for r in rows], skipped
-    if args.command == "drivers":
-        skipped = []
-        result = client.drivers(args.host or args.host_option, skipped=skipped)
-        rows = []
-        for host, info in sorted(result.items(), key=lambda hi: (names.host(hi[0]), hi[0])):
-            name = names.host(host)
-            rows += [dict(d, host=name) for d in info["drivers"]]
-            rows += [
-                {
-                    "host": name,
-                    "driver_volume_type": "(failed)",
-                    "origin": "%s: %s" % (f["file"], f["error"]),
-                }
-                for f in info["failed"]
-            ]
-        text = _table(
-            rows,
-            (
-                ("HOST", "host"),
-                ("TYPE", "driver_volume_type"),
-                ("SR_TYPE", "sr_type"),
-                ("ORIGIN", "origin"),
-            ),
-        )
-        return (
-            result,
-            text,
-            _skipped(skipped, names),
-            sorted(set(r["driver_volume_type"] for r in rows)),
-            skipped,
-        )
-    if args.command == "gc":
-        items = client.gc(dry_run=not args.apply, pool_only=args.pool)
-        columns = (("KIND", "kind"), ("ID", "id"), ("WHY", "why"), ("ACTION", "action"))
-        if args.apply:
-            # Only what gc did; what it found in use (or gone) when it checked again, and
-            # what failed, apart.
-            removed = [i for i in items if i.get("done")]
-            text = "removed:\n%s" % _table(removed, columns) if removed else "removed nothing"
-            for label, key in (("left", "skipped"), ("failed", "error")):
-                rows = [i for i in items if not i.get("done") and i.get(key)]
-                if rows:
-                    text += "\n%s: %s" % (
-                        label,
-                        "; ".join("%s %s: %s" % (i["kind"], i["id"], i[key]) for i in rows),
-                    )
-        else:
-            text = "would remove (run with --apply):\n%s" % _table(items, columns)
-        return items, text if items else "nothing to collect", [], [i["id"] for i in items]
-    if args.command == "extend":
-        if args.vdi:
-            out = client.extend(vdi=args.vdi)
-        elif args.connection_info:
-            out = client.extend(_read_info(args.connection_info))
-        else:
-            raise errors.InvalidArgument(
-                "extend: give connection_info or --vdi", details={"field": "connection_info"}
-            )
-        text = "VDI %s: %d -> %d bytes (%s)" % (
-            out["vdi_uuid"],
-            out["old_size"],
-            out["new_size"],
-            "grew" if out["grew"] else "unchanged",
-        )
-        for v in out["vbds"]:
-            text += "\n  VM %s %s: the guest sees %s" % (
-                names.vm(v["vm_uuid"]),
-                v["device"] or "(unplugged)",
-                v["sees"],
-            )
-        return out, text, [], [str(out["new_size"])]
-    if args.command == "connector":
-        out = client.connector(vm=args.vm, host=args.host, placement=args.placement)
-        rows = [
-            dict(
-                h, wwpns=",".join(h.get("wwpns", [])), nqn=h.get("nqn", ""), ips=",".join(h["ips"])
-            )
-            for h in out["hosts"]
-        ]
-        text = _table(
-            rows,
-            (
-                ("HOST", "name_label"),
-                ("HOST_UUID", "host_uuid"),
-                ("INITIATOR", "initiator"),
-                ("WWPNS", "wwpns"),
-                ("NQN", "nqn"),
-                ("IPS", "ips"),
-            ),
-        )
-        if args.vm:
-            text += "\nthe volume will be plugged on every host above: export it to each"
-        return out, text, [], [h["initiator"] for h in out["hosts"]]
-    if args.command == "migrate":
-        out = client.migrate(args.vm, args.host)
-        text = "migrated VM %s from %s to %s; SRs prepared there: %s%s" % (
-            names.vm(out["vm_uuid"]),
-            names.host(out["source"]) if out["source"] else "-",
-            names.host(out["destination"]),
-            ", ".join(out["prepared"]) or "none",
-            "".join("\n  source SR %s: %s" % (r["sr_uuid"], r["note"]) for r in out["released"]),
-        )
-        return out, text, [], [out["vm_uuid"]]
-    if args.command == "reconcile":
-        items = client.reconcile(apply=args.apply)
-        text = _table(
-            items,
-            (
-                ("SR_UUID", "sr_uuid"),
-                ("HOST_UUID", "host_uuid"),
-                ("ACTION", "action"),
-                ("ERROR", "error"),
-            ),
-        )
-        return (
-            items,
-            text if items else "every pool-wide SR is plugged on every live host",
-            [],
-            [i["sr_uuid"] for i in items],
-        )
-    if args.command == "version":
-        result = client.versions()
-        rows = sorted(
-            (
-                dict(v, host=names.host(h), host_uuid=h, conf=_config_state(v))
-                for h, v in result.items()
-            ),
-            key=lambda r: (r["host"], r["host_uuid"]),
-        )
-        text = "xenvol client %s\n" % __version__ + _table(
-            rows,
-            (
-                ("HOST", "host"),
-                ("HOST_UUID", "host_uuid"),
-                ("VERSION", "version"),
-                ("API_LEVEL", "api_level"),
-                ("CONFIG", "conf"),
-                ("ERROR", "error"),
-            ),
-        )
-        bad = [r for r in rows if r.get("error")]
-        invalid = [
-            "host %s: %s" % (r["host"], r["config"].get("error", "xenvol.conf is invalid"))
-            for r in rows
-            if (r.get("config") or {}).get("state") == "invalid"
-        ]
-        data = {"client": __version__, "hosts": result}
-        return (
-            data,
-            text,
-            invalid,
-            [r.get("version", "") for r in rows],
-            (
-                [errors.PluginMissing("%d host(s) have no usable xenvol plugin" % len(bad))]
-                if bad
-                else []
-            )
-            + (
-                [errors.InvalidConfig("%d host(s) have an invalid xenvol.conf" % len(invalid))]
-                if invalid
-                else []
-            ),
-        )
-    raise AssertionError(args.command)
+def _pool(command: PoolCommand) -> Command:
+    """A command that works on the pool: logged in, with the step shown on a terminal."""
+
+    def run(args: argparse.Namespace) -> Result:
+        _need_url(args)
+        progress = _show_progress if not args.json and sys.stderr.isatty() else None
+        with _connect(args, progress) as client:
+            try:
+                return command(args, client, Names(client))
+            finally:
+                if progress:
+                    sys.stderr.write("\r\033[K")
+
+    return run
 
 
-def _config_state(info: Dict[str, Any]) -> str:
-    """A host's /etc/xenvol/xenvol.conf as its plugin's version() reports it."""
-    config = info.get("config")
-    if not isinstance(config, dict):
-        return "" if info.get("error") else "?"  # a plugin before 0.2.0 does not say
-    state = str(config.get("state", "?"))
-    return {"absent": "defaults", "invalid": "INVALID"}.get(state, state)
+def _version(args: argparse.Namespace) -> Result:
+    """Without a pool, the client's version alone."""
+    if not args.url:
+        return {"client": __version__}, "xenvol client %s" % __version__, [], [__version__]
+    return _pool(commands.version)(args)
+
+
+def _check(args: argparse.Namespace) -> Result:
+    url = _need_url(args)
+    return checks.command(args, url, trust.load_known_certs(), lambda: _connect(args), __version__)
 
 
 def _fail(args: argparse.Namespace, e: errors.XenvolError) -> int:
@@ -869,7 +446,7 @@ def _fail(args: argparse.Namespace, e: errors.XenvolError) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     try:
-        result = _run(args)
+        result = args.func(args)
     except errors.XenvolError as e:
         return _fail(args, e)
     except XenAPI.Failure as f:

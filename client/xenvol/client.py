@@ -21,7 +21,8 @@ from .records import Attachment, Connection
 from .routing import NULL, Router
 from .session import PoolSession, normalize_url
 from .tasks import Args, Progress
-from .transport import TRANSPORT_ERRORS, load_known_certs
+from .transport import TRANSPORT_ERRORS
+from .trust import load_known_certs
 
 __all__ = ["Attachment", "Client", "Connection", "ConnectionFailed", "REQUIRED_API"]
 
@@ -177,6 +178,10 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def host_uuid(self, host: str) -> str:
+        """A host's uuid, from its uuid or name."""
+        return str(self.x.host.get_uuid(self._router.host(host)))
 
     def host_for_vm(self, vm_ref: str) -> str:
         """Where work for a VM runs: where it runs, else where it would start, else the master."""

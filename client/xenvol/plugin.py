@@ -12,6 +12,7 @@ from . import errors, tasks
 from .errors import Scrubber
 from .session import PoolSession
 from .transport import TRANSPORT_ERRORS
+from .version import __version__
 
 # 1.1: results carry the API level; attach/detach resolve the VM and answer WRONG_HOST.
 REQUIRED_API = (1, 1)
@@ -228,7 +229,7 @@ class Plugin:
                     host_uuid,
                     info.get("version"),
                     info.get("api_level"),
-                    _client_version(),
+                    __version__,
                     REQUIRED_API[0],
                     REQUIRED_API[1],
                     REQUIRED_API[0],
@@ -249,9 +250,3 @@ class Plugin:
                 if k in info
             ),
         )
-
-
-def _client_version() -> str:
-    from . import __version__  # the package imports this module: read it when needed
-
-    return str(__version__)

@@ -16,13 +16,8 @@ import XenAPI
 
 from . import errors
 from .secrets import Scrub
-from .transport import (
-    AnyTransport,
-    for_url,
-    format_fingerprint,
-    known_certs_path,
-    peer_fingerprint,
-)
+from .transport import AnyTransport, for_url
+from .trust import untrusted
 
 
 class PoolSession:
@@ -159,39 +154,6 @@ def normalize_url(url: str) -> str:
             "url: bad port in %r" % url, details={"field": "url"}
         ) from None
     return url if parts.path else url + "/"
-
-
-def untrusted(url: str, cause: BaseException, timeout: float) -> errors.ConnectionFailed:
-    """A certificate no CA vouches for (every XenServer host has a self-signed one): how to
-    pin it. The exception's __context__ is the TLS error."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 443
-    try:
-        fpr: Optional[str] = format_fingerprint(peer_fingerprint(host, port, min(timeout, 10.0)))
-    except OSError:
-        fpr = None
-    error = errors.ConnectionFailed(
-        "the certificate of %s:%d is not signed by a CA this machine trusts (%s); its SHA-256 "
-        "fingerprint is %s. Compare it with the host's (on the host: openssl x509 -noout "
-        "-fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem); if they match, pin it: "
-        "Client(..., pinned_certs={'%s:%d': 'FINGERPRINT'}), or once for the CLI and this "
-        "library: `xenvol --url %s --trust-fingerprint FINGERPRINT version` (kept in %s); or "
-        "give cafile="
-        % (
-            host,
-            port,
-            cause,
-            fpr or "unreadable",
-            host,
-            port,
-            url,
-            known_certs_path(),
-        ),
-        "TLS_CERTIFICATE_UNTRUSTED",
-        {"fingerprint": fpr},
-    )
-    error.__context__ = cause
-    return error
 
 
 def _pin(pins: Dict[str, str], url: str) -> Optional[str]:

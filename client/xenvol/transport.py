@@ -2,16 +2,15 @@
 
 A host's self-signed certificate (every XenServer host has one) can be trusted by its SHA-256
 fingerprint instead of a CA, as XenCenter and Xen Orchestra do: the connection then succeeds
-only when the certificate presented is exactly that one."""
+only when the certificate presented is exactly that one (the fingerprints trusted are kept by
+trust.py)."""
 
 import contextlib
 import hashlib
 import http.client
-import os
 import ssl
 import xmlrpc.client
-from typing import Dict, Iterator, Optional, Union
-from urllib.parse import urlsplit
+from typing import Iterator, Optional, Union
 
 
 class CertificateMismatch(OSError):
@@ -124,45 +123,6 @@ def peer_fingerprint(host: str, port: int, timeout: float = 10.0) -> str:
     with socket.create_connection((host, port), timeout=timeout) as sock:
         with context.wrap_socket(sock, server_hostname=host) as tls:
             return fingerprint(tls.getpeercert(binary_form=True) or b"")
-
-
-# The certificates trusted by fingerprint, one "host:port sha256" a line: the CLI's
-# --trust-fingerprint writes it, and every Client reads it (pinned_certs=None).
-def known_certs_path() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "xenvol", "known_certs")
-
-
-def hostport(url: str) -> str:
-    parts = urlsplit(url)
-    return "%s:%d" % (parts.hostname, parts.port or 443)
-
-
-def load_known_certs() -> Dict[str, str]:
-    pins = {}
-    try:
-        with open(known_certs_path()) as fh:
-            for line in fh:
-                fields = line.split()
-                if len(fields) == 2 and not line.startswith("#"):
-                    pins[fields[0]] = fields[1]
-    except OSError:
-        pass
-    return pins
-
-
-def remember_cert(hostport: str, fpr: str) -> None:
-    pins = load_known_certs()
-    if pins.get(hostport) == fpr:
-        return
-    pins[hostport] = fpr
-    path = known_certs_path()
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(path + ".tmp", "w") as fh:
-        fh.write("# host:port  SHA-256 of the certificate trusted (xenvol --trust-fingerprint)\n")
-        for k in sorted(pins):
-            fh.write("%s %s\n" % (k, pins[k]))
-    os.replace(path + ".tmp", path)
 
 
 @contextlib.contextmanager

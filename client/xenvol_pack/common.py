@@ -26,7 +26,14 @@ NAMESPACE = uuidlib.UUID("7a1d0b52-3f6e-5c4b-9a8e-1e2f3a4b5c6d")
 
 
 class PackError(Exception):
-    pass
+    """A pack tool failed: `code` and `details` are what `xenvol pack … --json` prints."""
+
+    def __init__(
+        self, message: str, code: str = "PACK_ERROR", details: Optional[Dict[str, Any]] = None
+    ) -> None:
+        Exception.__init__(self, message)
+        self.code = code
+        self.details: Dict[str, Any] = details or {}
 
 
 def is_test_key(uid: Optional[str]) -> bool:
