@@ -8,7 +8,7 @@ import XenAPI
 from . import storage
 from . import vbd as vbds
 from .call import NULL
-from .errors import VDI_NOT_FOUND, XenvolError, from_xapi, vanished
+from .errors import VDI_NOT_FOUND, XenvolError, vanished
 from .txn import Steps
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
@@ -48,15 +48,8 @@ def plug_here(call, sr, steps, host=None):
         if not others:
             raise XenvolError(VDI_NOT_FOUND, "SR %s has no PBD to copy" % sr_uuid, sr_uuid=sr_uuid)
         dconf = x.PBD.get_device_config(others[0])
-        steps.will("create PBD", "destroy_pbd", sr_uuid=sr_uuid, host=host)
-        try:
-            pbd = x.PBD.create({"host": host, "SR": sr, "device_config": dconf, "other_config": {}})
-        except XenAPI.Failure as f:
-            steps.finished()
-            if f.details[0] != "PBD_EXISTS":
-                raise from_xapi(f, "creating the PBD") from None
-            pbd = f.details[3]
-        else:
+        pbd, created = storage.create_pbd(call, sr, sr_uuid, host, dconf, steps)
+        if created:
             call.do(
                 "marking the SR",
                 x.SR.add_to_other_config,

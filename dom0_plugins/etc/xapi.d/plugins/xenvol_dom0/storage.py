@@ -266,21 +266,30 @@ def _create_pbd(call, driver, config, sr, host, steps, mark_uuid):
             temporary.append(ref)
             dconf[key + "_secret"] = call.do("reading the secret", x.secret.get_uuid, ref)
     log.step("creating PBD", device_config=dconf)
-    steps.will("create PBD", "destroy_pbd", sr_uuid=driver.sr_uuid(config), host=host)
-    try:
-        pbd = x.PBD.create({"host": host, "SR": sr, "device_config": dconf, "other_config": {}})
-    except XenAPI.Failure as f:
-        steps.finished()
-        if f.details[0] != "PBD_EXISTS":
-            raise from_xapi(f, "creating the PBD") from None
-        pbd = f.details[3]
-    else:
+    pbd, created = create_pbd(call, sr, driver.sr_uuid(config), host, dconf, steps)
+    if created:
         if mark_uuid:
             # Only on a foreign SR: xenvol forgets an SR it introduced whole, PBDs and all.
             call.do("marking the SR", x.SR.add_to_other_config, sr, PBD_MARK + mark_uuid, "true")
     for ref in temporary:
         call.do("destroying a temporary secret", x.secret.destroy, ref)
     return pbd
+
+
+def create_pbd(call, sr, sr_uuid, host, dconf, steps):
+    """The PBD of `sr` on `host`, journaled as this call's; (its ref, whether this call made
+    it). A concurrent call's PBD (PBD_EXISTS, which names it) is used as it is."""
+    steps.will("create PBD", "destroy_pbd", sr_uuid=sr_uuid, host=host)
+    try:
+        pbd = call.x.PBD.create(
+            {"host": host, "SR": sr, "device_config": dconf, "other_config": {}}
+        )
+    except XenAPI.Failure as f:
+        steps.finished()
+        if f.details[0] != "PBD_EXISTS":
+            raise from_xapi(f, "creating the PBD") from None
+        return f.details[3], False
+    return pbd, True
 
 
 def remove_mark(call, sr, key):
