@@ -215,13 +215,7 @@ def _destroy_vbd(call, vbd, vm):
     except XenAPI.Failure as f:
         if not vanished(f):
             raise
-    try:
-        call.x.VBD.destroy(vbd)
-    except XenAPI.Failure as f:
-        if vanished(f):
-            return "destroyed meanwhile"
-        raise
-    return None
+    return _destroy(call.x.VBD.destroy, vbd)
 
 
 def _drop_claim(call, vdi, key, host_uuid):
@@ -338,8 +332,14 @@ def _secrets(sweep, hosts):
 
 def _destroy_secret(call, ref):
     # type: (Call, str) -> Optional[str]
+    return _destroy(call.x.secret.destroy, ref)
+
+
+def _destroy(destroy, ref):
+    # type: (Callable[[str], Any], str) -> Optional[str]
+    """Destroy `ref`; None when done, why not when something else destroyed it first."""
     try:
-        call.x.secret.destroy(ref)
+        destroy(ref)
     except XenAPI.Failure as f:
         if vanished(f):
             return "destroyed meanwhile"
