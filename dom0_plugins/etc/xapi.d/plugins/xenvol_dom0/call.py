@@ -98,9 +98,6 @@ class Call:
         self.host, self.host_uuid = _HOSTS[session._session]
         self.settings = settings.load()
         self.op = CURRENT[0]
-        # (SR ref, this host's PBD ref or None) that storage.in_use checks once the call's
-        # VBD or claim exists.
-        self.guard = None
         self.vm_records = {}  # VM ref -> the record read for this call
         self.records = {}  # VDI ref -> its record as last read by this call
         self.uuids = {}  # SR ref -> uuid

@@ -247,18 +247,19 @@ def _connect_then(call, driver, cfg, lock_of, then):
         steps = Steps(call)
         try:
             try:
-                _sr, vdi = driver.connect_volume(call, cfg, steps)
+                connected = driver.connect_volume(call, cfg, steps)
+                sr, vdi = connected
+                # A driver that returns a (sr, vdi) of its own: in_use checks the SR alone.
+                standing = getattr(connected, "standing", None) or storage.Standing(sr, None)
                 with call.lock(lock_of(vdi)):
                     try:
-                        result = then(vdi, steps)
+                        result = then(vdi, standing, steps)
                     except Exception as e:
                         _rollback(call, driver, steps, e)
                         raise
             except Exception as e:
                 _rollback(call, driver, steps, e)
                 raise
-            finally:
-                call.guard = None
             steps.commit()
             return result
         except (XenvolError, XenAPI.Failure) as e:
@@ -328,10 +329,10 @@ def connect_volume(session, args):
     cfg["placement"] = integrate.placement_arg(a, call.settings)
     check_vdi, ignored = _admit(call, driver, cfg, data)
 
-    def claim(vdi, steps):
+    def claim(vdi, standing, steps):
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
-        _claim(call, vdi, steps)
+        _claim(call, vdi, standing, steps)
         return {
             "sr_uuid": driver.sr_uuid(cfg),
             "vdi_uuid": _vdi_uuid(call, vdi),
@@ -352,14 +353,14 @@ def _vdi_uuid(call, vdi):
     return rec["uuid"] if rec else call.do("reading the VDI", call.x.VDI.get_uuid, vdi)
 
 
-def _claim(call, vdi, steps):
+def _claim(call, vdi, standing, steps):
     """Mark the VDI as held by this host, so no release forgets its SR."""
     x = call.x
     claim = storage.CONNECTED + call.host_uuid
     if claim not in call.do("reading the VDI", x.VDI.get_other_config, vdi):
         with steps.change("record connection", "remove_claim", vdi=vdi, key=claim):
             call.do("recording the connection", x.VDI.add_to_other_config, vdi, claim, "true")
-    storage.in_use(call)
+    storage.in_use(call, standing)
 
 
 def disconnect_volume(session, args):
@@ -434,7 +435,7 @@ def attach_volume(session, args):
         dict(call.settings, vdi_name_tags=[]), cfg, volume_type
     )
 
-    def attach(vdi, steps):
+    def attach(vdi, standing, steps):
         # The VM's disks and the volume's in one filtered read (the device choice and the
         # policy check), whatever the VM has.
         found = call.do(
@@ -456,7 +457,9 @@ def attach_volume(session, args):
                 )
         check_vdi(vdi)
         integrate.name_vdi(call, vdi, cfg, volume_type, steps)
-        return _attach_to_vm(call, vm, vdi, number, mode == "ro", hotplug, vbd_marks, steps)
+        return _attach_to_vm(
+            call, vm, vdi, number, mode == "ro", hotplug, vbd_marks, standing, steps
+        )
 
     result = _connect_then(call, driver, cfg, lambda vdi: "vm-" + vm_uuid, attach)
     result["host_uuid"] = call.host_uuid
@@ -486,7 +489,7 @@ def _ro_on_hvm():
     )
 
 
-def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, vbd_marks, steps):
+def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, vbd_marks, standing, steps):
     x = call.x
     # As read at the call's start: a VM that stopped since then refuses the plug
     # (VM_BAD_POWER_STATE), which leaves the disk for its next start, as for a halted VM.
@@ -515,7 +518,7 @@ def _attach_to_vm(call, vm, vdi, number, read_only, hotplug, vbd_marks, steps):
                 break
         else:
             raise XenvolError(DEVICE_IN_USE, "no free device after 5 attempts", field="mountpoint")
-    storage.in_use(call)
+    storage.in_use(call, standing)
     if hotplug and running and (created or not x.VBD.get_currently_attached(vbd)):
         try:
             vbds.plug(call, vbd, steps)

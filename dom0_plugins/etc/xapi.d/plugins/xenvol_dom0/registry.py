@@ -8,7 +8,7 @@ import importlib.util
 import os
 import sys
 
-from . import integrate, paths, storage, undo, unsupported, vbd  # noqa: F401 (compensations)
+from . import integrate, luns, paths, storage, undo, unsupported, vbd  # noqa: F401 (compensations)
 from .drivers.base import Driver
 from .errors import UNKNOWN_DRIVER, UNSUPPORTED_VOLUME, XenvolError
 

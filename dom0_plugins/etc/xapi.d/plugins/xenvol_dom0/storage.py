@@ -5,27 +5,24 @@ SR xenvol introduced, PBD_MARK + host uuid for a PBD it made on an SR it did not
 connect_volume holds for a host carries CONNECTED + host uuid, a raw LUN xenvol claimed
 LUN_CLAIM (marks.py says what each means)."""
 
-import os
+import collections
 import time
 
 import XenAPI
 
-from . import journal, log
+from . import log, luns
 from .errors import (
     UNSUPPORTED_VOLUME,
-    VDI_NOT_FOUND,
     XAPI_ERROR,
     XenvolError,
     from_xapi,
     vanished,
 )
 from .lease import Lease
-from .marks import CONNECTED, HOST, INTRODUCED, LUN_CLAIM, MADE_BY, OP, PBD_MARK, PLACEMENT
+from .marks import CONNECTED, HOST, INTRODUCED, MADE_BY, OP, PBD_MARK, PLACEMENT
 from .redact import SCRUB
 from .undo import compensation
 
-# sm XE_SR_ERRORCODES.xml SRNoSpace: LUNperVDI.RAWVDI.create found no unmanaged LUN that fits.
-NO_SPACE = "SR_BACKEND_FAILURE_44"
 FORGOTTEN = "SR forgotten"
 # SR.introduce and the INTRODUCED mark are two XAPI calls: how long an unmarked SR with no PBD
 # (the state between them; PBDs come only after the mark) is re-read before it counts as
@@ -33,17 +30,22 @@ FORGOTTEN = "SR forgotten"
 INTRODUCE_WINDOW = 5.0
 
 
+# What ensure_sr leaves for in_use to check once the call's VBD or connection claim exists:
+# the SR, and this host's PBD as the set-up saw it plugged (None: not known).
+Standing = collections.namedtuple("Standing", "sr pbd")
+
 # The compensations of an SR's set-up; once the set-up is done, one undo_setup step stands
 # for them (a rollback then takes away only what nothing uses).
 SETUP_UNDO = ("forget_sr", "destroy_pbd", "unplug_pbd")
 
 
 def ensure_sr(call, driver, config, steps):
-    """The SR, plugged on this host (and wherever else it must be). Its dom0 lock and its
-    pool-wide lease are held only while it is introduced or PBDs are made or plugged, so the
-    calls of one SR run in parallel once it is up. Until the call's VBD or connection claim
-    makes the SR in use, a release (here or on another host) may forget it: in_use() then
-    finds the SR or this host's PBD gone, and the call is rolled back and tried again."""
+    """The SR, plugged on this host (and wherever else it must be), as a Standing. Its dom0
+    lock and its pool-wide lease are held only while it is introduced or PBDs are made or
+    plugged, so the calls of one SR run in parallel once it is up. Until the call's VBD or
+    connection claim makes the SR in use, a release (here or on another host) may forget it:
+    in_use(call, standing) then finds the SR or this host's PBD gone, and the call is rolled
+    back and tried again."""
     x = call.x
     sr_uuid = driver.sr_uuid(config)
     with call.lock("sr-" + sr_uuid):
@@ -99,8 +101,7 @@ def ensure_sr(call, driver, config, steps):
                 raise
             finally:
                 lease.release()
-    call.guard = (sr, by_host.get(call.host, (None,))[0])
-    return sr
+    return Standing(sr, by_host.get(call.host, (None,))[0])
 
 
 def _find(call, sr_uuid):
@@ -196,15 +197,13 @@ def _set_up(call, driver, config, sr, rec, todo, by_host, mark_pool, steps):
     return {"made": made, "plugged": plugged}
 
 
-def in_use(call):
+def in_use(call, standing):
     """Called once the call's VBD or connection claim exists (a release from now on sees the
-    SR in use): check that no release that began before forgot the SR or removed this host's
-    PBD meanwhile. A release holding the SR's lease now may have missed the claim, so its
-    end is awaited first. The SR or PBD gone is a vanished object: rolled back, tried again."""
-    if call.guard is None:
-        return
-    sr, pbd = call.guard
-    call.guard = None
+    SR in use), with what ensure_sr left standing: check that no release that began before
+    forgot the SR or removed this host's PBD meanwhile. A release holding the SR's lease now
+    may have missed the claim, so its end is awaited first. The SR or PBD gone is a vanished
+    object: rolled back, tried again."""
+    sr, pbd = standing
     rec = Lease(call, sr).wait_free()
     if pbd is not None and pbd not in rec["PBDs"]:
         raise XenvolError(
@@ -317,149 +316,9 @@ def _usage(call, sr):
         if any(k.startswith(CONNECTED) for k in rec["other_config"]):
             held.append(("connect", rec["uuid"]))
             used = True
-        if not used and rec["managed"] and _finished_claim(call, rec):
+        if not used and rec["managed"] and luns.finished_claim(call, rec):
             idle.append(vdi)
     return held, idle
-
-
-def _finished_claim(call, rec):
-    """A LUN claimed by a call of this host that is over: its journal is gone (a call under
-    way, or dead and not yet recovered, keeps its journal and releases its own claims)."""
-    host_uuid, _, op_id = rec["other_config"].get(LUN_CLAIM, "").partition("/")
-    if host_uuid != call.host_uuid or not journal.valid_op_id(op_id) or op_id == call.op_id:
-        return False
-    return not os.path.exists(journal.path_of(op_id))
-
-
-# ---------------------------------------------------------------------- raw LUN claims
-def claim_lun(call, sr, vdi, steps):
-    """Make a raw LUN usable: xapi refuses every VBD operation on an unmanaged VDI
-    (VDI_NOT_MANAGED), and the LUN-per-VDI SMs (sm HBASR) leave the LUNs a scan finds
-    unmanaged. VDI.set_managed is refused to every session but the SM's own (xen-api
-    message_forwarding.ml: Sm.assert_session_has_internal_sr_access), so the LUN is claimed
-    the way xapi allows: VDI.create on its SR, where sm's LUNperVDI.RAWVDI.create claims the
-    smallest unmanaged LUN of at least the size asked (and returns that LUN's VDI). Asked for
-    exactly the wanted LUN's size, the SM takes it or another unmanaged LUN of the same size:
-    each claimed LUN is checked by its SCSI id, a wrong one is held (so the SM does not offer
-    it again) and released (VDI.destroy: RAWVDI.delete) before this returns. Every claim carries
-    LUN_CLAIM = <host>/<op id>, set by the VDI.create itself, and the journal names that mark
-    before the first VDI.create: a call killed at any point has its claims released by its
-    rollback or recovery. The claims of one SR on this host run one at a time. Returns the
-    VDI to use (the wanted LUN's, as xapi found it again)."""
-    x = call.x
-    rec = call.records.get(vdi) or call.do("reading the VDI", x.VDI.get_record, vdi)
-    if rec["managed"] and LUN_CLAIM not in rec["other_config"]:
-        return vdi  # usable, and no claim of ours in flight on it
-    want = rec["sm_config"].get("SCSIid")
-    if not want:
-        return vdi  # not a raw LUN: xapi says what it thinks of it at the VBD
-    sr_uuid = call.uuids.get(sr) or x.SR.get_uuid(sr)
-    mark = "%s/%s" % (call.host_uuid, call.op_id)
-    with call.lock("lun-claims-" + sr_uuid):
-        # Again, now that no other claim of this SR is under way here (one that held this LUN
-        # for a moment has released it: then it is gone until a rescan, and the call starts
-        # again).
-        rec = call.records[vdi] = call.do("reading the VDI", x.VDI.get_record, vdi)
-        if rec["managed"]:
-            return vdi
-        steps.will("claim LUN %s" % want, "release_lun_claims", sr_uuid=sr_uuid, mark=mark)
-        log.step("claiming the LUN with VDI.create on its SR", scsi_id=want)
-        wrong = []
-        try:
-            while True:  # each turn claims another LUN: at most as many as the SR shows
-                try:
-                    got = x.VDI.create(_claim_record(sr, rec, mark))
-                except XenAPI.Failure as f:
-                    if f.details[0] != NO_SPACE:
-                        raise from_xapi(f, "claiming the LUN") from None
-                    return _not_claimable(call, vdi, want)
-                got_rec = call.records[got] = call.do(
-                    "reading the claimed LUN's VDI", x.VDI.get_record, got
-                )
-                if got_rec["sm_config"].get("SCSIid") == want:
-                    return _keep_other_config(call, got, rec, got_rec)
-                log.step(
-                    "the SM claimed another LUN of that size; holding it and asking again",
-                    scsi_id=got_rec["sm_config"].get("SCSIid"),
-                )
-                wrong.append(got)
-        finally:
-            for other in wrong:
-                _release_lun(call, other)
-
-
-def _keep_other_config(call, vdi, before, now):
-    """xapi_vdi.ml create sets the claimed record's other_config to the one given: what the
-    LUN's record held before comes back, with the claim's mark."""
-    if before["other_config"]:
-        merged = dict(before["other_config"], **now["other_config"])
-        call.do("restoring the LUN's other_config", call.x.VDI.set_other_config, vdi, merged)
-        now["other_config"] = merged
-    return vdi
-
-
-def _claim_record(sr, rec, mark):
-    return {
-        "SR": sr,
-        "virtual_size": rec["virtual_size"],
-        "type": "user",
-        "sharable": False,
-        "read_only": False,
-        "other_config": {LUN_CLAIM: mark},
-        "name_label": rec["name_label"],
-        "name_description": rec["name_description"],
-        "xenstore_data": {},
-        "sm_config": {},
-        "tags": [],
-    }
-
-
-def _not_claimable(call, vdi, want):
-    """The SM found no unmanaged LUN of that size any more: the wanted one was claimed
-    meanwhile (by something else than xenvol: then it is usable), or it went."""
-    try:
-        rec = call.x.VDI.get_record(vdi)
-    except XenAPI.Failure as f:
-        raise from_xapi(f, "reading the LUN's VDI") from None
-    if rec["managed"]:
-        return vdi
-    raise XenvolError(
-        VDI_NOT_FOUND,
-        "the LUN with SCSI id %s is shown unmanaged, but its SR's SM cannot claim it" % want,
-        scsi_id=want,
-    )
-
-
-def _release_lun(call, vdi):
-    """VDI.destroy of a LUN xenvol claimed: sm's RAWVDI.delete unmanages it, xapi drops its
-    record (a rescan shows the LUN again, unmanaged). A VBD plugged meanwhile keeps it."""
-    try:
-        call.x.VDI.destroy(vdi)
-    except XenAPI.Failure as f:
-        if f.details[0] not in ("HANDLE_INVALID", "VDI_IN_USE", "VDI_NOT_MANAGED"):
-            raise from_xapi(f, "releasing a claimed LUN") from None
-
-
-def release_claims(call, sr, mark):
-    """Release the LUNs of the SR claimed under `mark` that nothing uses (a rollback)."""
-    sr_uuid = call.uuids.get(sr) or call.x.SR.get_uuid(sr)
-    with call.lock("lun-claims-" + sr_uuid):
-        found = call.x.VDI.get_all_records_where('field "SR" = "%s"' % sr)
-        for vdi, rec in sorted(found.items()):
-            other = rec["other_config"]
-            if other.get(LUN_CLAIM) != mark or not rec["managed"] or rec["VBDs"]:
-                continue
-            if not any(k.startswith(CONNECTED) for k in other):
-                _release_lun(call, vdi)
-
-
-def _release_idle(call, sr, sr_uuid, idle):
-    if not idle:
-        return
-    with call.lock("lun-claims-" + sr_uuid):
-        for vdi in idle:
-            log.step("releasing a claimed LUN nothing uses")
-            _release_lun(call, vdi)
 
 
 def release_sr(call, sr):
@@ -510,7 +369,7 @@ def _release(call, sr):
     if held or other.get(INTRODUCED) != "true":
         # The SR stays: the LUNs claimed for volumes detached since go back (a forgotten SR
         # takes its records, and their claims, with it).
-        _release_idle(call, sr, sr_uuid, idle)
+        luns.release_idle(call, sr_uuid, idle)
     if held:
         log.step("SR still in use; keeping it", sr_uuid=sr_uuid, users=len(held))
         return "SR kept: still in use by %d volume(s)" % len(held)
@@ -633,14 +492,6 @@ def destroy_op_secrets(call, op_id):
             except XenAPI.Failure as f:
                 if not _gone(f):
                     raise
-
-
-@compensation("release_lun_claims")
-def release_lun_claims(call, sr_uuid, mark):
-    """Undo claim_lun: the LUNs claimed under the call's mark that nothing uses."""
-    sr = call.find("SR", sr_uuid)
-    if sr is not None:
-        release_claims(call, sr, mark)
 
 
 @compensation("remove_claim")

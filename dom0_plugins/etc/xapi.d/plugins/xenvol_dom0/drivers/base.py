@@ -11,13 +11,24 @@ import binascii
 import hashlib
 import time
 
-from .. import log, paths, storage
+from .. import log, luns, paths, storage
 from ..errors import VDI_NOT_FOUND, XenvolError
 
 # Type comments only (Python 3.6 syntax); nothing is imported at run time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, Tuple  # noqa: F401
+
+
+class Connected(tuple):
+    """What connect_volume returns: (SR ref, VDI ref), as it always did (an override may unpack
+    it), and `standing`, what storage.in_use checks once the call's VBD or claim exists."""
+
+    def __new__(cls, sr, vdi, standing):
+        self = tuple.__new__(cls, (sr, vdi))
+        self.standing = standing
+        return self
+
 
 # nova's namespace for iSCSI SR uuids, uuid5(UUID(int=0), "volume_utils-SR_UUID"): using it
 # keeps SRs that nova introduced recognisable as the same SR.
@@ -97,10 +108,11 @@ class Driver:
 
     # ------------------------------------------------------------------ lifecycle
     def connect_volume(self, call, config, steps):
-        """Make the volume's VDI usable on this host; every change goes into `steps`."""
-        sr = storage.ensure_sr(call, self, config, steps)
-        vdi = self.find_vdi(call, sr, config)
-        return sr, storage.claim_lun(call, sr, vdi, steps)
+        """Make the volume's VDI usable on this host; every change goes into `steps`. Returns
+        a Connected: an override returns what this returns."""
+        standing = storage.ensure_sr(call, self, config, steps)
+        vdi = self.find_vdi(call, standing.sr, config)
+        return Connected(standing.sr, luns.claim_lun(call, standing.sr, vdi, steps), standing)
 
     def disconnect_volume(self, call, sr):
         """Undo connect_volume once nothing uses the SR any more."""
@@ -137,7 +149,7 @@ def vdi_by_uuid_with_scan(call, sr, uuid, field):
 
 def vdi_by_sm_config(call, sr, key, value):
     """The VDI of a LUN-per-VDI SR whose sm_config[key] is value, or None. An unmanaged one
-    is claimed by connect_volume (storage.claim_lun)."""
+    is claimed by connect_volume (luns.claim_lun)."""
     for vdi, rec in call.do("reading VDIs", _vdi_records, call, sr):
         if rec["sm_config"].get(key) == value:
             return vdi

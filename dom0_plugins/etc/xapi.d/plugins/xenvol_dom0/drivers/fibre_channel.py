@@ -6,7 +6,7 @@ kernel shows it: /sys/block/sdX/device -> H:C:T:L, initiator = fc_host/hostH/por
 = fc_transport/targetH:C:T/port_name, SCSI id from the disk's wwid. The VDI is the one with
 that sm_config SCSIid. HBASR leaves scanned LUNs unmanaged and cannot VDI.introduce them
 (_getLUNbySMconfig always fails), and VDI.set_managed is the SM's alone: the LUN is claimed by
-VDI.create on the SR, checked by SCSI id (storage.claim_lun, run by Driver.connect_volume)."""
+VDI.create on the SR, checked by SCSI id (luns.claim_lun, run by Driver.connect_volume)."""
 
 import glob
 import os
