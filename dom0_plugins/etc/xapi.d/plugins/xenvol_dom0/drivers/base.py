@@ -24,6 +24,8 @@ class Connected(tuple):
     """What connect_volume returns: (SR ref, VDI ref), as it always did (an override may unpack
     it), and `standing`, what storage.in_use checks once the call's VBD or claim exists."""
 
+    standing = None  # type: Optional[storage.Standing]
+
     def __new__(cls, sr, vdi, standing):
         self = tuple.__new__(cls, (sr, vdi))
         self.standing = standing
