@@ -41,8 +41,9 @@ npmdeps:
 	tools/install-xen-api-client
 
 # Coverage data of a test run (.coveragerc): this Python's processes, and the plugin processes
-# the simulator execs, measured by .venv-dom0's coverage when XAPISIM_DOM0_COVERAGE names the
-# data file (a test-only hook: without it the plugin runs exactly as xapi runs it).
+# the simulator execs, measured by .venv-dom0's coverage tracer when XAPISIM_DOM0_COVERAGE names
+# the data file (a test-only hook: without it the plugin runs exactly as xapi runs it; its line
+# data becomes coverage data in tools/dom0_coverage.py).
 COVDATA := $(CURDIR)/.coverage-data
 COVERAGE = COVERAGE_FILE=$(COVDATA)/cov $(VENV)/bin/coverage
 
@@ -74,6 +75,7 @@ check: lint
 # The figure of the last `make test`; fails below .coveragerc's fail_under (full table in
 # .coverage-data/report.txt).
 coverage:
+	@$(PY) tools/dom0_coverage.py $(COVDATA)/cov
 	@! ls $(COVDATA)/cov.* >/dev/null 2>&1 || $(COVERAGE) combine -q
 	@$(COVERAGE) report > $(COVDATA)/report.txt; status=$$?; \
 	for part in client/ simulator/ dom0_plugins/; do \

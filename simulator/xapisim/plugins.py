@@ -174,39 +174,68 @@ def _quote(s):
 
 
 # A test-only measurement hook, off unless $XAPISIM_DOM0_COVERAGE names a data file (`make test`
-# sets it): the xenvol plugin then runs under the coverage that dom0's Python has, its data in
-# that file plus coverage's parallel suffix. It runs as it would without: same argv, sys.path[0]
-# its directory, and xapi's environment (PATH only; `coverage run` would add COVERAGE_RUN, so
-# a small runner starts coverage instead). Other plugins run as ever.
-_COVERAGE_RC = """[run]
-data_file = %s
-parallel = True
-include =
-    /etc/xapi.d/plugins/xenvol
-    /etc/xapi.d/plugins/xenvol_dom0/*
-disable_warnings = no-data-collected, module-not-measured, module-not-imported
-"""
-_COVERAGE_RUNNER = """import os, runpy, sys
-import coverage
-cov = coverage.Coverage(config_file=%r)
+# sets it): the xenvol plugin then runs under the C line tracer of the coverage that dom0's
+# Python has (coverage.tracer.CTracer, as coverage's collector drives it, without importing
+# the coverage package: its import and its SQLite save would double the cost of every plugin
+# run). Each run leaves `<data file>.dom0.<pid>.<random>.json`, {path: [line, ...]} of the
+# plugin's files; tools/dom0_coverage.py turns them into coverage data for `coverage combine`.
+# The plugin runs as it would without: same argv, sys.path[0] its directory, and xapi's
+# environment (PATH only). Other plugins run as ever.
+_COVERAGE_RUNNER = """import importlib.util, json, os, runpy, sys, threading
+DATA = %r
+MEASURED = ("/etc/xapi.d/plugins/xenvol", "/etc/xapi.d/plugins/xenvol_dom0/")
+spec = importlib.util.find_spec("coverage")
+so = [f for f in os.listdir(spec.submodule_search_locations[0]) if f.startswith("tracer.")]
+spec = importlib.util.spec_from_file_location("coverage.tracer", os.path.join(
+    spec.submodule_search_locations[0], so[0]))
+ctracer = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ctracer)
+lines, cache, tracers = {}, {}, []
+
+
+def should_trace(filename, frame):
+    d = ctracer.CFileDisposition()
+    d.original_filename = d.canonical_filename = d.source_filename = filename
+    d.trace = filename == MEASURED[0] or filename.startswith(MEASURED[1])
+    d.reason, d.file_tracer, d.has_dynamic_filename = "", None, False
+    return d
+
+
+def start():
+    t = ctracer.CTracer()
+    t.data, t.trace_arcs, t.should_trace, t.should_trace_cache = lines, False, should_trace, cache
+    t.warn = lambda *a, **k: None
+    t.concur_id_func = t.should_start_context = t.switch_context = t.disable_plugin = None
+    t.check_include, t.file_tracers = None, {}
+    tracers.append(t)
+    return t.start()
+
+
+def on_thread(frame, event, arg):
+    sys.settrace(None)
+    fn = start()
+    return fn(frame, event, arg) if fn else None
+
+
 sys.argv = sys.argv[1:]
 sys.path[0] = os.path.dirname(sys.argv[0])
-cov.start()
+threading.settrace(on_thread)
+start()
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 finally:
-    cov.stop()
-    cov.save()
+    for t in tracers:
+        t.stop()
+    out = "%%s.dom0.%%d.%%s.json" %% (DATA, os.getpid(), os.urandom(4).hex())
+    with open(out, "w") as fh:
+        json.dump(dict((f, sorted(n)) for f, n in lines.items()), fh)
 """
 
 
 def _coverage_hook(state_dir, python, data_file):
-    rc = os.path.join(state_dir, "dom0-coverage.rc")
     runner = os.path.join(state_dir, "dom0-coverage.py")
-    with open(rc, "w") as fh:
-        fh.write(_COVERAGE_RC % os.path.abspath(data_file))
     with open(runner, "w") as fh:
-        fh.write(_COVERAGE_RUNNER % rc)
+        fh.write(_COVERAGE_RUNNER % os.path.abspath(data_file))
     return '[ "$1" != %s/xenvol ] || exec env -u PWD %s %s "$@"\n' % (
         PLUGINS_ROOT,
         _quote(python),
