@@ -140,3 +140,42 @@ def test_vendor_compensation_runs_on_failure_and_after_a_kill(ppool):
     out = plugin(xapi, host, "recover")
     assert len(out["recovered"]) == 1 and out["failed"] == []
     assert not os.path.exists(mapped) and state(ppool) == before
+
+
+UNPACKING_DRIVER = '''
+"""A vendor driver written before connect_volume returned a Connected: it unpacks the
+(sr, vdi) of the base class and returns a tuple of its own."""
+from xenvol_dom0.drivers.file import FileDriver
+
+
+class AcmeUnpacked(FileDriver):
+    volume_types = ("acme-unpacked",)
+
+    def connect_volume(self, call, cfg, steps):
+        sr, vdi = FileDriver.connect_volume(self, call, cfg, steps)
+        return sr, vdi
+'''
+
+
+def test_a_driver_returning_a_plain_sr_and_vdi_still_attaches(ppool):
+    """Driver.connect_volume's result unpacks as (sr, vdi), as it always did; a plain tuple
+    returned instead is still attached and released (storage.in_use checks the SR alone)."""
+    xapi = ppool.session().xenapi
+    ref = xapi.VM.get_by_name_label("vm-1")[0]
+    host = [h for h in ppool.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
+    with open(os.path.join(host.root, "etc/xenvol/drivers.d/acme_unpacked.py"), "w") as fh:
+        fh.write(UNPACKING_DRIVER)
+    d = os.path.join(host.root, "var/lib/xenvol/volumes")
+    os.makedirs(d, exist_ok=True)
+    vdi = str(uuid.uuid4())
+    with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
+        fh.truncate(1 << 20)
+    info = {
+        "driver_volume_type": "acme-unpacked",
+        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
+    }
+    before = state(ppool)
+    out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=xapi.VM.get_uuid(ref))
+    assert out["vdi_uuid"] == vdi and out["plugged"] is True
+    plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
+    assert state(ppool) == before
