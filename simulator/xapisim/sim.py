@@ -98,6 +98,11 @@ class Simulator:
                 "etc/xenvol/drivers.d",
             ):
                 os.makedirs(os.path.join(root, d), exist_ok=True)
+            # dom0's dynamic linker cache, which the plugin's /etc would otherwise lack (the
+            # machine's: its libraries are where the plugin sees them): without it every exec
+            # searches the default paths, and ctypes.util.find_library runs gcc.
+            if os.path.exists("/etc/ld.so.cache"):
+                shutil.copyfile("/etc/ld.so.cache", os.path.join(root, "etc/ld.so.cache"))
             huuid = str(uuidlib.uuid4())
             with open(os.path.join(root, "boot_id"), "w") as fh:
                 fh.write(str(uuidlib.uuid4()) + "\n")

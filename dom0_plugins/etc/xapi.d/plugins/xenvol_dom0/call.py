@@ -6,12 +6,12 @@ import contextlib
 import os
 import threading
 import time
-from uuid import uuid4
 
 import XenAPI
 
 from . import journal, log, settings
 from .errors import CANCELLED, XenvolError, from_xapi
+from .ids import random_uuid
 from .marks import OP, STEP
 from .version import VERSION
 
@@ -231,7 +231,7 @@ def own_journal(call):
     recover), held while it works: a lease names an operation others can check. Its id is
     one of its own, never the caller's op id (which may name another operation)."""
     op = call.op
-    op.op_id = "%s-%s" % (op.fn, uuid4())
+    op.op_id = "%s-%s" % (op.fn, random_uuid())
     log.step("working as operation %s" % op.op_id)
     op.journal = journal.Journal(op.op_id, op.fn, call.host_uuid)
     try:

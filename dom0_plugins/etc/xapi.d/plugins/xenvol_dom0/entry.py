@@ -70,9 +70,9 @@ def _wrap(name, fn):
 
 
 def _new_op_id():
-    import uuid
+    from .ids import random_uuid
 
-    return str(uuid.uuid4())
+    return random_uuid()
 
 
 def _fail(name, error):
