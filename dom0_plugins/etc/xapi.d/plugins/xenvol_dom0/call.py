@@ -39,9 +39,6 @@ class Op:
         self.started = time.time()
         self.progress = None  # type: Any
         self.task = None
-        # uuids of client-made secrets this call consumes (entry.run, at its end), set once the
-        # function has read connection_info: a call refused before (WRONG_HOST) leaves them.
-        self.secrets = []
         self.known_secrets = {}  # type: Dict[str, str]  # uuid -> value, as read by the call
         # Set once the call is past cancelling (a detach that began on a disk: nothing
         # re-plugs it): a cancel mark is then ignored and the call goes on to its end.

@@ -100,14 +100,6 @@ def _connection_info(call, a, required=True):
     SCRUB.remember_in(info)
     ci = Fields(info, "connection_info")
     volume_type = ci.string("driver_volume_type", max_len=64)
-    data = info.get("data")
-    if isinstance(data, dict):
-        # Secrets the client made for this call are consumed when it ends (runner.run).
-        call.op.secrets = [
-            v
-            for k, v in sorted(data.items())
-            if k.endswith("password_secret") and isinstance(v, str)
-        ]
     return volume_type, info
 
 
@@ -409,8 +401,8 @@ def attach_volume(session, args):
     )
     if a.has("route"):
         a.choice("route", ("strict",))
-    # The VM first: a WRONG_HOST answer leaves the client's secrets for the host it re-sends
-    # to (they are consumed only once connection_info is read).
+    # The VM first: a WRONG_HOST answer (runner.run leaves the client's secrets for the host
+    # it re-sends to) judges nothing else.
     vm, vm_uuid = _vm(call, a)
     volume_type, info = _connection_info(call, a)
     driver, cfg, data = _driver_and_config(call, volume_type, info, read_secrets=True)

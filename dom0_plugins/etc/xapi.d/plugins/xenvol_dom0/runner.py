@@ -1,8 +1,8 @@
 """An operation's life, around one plugin function (entry.py's wrapper calls run): a retry
 of a finished run answered with its kept result, the wait for a live run of the same op id,
 the recovery sweep of this host's dead operations, the operation's journal opened and closed,
-and the secrets the client made for the call consumed at its end. call.py keeps the per-call
-context (the Op, the Call) that the function works in."""
+and the secrets the client made for the call (named in its arguments) consumed at its end.
+call.py keeps the per-call context (the Op, the Call) that the function works in."""
 
 import json
 import time
@@ -13,7 +13,7 @@ from . import call as call_mod
 from . import journal, opid, recovery
 from .call import Call, Op
 from .check import is_uuid
-from .errors import BUSY, CANCELLED, XenvolError
+from .errors import BUSY, CANCELLED, WRONG_HOST, XenvolError
 from .marks import MADE_BY
 
 
@@ -47,6 +47,9 @@ def run(name, fn, session, args, op_id, journaled):
     if kept is not None:
         return _again(session, kept, name, args, secret_value)
     op.journal = journal.Journal(op_id, name, call.host_uuid)
+    # The secrets the client made for this call go when it ends, unless it was sent to the
+    # wrong host: the client sends it again, with them, to the host the answer names.
+    consume = True
     try:
         call.checkpoint("starting %s" % name)  # cancelled before it started
         # With our journal open: a lease the recovery of another operation takes names us.
@@ -57,10 +60,12 @@ def run(name, fn, session, args, op_id, journaled):
     except XenvolError as e:
         if e.code == CANCELLED:
             _cancel_report(op, e)
+        consume = e.code != WRONG_HOST
         raise
     finally:
         op.journal.close()
-        consume_secrets(session.xenapi, op.secrets)
+        if consume:
+            consume_secrets(session.xenapi, client_secrets(args))
 
 
 def _again(session, kept, name, args, secret_value):
