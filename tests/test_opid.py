@@ -250,3 +250,26 @@ def test_an_op_id_pinned_to_a_host_that_went_offline_goes_to_the_vms_host(ppool)
         assert client._router.sent["op-off"] == host.ref
         client.detach(attachment=att)
     assert vbds_of(xapi, vm_ref) == {}
+
+
+def test_a_wrong_host_refusal_leaves_the_clients_secret_any_other_end_consumes_it(ppool, peers):
+    """runner.run consumes the client-made secrets a journaled call's arguments name when the
+    call ends, however it ends, except a XENVOL_WRONG_HOST refusal: the client sends that call
+    again, with them, to the host the answer names."""
+    iqn = peers.new_target(luns=(1,), chap=CHAP)
+    xapi = ppool.session().xenapi
+    _vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
+    elsewhere = [h for h in ppool.sim.hosts if h.ref != host.ref][0]
+    ref = xapi.secret.create({"value": CHAP[1], "other_config": {"xenvol": "client"}})
+    info = peers.iscsi_info(iqn, 1, chap=CHAP, secret_uuid=xapi.secret.get_uuid(ref))
+    before = full_state(ppool)
+    with pytest.raises(PluginError) as e:
+        plugin(
+            xapi, elsewhere, "attach_volume", connection_info=info, vm_uuid=vm_uuid, route="strict"
+        )
+    assert e.value.code == "XENVOL_WRONG_HOST"
+    assert full_state(ppool) == before  # the secret with the rest
+    with pytest.raises(PluginError) as e:
+        plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, mode="rx")
+    assert e.value.code == "XENVOL_INVALID_ARGUMENT"
+    assert ref not in xapi.secret.get_all()  # refused otherwise: consumed

@@ -16,17 +16,15 @@ def main(data_file):
     found = sorted(glob.glob(glob.escape(data_file) + ".dom0.*.json"))
     lines = {}
     for path in found:
-        try:
-            with open(path) as fh:
-                for name, numbers in json.load(fh).items():
-                    lines.setdefault(name, set()).update(numbers)
-        except ValueError:  # a plugin run killed while writing it: what it ran is lost
-            pass
+        with open(path) as fh:
+            for name, numbers in json.load(fh).items():
+                lines.setdefault(name, set()).update(numbers)
     if lines:
         data = CoverageData(basename=data_file, suffix="dom0")
         data.add_lines(dict((name, sorted(n)) for name, n in lines.items()))
         data.write()
-    for path in found:
+    # A run killed while it wrote its data left only a .part file.
+    for path in found + glob.glob(glob.escape(data_file) + ".dom0.*.json.part"):
         os.remove(path)
     print("dom0 coverage: %d plugin runs, %d files" % (len(found), len(lines)))
 

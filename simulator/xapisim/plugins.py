@@ -227,8 +227,9 @@ finally:
     for t in tracers:
         t.stop()
     out = "%%s.dom0.%%d.%%s.json" %% (DATA, os.getpid(), os.urandom(4).hex())
-    with open(out, "w") as fh:
+    with open(out + ".part", "w") as fh:  # whole or not at all (a kill -9 may come now)
         json.dump(dict((f, sorted(n)) for f, n in lines.items()), fh)
+    os.rename(out + ".part", out)
 """
 
 

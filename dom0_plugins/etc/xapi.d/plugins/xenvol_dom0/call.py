@@ -45,6 +45,8 @@ class Op:
         self.irrevocable = ""
 
 
+# The operation of this process (xapi execs one process per call), set by runner.run before
+# the function runs: a plugin function is fn(session, args), and its Call finds it here.
 CURRENT = [Op("none", "none")]
 INVENTORY = "/etc/xensource-inventory"
 

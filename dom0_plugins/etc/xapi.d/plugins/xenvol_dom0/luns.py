@@ -123,9 +123,12 @@ def _release_lun(call, vdi):
             raise from_xapi(f, "releasing a claimed LUN") from None
 
 
-def release_claims(call, sr, mark):
-    """Release the LUNs of the SR claimed under `mark` that nothing uses (a rollback)."""
-    sr_uuid = call.uuids.get(sr) or call.x.SR.get_uuid(sr)
+@compensation("release_lun_claims")
+def release_lun_claims(call, sr_uuid, mark):
+    """Undo claim_lun: the LUNs of the SR claimed under the call's mark that nothing uses."""
+    sr = call.find("SR", sr_uuid)
+    if sr is None:
+        return  # forgotten: its records, and their claims, went with it
     with call.lock("lun-claims-" + sr_uuid):
         found = call.x.VDI.get_all_records_where('field "SR" = "%s"' % sr)
         for vdi, rec in sorted(found.items()):
@@ -153,11 +156,3 @@ def finished_claim(call, rec):
     if host_uuid != call.host_uuid or not journal.valid_op_id(op_id) or op_id == call.op_id:
         return False
     return not os.path.exists(journal.path_of(op_id))
-
-
-@compensation("release_lun_claims")
-def release_lun_claims(call, sr_uuid, mark):
-    """Undo claim_lun: the LUNs claimed under the call's mark that nothing uses."""
-    sr = call.find("SR", sr_uuid)
-    if sr is not None:
-        release_claims(call, sr, mark)

@@ -80,7 +80,7 @@ def list_drivers(session, args):
 
 
 # ---------------------------------------------------------------------- helpers
-def _connection_info(call, a, required=True):
+def _connection_info(a, required=True):
     """(driver_volume_type, the parsed document), its secrets remembered for scrubbing; the
     document is judged further by _driver_and_config, once the type is known to be served."""
     if not a.has("connection_info"):
@@ -316,7 +316,7 @@ def connect_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("connection_info", "placement"))
-    volume_type, info = _connection_info(call, a)
+    volume_type, info = _connection_info(a)
     driver, cfg, data = _driver_and_config(call, volume_type, info, read_secrets=True)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
     check_vdi, ignored = _admit(call, driver, cfg, data)
@@ -359,7 +359,7 @@ def disconnect_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("connection_info", "sr_uuid", "vdi_uuid"))
-    found = _connection_info(call, a, required=False)
+    found = _connection_info(a, required=False)
     if found:
         driver, cfg, _data = _driver_and_config(call, *found)
         sr_uuid = driver.sr_uuid(cfg)
@@ -404,7 +404,7 @@ def attach_volume(session, args):
     # The VM first: a WRONG_HOST answer (runner.run leaves the client's secrets for the host
     # it re-sends to) judges nothing else.
     vm, vm_uuid = _vm(call, a)
-    volume_type, info = _connection_info(call, a)
+    volume_type, info = _connection_info(a)
     driver, cfg, data = _driver_and_config(call, volume_type, info, read_secrets=True)
     cfg["placement"] = integrate.placement_arg(a, call.settings)
     number = vbds.device_number(
@@ -744,7 +744,7 @@ def extend_volume(session, args):
     call = Call(session)
     a = Fields(args, "", INVALID_ARGUMENT)
     a.reject_unknown(("connection_info", "vdi_uuid"))
-    found = _connection_info(call, a, required=False)
+    found = _connection_info(a, required=False)
     if found:
         driver, cfg, _data = _driver_and_config(call, *found)
         sr_uuid = driver.sr_uuid(cfg)
