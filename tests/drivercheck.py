@@ -1,7 +1,9 @@
 """The checks every driver gets (the shape of test_plugin_iscsi.py): a fault at every XAPI call
-the plugin makes, concurrency, idempotence. Assertions are on pool state."""
+the plugin makes, concurrency, idempotence. Assertions are on pool state. And the set-ups the
+driver tests share: where a VM runs, a volume for the xensm driver."""
 
 import threading
+import uuid
 
 from conftest import PluginError, plugin, state
 
@@ -10,6 +12,22 @@ def placed(pool, xapi, name):
     ref = xapi.VM.get_by_name_label(name)[0]
     host = [h for h in pool.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
     return ref, xapi.VM.get_uuid(ref), host
+
+
+def xensm_volume(pool, sr_type, introduce_sr_keys, vdi_fields=None, **data):
+    """A volume of a new SR of `sr_type` whose VDI the simulator holds (admin.put_vdi, with
+    `vdi_fields`), as connection_info for the xensm driver: the SR introduced with the keys
+    named, of `data`'s fields. Returns (the SR's uuid, connection_info)."""
+    sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
+    pool.admin.put_vdi(sr_uuid, vdi, vdi_fields or {})
+    fields = {
+        "sr_uuid": sr_uuid,
+        "sr_type": sr_type,
+        "vdi_uuid": vdi,
+        "introduce_sr_keys": introduce_sr_keys,
+    }
+    fields.update(data)
+    return sr_uuid, {"driver_volume_type": "xensm", "data": fields}
 
 
 def fault_at_every_call(pool, info, vm_name="vm-3", least=8):

@@ -89,26 +89,13 @@ def test_host_bound_calls_to_an_offline_host_name_it(ppool):
 def test_a_detach_keeps_a_pool_wide_sr_plugged_on_an_offline_host(ppool):
     """xapi forwards no PBD.unplug to a host that is not live and leaves its PBD plugged: the
     SR cannot be forgotten; the detach succeeds and says so, and a later release forgets it."""
-    import uuid
-
     from conftest import plugin
-    from drivercheck import placed
+    from drivercheck import placed, xensm_volume
 
     xapi = ppool.session().xenapi
-    sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
-    ppool.admin.put_vdi(sr_uuid, vdi, {})
+    sr_uuid, info = xensm_volume(ppool, "iso", ["location"], location="//files/isos")
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    info = {
-        "driver_volume_type": "xensm",
-        "data": {
-            "sr_uuid": sr_uuid,
-            "sr_type": "iso",
-            "vdi_uuid": vdi,
-            "introduce_sr_keys": ["location"],
-            "location": "//files/isos",
-        },
-    }
     out = plugin(
         xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, placement="pool"
     )

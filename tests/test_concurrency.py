@@ -2,33 +2,11 @@
 its scans, and survive a release on another host that forgets the SR in their window (between
 the set-up and their VBD), through the real path with the simulator's latency hooks."""
 
-import threading
-
 import pytest
 
 from conftest import PluginError, plugin, state
+from racewindow import in_background, wait_for_call
 from test_plugin_iscsi import ci, placed
-
-
-def _in_thread(fn):
-    out = {}
-
-    def run():
-        try:
-            out["r"] = fn()
-        except PluginError as e:
-            out["r"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t, out
-
-
-def _wait_for_call(pool, method, t, out, n=1):
-    while pool.admin.counts().get(method, {}).get("plugin", 0) < n:
-        assert t.is_alive(), out
-        t.join(0.01)
-
 
 # How long the window stays open: longer than a whole detach takes on a loaded machine (four
 # workers on two shared cores), as the detach must release the SR within it. Once it has, the
@@ -53,10 +31,10 @@ def _window(ppool, peers, fn, wait_in, slowed=None):
     if slowed:
         ppool.admin.set_latency(slowed, WINDOW + 2, "plugin")
     args = {"vm_uuid": uuid1} if fn == "attach_volume" else {}
-    t, out = _in_thread(
+    t, out = in_background(
         lambda: plugin(ppool.session().xenapi, host1, fn, connection_info=ci(peers, iqn, 1), **args)
     )
-    _wait_for_call(ppool, wait_in, t, out)
+    wait_for_call(ppool, wait_in, t, out)
     released = plugin(xapi, host3, "detach_volume", vbd_uuid=other["vbd_uuid"])
     assert released["note"] == "SR forgotten"
     for method in (wait_in, slowed or wait_in):
@@ -119,7 +97,7 @@ def test_connects_of_one_target_share_one_scan(ppool, peers):
     host = ppool.host(0)
     ppool.admin.set_latency("SR.scan", 1.0, "plugin")
     threads = [
-        _in_thread(
+        in_background(
             lambda lun=lun: plugin(
                 ppool.session().xenapi, host, "connect_volume", connection_info=ci(peers, iqn, lun)
             )
@@ -166,7 +144,7 @@ def test_a_call_meets_an_sr_another_call_has_introduced_but_not_yet_marked(ppool
     ppool.admin.clear()
     ppool.admin.set_latency("SR.add_to_other_config", 1.5, "plugin")  # the mark, then the lease
     _r, uuid1, host1 = hosts_vms[0]
-    t, out = _in_thread(
+    t, out = in_background(
         lambda: plugin(
             ppool.session().xenapi,
             host1,
@@ -175,7 +153,7 @@ def test_a_call_meets_an_sr_another_call_has_introduced_but_not_yet_marked(ppool
             vm_uuid=uuid1,
         )
     )
-    _wait_for_call(ppool, "SR.introduce", t, out)
+    wait_for_call(ppool, "SR.introduce", t, out)
     for _ in range(500):  # the introduce done; its mark is slowed down
         if xapi.SR.get_all_records_where('field "uuid" = "%s"' % sr_uuid):
             break

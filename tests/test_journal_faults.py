@@ -8,32 +8,17 @@ import contextlib
 import errno
 import os
 import subprocess
-import threading
 
 import pytest
 
 from conftest import PluginError, plugin
 from killcheck import journals
-from test_lifecycle import _wait_for_call
+from racewindow import in_background, wait_for_call
 from test_opid import results, state, vbds_of
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
 
 PAGE = 4096
-
-
-def in_background(fn):
-    out = {}
-
-    def run():
-        try:
-            out["r"] = fn()
-        except PluginError as e:
-            out["r"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t, out
 
 
 def attached(xapi, vm_ref):
@@ -55,7 +40,7 @@ def test_cancel_after_a_detachs_unplug_finishes_the_detach(ppool):
     t, res = in_background(
         lambda: plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"], op_id="op-cd")
     )
-    _wait_for_call(ppool, "VBD.unplug", t, res)
+    wait_for_call(ppool, "VBD.unplug", t, res)
     other = ppool.session().xenapi
     assert plugin(other, host, "cancel", operation="op-cd")["state"] == "cancelling"
     t.join(60)
@@ -76,7 +61,7 @@ def test_cancel_before_a_detachs_unplug_changes_nothing(ppool):
     t, res = in_background(
         lambda: plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"], op_id="op-cb")
     )
-    _wait_for_call(ppool, "SR.get_record", t, res)
+    wait_for_call(ppool, "SR.get_record", t, res)
     assert plugin(ppool.session().xenapi, host, "cancel", operation="op-cb")["state"] == (
         "cancelling"
     )
@@ -101,7 +86,7 @@ def test_a_cancel_whose_rollback_fails_says_what_stands(ppool):
             xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, op_id="op-cr"
         )
     )
-    _wait_for_call(ppool, "VBD.create", t, res)
+    wait_for_call(ppool, "VBD.create", t, res)
     plugin(ppool.session().xenapi, host, "cancel", operation="op-cr")
     t.join(60)
     e = res["r"]
@@ -199,7 +184,7 @@ def test_a_journal_full_in_the_middle_never_ends_the_rollback(ppool):
                 xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, op_id="op-f"
             )
         )
-        _wait_for_call(ppool, "VBD.create", t, res)
+        wait_for_call(ppool, "VBD.create", t, res)
         fill_after(os.path.join(d, "op-f.json"))
         t.join(60)
         assert ppool.admin.counts().get("VBD.plug", {}).get("plugin", 0) == 0
@@ -227,7 +212,7 @@ def test_a_commit_line_that_cannot_be_written_leaves_the_attach_standing(ppool):
                 op_id="op-c",
             )
         )
-        _wait_for_call(ppool, "VBD.plug", t, res)
+        wait_for_call(ppool, "VBD.plug", t, res)
         fill_after(os.path.join(d, "op-c.json"))
         t.join(60)
         ppool.admin.clear()

@@ -5,7 +5,6 @@ release, client timeouts, Ctrl-C, a destroyed VM, a rebooted host, and gc."""
 import json
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -19,6 +18,7 @@ from killcheck import (
     release_args,
     release_each_kill,
 )
+from racewindow import in_background, wait_for_call
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
 from xenvol import errors
@@ -131,36 +131,23 @@ def test_client_killed_at_every_step_leaves_nothing(ppool, peers):
             assert snap == before, n
 
 
-def _wait_for_call(pool, method, t, out):
-    while pool.admin.counts().get(method, {}).get("plugin", 0) == 0:
-        assert t.is_alive(), out
-        t.join(0.01)
-
-
 def test_cancel_stops_at_the_next_step_and_rolls_back(ppool):
     xapi = ppool.session().xenapi
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     before = state(ppool)
     ppool.admin.set_latency("VBD.create", 2.0, "plugin")
-    out = {}
-
-    def attach():
-        try:
-            out["r"] = plugin(
-                xapi,
-                host,
-                "attach_volume",
-                connection_info=info,
-                vm_uuid=vm_uuid,
-                op_id="op-cancel-1",
-            )
-        except PluginError as e:
-            out["r"] = e
-
-    t = threading.Thread(target=attach)
-    t.start()
-    _wait_for_call(ppool, "VBD.create", t, out)
+    t, out = in_background(
+        lambda: plugin(
+            xapi,
+            host,
+            "attach_volume",
+            connection_info=info,
+            vm_uuid=vm_uuid,
+            op_id="op-cancel-1",
+        )
+    )
+    wait_for_call(ppool, "VBD.create", t, out)
     other = ppool.session().xenapi  # a session is one connection: one call at a time
     assert plugin(other, host, "cancel", operation="op-cancel-1")["state"] == "cancelling"
     t.join(60)

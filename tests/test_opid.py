@@ -5,15 +5,14 @@ client raises only xenvol.errors. Assertions are on pool state."""
 
 import json
 import os
-import threading
 
 import pytest
 
 import xenvol
 from conftest import PluginError, plugin
 from conftest import state as full_state
+from racewindow import in_background, wait_for_call
 from test_integrators import ci, mobile_vm
-from test_lifecycle import _wait_for_call
 from test_plugin_iscsi import placed
 from test_plugin_session import file_volume
 from xenvol import errors
@@ -106,20 +105,13 @@ def test_a_conflicting_call_is_refused_while_the_first_runs(ppool):
     vm_ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
     info = file_volume(host)
     ppool.admin.set_latency("VBD.create", 5.0, "plugin")
-    out = {}
-
-    def attach():
-        try:
-            out["r"] = plugin(
-                xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, op_id="op-R"
-            )
-        except PluginError as e:
-            out["r"] = e
-
-    t = threading.Thread(target=attach)
-    t.start()
+    t, out = in_background(
+        lambda: plugin(
+            xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid, op_id="op-R"
+        )
+    )
     try:
-        _wait_for_call(ppool, "VBD.create", t, out)
+        wait_for_call(ppool, "VBD.create", t, out)
         other = ppool.session().xenapi
         with pytest.raises(PluginError) as e:
             plugin(other, host, "detach_volume", vm_uuid=vm_uuid, mountpoint="1", op_id="op-R")

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from conftest import API_LEVEL, PluginError, plugin, state
+from drivercheck import xensm_volume
 from test_plugin_iscsi import ci as iscsi_ci
 from test_plugin_iscsi import placed
 
@@ -125,23 +126,18 @@ def test_cinder_generic_nfs_is_refused_clearly(ppool):
 
 def test_xensm_generic_pass_through(ppool):
     xapi = ppool.session().xenapi
-    sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
-    ppool.admin.put_vdi(sr_uuid, vdi, {"virtual_size": str(1 << 30)})
+    sr_uuid, info = xensm_volume(
+        ppool,
+        "cephfs",
+        ["sr_type", "server", "serverpath"],
+        {"virtual_size": str(1 << 30)},
+        server="mon1",
+        serverpath="/vols",
+        name_label="ceph volume",
+        ignored="not listed",
+    )
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-3")
-    info = {
-        "driver_volume_type": "xensm",
-        "data": {
-            "sr_uuid": sr_uuid,
-            "sr_type": "cephfs",
-            "vdi_uuid": vdi,
-            "introduce_sr_keys": ["sr_type", "server", "serverpath"],
-            "server": "mon1",
-            "serverpath": "/vols",
-            "name_label": "ceph volume",
-            "ignored": "not listed",
-        },
-    }
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(sr_uuid)
     assert xapi.SR.get_type(sr) == "cephfs" and xapi.SR.get_name_label(sr) == "ceph volume"
@@ -190,22 +186,16 @@ def test_xensm_lun_of_an_hba_sr_is_claimed_with_vdi_create(ppool):
 
 def test_xensm_password_key_becomes_a_secret(ppool):
     xapi = ppool.session().xenapi
-    sr_uuid, vdi = str(uuid.uuid4()), str(uuid.uuid4())
-    ppool.admin.put_vdi(sr_uuid, vdi, {})
+    sr_uuid, info = xensm_volume(
+        ppool,
+        "iso",
+        ["location", "username", "cifspassword"],
+        location="//files/isos",
+        username="svc",
+        cifspassword="Smb-Pass-77",
+    )
     before = state(ppool)
     ref, vm_uuid, host = placed(ppool, xapi, "vm-1")
-    info = {
-        "driver_volume_type": "xensm",
-        "data": {
-            "sr_uuid": sr_uuid,
-            "sr_type": "iso",
-            "vdi_uuid": vdi,
-            "introduce_sr_keys": ["location", "username", "cifspassword"],
-            "location": "//files/isos",
-            "username": "svc",
-            "cifspassword": "Smb-Pass-77",
-        },
-    }
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
     sr = xapi.SR.get_by_uuid(sr_uuid)
     for p in xapi.SR.get_PBDs(sr):

@@ -13,7 +13,8 @@ import pytest
 import xenvol
 from conftest import FAST_SETTINGS, PluginError, plugin, state
 from killcheck import journals
-from test_concurrency import _in_thread, _wait_for_call, _window
+from racewindow import race
+from test_concurrency import _window
 from test_plugin_drivers import nfs_volume
 from test_plugin_iscsi import ci, placed
 from test_plugin_session import file_volume
@@ -106,14 +107,17 @@ def test_an_attach_meeting_gc_forgetting_its_sr_starts_again(ppool, kind):
     old, new = volume(ppool, kind, host, n=2)
     sr_uuid = unused_sr(ppool, xapi, old, host)
     vm = new_vm(xapi, "spawned", host)
-    ppool.admin.clear()
-    ppool.admin.set_latency("PBD.unplug", 3.0, "plugin")
-    t, out = _in_thread(lambda: gc(ppool.session().xenapi, ppool.host(0)))
-    _wait_for_call(ppool, "PBD.unplug", t, out)
-    got = plugin(xapi, host, "attach_volume", connection_info=new, vm_uuid=xapi.VM.get_uuid(vm))
-    t.join(120)
-    assert not isinstance(out["r"], PluginError), out["r"]
-    assert [i["done"] for i in about(out["r"], sr_uuid)] == [True]
+    swept, got = race(
+        ppool,
+        {"PBD.unplug": 3.0},
+        "PBD.unplug",
+        lambda: gc(ppool.session().xenapi, ppool.host(0)),
+        lambda: plugin(
+            xapi, host, "attach_volume", connection_info=new, vm_uuid=xapi.VM.get_uuid(vm)
+        ),
+    )
+    assert not isinstance(swept, PluginError), swept
+    assert [i["done"] for i in about(swept, sr_uuid)] == [True]
     # The attach met the race (its first VBD rolled back) and set the SR up again.
     assert ppool.admin.counts()["VBD.create"]["plugin"] == 2
     ppool.admin.clear()
@@ -134,13 +138,13 @@ def test_two_gc_runs_release_an_sr_once_and_say_so(ppool):
     host = ppool.host(1)
     before = state(ppool)
     sr_uuid = unused_sr(ppool, xapi, file_volume(host), host)
-    ppool.admin.clear()
-    ppool.admin.set_latency("PBD.unplug", 3.0, "plugin")
-    t, out = _in_thread(lambda: gc(ppool.session().xenapi, ppool.host(0)))
-    _wait_for_call(ppool, "PBD.unplug", t, out)
-    second = gc(xapi, ppool.host(2))
-    t.join(120)
-    first = out["r"]
+    first, second = race(
+        ppool,
+        {"PBD.unplug": 3.0},
+        "PBD.unplug",
+        lambda: gc(ppool.session().xenapi, ppool.host(0)),
+        lambda: gc(xapi, ppool.host(2)),
+    )
     assert not isinstance(first, PluginError), first
     assert [i["done"] for i in about(first, sr_uuid)] == [True]
     assert [i for i in about(second, sr_uuid) if i.get("done")] == []
@@ -165,16 +169,15 @@ def test_gc_leaves_an_sr_a_detach_is_releasing(ppool):
         connection_info=file_volume(host),
         vm_uuid=xapi.VM.get_uuid(vm),
     )
-    ppool.admin.clear()
-    ppool.admin.set_latency("PBD.unplug", 3.0, "plugin")
-    t, out = _in_thread(
-        lambda: plugin(ppool.session().xenapi, host, "detach_volume", vbd_uuid=got["vbd_uuid"])
+    released, swept = race(
+        ppool,
+        {"PBD.unplug": 3.0},
+        "PBD.unplug",
+        lambda: plugin(ppool.session().xenapi, host, "detach_volume", vbd_uuid=got["vbd_uuid"]),
+        lambda: gc(xapi, ppool.host(0)),
     )
-    _wait_for_call(ppool, "PBD.unplug", t, out)
-    swept = gc(xapi, ppool.host(0))
-    t.join(120)
-    assert not isinstance(out["r"], PluginError), out["r"]
-    assert out["r"]["note"] == "SR forgotten"
+    assert not isinstance(released, PluginError), released
+    assert released["note"] == "SR forgotten"
     assert about(swept, got["sr_uuid"]) == []
     assert ppool.admin.counts()["SR.forget"]["plugin"] == 1
     ppool.admin.clear()
@@ -195,13 +198,16 @@ def test_gc_reports_an_sr_that_came_into_use_as_left_not_removed(ppool, monkeypa
     old, new = file_volume(host), file_volume(host)
     sr_uuid = unused_sr(ppool, xapi, old, host)
     vm = new_vm(xapi, "spawned", host)
-    ppool.admin.clear()
-    ppool.admin.set_latency("SR.add_to_other_config", 3.0, "plugin")
-    t, out = _in_thread(lambda: cli.main(["--url", ppool.url, "gc", "--apply"]))
-    _wait_for_call(ppool, "SR.add_to_other_config", t, out)
-    got = plugin(xapi, host, "attach_volume", connection_info=new, vm_uuid=xapi.VM.get_uuid(vm))
-    t.join(120)
-    assert out["r"] == 0
+    status, got = race(
+        ppool,
+        {"SR.add_to_other_config": 3.0},
+        "SR.add_to_other_config",
+        lambda: cli.main(["--url", ppool.url, "gc", "--apply"]),
+        lambda: plugin(
+            xapi, host, "attach_volume", connection_info=new, vm_uuid=xapi.VM.get_uuid(vm)
+        ),
+    )
+    assert status == 0
     text = capsys.readouterr().out
     assert text.startswith("removed nothing\n"), text
     assert "left: sr %s: in use now by 1 volume(s)" % sr_uuid in text
@@ -221,21 +227,26 @@ def test_gc_keeps_the_volume_of_a_vm_made_while_it_runs(ppool):
     xapi = ppool.session().xenapi
     host = ppool.host(1)
     before = state(ppool)
-    ppool.admin.clear()
-    ppool.admin.set_latency("VBD.get_all_records", 3.0, "plugin")
-    t, out = _in_thread(lambda: gc(ppool.session().xenapi, ppool.host(0)))
-    _wait_for_call(ppool, "VBD.get_all_records", t, out)
-    vm = new_vm(xapi, "spawned", host)
-    got = plugin(
-        xapi,
-        host,
-        "attach_volume",
-        connection_info=file_volume(host),
-        vm_uuid=xapi.VM.get_uuid(vm),
+
+    def spawn():
+        vm = new_vm(xapi, "spawned", host)
+        return vm, plugin(
+            xapi,
+            host,
+            "attach_volume",
+            connection_info=file_volume(host),
+            vm_uuid=xapi.VM.get_uuid(vm),
+        )
+
+    swept, (vm, got) = race(
+        ppool,
+        {"VBD.get_all_records": 3.0},
+        "VBD.get_all_records",
+        lambda: gc(ppool.session().xenapi, ppool.host(0)),
+        spawn,
     )
-    t.join(120)
-    assert not isinstance(out["r"], PluginError), out["r"]
-    assert out["r"]["items"] == []
+    assert not isinstance(swept, PluginError), swept
+    assert swept["items"] == []
     ppool.admin.clear()
     usable(ppool, xapi, got["vbd_uuid"], host)
     plugin(xapi, host, "detach_volume", vbd_uuid=got["vbd_uuid"])
@@ -271,14 +282,14 @@ def test_a_client_clock_behind_never_expires_a_secret_in_flight(ppool, peers, mo
             "time",
             types.SimpleNamespace(time=lambda: real() - 3600, monotonic=time.monotonic),
         )
-        ppool.admin.clear()
-        ppool.admin.set_latency("VM.get_all_records_where", 3.0, "plugin")
         vm_uuid = placed(ppool, late.x, "vm-1")[1]
-        t, out = _in_thread(lambda: late.attach(info, vm_uuid))
-        _wait_for_call(ppool, "VM.get_all_records_where", t, out)
-        swept = operator.gc(dry_run=False)
-        t.join(120)
-        att = out["r"]
+        att, swept = race(
+            ppool,
+            {"VM.get_all_records_where": 3.0},
+            "VM.get_all_records_where",
+            lambda: late.attach(info, vm_uuid),
+            lambda: operator.gc(dry_run=False),
+        )
         assert isinstance(att, xenvol.Attachment), att
         assert [i for i in swept if i["kind"] == "secret"] == []
         ppool.admin.clear()
@@ -347,24 +358,20 @@ def test_an_attach_meeting_unplugged_pbds_of_a_release_starts_again(ppool, peers
     _ref1, uuid1, host1 = placed(ppool, xapi, "vm-1")
     _ref3, uuid3, host3 = placed(ppool, xapi, "vm-3")
     other = plugin(xapi, host3, "attach_volume", connection_info=ci(peers, iqn, 2), vm_uuid=uuid3)
-    ppool.admin.clear()
-    ppool.admin.set_latency("SR.scan", 3.0, "plugin")
-    ppool.admin.set_latency("SR.forget", 3.0, "plugin")
-    t, out = _in_thread(
+    got, released = race(
+        ppool,
+        {"SR.scan": 3.0, "SR.forget": 3.0},
+        "SR.scan",
         lambda: plugin(
             ppool.session().xenapi,
             host1,
             "attach_volume",
             connection_info=ci(peers, iqn, 1),
             vm_uuid=uuid1,
-        )
+        ),
+        lambda: plugin(xapi, host3, "detach_volume", vbd_uuid=other["vbd_uuid"]),
     )
-    _wait_for_call(ppool, "SR.scan", t, out)
-    assert plugin(xapi, host3, "detach_volume", vbd_uuid=other["vbd_uuid"])["note"] == (
-        "SR forgotten"
-    )
-    t.join(120)
-    got = out["r"]
+    assert released["note"] == "SR forgotten"
     assert not isinstance(got, PluginError), got
     assert ppool.admin.counts()["SR.introduce"]["plugin"] == 1
     ppool.admin.clear()
@@ -388,23 +395,20 @@ def test_release_host_meeting_an_attach_in_its_window_never_loses_it(ppool, peer
     gone = plugin(xapi, host, "attach_volume", connection_info=ci(peers, iqn, 1), vm_uuid=left_uuid)
     xapi.VM.set_affinity(left, ppool.host(2).ref)  # it moved away
     vm = new_vm(xapi, "spawned", host)
-    ppool.admin.clear()
-    ppool.admin.set_latency("VBD.create", 1.5, "plugin")
-    ppool.admin.set_latency("PBD.destroy", 3.0, "plugin")
-    t, out = _in_thread(
+    got, released = race(
+        ppool,
+        {"VBD.create": 1.5, "PBD.destroy": 3.0},
+        "VBD.create",
         lambda: plugin(
             ppool.session().xenapi,
             host,
             "attach_volume",
             connection_info=ci(peers, iqn, 2),
             vm_uuid=xapi.VM.get_uuid(vm),
-        )
+        ),
+        lambda: plugin(xapi, host, "release_host", vm_uuid=left_uuid),
     )
-    _wait_for_call(ppool, "VBD.create", t, out)
-    released = plugin(xapi, host, "release_host", vm_uuid=left_uuid)
     assert [r["note"] for r in released["released"]] == ["PBD removed"]
-    t.join(120)
-    got = out["r"]
     assert not isinstance(got, PluginError), got
     assert ppool.admin.counts()["VBD.create"]["plugin"] == 2
     ppool.admin.clear()

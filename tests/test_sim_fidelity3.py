@@ -9,9 +9,8 @@ import time
 import pytest
 import XenAPI
 
-from test_sim_hba import claim
+from simstorage import claim, hba_luns, introduce, vdi_introduce_args
 from test_sim_plugins import PLUGIN, install
-from test_sim_storage import TARGET, introduce, pbd
 from test_sim_wire import fails
 
 # A plugin that asks xapi, over its host's unix socket as dom0's root (a local superuser),
@@ -37,20 +36,6 @@ LOCAL = textwrap.dedent("""\
     if __name__ == "__main__":
         XenAPIPlugin.dispatch({"set_managed": set_managed})
     """)
-
-
-def hba_luns(pool, xapi, luns):
-    """An hba SR on host 0 showing LUNs {number: (scsi id, size)}; {scsi id: VDI ref}."""
-    sr = introduce(xapi, "hba", shared=False)
-    wwpn = pool.admin.fc_fabric()[pool.host(0).uuid][0]
-    for number, (scsi_id, size) in luns.items():
-        pool.admin.fc_lun(TARGET, number, scsi_id, str(size))
-    pool.admin.fc_zone(wwpn, TARGET)
-    p = pbd(xapi, pool.host(0).ref, sr, {})
-    xapi.PBD.plug(p)
-    xapi.SR.scan(sr)
-    by_id = dict((xapi.VDI.get_sm_config(v)["SCSIid"], v) for v in xapi.SR.get_VDIs(sr))
-    return sr, p, by_id
 
 
 # ------------------------------------------------------------------ §1 set_managed and claims
@@ -139,17 +124,7 @@ def test_vdi_introduce_on_hba_fails_as_xapi_prints_it(pool, xapi):
     d = fails(
         "INTERNAL_ERROR",
         xapi.VDI.introduce,
-        xapi.VDI.get_uuid(luns["3600a01"]),
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        loc,
-        {},
-        {"LUNid": "1"},
+        *vdi_introduce_args(xapi.VDI.get_uuid(luns["3600a01"]), sr, loc, {"LUNid": "1"}),
     )
     assert d[1:] == ["Storage_error ([S(Vdi_does_not_exist);S(%s)])" % loc]
 

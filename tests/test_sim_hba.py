@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from simstorage import claim
 from test_sim_wire import fails
 
 T = "500a0982991b8dc5"
@@ -128,20 +129,3 @@ def test_a_reader_during_rescans_meets_whole_entries(pool):
     finally:
         t.join()
     assert reads > 0 and fc_disks(h) == {"0:0:0:5": ("sdb", "naa.600a05\n")}
-
-
-def claim(sr, size, other_config=None):
-    """A VDI.create record for a raw LUN of at least `size` bytes of an hba SR."""
-    return {
-        "SR": sr,
-        "virtual_size": str(size),
-        "type": "user",
-        "sharable": False,
-        "read_only": False,
-        "other_config": other_config or {},
-        "name_label": "",
-        "name_description": "",
-        "xenstore_data": {},
-        "sm_config": {},
-        "tags": [],
-    }

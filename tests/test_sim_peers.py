@@ -4,6 +4,7 @@ import os
 import subprocess
 import uuid
 
+from simstorage import vdi_introduce_args
 from test_sim_wire import fails
 
 
@@ -217,17 +218,16 @@ def test_vdi_introduce_of_an_iscsi_lun(pool, xapi, peers):
     rec = xapi.VDI.get_record(vdi)
     xapi.VDI.add_to_other_config(vdi, "kept", "no")
     ref = xapi.VDI.introduce(
-        rec["uuid"],
-        "",
-        "",
-        sr,
-        "system",
-        True,
-        False,
-        {"mine": "1"},
-        rec["location"],
-        {"k": "v"},
-        {"LUNid": "1"},
+        *vdi_introduce_args(
+            rec["uuid"],
+            sr,
+            rec["location"],
+            {"LUNid": "1"},
+            type_="system",
+            sharable=True,
+            other_config={"mine": "1"},
+            xenstore_data={"k": "v"},
+        )
     )
     assert ref == vdi
     after = xapi.VDI.get_record(vdi)
@@ -235,50 +235,24 @@ def test_vdi_introduce_of_an_iscsi_lun(pool, xapi, peers):
     assert after["xenstore_data"] == {"k": "v"} and after["sharable"] is True
     assert after["type"] == "system" and after["name_label"] == rec["name_label"]
     xapi.VDI.introduce(
-        rec["uuid"],
-        "lun one",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        rec["location"],
-        {},
-        {"LUNid": "1"},
+        *vdi_introduce_args(rec["uuid"], sr, rec["location"], {"LUNid": "1"}, name_label="lun one")
     )
     assert xapi.VDI.get_name_label(vdi) == "lun one"
     d = fails(
         "LOCATION_NOT_UNIQUE",
         xapi.VDI.introduce,
-        "bbbbbbbb-0000-0000-0000-000000000000",
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        rec["location"],
-        {},
-        {"LUNid": "1"},
+        *vdi_introduce_args(
+            "bbbbbbbb-0000-0000-0000-000000000000", sr, rec["location"], {"LUNid": "1"}
+        ),
     )
     assert d[1:] == [sr, rec["location"]]
     # a LUN the target does not have: SM fails, xapi reports Vdi_does_not_exist
     d = fails(
         "INTERNAL_ERROR",
         xapi.VDI.introduce,
-        "cccccccc-0000-0000-0000-000000000000",
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        "elsewhere",
-        {},
-        {"LUNid": "9"},
+        *vdi_introduce_args(
+            "cccccccc-0000-0000-0000-000000000000", sr, "elsewhere", {"LUNid": "9"}
+        ),
     )
     assert "Vdi_does_not_exist" in d[1]
     # a member's PBD is not enough: introduce runs on the SR master (the pool master here)
@@ -286,15 +260,5 @@ def test_vdi_introduce_of_an_iscsi_lun(pool, xapi, peers):
     fails(
         "SR_HAS_NO_PBDS",
         xapi.VDI.introduce,
-        rec["uuid"],
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        rec["location"],
-        {},
-        {"LUNid": "1"},
+        *vdi_introduce_args(rec["uuid"], sr, rec["location"], {"LUNid": "1"}),
     )

@@ -2,21 +2,11 @@
 
 import time
 
+from simstorage import SR_UUID, claim, hba_luns, introduce, pbd, vdi_introduce_args
 from test_sim_wire import fails
 
-SR_UUID = "5f1c6a4e-0a2b-4c3d-8e9f-0123456789ab"
 # An in-memory type (glusterfs now has a real peer: test_sim_gluster.py).
 CEPH = {"server": "mon1", "serverpath": "/v"}
-
-
-def introduce(xapi, type_="cephfs", uuid=SR_UUID, shared=True):
-    return xapi.SR.introduce(uuid, "vol", "", type_, "", shared, {})
-
-
-def pbd(xapi, host, sr, dconf):
-    return xapi.PBD.create(
-        {"host": host, "SR": sr, "device_config": dconf, "other_config": {"x": "y"}}
-    )
 
 
 def test_introduce_twice_is_sr_uuid_exists(xapi):
@@ -179,34 +169,14 @@ def test_vdi_introduce_rules(pool, xapi):
     d = fails(
         "SR_OPERATION_NOT_SUPPORTED",
         xapi.VDI.introduce,
-        "",
-        "",
-        "",
-        nfs,
-        "user",
-        False,
-        False,
-        {},
-        "loc",
-        {},
-        {},
+        *vdi_introduce_args("", nfs, "loc"),
     )
     assert d[1] == nfs
     hba = introduce(xapi, "hba", "5f1c6a4e-0a2b-4c3d-8e9f-00000000000b")
     fails(
         "SR_HAS_NO_PBDS",
         xapi.VDI.introduce,
-        "",
-        "",
-        "",
-        hba,
-        "user",
-        False,
-        False,
-        {},
-        "loc",
-        {},
-        {},
+        *vdi_introduce_args("", hba, "loc"),
     )
 
 
@@ -236,24 +206,11 @@ def test_member_plug_of_a_shared_sr_does_not_mark_it(pool, xapi):
     fails("SR_HAS_NO_PBDS", xapi.SR.scan, sr)
 
 
-TARGET = "50:0a:09:82:99:1b:8d:c5"
-
-
-def _hba_with_lun(pool, xapi):
-    sr = introduce(xapi, "hba")
-    wwpn = pool.admin.fc_fabric()[pool.host(0).uuid][0]
-    pool.admin.fc_lun(TARGET, 3, "3600a0", "4096")
-    pool.admin.fc_zone(wwpn, TARGET)
-    p = pbd(xapi, pool.host(0).ref, sr, {})
-    xapi.PBD.plug(p)
-    xapi.SR.scan(sr)
-    return sr, p, xapi.SR.get_VDIs(sr)[0]
-
-
 def test_hba_luns_are_unmanaged_until_claimed(pool, xapi):
     from test_sim_vm_vbd import vbd_rec
 
-    sr, _p, vdi = _hba_with_lun(pool, xapi)
+    sr, _p, luns = hba_luns(pool, xapi, {3: ("3600a0", 4096)}, shared=True)
+    vdi = luns["3600a0"]
     rec = xapi.VDI.get_record(vdi)
     assert rec["managed"] is False and rec["sm_config"] == {
         "LUNid": "3",
@@ -277,23 +234,11 @@ def test_hba_luns_are_unmanaged_until_claimed(pool, xapi):
     d = fails(
         "INTERNAL_ERROR",
         xapi.VDI.introduce,
-        rec["uuid"],
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        rec["location"],
-        {},
-        {"LUNid": "3"},
+        *vdi_introduce_args(rec["uuid"], sr, rec["location"], {"LUNid": "3"}),
     )
     assert d[1] == "Storage_error ([S(Vdi_does_not_exist);S(%s)])" % rec["location"]
     # the session of a client is no SM session (sm.ml assert_session_has_internal_sr_access)
     assert fails("PERMISSION_DENIED", xapi.VDI.set_managed, vdi, True)[1:] == [""]
-    from test_sim_hba import claim
-
     assert xapi.VDI.create(claim(sr, 1)) == vdi
     xapi.VBD.plug(vbd)
     # a rescan leaves managed as it is (sm VDI._db_update does not touch it)
@@ -304,72 +249,35 @@ def test_hba_luns_are_unmanaged_until_claimed(pool, xapi):
 
 
 def test_vdi_introduce_errors(pool, xapi):
-    sr, p, vdi = _hba_with_lun(pool, xapi)
+    sr, p, luns = hba_luns(pool, xapi, {3: ("3600a0", 4096)}, shared=True)
+    vdi = luns["3600a0"]
     loc = xapi.VDI.get_location(vdi)
     d = fails(
         "LOCATION_NOT_UNIQUE",
         xapi.VDI.introduce,
-        "bbbbbbbb-0000-0000-0000-000000000000",
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        loc,
-        {},
-        {"LUNid": "3"},
+        *vdi_introduce_args("bbbbbbbb-0000-0000-0000-000000000000", sr, loc, {"LUNid": "3"}),
     )
     assert d[1:] == [sr, loc]
     d = fails(
         "INTERNAL_ERROR",
         xapi.VDI.introduce,
-        "cccccccc-0000-0000-0000-000000000000",
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        "elsewhere",
-        {},
-        {"LUNid": "99"},
+        *vdi_introduce_args(
+            "cccccccc-0000-0000-0000-000000000000", sr, "elsewhere", {"LUNid": "99"}
+        ),
     )
     assert "Vdi_does_not_exist" in d[1]
     xapi.PBD.unplug(p)
     fails(
         "SR_HAS_NO_PBDS",
         xapi.VDI.introduce,
-        xapi.VDI.get_uuid(vdi),
-        "",
-        "",
-        sr,
-        "user",
-        False,
-        False,
-        {},
-        loc,
-        {},
-        {"LUNid": "3"},
+        *vdi_introduce_args(xapi.VDI.get_uuid(vdi), sr, loc, {"LUNid": "3"}),
     )
     other = introduce(xapi, "glusterfs", "5f1c6a4e-0a2b-4c3d-8e9f-000000000030")
     assert (
         fails(
             "SR_OPERATION_NOT_SUPPORTED",
             xapi.VDI.introduce,
-            "dddddddd-0000-0000-0000-000000000000",
-            "",
-            "",
-            other,
-            "user",
-            False,
-            False,
-            {},
-            "x",
-            {},
-            {},
+            *vdi_introduce_args("dddddddd-0000-0000-0000-000000000000", other, "x"),
         )[1]
         == other
     )
