@@ -1,6 +1,8 @@
 """Storage set-ups of the simulator's tests, made through the wire: an SR introduced and a PBD
 made as a test needs them, an hba SR showing LUNs of the simulated FC fabric, the VDI.create
-record that claims one of its LUNs, and VDI.introduce's arguments."""
+record that claims one of its LUNs, VDI.introduce's arguments, and VHD files."""
+
+import subprocess
 
 SR_UUID = "5f1c6a4e-0a2b-4c3d-8e9f-0123456789ab"
 TARGET = "50:0a:09:82:99:1b:8d:c5"
@@ -76,4 +78,22 @@ def vdi_introduce_args(
         location,
         xenstore_data or {},
         sm_config or {},
+    )
+
+
+def write_vhd(path, size):
+    """A dynamic VHD of `size` bytes at `path`, made by qemu-img (force_size: that size, not
+    rounded to a CHS geometry)."""
+    subprocess.check_call(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "vpc",
+            "-o",
+            "subformat=dynamic,force_size=on",
+            path,
+            str(size),
+        ]
     )

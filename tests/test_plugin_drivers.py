@@ -2,32 +2,20 @@
 plugin path; nfs against the real NFS server."""
 
 import os
-import subprocess
 import uuid
 
 import pytest
 
 from conftest import API_LEVEL, PluginError, plugin, state
 from drivercheck import xensm_volume
+from simstorage import write_vhd
 from test_plugin_iscsi import ci as iscsi_ci
 from test_plugin_iscsi import placed
 
 
 def make_vhd(directory, size=64 << 20):
     vdi = str(uuid.uuid4())
-    subprocess.check_call(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=dynamic,force_size=on",
-            os.path.join(directory, vdi + ".vhd"),
-            str(size),
-        ]
-    )
+    write_vhd(os.path.join(directory, vdi + ".vhd"), size)
     return vdi
 
 

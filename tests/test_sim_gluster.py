@@ -2,10 +2,10 @@
 (xcp-ng sm drivers/GlusterFSSR.py, FileSR.py; mount.glusterfs)."""
 
 import os
-import subprocess
 import tempfile
 import uuid
 
+from simstorage import write_vhd
 from test_sim_wire import fails
 
 MOUNT_FAILED = "mount failed with return code 1"
@@ -14,19 +14,7 @@ MOUNT_FAILED = "mount failed with return code 1"
 def vhd_bytes(size):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "x.vhd")
-        subprocess.check_call(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "vpc",
-                "-o",
-                "subformat=dynamic,force_size=on",
-                path,
-                str(size),
-            ]
-        )
+        write_vhd(path, size)
         with open(path, "rb") as fh:
             return fh.read()
 

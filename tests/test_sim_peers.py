@@ -1,10 +1,9 @@
 """The iscsi and nfs storage managers against real peers: tgt and nfs-ganesha on loopback."""
 
 import os
-import subprocess
 import uuid
 
-from simstorage import vdi_introduce_args
+from simstorage import vdi_introduce_args, write_vhd
 from test_sim_wire import fails
 
 
@@ -107,19 +106,7 @@ def nfs_sr(pool, xapi, peers, host=0, version="3", serverpath="/srv", make_dir=T
         d = os.path.join(peers.nfs_export, sr_uuid)
         os.makedirs(d)
         for vdi_uuid, size in vhds:
-            subprocess.check_call(
-                [
-                    "qemu-img",
-                    "create",
-                    "-q",
-                    "-f",
-                    "vpc",
-                    "-o",
-                    "subformat=dynamic,force_size=on",
-                    os.path.join(d, vdi_uuid + ".vhd"),
-                    str(size),
-                ]
-            )
+            write_vhd(os.path.join(d, vdi_uuid + ".vhd"), size)
     sr = xapi.SR.introduce(sr_uuid, "nfs", "", "nfs", "user", True, {})
     pbd = xapi.PBD.create(
         {

@@ -1,26 +1,14 @@
 """The smb storage manager against a real smbd on loopback (sm drivers/SMBSR.py, cifutils.py)."""
 
 import os
-import subprocess
 import uuid
 
+from simstorage import write_vhd
 from test_sim_wire import fails
 
 
 def vhd(directory, vdi_uuid, size):
-    subprocess.check_call(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=dynamic,force_size=on",
-            os.path.join(directory, vdi_uuid + ".vhd"),
-            str(size),
-        ]
-    )
+    write_vhd(os.path.join(directory, vdi_uuid + ".vhd"), size)
 
 
 def smb_sr(
