@@ -2,14 +2,13 @@
 authenticates the call, and the plugin's session is logged out when the call ends."""
 
 import os
-import threading
-import time
 import uuid
 import xmlrpc.client
 
 import pytest
 
 from conftest import PluginError, plugin, state
+from racewindow import in_background, wait_for_call
 from test_plugin_iscsi import placed
 
 
@@ -30,28 +29,17 @@ def attach_while_the_client_logs_out(pool, host, vm_uuid, info):
     VBD.plug (2 s of injected latency); returns the plugin's result or PluginError."""
     client = pool.session()
     pool.admin.set_latency("VBD.plug", 2.0)
-    out = {}
-
-    def attach():
-        try:
-            out["result"] = plugin(
-                client.xenapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid
-            )
-        except PluginError as e:
-            out["result"] = e
-
-    t = threading.Thread(target=attach)
-    t.start()
-    while pool.admin.counts().get("VBD.plug", {}).get("plugin", 0) == 0:
-        assert t.is_alive(), out
-        time.sleep(0.01)
+    t, out = in_background(
+        lambda: plugin(client.xenapi, host, "attach_volume", connection_info=info, vm_uuid=vm_uuid)
+    )
+    wait_for_call(pool, "VBD.plug", t, out)
     # what a client does when it gives up: log its session out
     xmlrpc.client.ServerProxy(pool.url).session.logout(client._session)
     t.join(60)
     assert not t.is_alive()
     pool.admin.set_latency("VBD.plug", 0.0)
     assert client._session not in pool.sim.sessions
-    return out["result"]
+    return out["r"]
 
 
 @pytest.mark.slow
