@@ -11,7 +11,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 import XenAPI
@@ -19,21 +18,14 @@ import XenAPI
 import xenvol
 from conftest import PluginError, plugin
 from test_cli import BIN, served  # noqa: F401  (the served fixture)
+from test_plugin_session import file_volume_in
 
 SLOW = 3.0  # seconds the plugin's PBD.plug takes: the window the interrupt lands in
 
 
 def file_volume(state_dir):
-    vdi = str(uuid.uuid4())
-    for root in glob.glob(os.path.join(state_dir, "h*")):
-        d = os.path.join(root, "var/lib/xenvol/volumes")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
-            fh.truncate(1 << 20)
-    return {
-        "driver_volume_type": "file",
-        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
-    }
+    """A file volume on every host of the simulator under state_dir."""
+    return file_volume_in(glob.glob(os.path.join(state_dir, "h*")))
 
 
 def running(state_dir, timeout=60):

@@ -13,13 +13,21 @@ from test_plugin_iscsi import placed
 
 
 def file_volume(host):
-    d = os.path.join(host.root, "var/lib/xenvol/volumes")
-    os.makedirs(d, exist_ok=True)
+    """A 1 MiB raw file volume on host (a simulated host)."""
+    return file_volume_in([host.root])
+
+
+def file_volume_in(roots, volume_type="file"):
+    """A 1 MiB raw file volume, the same file under each of the host roots given (the SR is
+    plugged on the VM's host and the master); its connection_info."""
     vdi = str(uuid.uuid4())
-    with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
-        fh.truncate(1 << 20)
+    for root in roots:
+        d = os.path.join(root, "var/lib/xenvol/volumes")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
+            fh.truncate(1 << 20)
     return {
-        "driver_volume_type": "file",
+        "driver_volume_type": volume_type,
         "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
     }
 

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from conftest import REPO, PluginError, plugin, state
+from test_plugin_session import file_volume_in
 
 EXAMPLE = os.path.join(REPO, "examples", "drivers.d", "acme_gluster.py")
 
@@ -107,25 +108,25 @@ class AcmeMapped(FileDriver):
 '''
 
 
+def with_vendor_driver(pool, filename, source, volume_type):
+    """vm-1's host with `source` as its /etc/xenvol/drivers.d/<filename>, and a file volume of
+    `volume_type` there: (xapi, the VM's ref, its host, connection_info)."""
+    xapi = pool.session().xenapi
+    ref = xapi.VM.get_by_name_label("vm-1")[0]
+    host = [h for h in pool.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
+    with open(os.path.join(host.root, "etc/xenvol/drivers.d", filename), "w") as fh:
+        fh.write(source)
+    return xapi, ref, host, file_volume_in([host.root], volume_type)
+
+
 def test_vendor_compensation_runs_on_failure_and_after_a_kill(ppool):
     """A vendor's own step is journaled by the name of its compensation: a failure later in the
     call undoes it, and so does the next call after the plugin was killed (recovery loads the
     vendor's file to find the compensation)."""
-    xapi = ppool.session().xenapi
-    ref = xapi.VM.get_by_name_label("vm-1")[0]
-    host = [h for h in ppool.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
-    with open(os.path.join(host.root, "etc/xenvol/drivers.d/acme_mapped.py"), "w") as fh:
-        fh.write(MAPPING_DRIVER)
-    d = os.path.join(host.root, "var/lib/xenvol/volumes")
-    os.makedirs(d, exist_ok=True)
-    vdi = str(uuid.uuid4())
-    with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
-        fh.truncate(1 << 20)
-    info = {
-        "driver_volume_type": "acme-mapped",
-        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
-    }
-    mapped = os.path.join(host.root, "var/lib/acme-maps", vdi)
+    xapi, ref, host, info = with_vendor_driver(
+        ppool, "acme_mapped.py", MAPPING_DRIVER, "acme-mapped"
+    )
+    mapped = os.path.join(host.root, "var/lib/acme-maps", info["data"]["vdi_uuid"])
     before = state(ppool)
     ppool.admin.inject_fault("VBD.create", ["INTERNAL_ERROR", "injected"], {"caller": "plugin"})
     with pytest.raises(PluginError):
@@ -160,22 +161,11 @@ class AcmeUnpacked(FileDriver):
 def test_a_driver_returning_a_plain_sr_and_vdi_still_attaches(ppool):
     """Driver.connect_volume's result unpacks as (sr, vdi), as it always did; a plain tuple
     returned instead is still attached and released (storage.in_use checks the SR alone)."""
-    xapi = ppool.session().xenapi
-    ref = xapi.VM.get_by_name_label("vm-1")[0]
-    host = [h for h in ppool.sim.hosts if h.ref == xapi.VM.get_resident_on(ref)][0]
-    with open(os.path.join(host.root, "etc/xenvol/drivers.d/acme_unpacked.py"), "w") as fh:
-        fh.write(UNPACKING_DRIVER)
-    d = os.path.join(host.root, "var/lib/xenvol/volumes")
-    os.makedirs(d, exist_ok=True)
-    vdi = str(uuid.uuid4())
-    with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
-        fh.truncate(1 << 20)
-    info = {
-        "driver_volume_type": "acme-unpacked",
-        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
-    }
+    xapi, ref, host, info = with_vendor_driver(
+        ppool, "acme_unpacked.py", UNPACKING_DRIVER, "acme-unpacked"
+    )
     before = state(ppool)
     out = plugin(xapi, host, "attach_volume", connection_info=info, vm_uuid=xapi.VM.get_uuid(ref))
-    assert out["vdi_uuid"] == vdi and out["plugged"] is True
+    assert out["vdi_uuid"] == info["data"]["vdi_uuid"] and out["plugged"] is True
     plugin(xapi, host, "detach_volume", vbd_uuid=out["vbd_uuid"])
     assert state(ppool) == before

@@ -7,13 +7,13 @@ import json
 import os
 import re
 import shutil
-import uuid
 
 import pytest
 
 import xenvol
 from conftest import API_LEVEL, FAST_SETTINGS, PLUGINS, REPO, Pool
 from test_pack import dom0, rpm
+from test_plugin_session import file_volume_in
 from xenvol_pack import build
 from xenvol_pack.common import rpm_name, stop_agent, update_uuid
 
@@ -171,13 +171,4 @@ def test_upgrade_from_the_previous_release(tmp_path):
 
 def file_volume(hosts):
     """A file volume every host has (the SR is plugged on the VM's host and the master)."""
-    vdi = str(uuid.uuid4())
-    for host in hosts:
-        d = os.path.join(host.root, "var/lib/xenvol/volumes")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, vdi + ".raw"), "wb") as fh:
-            fh.truncate(1 << 20)
-    return {
-        "driver_volume_type": "file",
-        "data": {"path": "/var/lib/xenvol/volumes", "vdi_uuid": vdi},
-    }
+    return file_volume_in(h.root for h in hosts)

@@ -184,6 +184,17 @@ def test_client_and_plugin_agree_on_passwords(value):
         assert "\n" not in value and "\r" not in value and 0 < len(value) <= 256
 
 
+def test_client_and_plugin_find_secrets_in_strings_by_the_same_patterns():
+    """The client and dom0 are two installs and share no module: the patterns that find a
+    secret inside a string (an option, URL userinfo, a type's own export format) are kept the
+    same text in both (xenvol/secrets.py, xenvol_dom0/redact.py)."""
+    for name in ("_OPTION", "_USERINFO", "_VZ_EXPORT"):
+        assert getattr(secrets, name).pattern == getattr(redact, name).pattern, name
+    assert dict((k, v.pattern) for k, v in secrets._EXPORT_FORMATS.items()) == dict(
+        (k, v.pattern) for k, v in redact._EXPORT_FORMATS.items()
+    )
+
+
 @pytest.mark.slow
 @given(st.from_regex(r"[a-zA-Z][a-zA-Z0-9_-]{0,20}", fullmatch=True))
 def test_client_and_plugin_share_one_key_list(key):
